@@ -1,0 +1,205 @@
+//! The `tokit` command line: run scripts, list plugins, inspect models, run forward
+//! passes and analyses from the shell.
+
+use crate::config::{BackendChoice, Config};
+use crate::engine::{AnalyzeInput, Engine};
+use crate::script::ScriptHost;
+use crate::session::{ForwardSpec, LoadOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "tokit", version, about = "Measure language models with information theory")]
+pub struct Cli {
+    /// Configuration file (default: ./tokit.ron, then ~/.config/tokit/tokit.ron).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Compute backend: auto, cpu or gpu.
+    #[arg(long, global = true)]
+    pub backend: Option<BackendChoice>,
+    /// Extra plugin directory (repeatable), searched first.
+    #[arg(long = "plugin-dir", global = true)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a Rhai script.
+    Run { script: PathBuf },
+    /// List loaded plugins with what they provide.
+    Plugins,
+    /// Describe a model: architecture, sizes, hook points, ablation methods.
+    Info { model: String },
+    /// Run a forward pass; write logits and captured hooks to a safetensors file.
+    Forward {
+        model: String,
+        #[command(flatten)]
+        input: TextInput,
+        /// Hook pattern to capture (repeatable), e.g. `blocks.*.hook_resid_post`.
+        #[arg(long)]
+        capture: Vec<String>,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Compute a metric; write the result JSON.
+    Analyze {
+        metric: String,
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        input: TextInput,
+        /// A parameter `name=value` (value parsed as JSON, else taken as a string).
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TextInput {
+    /// Input text.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub tokens: Option<Vec<u32>>,
+    /// Read the input text from a file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+impl TextInput {
+    fn text(&self) -> Result<Option<String>> {
+        match (&self.text, &self.file) {
+            (Some(_), Some(_)) => bail!("give --text or --file, not both"),
+            (Some(t), None) => Ok(Some(t.clone())),
+            (None, Some(f)) => Ok(Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Build the engine from the global options.
+pub fn engine(cli: &Cli) -> Result<Engine> {
+    let mut config = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::discover()?.0,
+    };
+    if let Some(b) = cli.backend {
+        config.backend = b;
+    }
+    let mut dirs = cli.plugin_dirs.clone();
+    dirs.append(&mut config.plugin_dirs);
+    config.plugin_dirs = dirs;
+    Engine::new(config)
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let tokit = engine(&cli)?;
+    match cli.command {
+        Command::Run { script } => {
+            let mut host = ScriptHost::new(Arc::new(tokit));
+            let _ = host.run_file(&script)?;
+        }
+        Command::Plugins => {
+            if tokit.plugins.plugins.is_empty() {
+                println!("no plugins loaded");
+            }
+            for p in &tokit.plugins.plugins {
+                println!("{} {} ({}, ABI {}.{}, sdk {})", p.desc.name, p.desc.version, p.desc.kind, p.abi.0, p.abi.1, p.desc.sdk_version);
+                println!("  file: {}", p.path.display());
+                if !p.desc.description.is_empty() {
+                    println!("  {}", p.desc.description);
+                }
+                for a in &p.desc.architectures {
+                    println!("  architecture {} (model_type: {})", a.name, a.model_types.join(", "));
+                }
+                for m in &p.desc.metrics {
+                    let r = if m.reconstruction { " [reconstruction]" } else { "" };
+                    println!("  metric {} [{}]{r}: {}", m.name, m.unit, m.description);
+                }
+                for a in &p.desc.actions {
+                    println!("  action {a}");
+                }
+            }
+            for (f, why) in &tokit.plugins.failures {
+                println!("failed to load {}: {why}", f.display());
+            }
+        }
+        Command::Info { model } => {
+            let m = tokit.load_model(&model, &LoadOptions::default())?;
+            let i = m.info();
+            println!("model:        {}", m.path.display());
+            println!("architecture: {} (plugin {} {})", i.arch, m.plugin.name(), m.plugin.desc.version);
+            println!("fingerprint:  {}", m.fingerprint);
+            println!("vocab:        {} (tokenizer: {})", i.vocab_size, m.tokenizer.vocab_size());
+            println!("layers:       {}   d_model: {}   causal: {}", i.n_layers, i.d_model, i.causal);
+            println!("context:      {}", i.context_length.map_or("unbounded".into(), |n| n.to_string()));
+            println!("ablation:     {} (default {})", i.ablation_methods.join(", "), i.default_ablation);
+            println!("hooks:        {}", i.hooks.join(", "));
+            println!("backend:      {}", tokit.backend_name());
+            if !i.extra.is_null() {
+                println!("extra:        {}", i.extra);
+            }
+        }
+        Command::Forward { model, input, capture, output } => {
+            let m = tokit.load_model(&model, &LoadOptions::default())?;
+            let tokens = tokens_of(&input, Some(&m))?.ok_or_else(|| anyhow!("forward: give --text, --tokens or --file"))?;
+            let out = m.forward(&tokens, &ForwardSpec { capture, ..Default::default() })?;
+            let v0 = out.into_iter().next().unwrap_or_default();
+            let path = output.unwrap_or_else(|| PathBuf::from("out/forward.safetensors"));
+            let tensors: Vec<(&str, &crate::Tensor)> = v0.iter().map(|(k, t)| (k.as_str(), t)).collect();
+            let meta = [
+                ("tokens".to_string(), tokens.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+                ("model".to_string(), m.path.display().to_string()),
+                ("arch".to_string(), m.arch.clone()),
+            ];
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            tokit_model::save_safetensors(&path, &tensors, Some(meta.into_iter().collect()))?;
+            println!("wrote {} ({} tensors, logits {:?})", path.display(), tensors.len(), v0.get("logits").map(|t| t.shape().to_vec()));
+        }
+        Command::Analyze { metric, model, input, params, output } => {
+            let m = match &model {
+                Some(p) => Some(tokit.load_model(p, &LoadOptions::default())?),
+                None => None,
+            };
+            let mut a = AnalyzeInput { tokens: input.tokens.clone(), text: input.text()?, model: m, ..Default::default() };
+            for p in &params {
+                let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
+                let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+                a.params.insert(k.to_string(), v);
+            }
+            let report = tokit.analyze(&metric, &a)?;
+            let path = output.unwrap_or_else(|| PathBuf::from(format!("out/{metric}.json")));
+            report.save(&path)?;
+            let v = report.value.map_or("-".to_string(), |v| format!("{v:.6}"));
+            println!("{metric} = {v} {} ({})", report.unit, report.estimator);
+            for (k, s) in &report.scalars {
+                println!("  {k}: {s:.6}");
+            }
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn tokens_of(input: &TextInput, model: Option<&crate::Model>) -> Result<Option<Vec<u32>>> {
+    if let Some(t) = &input.tokens {
+        return Ok(Some(t.clone()));
+    }
+    match (input.text()?, model) {
+        (Some(text), Some(m)) => Ok(Some(m.encode(&text)?)),
+        (Some(_), None) => bail!("text given without a model to tokenise it"),
+        (None, _) => Ok(None),
+    }
+}

@@ -1,0 +1,108 @@
+//! `tokit.ron`: plugin directories, backend, threads, script limits, named models,
+//! output directory. Found in the working directory, then the user config directory.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Which compute backend to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendChoice {
+    /// A real GPU if one is there, else the CPU (with the reason logged).
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "gpu" => Ok(BackendChoice::Gpu),
+            _ => Err(format!("unknown backend `{s}` (expected auto, cpu or gpu)")),
+        }
+    }
+}
+
+/// Limits that stop runaway scripts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScriptLimits {
+    /// Rhai operations per script run (0 = unlimited).
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        ScriptLimits { max_operations: 500_000_000, max_call_levels: 64, max_string_size: 64 << 20, max_array_size: 16 << 20 }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Extra plugin directories, searched before the built-in ones.
+    pub plugin_dirs: Vec<PathBuf>,
+    pub backend: BackendChoice,
+    /// Compute threads (None = all cores).
+    pub threads: Option<usize>,
+    pub script: ScriptLimits,
+    /// Short names for model paths: `load_model("smollm2")`.
+    pub models: BTreeMap<String, PathBuf>,
+    /// Where scripts write results by default.
+    pub output_dir: Option<PathBuf>,
+    /// Skip the plugins next to the `tokit` binary / in the workspace build output.
+    pub no_default_plugins: bool,
+}
+
+impl Config {
+    /// Parse a RON file; errors name the file and the position.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// `./tokit.ron`, else `$XDG_CONFIG_HOME/tokit/tokit.ron` (or `~/.config/...`), else
+    /// defaults.
+    pub fn discover() -> Result<(Config, Option<PathBuf>)> {
+        let mut candidates = vec![PathBuf::from("tokit.ron")];
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        if let Some(b) = base {
+            candidates.push(b.join("tokit").join("tokit.ron"));
+        }
+        for c in candidates {
+            if c.is_file() {
+                return Ok((Config::load(&c)?, Some(c)));
+            }
+        }
+        Ok((Config::default(), None))
+    }
+
+    /// Directories searched for plugins: configured ones, then the directory of the
+    /// running binary (the workspace's `target/<profile>` during development).
+    pub fn plugin_search_path(&self) -> Vec<PathBuf> {
+        let mut dirs = self.plugin_dirs.clone();
+        if !self.no_default_plugins {
+            if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+                // Test binaries live in target/<profile>/deps.
+                if exe_dir.file_name().is_some_and(|n| n == "deps") {
+                    if let Some(p) = exe_dir.parent() {
+                        dirs.push(p.to_path_buf());
+                    }
+                }
+                dirs.push(exe_dir);
+            }
+        }
+        dirs
+    }
+}

@@ -1,0 +1,189 @@
+//! The engine facade: configuration, backend, plugins, models and analyses in one place.
+//! The CLI, the Rhai API and the REPL all go through it.
+
+use crate::config::{BackendChoice, Config};
+use crate::plugin::host::host;
+use crate::plugin::{Plugin, PluginSet, Text};
+use crate::report::{Provenance, Report};
+use crate::session::{LoadOptions, Model};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokit_compute::{CpuBackend, Tensor};
+use tokit_sdk::abi::{MetricArgs, NamedTensor, ResultSink, Str, TensorId};
+
+/// What an analysis gets.
+#[derive(Clone, Default)]
+pub struct AnalyzeInput {
+    pub model: Option<Model>,
+    pub text: Option<String>,
+    pub tokens: Option<Vec<u32>>,
+    pub params: Map<String, Value>,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+/// The engine: one per CLI run, script or REPL.
+pub struct Engine {
+    pub config: Config,
+    pub plugins: PluginSet,
+    backend_name: String,
+}
+
+impl Engine {
+    /// Set up the backend and load every plugin found on the search path (plus `extra`).
+    pub fn new(config: Config) -> Result<Engine> {
+        let backend_name = select_backend(&config)?;
+        let plugins = PluginSet::discover(&config.plugin_search_path());
+        if plugins.plugins.is_empty() {
+            tracing::warn!(
+                "no plugins found (searched: {}); build them with `cargo build --workspace` or set plugin_dirs in tokit.ron",
+                config.plugin_search_path().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(Engine { config, plugins, backend_name })
+    }
+
+    /// Load one more plugin file explicitly.
+    pub fn add_plugin(&mut self, path: &Path) -> Result<Arc<Plugin>> {
+        self.plugins.add_file(path)
+    }
+
+    pub fn backend_name(&self) -> &str {
+        &self.backend_name
+    }
+
+    /// Resolve a model name from `tokit.ron` or take the path as is.
+    pub fn model_path(&self, name: &str) -> PathBuf {
+        self.config.models.get(name).cloned().unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    pub fn load_model(&self, path: &str, opts: &LoadOptions) -> Result<Model> {
+        Model::load(&self.plugins, &self.model_path(path), opts)
+    }
+
+    /// Run a plugin action (`call_plugin("arllm", "fit", ...)`).
+    pub fn action(&self, plugin: &str, name: &str, args: &Value) -> Result<Value> {
+        self.plugins.get(plugin)?.action(name, args)
+    }
+
+    /// Compute `metric` and return its report.
+    pub fn analyze(&self, metric: &str, input: &AnalyzeInput) -> Result<Report> {
+        let (plugin, spec) = self.plugins.find_metric(metric)?;
+        if spec.needs_model && input.model.is_none() {
+            bail!("metric `{metric}` needs a model (pass `model`)");
+        }
+        let tokens: Vec<u32> = match (&input.tokens, &input.text) {
+            (Some(t), _) => t.clone(),
+            (None, Some(text)) => match &input.model {
+                Some(m) => m.encode(text)?,
+                None => bail!("metric `{metric}`: text given without a model to tokenise it; pass `tokens` or `model`"),
+            },
+            (None, None) => Vec::new(),
+        };
+        let known: Vec<&str> = spec.params.iter().map(|p| p.name.as_str()).collect();
+        if let Some(k) = input.params.keys().find(|k| !known.contains(&k.as_str())) {
+            bail!("metric `{metric}` has no parameter `{k}` (parameters: {})", known.join(", "));
+        }
+        let params = Value::Object(input.params.clone()).to_string();
+        let ids: Vec<(String, TensorId)> = input.tensors.iter().map(|(n, t)| (n.clone(), host().insert(t.clone()))).collect();
+        let named: Vec<NamedTensor> = ids.iter().map(|(n, id)| NamedTensor { name: Str::new(n), tensor: *id }).collect();
+        let args = MetricArgs {
+            struct_size: std::mem::size_of::<MetricArgs>() as u32,
+            metric: Str::new(metric),
+            params: Str::new(&params),
+            model: input.model.as_ref().map_or(0, |m| m.id),
+            tokens: tokens.as_ptr(),
+            n_tokens: tokens.len(),
+            inputs: named.as_ptr(),
+            n_inputs: named.len(),
+        };
+        struct Collect {
+            record: Text,
+            tensors: Vec<(String, TensorId)>,
+        }
+        unsafe extern "C" fn record(ctx: *mut std::ffi::c_void, json: Str) {
+            let c = unsafe { &mut *(ctx as *mut Collect) };
+            c.record.0.push_str(unsafe { json.to_str() }.unwrap_or(""));
+        }
+        unsafe extern "C" fn tensor(ctx: *mut std::ffi::c_void, name: Str, t: TensorId) {
+            let c = unsafe { &mut *(ctx as *mut Collect) };
+            c.tensors.push((unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
+        }
+        let mut collect = Collect { record: Text::new(), tensors: Vec::new() };
+        let sink = ResultSink { ctx: &mut collect as *mut Collect as *mut std::ffi::c_void, record, tensor };
+        let status = plugin.call(metric, |vt, err| unsafe { (vt.metric_compute)(&args, &sink, err) });
+        for (_, id) in &ids {
+            host().release(*id);
+        }
+        let mut tensors = BTreeMap::new();
+        for (name, id) in collect.tensors {
+            tensors.insert(name, host().take(id)?);
+        }
+        status.with_context(|| format!("metric `{metric}`"))?;
+        let rec: Value = serde_json::from_str(&collect.record.0)
+            .with_context(|| format!("plugin {}: metric `{metric}` returned an invalid record", plugin.name()))?;
+        let token_text = match &input.model {
+            Some(m) => tokens.iter().map(|&t| m.tokenizer.token_str(t).unwrap_or_else(|| t.to_string())).collect(),
+            None => Vec::new(),
+        };
+        let f = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        Ok(Report {
+            metric: metric.to_string(),
+            plugin: plugin.name().to_string(),
+            plugin_version: plugin.desc.version.clone(),
+            description: spec.description.clone(),
+            reconstruction: spec.reconstruction,
+            value: rec.get("value").and_then(Value::as_f64),
+            unit: f("unit"),
+            estimator: f("estimator"),
+            scalars: rec
+                .get("scalars")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN))).collect())
+                .unwrap_or_default(),
+            params: rec.get("params").and_then(Value::as_object).cloned().unwrap_or_default(),
+            notes: rec
+                .get("notes")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            tensors,
+            tokens: token_text,
+            provenance: Provenance {
+                model_path: input.model.as_ref().map(|m| m.path.display().to_string()),
+                model_hash: input.model.as_ref().map(|m| m.fingerprint.clone()),
+                arch: input.model.as_ref().map(|m| m.arch.clone()),
+                ablation: rec.get("ablation").and_then(Value::as_str).map(str::to_string),
+                backend: self.backend_name.clone(),
+                tokit_version: env!("CARGO_PKG_VERSION").to_string(),
+                created_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            },
+        })
+    }
+
+    /// Every metric with its plugin.
+    pub fn metrics(&self) -> Vec<(String, tokit_sdk::MetricSpec)> {
+        self.plugins.plugins.iter().flat_map(|p| p.desc.metrics.iter().map(|m| (p.name().to_string(), m.clone()))).collect()
+    }
+}
+
+/// Install the chosen backend in the host; returns its display name.
+fn select_backend(config: &Config) -> Result<String> {
+    match config.backend {
+        BackendChoice::Gpu => Err(anyhow!(
+            "backend gpu: this build of tokit has no GPU backend yet; use --backend cpu or auto"
+        )),
+        BackendChoice::Auto | BackendChoice::Cpu => {
+            if config.backend == BackendChoice::Auto {
+                tracing::debug!("backend auto: using the CPU (no GPU backend in this build)");
+            }
+            host().set_backend(Arc::new(CpuBackend::new(config.threads)));
+            Ok(format!("cpu ({} threads)", config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))))
+        }
+    }
+}

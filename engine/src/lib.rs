@@ -1,0 +1,17 @@
+//! tokit-engine: the host of tokit. It loads architecture and metric plugins through a
+//! stable C ABI, owns weights, tensors and the compute backend, runs forward passes with
+//! hooks and interventions, and exposes all of it to Rhai scripts and the command line.
+
+pub mod config;
+pub mod engine;
+pub mod plugin;
+pub mod report;
+pub mod session;
+
+pub use config::{BackendChoice, Config};
+pub use engine::{AnalyzeInput, Engine};
+pub use report::Report;
+pub use session::{Action, ForwardSpec, Intervention, LoadOptions, Model};
+pub use tokit_compute::Tensor;
+pub mod script;
+pub mod cli;

@@ -1,0 +1,171 @@
+//! Results: the record of one measure (value, unit, estimator, scalars, tensors,
+//! provenance), its canonical JSON, CSV tables, and atomic file writes.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use tokit_compute::Tensor;
+
+/// Where a result came from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Provenance {
+    pub model_path: Option<String>,
+    pub model_hash: Option<String>,
+    pub arch: Option<String>,
+    pub ablation: Option<String>,
+    pub backend: String,
+    pub tokit_version: String,
+    pub created_unix: u64,
+}
+
+/// One measured result (DESIGN.md, "Metrics and results").
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub metric: String,
+    pub plugin: String,
+    pub plugin_version: String,
+    pub description: String,
+    pub reconstruction: bool,
+    pub value: Option<f64>,
+    pub unit: String,
+    pub estimator: String,
+    pub scalars: BTreeMap<String, f64>,
+    pub params: Map<String, Value>,
+    pub notes: Vec<String>,
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Token text per position, when the input was text (table row labels).
+    pub tokens: Vec<String>,
+    pub provenance: Provenance,
+}
+
+/// A number as JSON (NaN and infinities as null, never an invalid file).
+fn num(v: f64) -> Value {
+    serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
+}
+
+impl Report {
+    /// The canonical JSON form.
+    pub fn to_json(&self) -> Value {
+        let tensors: Map<String, Value> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| {
+                let data: Vec<Value> = t.data().iter().map(|&x| num(x as f64)).collect();
+                (k.clone(), serde_json::json!({ "shape": t.shape(), "data": data }))
+            })
+            .collect();
+        let scalars: Map<String, Value> = self.scalars.iter().map(|(k, &v)| (k.clone(), num(v))).collect();
+        serde_json::json!({
+            "metric": self.metric,
+            "plugin": self.plugin,
+            "plugin_version": self.plugin_version,
+            "description": self.description,
+            "reconstruction": self.reconstruction,
+            "value": self.value.map(num),
+            "unit": self.unit,
+            "estimator": self.estimator,
+            "scalars": scalars,
+            "params": self.params,
+            "notes": self.notes,
+            "tokens": self.tokens,
+            "tensors": tensors,
+            "provenance": self.provenance,
+        })
+    }
+
+    /// Per-position table: every 1-D tensor whose length matches the longest one, plus
+    /// the token text when known. Returns (header, rows).
+    pub fn table(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let n = self.tensors.values().filter(|t| t.ndim() == 1).map(|t| t.numel()).max().unwrap_or(0);
+        let cols: Vec<(&String, &Tensor)> =
+            self.tensors.iter().filter(|(_, t)| t.ndim() == 1 && t.numel() == n).collect();
+        let with_tokens = self.tokens.len() == n && n > 0;
+        let mut header = vec!["position".to_string()];
+        if with_tokens {
+            header.push("token".into());
+        }
+        header.extend(cols.iter().map(|(k, _)| k.to_string()));
+        let rows = (0..n)
+            .map(|i| {
+                let mut r = vec![i.to_string()];
+                if with_tokens {
+                    r.push(self.tokens[i].clone());
+                }
+                r.extend(cols.iter().map(|(_, t)| format!("{:.6}", t.data()[i])));
+                r
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// The table as aligned text (for the terminal).
+    pub fn table_text(&self, max_rows: usize) -> String {
+        let (header, rows) = self.table();
+        let shown: Vec<&Vec<String>> = rows.iter().take(max_rows).collect();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|c| shown.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
+            .collect();
+        let line = |cells: &[String]| {
+            cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| if i == 1 && header.get(1).is_some_and(|h| h == "token") { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        let mut out = line(&header);
+        for r in &shown {
+            out.push('\n');
+            out.push_str(&line(r));
+        }
+        if rows.len() > max_rows {
+            out.push_str(&format!("\n… {} more rows", rows.len() - max_rows));
+        }
+        out
+    }
+
+    /// The table as CSV.
+    pub fn to_csv(&self) -> String {
+        let (header, rows) = self.table();
+        let esc = |s: &str| {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        let mut out = header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(",");
+        out.push('\n');
+        for r in rows {
+            out.push_str(&r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Write JSON (`.json`) or CSV (`.csv`), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => write_atomic(path, serde_json::to_string_pretty(&self.to_json())?.as_bytes()),
+            Some("csv") => write_atomic(path, self.to_csv().as_bytes()),
+            _ => bail!("{}: unknown result format (use .json or .csv)", path.display()),
+        }
+    }
+}
+
+/// Write a file by writing a temporary sibling and renaming it over the target, so a
+/// crash never leaves a half-written result.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}

@@ -1,0 +1,96 @@
+//! The Rhai surface: a sandboxed Rhai engine with tokit's API registered, limits that stop
+//! runaway scripts, Ctrl-C cancellation, and errors reported as `file:line:col`.
+
+mod api;
+mod convert;
+
+use crate::engine::Engine;
+use crate::plugin::host::host;
+use anyhow::{anyhow, Result};
+use rhai::{EvalAltResult, Position, Scope};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use api::ScriptReport;
+
+/// A Rhai engine bound to a tokit engine; its scope persists across `eval` calls.
+pub struct ScriptHost {
+    pub rhai: rhai::Engine,
+    pub scope: Scope<'static>,
+    pub tokit: Arc<Engine>,
+}
+
+impl ScriptHost {
+    pub fn new(tokit: Arc<Engine>) -> ScriptHost {
+        let mut rhai = rhai::Engine::new();
+        let limits = &tokit.config.script;
+        if limits.max_operations > 0 {
+            rhai.set_max_operations(limits.max_operations);
+        }
+        rhai.set_max_call_levels(limits.max_call_levels);
+        rhai.set_max_string_size(limits.max_string_size);
+        rhai.set_max_array_size(limits.max_array_size);
+        rhai.set_max_map_size(limits.max_array_size);
+        rhai.set_strict_variables(true);
+        // Ctrl-C sets the host's cancel flag; stop the script at its next operation.
+        rhai.on_progress(|_| host().is_cancelled().then(|| "cancelled (Ctrl-C)".into()));
+        rhai.on_print(|s| println!("{s}"));
+        rhai.on_debug(|s, src, pos| tracing::debug!("{}:{pos}: {s}", src.unwrap_or("script")));
+        api::register(&mut rhai, tokit.clone());
+        ScriptHost { rhai, scope: Scope::new(), tokit }
+    }
+
+    /// Run a script file in the persistent scope.
+    pub fn run_file(&mut self, path: &Path) -> Result<rhai::Dynamic> {
+        let src = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        self.eval_named(&src, &path.display().to_string())
+    }
+
+    /// Evaluate source text; errors name `source:line:col`.
+    pub fn eval_named(&mut self, src: &str, source: &str) -> Result<rhai::Dynamic> {
+        host().cancel_flag().store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut ast = self.rhai.compile_with_scope(&self.scope, src).map_err(|e| {
+            let pos = e.1;
+            anyhow!("{}: syntax error: {}", locate(source, pos), e.0)
+        })?;
+        ast.set_source(source);
+        self.rhai
+            .eval_ast_with_scope::<rhai::Dynamic>(&mut self.scope, &ast)
+            .map_err(|e| anyhow!("{}", describe(source, &e, self.tokit.config.script.max_operations)))
+    }
+}
+
+fn locate(source: &str, pos: Position) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{source}:{l}:{c}"),
+        (Some(l), None) => format!("{source}:{l}"),
+        _ => source.to_string(),
+    }
+}
+
+/// A script error as `file:line:col: message`, with the innermost position.
+fn describe(source: &str, e: &EvalAltResult, max_ops: u64) -> String {
+    let mut err = e;
+    // Errors inside functions wrap the real one; report where it actually happened.
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) = err {
+        if inner.position().is_none() {
+            break;
+        }
+        err = inner;
+    }
+    let msg = match err {
+        EvalAltResult::ErrorTooManyOperations(_) => format!(
+            "script stopped after {max_ops} operations (an endless loop? raise `script.max_operations` in tokit.ron)"
+        ),
+        EvalAltResult::ErrorTerminated(v, _) => format!("script stopped: {v}"),
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    };
+    // Rhai appends " (line x, position y)" to some messages; the prefix says it already.
+    let msg = match msg.rfind(" (line ") {
+        Some(i) if msg.ends_with(')') => msg[..i].to_string(),
+        _ => msg,
+    };
+    let pos = if err.position().is_none() { e.position() } else { err.position() };
+    format!("{}: {msg}", locate(source, pos))
+}

@@ -1,0 +1,388 @@
+//! A loaded model: the plugin's model instance plus the host-side facts around it
+//! (config, tokenizer, provenance), forward passes with captures and interventions.
+
+use crate::plugin::host::{host, ForwardTarget, WeightSource};
+use crate::plugin::{Plugin, Text};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokit_compute::Tensor;
+use tokit_model::{HfConfig, Tokenizer, Weights};
+use tokit_sdk::abi::{ForwardArgs, LoadArgs, ModelId, Str, TensorId, TensorSink};
+use tokit_sdk::{ModelInfo, Variant};
+
+/// What to do to an activation at a hook point.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Zero,
+    Scale(f32),
+    /// Add a vector (steering), broadcast against the activation.
+    Add(Tensor),
+    /// Replace with a tensor of the same shape (patching from a cache).
+    Replace(Tensor),
+}
+
+/// An intervention: `action` at every hook matching `pattern`, in the listed variants
+/// (all when `None`).
+#[derive(Clone, Debug)]
+pub struct Intervention {
+    pub pattern: String,
+    pub action: Action,
+    pub variants: Option<Vec<usize>>,
+}
+
+/// A forward request.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardSpec {
+    /// Variants to compute; empty = one clean variant.
+    pub variants: Vec<Variant>,
+    /// Hook patterns to capture (in every variant).
+    pub capture: Vec<String>,
+    pub interventions: Vec<Intervention>,
+}
+
+/// Outputs per variant: `"logits"` `[T, V]` and captured hooks by name.
+pub type ForwardResult = Vec<BTreeMap<String, Tensor>>;
+
+/// Glob match where `*` matches any run of characters (`blocks.*.hook_resid_post`).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn rec(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| rec(rest, &n[i..])),
+            Some((c, rest)) => n.first() == Some(c) && rec(rest, &n[1..]),
+        }
+    }
+    rec(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Host state of one forward call, reached by plugins through `HostApi::hook`.
+pub struct HookCtx {
+    capture: Vec<String>,
+    interventions: Vec<Intervention>,
+    pub(crate) captured: Vec<BTreeMap<String, Tensor>>,
+}
+
+impl HookCtx {
+    /// Captures and applies interventions; `Some` when the activation changed.
+    pub fn apply(&mut self, variant: usize, name: &str, t: Tensor) -> Result<Option<Tensor>> {
+        let mut current: Option<Tensor> = None;
+        for iv in &self.interventions {
+            if !glob_match(&iv.pattern, name) || iv.variants.as_ref().is_some_and(|v| !v.contains(&variant)) {
+                continue;
+            }
+            let x = current.as_ref().unwrap_or(&t);
+            let b = host().backend();
+            let y = match &iv.action {
+                Action::Zero => Tensor::zeros(x.shape().to_vec()),
+                Action::Scale(s) => b.affine(x, *s, 0.0)?,
+                Action::Add(v) => b.binary(tokit_compute::BinaryOp::Add, x, v).with_context(|| format!("intervention add at {name}"))?,
+                Action::Replace(r) => {
+                    ensure!(
+                        r.shape() == x.shape(),
+                        "intervention replace at {name}: replacement has shape {:?}, the activation {:?}",
+                        r.shape(),
+                        x.shape()
+                    );
+                    r.clone()
+                }
+            };
+            current = Some(y);
+        }
+        if self.capture.iter().any(|p| glob_match(p, name)) {
+            if self.captured.len() <= variant {
+                self.captured.resize_with(variant + 1, BTreeMap::new);
+            }
+            self.captured[variant].insert(name.to_string(), current.clone().unwrap_or_else(|| t.clone()));
+        }
+        Ok(current)
+    }
+}
+
+/// Weights exposed to the plugin during `model_load`.
+struct FileWeights(Weights);
+
+impl WeightSource for FileWeights {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        self.0.tensor(name)
+    }
+    fn index_json(&self) -> String {
+        let m: serde_json::Map<String, Value> = self
+            .0
+            .names()
+            .into_iter()
+            .filter_map(|n| {
+                let (dt, shape) = self.0.info(&n)?;
+                Some((n, serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape})))
+            })
+            .collect();
+        Value::Object(m).to_string()
+    }
+}
+
+struct Handle(*mut c_void);
+// SAFETY: the plugin's model is `Send`; access is serialised by the Mutex around it.
+unsafe impl Send for Handle {}
+
+/// The shared part of a [`Model`].
+pub struct ModelInner {
+    pub id: ModelId,
+    pub plugin: Arc<Plugin>,
+    pub arch: String,
+    pub path: PathBuf,
+    pub config: HfConfig,
+    pub tokenizer: Tokenizer,
+    pub info: ModelInfo,
+    pub fingerprint: String,
+    handle: Mutex<Handle>,
+}
+
+impl Drop for ModelInner {
+    fn drop(&mut self) {
+        host().remove_model(self.id);
+        let h = self.handle.get_mut().map(|h| h.0).unwrap_or_else(|e| e.into_inner().0);
+        if !h.is_null() && self.plugin.poisoned().is_none() {
+            // SAFETY: created by this plugin's model_load, freed once.
+            unsafe { (self.plugin.vtable().model_free)(h) };
+        }
+    }
+}
+
+/// A model loaded through an architecture plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct Model(pub Arc<ModelInner>);
+
+/// Options for loading.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoadOptions {
+    /// Architecture to use instead of the one config.json names.
+    pub arch: Option<String>,
+    /// Passed to the plugin as JSON.
+    #[serde(default)]
+    pub options: serde_json::Map<String, Value>,
+}
+
+impl std::ops::Deref for Model {
+    type Target = ModelInner;
+    fn deref(&self) -> &ModelInner {
+        &self.0
+    }
+}
+
+impl Model {
+    /// Load the model directory `path` with the plugin that serves its architecture.
+    pub fn load(plugins: &crate::plugin::PluginSet, path: &Path, opts: &LoadOptions) -> Result<Model> {
+        if path.extension().is_some_and(|e| e == "gguf") {
+            bail!("{}: GGUF files are read by the Transformer plugin, which is not part of this build yet", path.display());
+        }
+        if !path.exists() {
+            bail!("model {}: no such file or directory", path.display());
+        }
+        let config = HfConfig::load(path)?;
+        let key = match &opts.arch {
+            Some(a) => a.clone(),
+            None => config
+                .model_type()
+                .map(str::to_string)
+                .or_else(|_| config.architectures().and_then(|a| a.first().cloned().ok_or_else(|| anyhow!("empty"))))
+                .map_err(|_| {
+                    anyhow!(
+                        "{}: neither `model_type` nor `architectures` is set; pass `arch` explicitly",
+                        config.path().display()
+                    )
+                })?,
+        };
+        let (plugin, arch) = plugins
+            .find_arch(&key)
+            .or_else(|| config.architectures().ok().into_iter().flatten().find_map(|a| plugins.find_arch(&a)))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: unknown model_type `{key}`: no loaded plugin provides it (architectures: {})",
+                    config.path().display(),
+                    plugins.arch_list()
+                )
+            })?;
+        let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+        let weights = Weights::open(&dir)?;
+        let tokenizer = Tokenizer::load(&dir, &config)?;
+        let fingerprint = tokit_model::fingerprint(&dir);
+
+        let source = host().add_source(Arc::new(FileWeights(weights)));
+        let config_json = config.to_json();
+        let options_json = Value::Object(opts.options.clone()).to_string();
+        let path_str = dir.to_string_lossy().to_string();
+        let args = LoadArgs {
+            struct_size: std::mem::size_of::<LoadArgs>() as u32,
+            arch: Str::new(&arch),
+            path: Str::new(&path_str),
+            config: Str::new(&config_json),
+            options: Str::new(&options_json),
+            weights: source,
+        };
+        let mut raw: *mut c_void = std::ptr::null_mut();
+        let loaded = plugin.call("model_load", |vt, err| unsafe { (vt.model_load)(&args, &mut raw, err) });
+        host().remove_source(source);
+        loaded.with_context(|| format!("loading {} with plugin {}", dir.display(), plugin.name()))?;
+
+        let mut out = Text::new();
+        let info = plugin
+            .call("model_info", |vt, err| unsafe { (vt.model_info)(raw, &out.sink(), err) })
+            .and_then(|()| {
+                serde_json::from_str::<ModelInfo>(&out.0)
+                    .with_context(|| format!("plugin {}: invalid model_info JSON", plugin.name()))
+            })
+            .and_then(|info| {
+                tokenizer.check_vocab(info.vocab_size).with_context(|| format!("model {}", dir.display()))?;
+                Ok(info)
+            });
+        let info = match info {
+            Ok(i) => i,
+            Err(e) => {
+                if plugin.poisoned().is_none() {
+                    // SAFETY: created by model_load above and not shared.
+                    unsafe { (plugin.vtable().model_free)(raw) };
+                }
+                return Err(e);
+            }
+        };
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<ModelInner>| {
+            let target: std::sync::Weak<dyn ForwardTarget> = weak.clone();
+            ModelInner {
+                id: host().add_model(target),
+                plugin: plugin.clone(),
+                arch,
+                path: dir,
+                config,
+                tokenizer,
+                info,
+                fingerprint,
+                handle: Mutex::new(Handle(raw)),
+            }
+        });
+        Ok(Model(inner))
+    }
+
+}
+
+impl ModelInner {
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids)
+    }
+
+    /// Check tokens and hook patterns against the model.
+    fn validate(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<()> {
+        let info = &self.info;
+        ensure!(!tokens.is_empty(), "forward: no tokens");
+        if let Some((i, &t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= info.vocab_size) {
+            bail!("forward: token {t} at position {i} is outside the vocabulary ({} tokens)", info.vocab_size);
+        }
+        if let Some(n) = info.context_length {
+            ensure!(tokens.len() <= n, "forward: {} tokens exceed the model's context of {n}", tokens.len());
+        }
+        for p in spec.capture.iter().chain(spec.interventions.iter().map(|i| &i.pattern)) {
+            ensure!(
+                info.hooks.iter().any(|h| glob_match(p, h)),
+                "hook pattern `{p}` matches no hook point of this {} model (hooks: {})",
+                info.arch,
+                info.hooks.join(", ")
+            );
+        }
+        for v in &spec.variants {
+            v.method_for(info).map_err(|e| anyhow!("{e}"))?;
+            if let Some(&j) = v.ablate.iter().find(|&&j| j >= tokens.len()) {
+                bail!("ablate: position {j} is beyond the {} tokens", tokens.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Run the model on `tokens`.
+    pub fn forward(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<ForwardResult> {
+        self.validate(tokens, spec)?;
+        let variants = if spec.variants.is_empty() { vec![Variant::default()] } else { spec.variants.clone() };
+        let options = serde_json::json!({ "variants": variants }).to_string();
+        let mut hooks = HookCtx { capture: spec.capture.clone(), interventions: spec.interventions.clone(), captured: vec![] };
+        let args = ForwardArgs {
+            struct_size: std::mem::size_of::<ForwardArgs>() as u32,
+            tokens: tokens.as_ptr(),
+            n_tokens: tokens.len(),
+            options: Str::new(&options),
+            hooks: &mut hooks as *mut HookCtx as *mut c_void,
+        };
+        struct Collect(Vec<(u32, String, TensorId)>);
+        unsafe extern "C" fn put(ctx: *mut c_void, variant: u32, name: Str, t: TensorId) {
+            let c = unsafe { &mut *(ctx as *mut Collect) };
+            c.0.push((variant, unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
+        }
+        let mut collect = Collect(Vec::new());
+        let sink = TensorSink { ctx: &mut collect as *mut Collect as *mut c_void, put };
+        let status = {
+            let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
+            let raw = handle.0;
+            self.plugin.call("forward", |vt, err| unsafe { (vt.model_forward)(raw, &args, &sink, err) })
+        };
+        // Take over every emitted reference, even when the call failed.
+        let mut out: ForwardResult = vec![BTreeMap::new(); variants.len()];
+        for (v, name, id) in collect.0 {
+            let t = host().take(id)?;
+            if let Some(slot) = out.get_mut(v as usize) {
+                slot.insert(name, t);
+            }
+        }
+        status?;
+        for (v, caps) in hooks.captured.into_iter().enumerate() {
+            if let Some(slot) = out.get_mut(v) {
+                slot.extend(caps);
+            }
+        }
+        let vocab = self.info.vocab_size;
+        for (v, o) in out.iter().enumerate() {
+            let logits = o.get("logits").ok_or_else(|| anyhow!("plugin {}: forward emitted no logits for variant {v}", self.plugin.name()))?;
+            ensure!(
+                logits.shape() == [tokens.len(), vocab],
+                "plugin {}: logits of variant {v} have shape {:?}, expected [{}, {vocab}]",
+                self.plugin.name(),
+                logits.shape(),
+                tokens.len()
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonForward {
+    #[serde(default)]
+    variants: Vec<Variant>,
+    #[serde(default)]
+    capture: Vec<String>,
+}
+
+impl ForwardTarget for ModelInner {
+    fn info_json(&self) -> Result<String> {
+        Ok(serde_json::to_string(&self.info)?)
+    }
+
+    fn forward_json(&self, tokens: &[u32], options: &str) -> Result<Vec<Vec<(String, Tensor)>>> {
+        let req: JsonForward = if options.trim().is_empty() {
+            JsonForward { variants: vec![], capture: vec![] }
+        } else {
+            serde_json::from_str(options).context("model_forward options")?
+        };
+        let spec = ForwardSpec { variants: req.variants, capture: req.capture, interventions: vec![] };
+        Ok(self.forward(tokens, &spec)?.into_iter().map(|m| m.into_iter().collect()).collect())
+    }
+}
+

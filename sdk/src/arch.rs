@@ -1,0 +1,254 @@
+//! What an architecture plugin implements: load a model from host-held weights and run
+//! forward passes with host ops, passing activations through named hook points.
+
+use crate::abi::{ForwardArgs, SourceId, Str, TensorSink};
+use crate::error::{Error, Result};
+use crate::host::{api, check, TextBuf};
+use crate::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::ffi::c_void;
+
+/// A model architecture (Transformer, Mamba2, an n-gram model, ...).
+pub trait Architecture: Send + 'static {
+    /// Static description, shown by `tokit plugins`.
+    fn spec() -> ArchSpec
+    where
+        Self: Sized;
+    /// Build a model from its files (config, weights) through the host.
+    fn load(source: &ModelSource) -> Result<Self>
+    where
+        Self: Sized;
+    /// Sizes, hook points and ablation methods of the loaded model.
+    fn info(&self) -> ModelInfo;
+    /// Compute every variant of `call` and `emit` each variant's `"logits"` `[T, V]`.
+    fn forward(&mut self, call: &mut ForwardCall) -> Result<()>;
+}
+
+/// Static description of an architecture.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ArchSpec {
+    pub name: String,
+    /// `model_type` values (config.json) this architecture accepts.
+    pub model_types: Vec<String>,
+    pub description: String,
+}
+
+/// What the host and metrics need to know about a loaded model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub arch: String,
+    pub vocab_size: usize,
+    pub n_layers: usize,
+    pub d_model: usize,
+    /// Longest context the model accepts, if bounded.
+    pub context_length: Option<usize>,
+    /// Every hook point name, in forward order.
+    pub hooks: Vec<String>,
+    /// Position-ablation methods the model supports (`attention`, `zero_input`, ...).
+    pub ablation_methods: Vec<String>,
+    pub default_ablation: String,
+    /// Whether position t's logits depend only on tokens ≤ t.
+    pub causal: bool,
+    /// Architecture-specific facts (order, smoothing, rope settings, ...).
+    #[serde(default)]
+    pub extra: Value,
+}
+
+/// A model's files as the host offers them at load time.
+pub struct ModelSource {
+    pub arch: String,
+    pub path: String,
+    pub config: Value,
+    pub options: Value,
+    pub(crate) weights: SourceId,
+}
+
+impl ModelSource {
+    /// A weight as f32, converted by the host from its stored dtype.
+    pub fn weight(&self, name: &str) -> Result<Tensor> {
+        let api = api()?;
+        let mut out = 0;
+        let mut err = TextBuf::new();
+        let e = err.sink();
+        // SAFETY: pointers valid through the call.
+        let st = unsafe { (api.weight)(api.ctx, self.weights, Str::new(name), &mut out, &e) };
+        check(st, err, "weight")?;
+        Ok(Tensor::from_id(out))
+    }
+
+    /// Every stored weight: name → `{"dtype": .., "shape": [..]}`.
+    pub fn weight_index(&self) -> Result<serde_json::Map<String, Value>> {
+        let api = api()?;
+        let mut out = TextBuf::new();
+        let o = out.sink();
+        let mut err = TextBuf::new();
+        let e = err.sink();
+        // SAFETY: pointers valid through the call.
+        let st = unsafe { (api.weight_index)(api.ctx, self.weights, &o, &e) };
+        check(st, err, "weight_index")?;
+        Ok(serde_json::from_str(&out.0)?)
+    }
+
+    fn field(&self, field: &str) -> Option<&Value> {
+        let mut v = &self.config;
+        for part in field.split('.') {
+            v = v.get(part)?;
+        }
+        (!v.is_null()).then_some(v)
+    }
+
+    fn bad(&self, field: &str, expected: &str, found: &Value) -> Error {
+        Error::msg(format!(
+            "{}/config.json: field `{field}`: expected {expected}, found {found}",
+            self.path
+        ))
+    }
+
+    /// A required non-negative integer from config.json (dotted paths reach nested fields).
+    pub fn config_usize(&self, field: &str) -> Result<usize> {
+        self.opt_config_usize(field)?.ok_or_else(|| {
+            Error::msg(format!("{}/config.json: missing field `{field}`", self.path))
+        })
+    }
+
+    pub fn opt_config_usize(&self, field: &str) -> Result<Option<usize>> {
+        match self.field(field) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| self.bad(field, "a non-negative integer", v)),
+        }
+    }
+
+    /// A number; the strings "Infinity", "-Infinity" and "NaN" are read as such.
+    pub fn opt_config_f64(&self, field: &str) -> Result<Option<f64>> {
+        match self.field(field) {
+            None => Ok(None),
+            Some(Value::String(s)) if s == "Infinity" => Ok(Some(f64::INFINITY)),
+            Some(Value::String(s)) if s == "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
+            Some(Value::String(s)) if s == "NaN" => Ok(Some(f64::NAN)),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.bad(field, "a number", v)),
+        }
+    }
+
+    pub fn config_f64(&self, field: &str) -> Result<f64> {
+        self.opt_config_f64(field)?.ok_or_else(|| {
+            Error::msg(format!("{}/config.json: missing field `{field}`", self.path))
+        })
+    }
+
+    pub fn opt_config_str(&self, field: &str) -> Result<Option<String>> {
+        match self.field(field) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| self.bad(field, "a string", v)),
+        }
+    }
+
+    pub fn opt_config_bool(&self, field: &str) -> Result<Option<bool>> {
+        match self.field(field) {
+            None => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.bad(field, "true or false", v)),
+        }
+    }
+}
+
+/// One variant of a forward call: which positions to ablate, and how.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Variant {
+    /// Positions removed from what later positions condition on.
+    #[serde(default)]
+    pub ablate: Vec<usize>,
+    /// Ablation method; `None` means the model's default.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Token used by the `replace` method.
+    #[serde(default)]
+    pub replace_with: Option<u32>,
+}
+
+impl Variant {
+    pub fn is_clean(&self) -> bool {
+        self.ablate.is_empty()
+    }
+
+    /// The method to use, checked against what the model supports.
+    pub fn method_for(&self, info: &ModelInfo) -> Result<String> {
+        let m = self.method.clone().unwrap_or_else(|| info.default_ablation.clone());
+        if self.is_clean() || info.ablation_methods.contains(&m) {
+            Ok(m)
+        } else {
+            Err(Error::msg(format!(
+                "{} models do not support ablation method `{m}` (supported: {})",
+                info.arch,
+                info.ablation_methods.join(", ")
+            )))
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ForwardOptions {
+    #[serde(default)]
+    variants: Vec<Variant>,
+}
+
+/// One forward call as the architecture sees it.
+pub struct ForwardCall<'a> {
+    tokens: &'a [u32],
+    variants: Vec<Variant>,
+    hooks: *mut c_void,
+    out: &'a TensorSink,
+}
+
+impl<'a> ForwardCall<'a> {
+    pub(crate) fn from_abi(args: &'a ForwardArgs, out: &'a TensorSink) -> Result<ForwardCall<'a>> {
+        // SAFETY: the host passes valid pointers for the duration of the call.
+        let tokens = if args.n_tokens == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(args.tokens, args.n_tokens) }
+        };
+        let opts = unsafe { args.options.to_str() }.map_err(|e| Error::msg(e.to_string()))?;
+        let mut opts: ForwardOptions =
+            if opts.trim().is_empty() { ForwardOptions::default() } else { serde_json::from_str(opts)? };
+        if opts.variants.is_empty() {
+            opts.variants.push(Variant::default());
+        }
+        Ok(ForwardCall { tokens, variants: opts.variants, hooks: args.hooks, out })
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        self.tokens
+    }
+
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    /// Pass `t` through hook point `name` of `variant`: the host may capture it or apply an
+    /// intervention; continue with the tensor returned.
+    pub fn hook(&mut self, variant: usize, name: &str, t: Tensor) -> Result<Tensor> {
+        if self.hooks.is_null() {
+            return Ok(t);
+        }
+        let api = api()?;
+        let mut out = 0;
+        let mut err = TextBuf::new();
+        let e = err.sink();
+        // SAFETY: hooks is the host's context for this call; t stays alive through it.
+        let st = unsafe { (api.hook)(self.hooks, variant as u32, Str::new(name), t.id(), &mut out, &e) };
+        check(st, err, name)?;
+        Ok(Tensor::from_id(out))
+    }
+
+    /// Hand an output of `variant` to the host (`"logits"` is required).
+    pub fn emit(&mut self, variant: usize, name: &str, t: Tensor) {
+        // SAFETY: the sink is valid during the call; the host takes over the reference.
+        unsafe { (self.out.put)(self.out.ctx, variant as u32, Str::new(name), t.into_id()) }
+    }
+}

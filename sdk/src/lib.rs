@@ -1,0 +1,35 @@
+//! tokit-sdk: write tokit plugins in safe Rust.
+//!
+//! A plugin is a `cdylib` that calls [`export_plugin!`] once. It provides
+//! [`Architecture`]s (a model's forward pass, written with host ops on [`Tensor`]s and
+//! passing activations through named hook points) and/or [`Metric`]s (measures computed
+//! from tokens, tensors and forward passes the host runs for them). Everything crosses a
+//! plain C ABI ([`abi`]) so plugins built by another compiler or opt-level keep working for
+//! the whole ABI major version; plugin authors never write `unsafe`.
+
+pub mod abi;
+mod arch;
+mod error;
+mod export;
+mod host;
+mod metric;
+pub mod ops;
+mod tensor;
+
+pub use arch::{ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
+pub use error::{Error, Result, ResultExt};
+pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
+pub use metric::{
+    ForwardOutput, ForwardRequest, Metric, MetricInput, MetricOutput, MetricSpec, ModelRef,
+    ParamSpec,
+};
+pub use serde_json;
+pub use tensor::{AttnMask, Tensor};
+
+/// Version of this SDK, recorded in every plugin's entry.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::export::{init, load_erased, ActionFn, ArchEntry, MetricEntry, Registry};
+}
