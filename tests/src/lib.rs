@@ -1,1 +1,64 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: build the plugin libraries once, make an
+//! engine that finds them, and write small model directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use tokit_engine::{Config, Engine};
+
+/// `target/<profile>`, where cargo puts the plugin libraries of this build.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Build every plugin library (cargo builds cdylibs only on request), once per process.
+pub fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+        cmd.args(["build", "--quiet"]);
+        for p in ["tokit-plugin-arllm", "tokit-plugin-info", "tokit-testplugin-toylm", "tokit-testplugin-abi2"] {
+            cmd.args(["-p", p]);
+        }
+        if target_dir().file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build for the plugins");
+        assert!(status.success(), "building the plugins failed");
+    });
+}
+
+/// Path of a plugin library built in this profile (`name` as in `tokit_plugin_info`).
+pub fn plugin_file(name: &str) -> PathBuf {
+    let file = format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    target_dir().join(file)
+}
+
+/// An engine over the workspace's plugins (plus the toylm test plugin).
+pub fn engine() -> Arc<Engine> {
+    ensure_built();
+    let mut e = Engine::new(Config::default()).expect("engine");
+    e.add_plugin(&plugin_file("tokit_testplugin_toylm")).expect("toylm test plugin");
+    Arc::new(e)
+}
+
+/// Write a toylm model (`vocab` × `d`, deterministic weights) into `dir`.
+pub fn write_toylm(dir: &Path, vocab: usize, d: usize, extra_config: serde_json::Value) {
+    let mut config = serde_json::json!({ "model_type": "toylm", "vocab_size": vocab, "hidden_size": d, "tokenizer": "bytes" });
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra_config.as_object()) {
+        c.extend(e.clone());
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let embed: Vec<f32> = (0..vocab * d).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect();
+    let head: Vec<f32> = (0..vocab * d).map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0).collect();
+    tokit_model::save_f32(
+        &dir.join("model.safetensors"),
+        &[("embed.weight", &[vocab, d], &embed), ("head.weight", &[vocab, d], &head)],
+        None,
+    )
+    .unwrap();
+}

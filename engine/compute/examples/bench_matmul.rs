@@ -1,0 +1,82 @@
+//! Throughput check for the hot path `x [T, d] @ W^T` (W [d_out, d]) against ndarray's
+//! `general_mat_mul` (matrixmultiply). Run with
+//! `cargo run --release -p tokit-compute --example bench_matmul [threads]`.
+
+use std::time::Instant;
+
+use ndarray::{linalg::general_mat_mul, Array2};
+use tokit_compute::{AttnMask, Backend, CpuBackend, Tensor};
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Best-of-`reps` seconds for `f`.
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let threads = std::env::args().nth(1).and_then(|s| s.parse().ok());
+    let be = CpuBackend::new(threads);
+    println!("threads: {}", be.threads());
+    let shapes = [
+        (1, 2048, 2048),
+        (16, 2048, 2048),
+        (512, 576, 576),
+        (512, 576, 1536),
+        (512, 1536, 576),
+        (512, 2048, 2048),
+        (512, 2048, 8192),
+        (2048, 2048, 2048),
+        (512, 576, 49152),
+    ];
+    for (t, d, dout) in shapes {
+        let x = Tensor::new(vec![t, d], rand_vec(t * d, 1)).unwrap();
+        let w = Tensor::new(vec![dout, d], rand_vec(dout * d, 2)).unwrap();
+        let flops = 2.0 * (t * d * dout) as f64;
+        let reps = ((2e10 / flops) as usize).clamp(2, 50);
+        let ours = time(reps, || {
+            std::hint::black_box(be.matmul(&x, &w, false, true).unwrap());
+        });
+        let xa = Array2::from_shape_vec((t, d), x.to_vec()).unwrap();
+        let wa = Array2::from_shape_vec((dout, d), w.to_vec()).unwrap();
+        let theirs = time(reps, || {
+            // Allocate the output each time, as `matmul` must.
+            let mut c = Array2::<f32>::zeros((t, dout));
+            general_mat_mul(1.0, &xa, &wa.t(), 0.0, &mut c);
+            std::hint::black_box(&c);
+        });
+        println!(
+            "[{t:5}, {d:5}] x [{dout:5}, {d:5}]^T  tokit {:8.2} ms {:7.1} GFLOP/s | ndarray {:8.2} ms {:7.1} GFLOP/s",
+            ours * 1e3,
+            flops / ours / 1e9,
+            theirs * 1e3,
+            flops / theirs / 1e9
+        );
+    }
+    for (h, hkv, t, dh) in [(9, 3, 512, 64), (32, 8, 2048, 64)] {
+        let q = Tensor::new(vec![h, t, dh], rand_vec(h * t * dh, 3)).unwrap();
+        let k = Tensor::new(vec![hkv, t, dh], rand_vec(hkv * t * dh, 4)).unwrap();
+        let v = Tensor::new(vec![hkv, t, dh], rand_vec(hkv * t * dh, 5)).unwrap();
+        let secs = time(3, || {
+            std::hint::black_box(be.attention(&q, &k, &v, &AttnMask::causal(), 0.125).unwrap());
+        });
+        println!("attention causal H={h} Hkv={hkv} T={t} dh={dh}: {:.2} ms", secs * 1e3);
+    }
+}

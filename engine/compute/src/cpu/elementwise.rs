@@ -1,0 +1,466 @@
+//! Elementwise ops: unary activations, broadcast binary ops and `affine`.
+//!
+//! Transcendental activations are evaluated in f64 and rounded once to f32, so they
+//! sit within an ulp or so of torch's float32 results. Large tensors are split into
+//! chunks processed in parallel.
+
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, Result};
+use rayon::prelude::*;
+
+use crate::shape::{broadcast_shape, strides};
+use crate::{BinaryOp, Tensor, UnaryOp};
+
+/// Elements per parallel chunk; below this a tensor is processed on one thread.
+pub(crate) const PAR_CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(src[i])`, parallel over chunks for large inputs.
+pub(crate) fn map(src: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    let body = |(o, s): (&mut [f32], &[f32])| {
+        for (o, &s) in o.iter_mut().zip(s) {
+            *o = f(s);
+        }
+    };
+    if src.len() <= PAR_CHUNK {
+        body((&mut out, src));
+    } else {
+        out.par_chunks_mut(PAR_CHUNK)
+            .zip(src.par_chunks(PAR_CHUNK))
+            .for_each(body);
+    }
+    out
+}
+
+pub(crate) fn unary(op: UnaryOp, a: &Tensor) -> Result<Tensor> {
+    let data = match op {
+        UnaryOp::Neg => map(a.data(), |x| -x),
+        UnaryOp::Exp => map(a.data(), f32::exp),
+        UnaryOp::Log => map(a.data(), f32::ln),
+        UnaryOp::Sqrt => map(a.data(), f32::sqrt),
+        UnaryOp::Rsqrt => map(a.data(), |x| (1.0 / (x as f64).sqrt()) as f32),
+        UnaryOp::Abs => map(a.data(), f32::abs),
+        UnaryOp::Tanh => map(a.data(), f32::tanh),
+        UnaryOp::Sigmoid => map(a.data(), |x| sigmoid(x as f64) as f32),
+        UnaryOp::Relu => map(a.data(), relu),
+        UnaryOp::Silu => map(a.data(), silu),
+        UnaryOp::GeluErf => map(a.data(), gelu_erf),
+        UnaryOp::GeluTanh => map(a.data(), gelu_tanh),
+        UnaryOp::Softplus => map(a.data(), softplus),
+    };
+    Tensor::new(a.shape().to_vec(), data)
+}
+
+pub(crate) fn affine(a: &Tensor, scale: f32, shift: f32) -> Result<Tensor> {
+    Tensor::new(a.shape().to_vec(), map(a.data(), |x| x * scale + shift))
+}
+
+fn relu(x: f32) -> f32 {
+    // NaN passes through like torch.relu.
+    if x > 0.0 || x.is_nan() {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// Logistic function without overflow: only ever exponentiates a non-positive number.
+pub(crate) fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+pub(crate) fn silu(x: f32) -> f32 {
+    let x = x as f64;
+    (x * sigmoid(x)) as f32
+}
+
+/// torch `softplus` with beta = 1, threshold = 20.
+fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        (x as f64).exp().ln_1p() as f32
+    }
+}
+
+/// Exact GELU `x/2 * (1 + erf(x / sqrt 2))`.
+pub(crate) fn gelu_erf(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+}
+
+/// GPT-2's `gelu_new`: `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`.
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    let x = x as f64;
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    (0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())) as f32
+}
+
+/// Grid spacing of the erf table (1/64) and its extent; erf(6) = 1 - 2e-17.
+const ERF_STEPS_PER_UNIT: f64 = 64.0;
+const ERF_MAX: f64 = 6.0;
+
+/// Nodes `(erf(x_i), erf'(x_i))` on `[0, 6]`, built once from the all-positive series
+/// `erf x = 2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (2n+1)!!` (no cancellation).
+fn erf_table() -> &'static [(f64, f64)] {
+    static TABLE: OnceLock<Vec<(f64, f64)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let two_over_sqrt_pi = 2.0 / std::f64::consts::PI.sqrt();
+        let nodes = (ERF_MAX * ERF_STEPS_PER_UNIT) as usize + 1;
+        (0..nodes)
+            .map(|i| {
+                let x = i as f64 / ERF_STEPS_PER_UNIT;
+                let (mut term, mut sum, mut n) = (x, x, 0.0);
+                while term > 1e-18 * sum {
+                    n += 1.0;
+                    term *= 2.0 * x * x / (2.0 * n + 1.0);
+                    sum += term;
+                }
+                let g = two_over_sqrt_pi * (-x * x).exp();
+                ((g * sum).min(1.0), g)
+            })
+            .collect()
+    })
+}
+
+/// The error function to about 1e-9 absolute: cubic Hermite interpolation of the table
+/// (the derivative is known exactly, so the interpolation error is h^4/384 * |erf''''|).
+pub(crate) fn erf(z: f64) -> f64 {
+    if z.is_nan() {
+        return z;
+    }
+    let a = z.abs();
+    if a >= ERF_MAX {
+        return z.signum();
+    }
+    let table = erf_table();
+    let s = a * ERF_STEPS_PER_UNIT;
+    let i = s as usize;
+    let t = s - i as f64;
+    let h = 1.0 / ERF_STEPS_PER_UNIT;
+    let ((y0, d0), (y1, d1)) = (table[i], table[i + 1]);
+    let (t2, t3) = (t * t, t * t * t);
+    let v = (2.0 * t3 - 3.0 * t2 + 1.0) * y0
+        + (t3 - 2.0 * t2 + t) * h * d0
+        + (-2.0 * t3 + 3.0 * t2) * y1
+        + (t3 - t2) * h * d1;
+    v.copysign(z)
+}
+
+fn binary_fn(op: BinaryOp) -> fn(f32, f32) -> f32 {
+    match op {
+        BinaryOp::Add => |x, y| x + y,
+        BinaryOp::Sub => |x, y| x - y,
+        BinaryOp::Mul => |x, y| x * y,
+        BinaryOp::Div => |x, y| x / y,
+        // NaN-propagating like torch.maximum / torch.minimum.
+        BinaryOp::Max => |x, y| {
+            if x.is_nan() || y.is_nan() {
+                f32::NAN
+            } else {
+                x.max(y)
+            }
+        },
+        BinaryOp::Min => |x, y| {
+            if x.is_nan() || y.is_nan() {
+                f32::NAN
+            } else {
+                x.min(y)
+            }
+        },
+    }
+}
+
+pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let shape = broadcast_shape(a.shape(), b.shape()).map_err(|_| {
+        anyhow!(
+            "{}: shapes {:?} and {:?} do not broadcast (expected trailing dimensions to be \
+             equal or 1)",
+            op.name(),
+            a.shape(),
+            b.shape()
+        )
+    })?;
+    let f = binary_fn(op);
+    let (ad, bd) = (a.data(), b.data());
+    if a.shape() == b.shape() {
+        let mut out = vec![0f32; ad.len()];
+        let body = |((o, x), y): ((&mut [f32], &[f32]), &[f32])| {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = f(x, y);
+            }
+        };
+        if out.len() <= PAR_CHUNK {
+            body(((&mut out, ad), bd));
+        } else {
+            out.par_chunks_mut(PAR_CHUNK)
+                .zip(ad.par_chunks(PAR_CHUNK))
+                .zip(bd.par_chunks(PAR_CHUNK))
+                .for_each(body);
+        }
+        return Tensor::new(shape, out);
+    }
+    let n: usize = shape.iter().product();
+    if b.numel() == 1 && n == a.numel() {
+        let y = bd[0];
+        return Tensor::new(shape, map(ad, |x| f(x, y)));
+    }
+    if a.numel() == 1 && n == b.numel() {
+        let x = ad[0];
+        return Tensor::new(shape, map(bd, |y| f(x, y)));
+    }
+    Tensor::new(shape.clone(), broadcast_general(f, a, b, &shape))
+}
+
+/// Broadcast loop: per-dimension strides (0 along broadcast dimensions), merged where
+/// memory allows, then the last merged dimension runs as the inner loop.
+fn broadcast_general(f: fn(f32, f32) -> f32, a: &Tensor, b: &Tensor, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let mut out = vec![0f32; n];
+    if n == 0 {
+        return out;
+    }
+    let bstrides = |s: &[usize]| -> Vec<usize> {
+        let own = strides(s);
+        let pad = shape.len() - s.len();
+        (0..shape.len())
+            .map(|d| {
+                if d < pad || s[d - pad] == 1 {
+                    0
+                } else {
+                    own[d - pad]
+                }
+            })
+            .collect()
+    };
+    let (sa, sb) = (bstrides(a.shape()), bstrides(b.shape()));
+    // Merge dimension d into d+1 when both operands step through them as one run.
+    let mut dims: Vec<(usize, usize, usize)> = Vec::new();
+    for d in 0..shape.len() {
+        if shape[d] == 1 {
+            continue;
+        }
+        let cur = (shape[d], sa[d], sb[d]);
+        if let Some(last) = dims.last_mut() {
+            if last.1 == cur.1 * cur.0 && last.2 == cur.2 * cur.0 {
+                *last = (last.0 * cur.0, cur.1, cur.2);
+                continue;
+            }
+        }
+        dims.push(cur);
+    }
+    let (inner, ia, ib) = dims.pop().unwrap_or((1, 0, 0));
+    let (ad, bd) = (a.data(), b.data());
+    let row = |r: usize, o: &mut [f32]| {
+        // Offsets of this row's start in each operand.
+        let (mut oa, mut ob, mut rem) = (0, 0, r);
+        for &(size, sa, sb) in dims.iter().rev() {
+            let idx = rem % size;
+            rem /= size;
+            oa += idx * sa;
+            ob += idx * sb;
+        }
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = f(ad[oa + j * ia], bd[ob + j * ib]);
+        }
+    };
+    if n <= PAR_CHUNK {
+        out.chunks_mut(inner)
+            .enumerate()
+            .for_each(|(r, o)| row(r, o));
+    } else {
+        // Group rows so that each parallel task has a reasonable amount of work.
+        let rows_per_task = (PAR_CHUNK / inner).max(1);
+        out.par_chunks_mut(inner * rows_per_task)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                for (r, o) in chunk.chunks_mut(inner).enumerate() {
+                    row(t * rows_per_task + r, o);
+                }
+            });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_close, Rng};
+
+    fn t(shape: &[usize], data: &[f32]) -> Tensor {
+        Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
+    }
+
+    fn un(op: UnaryOp, xs: &[f32]) -> Vec<f32> {
+        unary(op, &t(&[xs.len()], xs)).unwrap().to_vec()
+    }
+
+    #[test]
+    fn erf_matches_reference_values() {
+        let cases = [
+            (0.0, 0.0),
+            (0.5, 0.5204998778130465),
+            (1.0, 0.8427007929497149),
+            (2.0, 0.9953222650189527),
+            (3.0, 0.9999779095030014),
+            (-0.3, -0.3286267594591274),
+            (0.01, 0.011283415555849616),
+        ];
+        for (x, want) in cases {
+            assert!(
+                (erf(x) - want).abs() < 2e-9,
+                "erf({x}) = {} vs {want}",
+                erf(x)
+            );
+        }
+        assert_eq!(erf(10.0), 1.0);
+        assert_eq!(erf(-7.0), -1.0);
+        // Monotone across table nodes (up to f64 rounding where erf saturates).
+        let mut prev = -1.0;
+        for i in 0..4000 {
+            let v = erf(-6.5 + i as f64 * 0.00325);
+            assert!(
+                v >= prev - 1e-15,
+                "erf not monotone at step {i}: {v} < {prev}"
+            );
+            prev = v;
+        }
+    }
+
+    #[test]
+    fn activations_match_torch_values() {
+        assert_close(&un(UnaryOp::GeluErf, &[1.0]), &[0.841_344_7], 1e-7);
+        assert_close(&un(UnaryOp::GeluTanh, &[1.0]), &[0.841_192], 1e-7);
+        assert_close(
+            &un(UnaryOp::GeluErf, &[-1.0, 0.0, 3.0]),
+            &[-0.158_655_26, 0.0, 2.995_950_5],
+            1e-7,
+        );
+        assert_close(
+            &un(UnaryOp::GeluTanh, &[-1.0, 2.0]),
+            &[-0.158_808, 1.954_597_7],
+            1e-7,
+        );
+        assert_close(
+            &un(UnaryOp::Softplus, &[0.0]),
+            &[std::f32::consts::LN_2],
+            1e-7,
+        );
+        assert_eq!(un(UnaryOp::Softplus, &[25.0, 1000.0]), vec![25.0, 1000.0]);
+        assert_close(
+            &un(UnaryOp::Softplus, &[-30.0, 1.0]),
+            &[9.357_623e-14, 1.313_261_7],
+            1e-7,
+        );
+        assert_close(
+            &un(UnaryOp::Sigmoid, &[0.0, 2.0, -1000.0, 1000.0]),
+            &[0.5, 0.880_797, 0.0, 1.0],
+            1e-7,
+        );
+        assert_close(
+            &un(UnaryOp::Silu, &[1.0, -2.0]),
+            &[0.731_058_6, -0.238_405_84],
+            1e-7,
+        );
+        assert_eq!(un(UnaryOp::Relu, &[-1.0, 0.0, 2.0]), vec![0.0, 0.0, 2.0]);
+        assert!(un(UnaryOp::Relu, &[f32::NAN])[0].is_nan());
+        assert_close(&un(UnaryOp::Tanh, &[0.5]), &[0.462_117_16], 1e-7);
+    }
+
+    #[test]
+    fn simple_unary_ops() {
+        assert_eq!(un(UnaryOp::Neg, &[1.0, -2.0]), vec![-1.0, 2.0]);
+        assert_eq!(un(UnaryOp::Abs, &[-3.0, 2.0]), vec![3.0, 2.0]);
+        assert_eq!(un(UnaryOp::Sqrt, &[4.0, 9.0]), vec![2.0, 3.0]);
+        assert_eq!(un(UnaryOp::Rsqrt, &[4.0, 0.25]), vec![0.5, 2.0]);
+        assert_close(
+            &un(UnaryOp::Exp, &[0.0, 1.0]),
+            &[1.0, std::f32::consts::E],
+            1e-7,
+        );
+        assert_close(
+            &un(UnaryOp::Log, &[1.0, std::f32::consts::E]),
+            &[0.0, 1.0],
+            1e-7,
+        );
+        assert_eq!(un(UnaryOp::Log, &[0.0]), vec![f32::NEG_INFINITY]);
+        let big: Vec<f32> = (0..100_000).map(|i| i as f32).collect();
+        let out = un(UnaryOp::Neg, &big);
+        assert!(out.iter().enumerate().all(|(i, &v)| v == -(i as f32)));
+        let a = affine(&t(&[3], &[1.0, 2.0, 3.0]), 2.0, -1.0).unwrap();
+        assert_eq!(a.data(), &[1.0, 3.0, 5.0]);
+    }
+
+    #[test]
+    fn binary_ops_and_broadcasting() {
+        let a = t(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let row = t(&[3], &[10., 20., 30.]);
+        let col = t(&[2, 1], &[100., 200.]);
+        let add = |x: &Tensor, y: &Tensor| binary(BinaryOp::Add, x, y).unwrap();
+        assert_eq!(add(&a, &row).data(), &[11., 22., 33., 14., 25., 36.]);
+        assert_eq!(add(&a, &col).data(), &[101., 102., 103., 204., 205., 206.]);
+        let outer = add(&col, &row);
+        assert_eq!(outer.shape(), &[2, 3]);
+        assert_eq!(outer.data(), &[110., 120., 130., 210., 220., 230.]);
+        let s = Tensor::scalar(2.0);
+        assert_eq!(binary(BinaryOp::Div, &s, &a).unwrap().data()[1], 1.0);
+        assert_eq!(binary(BinaryOp::Sub, &a, &s).unwrap().data()[0], -1.0);
+        assert_eq!(binary(BinaryOp::Mul, &a, &a).unwrap().data()[5], 36.0);
+        let m = binary(
+            BinaryOp::Max,
+            &t(&[3], &[1., f32::NAN, 5.]),
+            &t(&[3], &[2., 0., 4.]),
+        )
+        .unwrap();
+        assert_eq!(m.data()[0], 2.0);
+        assert!(m.data()[1].is_nan());
+        assert_eq!(m.data()[2], 5.0);
+        let m = binary(BinaryOp::Min, &t(&[2], &[1., 7.]), &t(&[2], &[2., 0.])).unwrap();
+        assert_eq!(m.data(), &[1.0, 0.0]);
+        let err = binary(BinaryOp::Add, &a, &t(&[2], &[1., 2.]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("add:") && err.contains("[2, 3]") && err.contains("[2]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn general_broadcast_matches_index_arithmetic() {
+        let mut rng = Rng::new(11);
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[4, 1, 6], &[5, 1]),
+            (&[2, 3, 1, 5], &[3, 4, 1]),
+            (&[64, 1, 300], &[1, 7, 300]),
+            (&[1, 1], &[3, 1, 2]),
+        ];
+        for &(sa, sb) in cases {
+            let a = rng.tensor(sa);
+            let b = rng.tensor(sb);
+            let out = binary(BinaryOp::Sub, &a, &b).unwrap();
+            let shape = broadcast_shape(sa, sb).unwrap();
+            assert_eq!(out.shape(), &shape[..]);
+            let st = strides(&shape);
+            for (i, &v) in out.data().iter().enumerate() {
+                let idx: Vec<usize> = (0..shape.len()).map(|d| (i / st[d]) % shape[d]).collect();
+                let pick = |x: &Tensor| {
+                    let s = x.shape();
+                    let pad = shape.len() - s.len();
+                    let mut off = 0;
+                    for (d, &sz) in s.iter().enumerate() {
+                        off = off * sz + if sz == 1 { 0 } else { idx[d + pad] };
+                    }
+                    x.data()[off]
+                };
+                assert_eq!(v, pick(&a) - pick(&b));
+            }
+        }
+    }
+}

@@ -1,0 +1,829 @@
+//! The f32 matrix-multiply kernel behind `matmul` and `attention`.
+//!
+//! A GotoBLAS-style blocked GEMM: operands are packed into cache-sized panels and a
+//! register-blocked microkernel (AVX-512, AVX2+FMA, or portable Rust, picked at run
+//! time) computes MR x NR output tiles. Parallelism comes from rayon alone: the work is
+//! cut into independent (matrix, row-block, column-block) tasks, so it scales to every
+//! core of the pool (matrixmultiply's own threading stops at 4 threads and would fight
+//! rayon for the cores when nested inside it).
+//!
+//! Very short left operands (m <= `GEMV_MAX_M`, e.g. single-token decoding) skip
+//! packing and run as dot products or axpys, since they are memory-bound anyway.
+
+use std::cell::Cell;
+
+use rayon::prelude::*;
+
+/// A read-only strided matrix: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl MatRef<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// One product `c = a @ b`, written row-major (ldc = n) at `c_offset` in the output.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GemmJob<'a> {
+    pub a: MatRef<'a>,
+    pub b: MatRef<'a>,
+    pub c_offset: usize,
+}
+
+/// Depth of one packed block: a KC x NR panel of B (16-32 KiB) stays in L1.
+static KC_: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+#[allow(non_snake_case)]
+fn KC_f() -> usize { *KC_.get_or_init(|| std::env::var("TK_KC").ok().and_then(|v| v.parse().ok()).unwrap_or(256)) }
+/// Most rows of A per task: an MC x KC block (96 KiB) stays in L2.
+static MC_: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+#[allow(non_snake_case)]
+fn MC_f() -> usize { *MC_.get_or_init(|| std::env::var("TK_MC").ok().and_then(|v| v.parse().ok()).unwrap_or(96)) }
+/// Columns of B packed per block: a KC x NC block (4 MiB) stays in L3.
+static NC_: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+#[allow(non_snake_case)]
+fn NC_f() -> usize { *NC_.get_or_init(|| std::env::var("TK_NC").ok().and_then(|v| v.parse().ok()).unwrap_or(4096)) }
+/// Left operands with at most this many rows use the unpacked vector path.
+const GEMV_MAX_M: usize = 4;
+
+type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool, usize, usize);
+
+/// A microkernel and its register-tile shape.
+#[derive(Clone, Copy)]
+struct Kernel {
+    mr: usize,
+    nr: usize,
+    func: KernelFn,
+}
+
+/// Which microkernel implementation to use; tests force each one in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // the SIMD variants are only constructed on x86_64
+pub(crate) enum Isa {
+    Generic,
+    Avx2,
+    Avx512,
+}
+
+/// The best instruction set this machine supports.
+pub(crate) fn detect_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Generic
+}
+
+fn kernel_for(isa: Isa) -> Kernel {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Kernel {
+            mr: x86::AVX512_MR,
+            nr: x86::AVX512_NR,
+            func: x86::kernel_avx512,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Kernel {
+            mr: x86::AVX2_MR,
+            nr: x86::AVX2_NR,
+            func: x86::kernel_avx2,
+        },
+        _ => Kernel {
+            mr: GENERIC_MR,
+            nr: GENERIC_NR,
+            func: kernel_generic,
+        },
+    }
+}
+
+/// A raw output pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a disjoint rectangle of the output; see `gemm`.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Accessed through a method so closures capture the whole `Send + Sync` wrapper
+    /// rather than (by precise capture) the bare pointer field.
+    #[inline(always)]
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+thread_local! {
+    /// Packing buffers owned by the thread that calls `gemm`; taken out while in use
+    /// (so a nested call on the same thread just allocates) and put back afterwards, so
+    /// repeated products of similar size touch no fresh pages.
+    static PACK_BUFS: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs every job, all sharing the same (m, n, k), in parallel on the current rayon
+/// pool. `c` must hold `c_offset + m * n` elements for every job, and jobs must write
+/// disjoint ranges. Shapes are validated by the caller (`matmul`).
+pub(crate) fn gemm(jobs: &[GemmJob], m: usize, n: usize, k: usize, c: &mut [f32]) {
+    gemm_with(detect_isa(), true, jobs, m, n, k, c)
+}
+
+/// [`gemm`] on the calling thread only, for callers that already parallelise at a
+/// coarser grain (attention runs one of these per head and query block).
+pub(crate) fn gemm_serial(jobs: &[GemmJob], m: usize, n: usize, k: usize, c: &mut [f32]) {
+    gemm_with(detect_isa(), false, jobs, m, n, k, c)
+}
+
+pub(crate) fn gemm_with(
+    isa: Isa,
+    parallel: bool,
+    jobs: &[GemmJob],
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+) {
+    if m == 0 || n == 0 || jobs.is_empty() {
+        return;
+    }
+    for job in jobs {
+        assert!(job.a.rows == m && job.a.cols == k && job.b.rows == k && job.b.cols == n);
+        assert!(job.c_offset + m * n <= c.len());
+    }
+    if k == 0 {
+        for job in jobs {
+            c[job.c_offset..job.c_offset + m * n].fill(0.0);
+        }
+        return;
+    }
+    let out = OutPtr(c.as_mut_ptr());
+    if m <= GEMV_MAX_M {
+        gemv_path(isa, parallel, jobs, m, n, k, out);
+        return;
+    }
+    let kernel = kernel_for(isa);
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    // SAFETY (all three calls): each job owns `c[c_offset .. c_offset + m*n]`, checked
+    // in bounds above, and jobs write disjoint ranges.
+    if threads > 1 && jobs.len() >= threads {
+        // Plenty of independent products: one whole product per task.
+        jobs.par_iter().for_each(|job| unsafe {
+            gemm_one(kernel, 1, job, m, n, k, out.ptr().add(job.c_offset))
+        });
+    } else {
+        for job in jobs {
+            unsafe { gemm_one(kernel, threads, job, m, n, k, out.ptr().add(job.c_offset)) };
+        }
+    }
+}
+
+/// One product with the classic loop nest: for each NC-wide column block and KC-deep
+/// depth block, pack that block of B and the matching column block of A (in parallel),
+/// then compute the output tiles (in parallel). B's block (KC x NC) lives in L3, each
+/// task's A block (MC x KC) in L2, and each KC x NR micro-panel of B in L1.
+///
+/// # Safety
+/// `c` must be valid for writes of the `m x n` row-major output (ldc = n), and no other
+/// thread may access that range meanwhile.
+unsafe fn gemm_one(
+    kernel: Kernel,
+    threads: usize,
+    job: &GemmJob,
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let a_panels = m.div_ceil(mr);
+    let nc_max = NC_f().min(n);
+    let kc_max = KC_f().min(k);
+    let (mut abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
+    let (a_need, b_need) = (a_panels * mr * kc_max, nc_max.div_ceil(nr) * nr * kc_max);
+    if abuf.len() < a_need {
+        abuf.resize(a_need, 0.0);
+    }
+    if bbuf.len() < b_need {
+        bbuf.resize(b_need, 0.0);
+    }
+    let out = OutPtr(c);
+    let parallel = threads > 1;
+    let mut jc = 0;
+    while jc < n {
+        let nc = NC_f().min(n - jc);
+        let b_panels = nc.div_ceil(nr);
+        let (mt, nt) = task_tiles(m, nc, kernel, threads);
+        let (m_tiles, n_tiles) = (m.div_ceil(mt), nc.div_ceil(nt));
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC_f().min(k - pc);
+            let apack = &mut abuf[..a_panels * mr * kc];
+            let bpack = &mut bbuf[..b_panels * nr * kc];
+            let pack_a_panel = |ip: usize, dst: &mut [f32]| {
+                pack_a(job.a, ip * mr, mr.min(m - ip * mr), pc, kc, mr, dst)
+            };
+            let pack_b_panel = |jp: usize, dst: &mut [f32]| {
+                pack_b(job.b, jc + jp * nr, nr.min(nc - jp * nr), pc, kc, nr, dst)
+            };
+            if parallel {
+                apack
+                    .par_chunks_mut(mr * kc)
+                    .enumerate()
+                    .for_each(|(i, d)| pack_a_panel(i, d));
+                bpack
+                    .par_chunks_mut(nr * kc)
+                    .enumerate()
+                    .for_each(|(i, d)| pack_b_panel(i, d));
+            } else {
+                apack
+                    .chunks_mut(mr * kc)
+                    .enumerate()
+                    .for_each(|(i, d)| pack_a_panel(i, d));
+                bpack
+                    .chunks_mut(nr * kc)
+                    .enumerate()
+                    .for_each(|(i, d)| pack_b_panel(i, d));
+            }
+            let (apack, bpack) = (&*apack, &*bpack);
+            // The first depth block overwrites C, later ones accumulate into it.
+            let accumulate = pc > 0;
+            let run = |t: usize| {
+                let (i0, j0) = ((t / n_tiles) * mt, (t % n_tiles) * nt);
+                let (mb, nb) = (mt.min(m - i0), nt.min(nc - j0));
+                for jp in 0..nb.div_ceil(nr) {
+                    let nr_eff = nr.min(nb - jp * nr);
+                    let bp = bpack[(j0 / nr + jp) * nr * kc..].as_ptr();
+                    for ip in 0..mb.div_ceil(mr) {
+                        let mr_eff = mr.min(mb - ip * mr);
+                        let ap = apack[(i0 / mr + ip) * mr * kc..].as_ptr();
+                        // SAFETY: the tile (rows i0.., columns jc+j0..) belongs to this
+                        // task; panels hold kc * MR / kc * NR values (zero-padded).
+                        unsafe {
+                            let cp = out.ptr().add((i0 + ip * mr) * n + jc + j0 + jp * nr);
+                            (kernel.func)(kc, ap, bp, cp, n, accumulate, mr_eff, nr_eff);
+                        }
+                    }
+                }
+            };
+            if parallel {
+                (0..m_tiles * n_tiles).into_par_iter().for_each(run);
+            } else {
+                (0..m_tiles * n_tiles).for_each(run);
+            }
+            pc += kc;
+        }
+        jc += nc;
+    }
+    PACK_BUFS.with(|cell| cell.set((abuf, bbuf)));
+}
+
+/// Splits an `m x nc` block into task tiles: at most MC rows (one A block in L2) and
+/// the whole block's width, narrowed and then shortened until every thread has a few
+/// tasks.
+fn task_tiles(m: usize, nc: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
+    let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
+    let mut mt = round_up(m.min(MC_f()), kernel.mr);
+    let mut nt = round_up(nc, kernel.nr);
+    if threads <= 1 {
+        return (mt, nt);
+    }
+    let count = |mt: usize, nt: usize| m.div_ceil(mt) * nc.div_ceil(nt);
+    let want = 3 * threads;
+    while count(mt, nt) < want && nt > 8 * kernel.nr {
+        nt = round_up(nt / 2, kernel.nr);
+    }
+    while count(mt, nt) < want && mt > 2 * kernel.mr {
+        mt = round_up(mt / 2, kernel.mr);
+    }
+    (mt, nt)
+}
+
+/// Packs rows `[i0, i0+rows)` x depth `[p0, p0+kc)` of A into one panel laid out
+/// `[p][r]` (`mr` values per depth step), zero-filling rows past `rows`.
+fn pack_a(a: MatRef, i0: usize, rows: usize, p0: usize, kc: usize, mr: usize, dst: &mut [f32]) {
+    if rows < mr {
+        dst.fill(0.0); // the buffer is reused: padding must be cleared
+    }
+    if a.cs == 1 {
+        // Row-contiguous A (the usual case): stream each row.
+        for r in 0..rows {
+            let start = (i0 + r) * a.rs + p0;
+            for (p, &v) in a.data[start..start + kc].iter().enumerate() {
+                dst[p * mr + r] = v;
+            }
+        }
+    } else if a.rs == 1 {
+        // Column-contiguous A (trans_a): each depth step is a contiguous run of rows.
+        for p in 0..kc {
+            let start = (p0 + p) * a.cs + i0;
+            dst[p * mr..p * mr + rows].copy_from_slice(&a.data[start..start + rows]);
+        }
+    } else {
+        for r in 0..rows {
+            for p in 0..kc {
+                dst[p * mr + r] = a.at(i0 + r, p0 + p);
+            }
+        }
+    }
+}
+
+/// Packs depth `[p0, p0+kc)` x columns `[j0, j0+cols)` of B into one panel laid out
+/// `[p][j]` (`nr` values per depth step), zero-filling columns past `cols`.
+fn pack_b(b: MatRef, j0: usize, cols: usize, p0: usize, kc: usize, nr: usize, dst: &mut [f32]) {
+    if cols < nr {
+        dst.fill(0.0); // the buffer is reused: padding must be cleared
+    }
+    if b.cs == 1 {
+        // Row-major B [k, n]: each depth step is a contiguous run of columns.
+        for p in 0..kc {
+            let start = (p0 + p) * b.rs + j0;
+            dst[p * nr..p * nr + cols].copy_from_slice(&b.data[start..start + cols]);
+        }
+    } else if b.rs == 1 {
+        // Transposed weight W [n, k] (x @ W^T): each column is contiguous in depth.
+        for j in 0..cols {
+            let start = (j0 + j) * b.cs + p0;
+            for (p, &v) in b.data[start..start + kc].iter().enumerate() {
+                dst[p * nr + j] = v;
+            }
+        }
+    } else {
+        for p in 0..kc {
+            for j in 0..cols {
+                dst[p * nr + j] = b.at(p0 + p, j0 + j);
+            }
+        }
+    }
+}
+
+const GENERIC_MR: usize = 4;
+const GENERIC_NR: usize = 8;
+
+/// Portable microkernel: `c[0..mr, 0..nr] (+)= apanel^T @ bpanel` over depth `kc`.
+///
+/// # Safety
+/// Panels must hold `kc * MR` / `kc * NR` values and `c` must be valid for the tile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_generic(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    mr: usize,
+    nr: usize,
+) {
+    let a = std::slice::from_raw_parts(a, kc * GENERIC_MR);
+    let b = std::slice::from_raw_parts(b, kc * GENERIC_NR);
+    let mut acc = [[0f32; GENERIC_NR]; GENERIC_MR];
+    for (av, bv) in a.chunks_exact(GENERIC_MR).zip(b.chunks_exact(GENERIC_NR)) {
+        for r in 0..GENERIC_MR {
+            for j in 0..GENERIC_NR {
+                acc[r][j] += av[r] * bv[j];
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(mr) {
+        let crow = c.add(r * ldc);
+        for (j, &v) in row.iter().enumerate().take(nr) {
+            let dst = crow.add(j);
+            *dst = if accumulate { *dst + v } else { v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX2+FMA and AVX-512 microkernels. Accumulators live in registers for the whole
+    //! depth loop; each step broadcasts one value of A per row and FMAs it with the
+    //! NR-wide row of B.
+
+    use std::arch::x86_64::*;
+
+    pub(super) const AVX2_MR: usize = 6;
+    pub(super) const AVX2_NR: usize = 16;
+    pub(super) const AVX512_MR: usize = 12;
+    pub(super) const AVX512_NR: usize = 32;
+
+    /// 6 x 16 tile: 12 ymm accumulators + 2 B vectors + 1 broadcast.
+    ///
+    /// # Safety
+    /// Requires AVX2 and FMA; see `kernel_generic` for the memory contract.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn kernel_avx2(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        mr: usize,
+        nr: usize,
+    ) {
+        const MR: usize = AVX2_MR;
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.add(r));
+                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(AVX2_NR);
+        }
+        if mr == MR && nr == AVX2_NR {
+            for (r, row) in acc.iter().enumerate() {
+                let cp = c.add(r * ldc);
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if accumulate {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cp));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cp.add(8)));
+                }
+                _mm256_storeu_ps(cp, v0);
+                _mm256_storeu_ps(cp.add(8), v1);
+            }
+        } else {
+            let mut tile = [[0f32; AVX2_NR]; MR];
+            for (r, row) in acc.iter().enumerate() {
+                _mm256_storeu_ps(tile[r].as_mut_ptr(), row[0]);
+                _mm256_storeu_ps(tile[r].as_mut_ptr().add(8), row[1]);
+            }
+            super::store_partial(&tile, c, ldc, accumulate, mr, nr);
+        }
+    }
+
+    /// 12 x 32 tile: 24 zmm accumulators + 2 B vectors + 1 broadcast (of 32 registers).
+    ///
+    /// # Safety
+    /// Requires AVX-512F; see `kernel_generic` for the memory contract.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn kernel_avx512(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        mr: usize,
+        nr: usize,
+    ) {
+        const MR: usize = AVX512_MR;
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r));
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(AVX512_NR);
+        }
+        if mr == MR && nr == AVX512_NR {
+            for (r, row) in acc.iter().enumerate() {
+                let cp = c.add(r * ldc);
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if accumulate {
+                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cp));
+                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cp.add(16)));
+                }
+                _mm512_storeu_ps(cp, v0);
+                _mm512_storeu_ps(cp.add(16), v1);
+            }
+        } else {
+            let mut tile = [[0f32; AVX512_NR]; MR];
+            for (r, row) in acc.iter().enumerate() {
+                _mm512_storeu_ps(tile[r].as_mut_ptr(), row[0]);
+                _mm512_storeu_ps(tile[r].as_mut_ptr().add(16), row[1]);
+            }
+            super::store_partial(&tile, c, ldc, accumulate, mr, nr);
+        }
+    }
+
+    /// Dot product of two equally long slices with 4 x 8 lanes of FMA accumulators.
+    ///
+    /// # Safety
+    /// Requires AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_avx2(x: &[f32], y: &[f32]) -> f32 {
+        let n = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (l, a) in acc.iter_mut().enumerate() {
+                let o = i + 8 * l;
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(o)), _mm256_loadu_ps(yp.add(o)), *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(xp.add(i)),
+                _mm256_loadu_ps(yp.add(i)),
+                acc[0],
+            );
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+        let mut total = lanes.iter().sum::<f32>();
+        while i < n {
+            total += x[i] * y[i];
+            i += 1;
+        }
+        total
+    }
+
+    /// `y += alpha * x`, compiled with AVX2+FMA so the loop vectorises 8-wide.
+    ///
+    /// # Safety
+    /// Requires AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+        for (yv, &xv) in y.iter_mut().zip(x) {
+            *yv = alpha.mul_add(xv, *yv);
+        }
+    }
+}
+
+/// Writes the valid `mr x nr` corner of a full register tile to C.
+///
+/// # Safety
+/// `c` must be valid for the `mr x nr` tile with row stride `ldc`.
+unsafe fn store_partial<const NR: usize>(
+    tile: &[[f32; NR]],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    mr: usize,
+    nr: usize,
+) {
+    for (r, row) in tile.iter().enumerate().take(mr) {
+        let crow = c.add(r * ldc);
+        for (j, &v) in row.iter().enumerate().take(nr) {
+            let dst = crow.add(j);
+            *dst = if accumulate { *dst + v } else { v };
+        }
+    }
+}
+
+/// Short-A path: each output row is either n dot products (when B's columns are
+/// contiguous, i.e. `x @ W^T`) or a sum of k scaled rows of B (row-major B). Tasks are
+/// (job, column chunk) pairs.
+fn gemv_path(
+    isa: Isa,
+    parallel: bool,
+    jobs: &[GemmJob],
+    m: usize,
+    n: usize,
+    k: usize,
+    out: OutPtr,
+) {
+    const CHUNK: usize = 64;
+    let chunks = n.div_ceil(CHUNK);
+    let run = |t: usize| {
+        let job = &jobs[t / chunks];
+        let j0 = (t % chunks) * CHUNK;
+        let j1 = (j0 + CHUNK).min(n);
+        let (a, b) = (job.a, job.b);
+        for i in 0..m {
+            // A's row as a contiguous slice (copied only when A is strided).
+            let row_buf: Vec<f32>;
+            let arow: &[f32] = if a.cs == 1 {
+                &a.data[i * a.rs..i * a.rs + k]
+            } else {
+                row_buf = (0..k).map(|p| a.at(i, p)).collect();
+                &row_buf
+            };
+            let mut vals = [0f32; CHUNK];
+            let vals = &mut vals[..j1 - j0];
+            if b.rs == 1 {
+                for (jj, v) in vals.iter_mut().enumerate() {
+                    let start = (j0 + jj) * b.cs;
+                    *v = dot(isa, arow, &b.data[start..start + k]);
+                }
+            } else if b.cs == 1 {
+                for (p, &ap) in arow.iter().enumerate() {
+                    let start = p * b.rs + j0;
+                    axpy(isa, ap, &b.data[start..start + (j1 - j0)], vals);
+                }
+            } else {
+                for (jj, v) in vals.iter_mut().enumerate() {
+                    *v = (0..k).map(|p| arow[p] * b.at(p, j0 + jj)).sum();
+                }
+            }
+            // SAFETY: row i, columns [j0, j1) of this job's output belong to this task.
+            unsafe {
+                let dst = out.ptr().add(job.c_offset + i * n + j0);
+                std::ptr::copy_nonoverlapping(vals.as_ptr(), dst, j1 - j0);
+            }
+        }
+    };
+    if parallel {
+        (0..jobs.len() * chunks).into_par_iter().for_each(run);
+    } else {
+        (0..jobs.len() * chunks).for_each(run);
+    }
+}
+
+fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Generic {
+        // SAFETY: Avx2/Avx512 are only selected when AVX2+FMA (implied by the
+        // AVX-512 machines we target) were detected.
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return unsafe { x86::dot_avx2(x, y) };
+        }
+    }
+    let _ = isa;
+    // Eight independent partial sums let the compiler vectorise the reduction.
+    let mut acc = [0f32; 8];
+    let xc = x.chunks_exact(8);
+    let yc = y.chunks_exact(8);
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (xs, ys) in xc.zip(yc) {
+        for l in 0..8 {
+            acc[l] += xs[l] * ys[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Generic
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: features checked just above.
+        unsafe { x86::axpy_avx2(alpha, x, y) };
+        return;
+    }
+    let _ = isa;
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv += alpha * xv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Rng;
+
+    fn naive(a: MatRef, b: MatRef) -> Vec<f32> {
+        let mut c = vec![0f32; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                let mut s = 0f64;
+                for p in 0..a.cols {
+                    s += a.at(i, p) as f64 * b.at(p, j) as f64;
+                }
+                c[i * b.cols + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    fn isas() -> Vec<Isa> {
+        let mut v = vec![Isa::Generic];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                v.push(Isa::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(Isa::Avx512);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn all_kernels_match_naive_for_all_layouts() {
+        let mut rng = Rng::new(7);
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (5, 300, 17),
+            (7, 33, 40),
+            (13, 257, 49),
+            (64, 64, 64),
+            (100, 530, 70),
+            (2, 100, 300),
+        ];
+        for isa in isas() {
+            for &(m, k, n) in &shapes {
+                for ta in [false, true] {
+                    for tb in [false, true] {
+                        let ad = rng.vec(m * k);
+                        let bd = rng.vec(k * n);
+                        // Storage order decides the strides; the logical matrix is the same.
+                        let a = if ta {
+                            MatRef {
+                                data: &ad,
+                                rows: m,
+                                cols: k,
+                                rs: 1,
+                                cs: m,
+                            }
+                        } else {
+                            MatRef {
+                                data: &ad,
+                                rows: m,
+                                cols: k,
+                                rs: k,
+                                cs: 1,
+                            }
+                        };
+                        let b = if tb {
+                            MatRef {
+                                data: &bd,
+                                rows: k,
+                                cols: n,
+                                rs: 1,
+                                cs: k,
+                            }
+                        } else {
+                            MatRef {
+                                data: &bd,
+                                rows: k,
+                                cols: n,
+                                rs: n,
+                                cs: 1,
+                            }
+                        };
+                        let mut c = vec![f32::NAN; m * n + 3];
+                        let job = GemmJob { a, b, c_offset: 3 };
+                        let want = naive(a, b);
+                        for par in [false, true] {
+                            gemm_with(isa, par, &[job], m, n, k, &mut c);
+                            for (idx, (&got, &w)) in c[3..].iter().zip(&want).enumerate() {
+                                assert!(
+                                    (got - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                                    "{isa:?} par{par} m{m} k{k} n{n} ta{ta} tb{tb} at {idx}: \
+                                     {got} vs {w}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_depth_gives_zeros() {
+        let data: [f32; 0] = [];
+        let a = MatRef {
+            data: &data,
+            rows: 2,
+            cols: 0,
+            rs: 0,
+            cs: 1,
+        };
+        let b = MatRef {
+            data: &data,
+            rows: 0,
+            cols: 3,
+            rs: 3,
+            cs: 1,
+        };
+        let mut c = vec![5.0; 6];
+        gemm(&[GemmJob { a, b, c_offset: 0 }], 2, 3, 0, &mut c);
+        assert_eq!(c, vec![0.0; 6]);
+    }
+}

@@ -1,0 +1,222 @@
+//! The CPU backend: multi-threaded kernels over host tensors.
+//!
+//! Every op runs inside the backend's own rayon pool, so a host can bound how many
+//! cores tokit uses (and keep its other rayon work separate).
+
+mod attention;
+mod elementwise;
+mod embed;
+mod gemm;
+mod layout;
+mod matmul;
+mod norm;
+mod reduce;
+
+use anyhow::{Context, Result};
+
+use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
+
+/// CPU implementation of [`Backend`].
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+}
+
+impl CpuBackend {
+    /// A backend with a dedicated pool of `threads` workers (`None` = one per core).
+    ///
+    /// # Panics
+    /// Only if the operating system refuses to spawn threads; use [`CpuBackend::try_new`]
+    /// to get that as an error.
+    pub fn new(threads: Option<usize>) -> Self {
+        Self::try_new(threads).expect("cpu backend: cannot start the thread pool")
+    }
+
+    /// Like [`CpuBackend::new`] but reports thread-spawn failures as errors.
+    pub fn try_new(threads: Option<usize>) -> Result<Self> {
+        let n = threads
+            .filter(|&t| t > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("tokit-cpu-{i}"))
+            .build()
+            .context("cpu backend: cannot start the thread pool")?;
+        Ok(CpuBackend { pool })
+    }
+
+    /// Number of worker threads in the pool.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.pool.install(f)
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        CpuBackend::new(None)
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".to_string()
+    }
+
+    fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        self.run(|| matmul::matmul(a, b, trans_a, trans_b))
+    }
+
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.run(|| elementwise::binary(op, a, b))
+    }
+
+    fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor> {
+        self.run(|| elementwise::unary(op, a))
+    }
+
+    fn affine(&self, a: &Tensor, scale: f32, shift: f32) -> Result<Tensor> {
+        self.run(|| elementwise::affine(a, scale, shift))
+    }
+
+    fn softmax(&self, a: &Tensor, axis: isize) -> Result<Tensor> {
+        self.run(|| reduce::softmax(a, axis, false))
+    }
+
+    fn log_softmax(&self, a: &Tensor, axis: isize) -> Result<Tensor> {
+        self.run(|| reduce::softmax(a, axis, true))
+    }
+
+    fn reduce(&self, op: ReduceOp, a: &Tensor, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.run(|| reduce::reduce(op, a, axis, keepdim))
+    }
+
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<Tensor> {
+        self.run(|| norm::layer_norm(x, weight, bias, eps))
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+        self.run(|| norm::rms_norm(x, weight, eps))
+    }
+
+    fn rms_norm_gated(
+        &self,
+        x: &Tensor,
+        gate: &Tensor,
+        weight: Option<&Tensor>,
+        eps: f32,
+        norm_before_gate: bool,
+    ) -> Result<Tensor> {
+        self.run(|| norm::rms_norm_gated(x, gate, weight, eps, norm_before_gate))
+    }
+
+    fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+        self.run(|| embed::embedding(table, ids))
+    }
+
+    fn rope(
+        &self,
+        x: &Tensor,
+        positions: &[usize],
+        inv_freq: &[f32],
+        interleaved: bool,
+    ) -> Result<Tensor> {
+        self.run(|| embed::rope(x, positions, inv_freq, interleaved))
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttnMask,
+        scale: f32,
+    ) -> Result<Tensor> {
+        self.run(|| attention::attention(q, k, v, mask, scale, false).map(|(out, _)| out))
+    }
+
+    fn attention_with_probs(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttnMask,
+        scale: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.run(|| {
+            let (out, probs) = attention::attention(q, k, v, mask, scale, true)?;
+            let (scores, pattern) = probs.context("attention: probabilities were not kept")?;
+            Ok((out, scores, pattern))
+        })
+    }
+
+    fn reshape(&self, a: &Tensor, shape: &[isize]) -> Result<Tensor> {
+        layout::reshape(a, shape)
+    }
+
+    fn permute(&self, a: &Tensor, axes: &[usize]) -> Result<Tensor> {
+        self.run(|| layout::permute(a, axes))
+    }
+
+    fn slice(&self, a: &Tensor, axis: isize, start: usize, end: usize) -> Result<Tensor> {
+        self.run(|| layout::slice(a, axis, start, end))
+    }
+
+    fn concat(&self, parts: &[&Tensor], axis: isize) -> Result<Tensor> {
+        self.run(|| layout::concat(parts, axis))
+    }
+
+    fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor> {
+        self.run(|| layout::index_select(a, axis, indices))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_object_safe_and_dispatches() {
+        let be: Box<dyn Backend> = Box::new(CpuBackend::new(Some(2)));
+        assert_eq!(be.name(), "cpu");
+        let a = Tensor::new(vec![2, 2], vec![1., 2., 3., 4.]).unwrap();
+        let i = Tensor::new(vec![2, 2], vec![1., 0., 0., 1.]).unwrap();
+        assert_eq!(be.matmul(&a, &i, false, true).unwrap().data(), a.data());
+        assert_eq!(
+            be.binary(BinaryOp::Add, &a, &a).unwrap().data(),
+            &[2., 4., 6., 8.]
+        );
+        assert_eq!(
+            be.unary(UnaryOp::Neg, &a).unwrap().data(),
+            &[-1., -2., -3., -4.]
+        );
+        assert_eq!(be.affine(&a, 2.0, 1.0).unwrap().data(), &[3., 5., 7., 9.]);
+        assert_eq!(
+            be.reduce(ReduceOp::Sum, &a, -1, false).unwrap().data(),
+            &[3., 7.]
+        );
+        assert_eq!(be.reshape(&a, &[4]).unwrap().shape(), &[4]);
+        assert_eq!(be.permute(&a, &[1, 0]).unwrap().data(), &[1., 3., 2., 4.]);
+        assert_eq!(be.slice(&a, 0, 1, 2).unwrap().data(), &[3., 4.]);
+        assert_eq!(be.concat(&[&a, &a], 0).unwrap().shape(), &[4, 2]);
+        assert_eq!(be.index_select(&a, 1, &[1]).unwrap().data(), &[2., 4.]);
+        assert_eq!(be.embedding(&a, &[1]).unwrap().data(), &[3., 4.]);
+        let q = Tensor::zeros(vec![1, 2, 2]);
+        let (out, scores, pattern) = be
+            .attention_with_probs(&q, &q, &q, &AttnMask::causal(), 1.0)
+            .unwrap();
+        assert_eq!(out.shape(), &[1, 2, 2]);
+        assert_eq!(scores.data()[1], f32::NEG_INFINITY);
+        assert_eq!(pattern.data(), &[1.0, 0.0, 0.5, 0.5]);
+        assert_eq!(CpuBackend::new(Some(3)).threads(), 3);
+        assert!(CpuBackend::default().threads() >= 1);
+    }
+}

@@ -1,0 +1,89 @@
+//! Backend-neutral shape arithmetic: numpy broadcasting, axis normalisation and
+//! row-major strides. Every backend validates shapes with these helpers so that all of
+//! them accept and reject exactly the same inputs, with the same messages.
+
+use anyhow::{bail, Result};
+
+/// The numpy broadcast of two shapes: aligned from the right, each pair of dimensions
+/// must be equal or one of them must be 1.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for (i, o) in out.iter_mut().enumerate() {
+        // Missing leading dimensions behave like 1.
+        let da = dim_from_right(a, n - 1 - i);
+        let db = dim_from_right(b, n - 1 - i);
+        *o = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => bail!(
+                "broadcast: shapes {a:?} and {b:?} are incompatible (dimension {da} vs {db}; \
+                 expected equal sizes or 1)"
+            ),
+        };
+    }
+    Ok(out)
+}
+
+/// `shape[len - 1 - k]`, or 1 where the shape is shorter than that.
+fn dim_from_right(shape: &[usize], k: usize) -> usize {
+    if k < shape.len() {
+        shape[shape.len() - 1 - k]
+    } else {
+        1
+    }
+}
+
+/// Resolves a possibly negative axis (counting from the end) against `ndim` dimensions.
+pub fn normalize_axis(op: &str, axis: isize, shape: &[usize]) -> Result<usize> {
+    let ndim = shape.len() as isize;
+    let resolved = if axis < 0 { axis + ndim } else { axis };
+    if resolved < 0 || resolved >= ndim {
+        bail!("{op}: axis {axis} is out of range for shape {shape:?} (expected -{ndim}..{ndim})");
+    }
+    Ok(resolved as usize)
+}
+
+/// Row-major (C-order) element strides of a shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Splits a shape around `axis` into (product before, size of axis, product after).
+pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    let outer = shape[..axis].iter().product();
+    let inner = shape[axis + 1..].iter().product();
+    (outer, shape[axis], inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shape(&[2, 3], &[3]).unwrap(), vec![2, 3]);
+        assert_eq!(broadcast_shape(&[4, 1, 5], &[3, 1]).unwrap(), vec![4, 3, 5]);
+        assert_eq!(broadcast_shape(&[], &[2, 2]).unwrap(), vec![2, 2]);
+        assert_eq!(broadcast_shape(&[0, 1], &[1, 3]).unwrap(), vec![0, 3]);
+        let err = broadcast_shape(&[2, 3], &[4]).unwrap_err().to_string();
+        assert!(err.contains("[2, 3]") && err.contains("[4]"), "{err}");
+    }
+
+    #[test]
+    fn axes_and_strides() {
+        assert_eq!(normalize_axis("t", -1, &[2, 3]).unwrap(), 1);
+        assert_eq!(normalize_axis("t", 0, &[2, 3]).unwrap(), 0);
+        assert!(normalize_axis("t", 2, &[2, 3]).is_err());
+        assert!(normalize_axis("t", -3, &[2, 3]).is_err());
+        assert!(normalize_axis("t", 0, &[]).is_err());
+        assert_eq!(strides(&[2, 3, 4]), vec![12, 4, 1]);
+        assert_eq!(strides(&[]), Vec::<usize>::new());
+        assert_eq!(split_at_axis(&[2, 3, 4], 1), (2, 3, 4));
+    }
+}

@@ -1,0 +1,21 @@
+//! Model files on disk: a Hugging Face directory (config.json, safetensors, tokenizer.json).
+//!
+//! - [`HfConfig`] reads `config.json` tolerantly (bare `Infinity`/`NaN` tokens and
+//!   `{"__float__": ...}` objects are accepted) and offers typed accessors whose errors name
+//!   the file, the field and what was expected, plus helpers that read both the older and the
+//!   transformers-5 layouts of the RoPE fields.
+//! - [`Weights`] memory-maps the safetensors files (single, sharded with an index, or all in
+//!   the directory), validates their headers up front and reads tensors as f32 [`Tensor`]s.
+//!   [`save_safetensors`] writes f32 tensors atomically; [`fingerprint`] hashes a model
+//!   directory cheaply for provenance.
+//! - [`Tokenizer`] wraps a Hugging Face `tokenizer.json`, or raw bytes for byte-level models.
+//!
+//! [`Tensor`]: tokit_compute::Tensor
+
+pub mod config;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::HfConfig;
+pub use tokenizer::Tokenizer;
+pub use weights::{fingerprint, save_f32, save_safetensors, Dtype, Weights};
