@@ -140,7 +140,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("model:        {}", m.path.display());
             println!("architecture: {} (plugin {} {})", i.arch, m.plugin.name(), m.plugin.desc.version);
             println!("fingerprint:  {}", m.fingerprint);
-            println!("vocab:        {} (tokenizer: {})", i.vocab_size, m.tokenizer.vocab_size());
+            println!("vocab:        {} (tokenizer: {})", i.vocab_size, m.tokenizer.as_ref().map_or("none".into(), |t| t.vocab_size().to_string()));
             println!("layers:       {}   d_model: {}   causal: {}", i.n_layers, i.d_model, i.causal);
             println!("context:      {}", i.context_length.map_or("unbounded".into(), |n| n.to_string()));
             println!("ablation:     {} (default {})", i.ablation_methods.join(", "), i.default_ablation);

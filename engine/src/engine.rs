@@ -125,7 +125,7 @@ impl Engine {
         let rec: Value = serde_json::from_str(&collect.record.0)
             .with_context(|| format!("plugin {}: metric `{metric}` returned an invalid record", plugin.name()))?;
         let token_text = match &input.model {
-            Some(m) => tokens.iter().map(|&t| m.tokenizer.token_str(t).unwrap_or_else(|| t.to_string())).collect(),
+            Some(m) => tokens.iter().map(|&t| m.token_str(t)).collect(),
             None => Vec::new(),
         };
         let f = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or_default().to_string();

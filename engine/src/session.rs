@@ -103,20 +103,24 @@ impl HookCtx {
     }
 }
 
-/// Weights exposed to the plugin during `model_load`.
-struct FileWeights(Weights);
+/// Weights exposed to the plugin during `model_load` (None: the directory has no
+/// safetensors files, as for models that keep their parameters in their own format).
+struct FileWeights(Option<Weights>, PathBuf);
 
 impl WeightSource for FileWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
-        self.0.tensor(name)
+        match &self.0 {
+            Some(w) => w.tensor(name),
+            None => bail!("{}: no *.safetensors weights (looking for tensor `{name}`)", self.1.display()),
+        }
     }
     fn index_json(&self) -> String {
-        let m: serde_json::Map<String, Value> = self
-            .0
+        let Some(w) = &self.0 else { return "{}".into() };
+        let m: serde_json::Map<String, Value> = w
             .names()
             .into_iter()
             .filter_map(|n| {
-                let (dt, shape) = self.0.info(&n)?;
+                let (dt, shape) = w.info(&n)?;
                 Some((n, serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape})))
             })
             .collect();
@@ -135,7 +139,8 @@ pub struct ModelInner {
     pub arch: String,
     pub path: PathBuf,
     pub config: HfConfig,
-    pub tokenizer: Tokenizer,
+    /// None for models over bare ids (`"tokenizer": "ids"` in config.json).
+    pub tokenizer: Option<Tokenizer>,
     pub info: ModelInfo,
     pub fingerprint: String,
     handle: Mutex<Handle>,
@@ -207,11 +212,18 @@ impl Model {
                 )
             })?;
         let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
-        let weights = Weights::open(&dir)?;
-        let tokenizer = Tokenizer::load(&dir, &config)?;
+        let has_weights = std::fs::read_dir(&dir)
+            .with_context(|| format!("model directory {}", dir.display()))?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".safetensors") || e.file_name().to_string_lossy().ends_with(".safetensors.index.json"));
+        let weights = if has_weights { Some(Weights::open(&dir)?) } else { None };
+        let tokenizer = match config.opt_str("tokenizer") {
+            Ok(Some("ids")) => None,
+            _ => Some(Tokenizer::load(&dir, &config)?),
+        };
         let fingerprint = tokit_model::fingerprint(&dir);
 
-        let source = host().add_source(Arc::new(FileWeights(weights)));
+        let source = host().add_source(Arc::new(FileWeights(weights, dir.clone())));
         let config_json = config.to_json();
         let options_json = Value::Object(opts.options.clone()).to_string();
         let path_str = dir.to_string_lossy().to_string();
@@ -236,7 +248,9 @@ impl Model {
                     .with_context(|| format!("plugin {}: invalid model_info JSON", plugin.name()))
             })
             .and_then(|info| {
-                tokenizer.check_vocab(info.vocab_size).with_context(|| format!("model {}", dir.display()))?;
+                if let Some(t) = &tokenizer {
+                    t.check_vocab(info.vocab_size).with_context(|| format!("model {}", dir.display()))?;
+                }
                 Ok(info)
             });
         let info = match info {
@@ -273,12 +287,23 @@ impl ModelInner {
         &self.info
     }
 
+    fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            anyhow!("model {} has no tokenizer (config.json: \"tokenizer\": \"ids\"); pass token ids", self.path.display())
+        })
+    }
+
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer.encode(text)
+        self.tokenizer()?.encode(text)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer.decode(ids)
+        self.tokenizer()?.decode(ids)
+    }
+
+    /// Readable text of one token (the id itself when there is no tokenizer).
+    pub fn token_str(&self, id: u32) -> String {
+        self.tokenizer.as_ref().and_then(|t| t.token_str(id)).unwrap_or_else(|| id.to_string())
     }
 
     /// Check tokens and hook patterns against the model.

@@ -76,49 +76,59 @@ impl Report {
         })
     }
 
-    /// Per-position table: every 1-D tensor whose length matches the longest one, plus
-    /// the token text when known. Returns (header, rows).
-    pub fn table(&self) -> (Vec<String>, Vec<Vec<String>>) {
+    /// Per-position table: the chosen 1-D tensors (all of them when `columns` is empty)
+    /// whose length matches the longest one, plus the token text when known.
+    pub fn table(&self, columns: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
         let n = self.tensors.values().filter(|t| t.ndim() == 1).map(|t| t.numel()).max().unwrap_or(0);
-        let cols: Vec<(&String, &Tensor)> =
-            self.tensors.iter().filter(|(_, t)| t.ndim() == 1 && t.numel() == n).collect();
+        let cols: Vec<(&String, &Tensor)> = self
+            .tensors
+            .iter()
+            .filter(|(k, t)| t.ndim() == 1 && t.numel() == n && (columns.is_empty() || columns.contains(k)))
+            .collect();
         let with_tokens = self.tokens.len() == n && n > 0;
         let mut header = vec!["position".to_string()];
         if with_tokens {
             header.push("token".into());
         }
         header.extend(cols.iter().map(|(k, _)| k.to_string()));
+        let integral: Vec<bool> =
+            cols.iter().map(|(_, t)| t.data().iter().all(|x| x.is_nan() || x.fract() == 0.0)).collect();
         let rows = (0..n)
             .map(|i| {
                 let mut r = vec![i.to_string()];
                 if with_tokens {
                     r.push(self.tokens[i].clone());
                 }
-                r.extend(cols.iter().map(|(_, t)| format!("{:.6}", t.data()[i])));
+                r.extend(cols.iter().zip(&integral).map(|((_, t), &int)| match t.data()[i] {
+                    x if x.is_nan() => "-".to_string(),
+                    x if int => format!("{x:.0}"),
+                    x => format!("{x:.6}"),
+                }));
                 r
             })
             .collect();
         (header, rows)
     }
 
-    /// The table as aligned text (for the terminal).
-    pub fn table_text(&self, max_rows: usize) -> String {
-        let (header, rows) = self.table();
-        let shown: Vec<&Vec<String>> = rows.iter().take(max_rows).collect();
+    /// The table as aligned text (for the terminal), at most `max_rows` rows.
+    pub fn table_text(&self, columns: &[String], max_rows: usize) -> String {
+        let (header, rows) = self.table(columns);
+        let shown = &rows[..rows.len().min(max_rows)];
         let widths: Vec<usize> = (0..header.len())
             .map(|c| shown.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
             .collect();
+        let token_col = header.get(1).is_some_and(|h| h == "token");
         let line = |cells: &[String]| {
-            cells
+            let cells: Vec<String> = cells
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(i, (c, w))| if i == 1 && header.get(1).is_some_and(|h| h == "token") { format!("{c:<w$}") } else { format!("{c:>w$}") })
-                .collect::<Vec<_>>()
-                .join("  ")
+                .map(|(i, (c, &w))| if i == 1 && token_col { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .collect();
+            cells.join("  ")
         };
         let mut out = line(&header);
-        for r in &shown {
+        for r in shown {
             out.push('\n');
             out.push_str(&line(r));
         }
@@ -130,7 +140,7 @@ impl Report {
 
     /// The table as CSV.
     pub fn to_csv(&self) -> String {
-        let (header, rows) = self.table();
+        let (header, rows) = self.table(&[]);
         let esc = |s: &str| {
             if s.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", s.replace('"', "\"\""))

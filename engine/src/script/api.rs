@@ -107,7 +107,7 @@ fn model_info_map(m: &Model) -> RhaiResult<Dynamic> {
         o.insert("path".into(), Value::String(m.path.display().to_string()));
         o.insert("plugin".into(), Value::String(m.plugin.name().to_string()));
         o.insert("fingerprint".into(), Value::String(m.fingerprint.clone()));
-        o.insert("tokenizer_vocab".into(), Value::from(m.tokenizer.vocab_size()));
+        o.insert("tokenizer_vocab".into(), m.tokenizer.as_ref().map_or(Value::Null, |t| Value::from(t.vocab_size())));
     }
     from_json(&v)
 }
@@ -198,9 +198,7 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
     rhai.register_fn("decode", |m: &mut Model, ids: Array| -> RhaiResult<String> {
         anyhow_rt(m.decode(&token_ids(&ids, "decode")?))
     });
-    rhai.register_fn("token_str", |m: &mut Model, id: i64| -> String {
-        u32::try_from(id).ok().and_then(|i| m.tokenizer.token_str(i)).unwrap_or_default()
-    });
+    rhai.register_fn("token_str", |m: &mut Model, id: i64| -> String { u32::try_from(id).map(|i| m.token_str(i)).unwrap_or_default() });
     rhai.register_fn("forward", |m: &mut Model, ids: Array| -> RhaiResult<Map> {
         let out = anyhow_rt(m.forward(&token_ids(&ids, "forward")?, &ForwardSpec::default()))?;
         Ok(outputs_map(out.into_iter().next().unwrap_or_default()))
@@ -271,8 +269,12 @@ fn register_report(rhai: &mut rhai::Engine) {
     });
     rhai.register_get("params", |r: &mut ScriptReport| -> RhaiResult<Dynamic> { from_json(&Value::Object(r.0.params.clone())) });
     rhai.register_get("tokens", |r: &mut ScriptReport| -> Array { r.0.tokens.iter().map(|s| Dynamic::from(s.clone())).collect() });
-    rhai.register_fn("table", |r: &mut ScriptReport| r.0.table_text(usize::MAX));
-    rhai.register_fn("table", |r: &mut ScriptReport, max_rows: i64| r.0.table_text(max_rows.max(0) as usize));
+    rhai.register_fn("table", |r: &mut ScriptReport| r.0.table_text(&[], usize::MAX));
+    rhai.register_fn("table", |r: &mut ScriptReport, max_rows: i64| r.0.table_text(&[], max_rows.max(0) as usize));
+    rhai.register_fn("table", |r: &mut ScriptReport, columns: Array, max_rows: i64| -> RhaiResult<String> {
+        let cols = strings(&Dynamic::from_array(columns), "table: columns")?;
+        Ok(r.0.table_text(&cols, max_rows.max(0) as usize))
+    });
     rhai.register_fn("to_json", |r: &mut ScriptReport| -> RhaiResult<String> { rt(serde_json::to_string_pretty(&r.0.to_json())) });
     rhai.register_fn("save", |r: &mut ScriptReport, path: &str| -> RhaiResult<()> { anyhow_rt(r.0.save(std::path::Path::new(path))) });
     rhai.register_fn("to_string", |r: &mut ScriptReport| {

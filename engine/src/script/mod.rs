@@ -34,7 +34,11 @@ impl ScriptHost {
         rhai.set_strict_variables(true);
         // Ctrl-C sets the host's cancel flag; stop the script at its next operation.
         rhai.on_progress(|_| host().is_cancelled().then(|| "cancelled (Ctrl-C)".into()));
-        rhai.on_print(|s| println!("{s}"));
+        // A closed stdout (`| head`) must not panic the script.
+        rhai.on_print(|s| {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{s}");
+        });
         rhai.on_debug(|s, src, pos| tracing::debug!("{}:{pos}: {s}", src.unwrap_or("script")));
         api::register(&mut rhai, tokit.clone());
         ScriptHost { rhai, scope: Scope::new(), tokit }

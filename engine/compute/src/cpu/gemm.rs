@@ -40,17 +40,11 @@ pub(crate) struct GemmJob<'a> {
 }
 
 /// Depth of one packed block: a KC x NR panel of B (16-32 KiB) stays in L1.
-static KC_: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-#[allow(non_snake_case)]
-fn KC_f() -> usize { *KC_.get_or_init(|| std::env::var("TK_KC").ok().and_then(|v| v.parse().ok()).unwrap_or(256)) }
+const KC: usize = 256;
 /// Most rows of A per task: an MC x KC block (96 KiB) stays in L2.
-static MC_: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-#[allow(non_snake_case)]
-fn MC_f() -> usize { *MC_.get_or_init(|| std::env::var("TK_MC").ok().and_then(|v| v.parse().ok()).unwrap_or(96)) }
+const MC: usize = 96;
 /// Columns of B packed per block: a KC x NC block (4 MiB) stays in L3.
-static NC_: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-#[allow(non_snake_case)]
-fn NC_f() -> usize { *NC_.get_or_init(|| std::env::var("TK_NC").ok().and_then(|v| v.parse().ok()).unwrap_or(4096)) }
+const NC: usize = 4096;
 /// Left operands with at most this many rows use the unpacked vector path.
 const GEMV_MAX_M: usize = 4;
 
@@ -212,8 +206,8 @@ unsafe fn gemm_one(
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let a_panels = m.div_ceil(mr);
-    let nc_max = NC_f().min(n);
-    let kc_max = KC_f().min(k);
+    let nc_max = NC.min(n);
+    let kc_max = KC.min(k);
     let (mut abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
     let (a_need, b_need) = (a_panels * mr * kc_max, nc_max.div_ceil(nr) * nr * kc_max);
     if abuf.len() < a_need {
@@ -226,13 +220,13 @@ unsafe fn gemm_one(
     let parallel = threads > 1;
     let mut jc = 0;
     while jc < n {
-        let nc = NC_f().min(n - jc);
+        let nc = NC.min(n - jc);
         let b_panels = nc.div_ceil(nr);
         let (mt, nt) = task_tiles(m, nc, kernel, threads);
         let (m_tiles, n_tiles) = (m.div_ceil(mt), nc.div_ceil(nt));
         let mut pc = 0;
         while pc < k {
-            let kc = KC_f().min(k - pc);
+            let kc = KC.min(k - pc);
             let apack = &mut abuf[..a_panels * mr * kc];
             let bpack = &mut bbuf[..b_panels * nr * kc];
             let pack_a_panel = |ip: usize, dst: &mut [f32]| {
@@ -298,7 +292,7 @@ unsafe fn gemm_one(
 /// tasks.
 fn task_tiles(m: usize, nc: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
     let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
-    let mut mt = round_up(m.min(MC_f()), kernel.mr);
+    let mut mt = round_up(m.min(MC), kernel.mr);
     let mut nt = round_up(nc, kernel.nr);
     if threads <= 1 {
         return (mt, nt);
@@ -356,7 +350,14 @@ fn pack_b(b: MatRef, j0: usize, cols: usize, p0: usize, kc: usize, nr: usize, ds
             dst[p * nr..p * nr + cols].copy_from_slice(&b.data[start..start + cols]);
         }
     } else if b.rs == 1 {
-        // Transposed weight W [n, k] (x @ W^T): each column is contiguous in depth.
+        // Transposed weight W [n, k] (x @ W^T): each column is contiguous in depth, so
+        // packing is a transpose; 8 x 8 register transposes when the CPU has AVX.
+        #[cfg(target_arch = "x86_64")]
+        if cols == nr && nr % 8 == 0 && std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX was detected; the function bounds-checks its slices.
+            unsafe { x86::pack_b_transposed_avx(b, j0, p0, kc, nr, dst) };
+            return;
+        }
         for j in 0..cols {
             let start = (j0 + j) * b.cs + p0;
             for (p, &v) in b.data[start..start + kc].iter().enumerate() {
@@ -522,6 +523,80 @@ mod x86 {
             }
             super::store_partial(&tile, c, ldc, accumulate, mr, nr);
         }
+    }
+
+    /// Packs a full panel of `nr` (a multiple of 8) columns of a depth-contiguous B
+    /// (`b.rs == 1`) into `[p][j]` layout with 8 x 8 in-register transposes.
+    ///
+    /// # Safety
+    /// Requires AVX.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn pack_b_transposed_avx(
+        b: super::MatRef,
+        j0: usize,
+        p0: usize,
+        kc: usize,
+        nr: usize,
+        dst: &mut [f32],
+    ) {
+        let full = kc / 8 * 8;
+        // Bounds for the unchecked loads and stores below.
+        assert!(dst.len() >= kc * nr);
+        assert!(nr % 8 == 0 && (j0 + nr - 1) * b.cs + p0 + kc <= b.data.len());
+        let src = b.data.as_ptr();
+        let out = dst.as_mut_ptr();
+        for g in 0..nr / 8 {
+            let col0 = j0 + 8 * g;
+            let mut p = 0;
+            while p < full {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, reg) in r.iter_mut().enumerate() {
+                    *reg = _mm256_loadu_ps(src.add((col0 + i) * b.cs + p0 + p));
+                }
+                let r = transpose8(r);
+                for (q, reg) in r.iter().enumerate() {
+                    _mm256_storeu_ps(out.add((p + q) * nr + 8 * g), *reg);
+                }
+                p += 8;
+            }
+            for p in full..kc {
+                for i in 0..8 {
+                    *out.add(p * nr + 8 * g + i) = *src.add((col0 + i) * b.cs + p0 + p);
+                }
+            }
+        }
+    }
+
+    /// Transposes an 8 x 8 block held as 8 row registers.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
     }
 
     /// Dot product of two equally long slices with 4 x 8 lanes of FMA accumulators.
