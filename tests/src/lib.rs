@@ -20,7 +20,14 @@ pub fn ensure_built() {
         let mut cmd = std::process::Command::new(cargo);
         cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
         cmd.args(["build", "--quiet"]);
-        for p in ["tokit-plugin-arllm", "tokit-plugin-info", "tokit-testplugin-toylm", "tokit-testplugin-abi2"] {
+        for p in [
+            "tokit-plugin-arllm",
+            "tokit-plugin-info",
+            "tokit-plugin-rate",
+            "tokit-plugin-transformer",
+            "tokit-testplugin-toylm",
+            "tokit-testplugin-abi2",
+        ] {
             cmd.args(["-p", p]);
         }
         if target_dir().file_name().is_some_and(|n| n == "release") {
