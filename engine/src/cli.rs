@@ -48,6 +48,23 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Continue a text (or token ids) by sampling from the model.
+    Generate {
+        model: String,
+        #[command(flatten)]
+        input: TextInput,
+        #[arg(long, default_value_t = 32)]
+        max_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Compute a metric; write the result JSON.
     Analyze {
         metric: String,
@@ -167,6 +184,16 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             tokit_model::save_safetensors(&path, &tensors, Some(meta.into_iter().collect()))?;
             println!("wrote {} ({} tensors, logits {:?})", path.display(), tensors.len(), v0.get("logits").map(|t| t.shape().to_vec()));
+        }
+        Command::Generate { model, input, max_tokens, temperature, top_k, top_p, seed } => {
+            let m = tokit.load_model(&model, &LoadOptions::default())?;
+            let prompt = tokens_of(&input, Some(&m))?.ok_or_else(|| anyhow!("generate: give --text, --tokens or --file"))?;
+            let opts = crate::GenerateOptions { max_tokens, temperature, top_k, top_p, seed, stop: vec![] };
+            let new = crate::generate::generate(&m, &prompt, &opts)?;
+            match m.decode(&new) {
+                Ok(text) => println!("{text}"),
+                Err(_) => println!("{}", new.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+            }
         }
         Command::Analyze { metric, model, input, params, output } => {
             let m = match &model {

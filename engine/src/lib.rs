@@ -4,12 +4,14 @@
 
 pub mod config;
 pub mod engine;
+pub mod generate;
 pub mod plugin;
 pub mod report;
 pub mod session;
 
 pub use config::{BackendChoice, Config};
 pub use engine::{AnalyzeInput, Engine};
+pub use generate::GenerateOptions;
 pub use report::Report;
 pub use session::{Action, ForwardSpec, Intervention, LoadOptions, Model};
 pub use tokit_compute::Tensor;

@@ -43,6 +43,8 @@ pub struct ForwardSpec {
     /// Hook patterns to capture (in every variant).
     pub capture: Vec<String>,
     pub interventions: Vec<Intervention>,
+    /// Only the last position's logits (`[1, V]`), for generation steps.
+    pub last_only: bool,
 }
 
 /// Outputs per variant: `"logits"` `[T, V]` and captured hooks by name.
@@ -337,7 +339,7 @@ impl ModelInner {
     pub fn forward(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<ForwardResult> {
         self.validate(tokens, spec)?;
         let variants = if spec.variants.is_empty() { vec![Variant::default()] } else { spec.variants.clone() };
-        let options = serde_json::json!({ "variants": variants }).to_string();
+        let options = serde_json::json!({ "variants": variants, "last_only": spec.last_only }).to_string();
         let mut hooks = HookCtx { capture: spec.capture.clone(), interventions: spec.interventions.clone(), captured: vec![] };
         let args = ForwardArgs {
             struct_size: std::mem::size_of::<ForwardArgs>() as u32,
@@ -373,14 +375,20 @@ impl ModelInner {
             }
         }
         let vocab = self.info.vocab_size;
-        for (v, o) in out.iter().enumerate() {
-            let logits = o.get("logits").ok_or_else(|| anyhow!("plugin {}: forward emitted no logits for variant {v}", self.plugin.name()))?;
+        let rows = if spec.last_only { 1 } else { tokens.len() };
+        for (v, o) in out.iter_mut().enumerate() {
+            let logits = o
+                .get_mut("logits")
+                .ok_or_else(|| anyhow!("plugin {}: forward emitted no logits for variant {v}", self.plugin.name()))?;
+            // A plugin that ignores `last_only` returns every row; keep the last.
+            if spec.last_only && logits.shape() == [tokens.len(), vocab] {
+                *logits = host().backend().slice(logits, 0, tokens.len() - 1, tokens.len())?;
+            }
             ensure!(
-                logits.shape() == [tokens.len(), vocab],
-                "plugin {}: logits of variant {v} have shape {:?}, expected [{}, {vocab}]",
+                logits.shape() == [rows, vocab],
+                "plugin {}: logits of variant {v} have shape {:?}, expected [{rows}, {vocab}]",
                 self.plugin.name(),
                 logits.shape(),
-                tokens.len()
             );
         }
         Ok(out)
@@ -406,7 +414,7 @@ impl ForwardTarget for ModelInner {
         } else {
             serde_json::from_str(options).context("model_forward options")?
         };
-        let spec = ForwardSpec { variants: req.variants, capture: req.capture, interventions: vec![] };
+        let spec = ForwardSpec { variants: req.variants, capture: req.capture, ..Default::default() };
         Ok(self.forward(tokens, &spec)?.into_iter().map(|m| m.into_iter().collect()).collect())
     }
 }

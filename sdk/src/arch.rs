@@ -195,12 +195,19 @@ impl Variant {
 struct ForwardOptions {
     #[serde(default)]
     variants: Vec<Variant>,
+    /// Emit logits of the last position only (`[1, V]`): generation steps.
+    #[serde(default)]
+    last_only: bool,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
 }
 
 /// One forward call as the architecture sees it.
 pub struct ForwardCall<'a> {
     tokens: &'a [u32],
     variants: Vec<Variant>,
+    last_only: bool,
+    options: serde_json::Map<String, Value>,
     hooks: *mut c_void,
     out: &'a TensorSink,
 }
@@ -219,7 +226,14 @@ impl<'a> ForwardCall<'a> {
         if opts.variants.is_empty() {
             opts.variants.push(Variant::default());
         }
-        Ok(ForwardCall { tokens, variants: opts.variants, hooks: args.hooks, out })
+        Ok(ForwardCall {
+            tokens,
+            variants: opts.variants,
+            last_only: opts.last_only,
+            options: opts.rest,
+            hooks: args.hooks,
+            out,
+        })
     }
 
     pub fn tokens(&self) -> &[u32] {
@@ -228,6 +242,17 @@ impl<'a> ForwardCall<'a> {
 
     pub fn variants(&self) -> &[Variant] {
         &self.variants
+    }
+
+    /// Only the last position's logits are wanted (`[1, V]`); the rest of the sequence is
+    /// context. Models with a cache may reuse it when `tokens` extends the previous call.
+    pub fn last_only(&self) -> bool {
+        self.last_only
+    }
+
+    /// Any other forward option the host passed (forward-compatible extension point).
+    pub fn option(&self, name: &str) -> Option<&Value> {
+        self.options.get(name)
     }
 
     /// Pass `t` through hook point `name` of `variant`: the host may capture it or apply an

@@ -19,7 +19,7 @@ pub fn ensure_built() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
         cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-        cmd.args(["build", "--quiet"]);
+        cmd.args(["build", "--quiet", "--bin", "tokit"]);
         for p in [
             "tokit-plugin-arllm",
             "tokit-plugin-info",
@@ -27,6 +27,7 @@ pub fn ensure_built() {
             "tokit-plugin-transformer",
             "tokit-testplugin-toylm",
             "tokit-testplugin-abi2",
+            "tokit-engine",
         ] {
             cmd.args(["-p", p]);
         }
@@ -68,4 +69,15 @@ pub fn write_toylm(dir: &Path, vocab: usize, d: usize, extra_config: serde_json:
         None,
     )
     .unwrap();
+}
+
+/// The `tokit` binary of this build, run from the workspace root.
+pub fn tokit(args: &[&str]) -> std::process::Output {
+    ensure_built();
+    std::process::Command::new(target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("running tokit")
 }

@@ -70,7 +70,7 @@ fn main() {
         (2048, 2048, 2048),
         (512, 576, 49152),
     ];
-    for (idx, (t, d, dout)) in shapes.into_iter().enumerate() {
+    for (idx, &(t, d, dout)) in shapes.iter().enumerate() {
         if only.is_some_and(|o| o != idx) {
             continue;
         }
@@ -97,7 +97,9 @@ fn main() {
             flops / theirs / 1e9
         );
     }
-    if only.is_some() {
+    // TOKIT_BENCH_ONLY=<index> runs one matmul shape; any index past the list runs
+    // only the attention cases.
+    if only.is_some_and(|o| o < shapes.len()) {
         return;
     }
     for (h, hkv, t, dh) in [(9, 3, 512, 64), (32, 8, 2048, 64)] {

@@ -212,6 +212,11 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
             Ok(Dynamic::from_map(outputs_map(out.into_iter().next().unwrap_or_default())))
         }
     });
+    rhai.register_fn("generate", |m: &mut Model, ids: Array, opts: Map| -> RhaiResult<Array> {
+        let opts: crate::GenerateOptions =
+            rt(rhai::serde::from_dynamic(&Dynamic::from_map(opts)).map_err(|e| format!("generate: options: {e}")))?;
+        Ok(ids_to_array(&anyhow_rt(crate::generate::generate(m, &token_ids(&ids, "generate")?, &opts))?))
+    });
     rhai.register_fn("to_string", |m: &mut Model| format!("Model({}, {})", m.arch, m.path.display()));
 }
 

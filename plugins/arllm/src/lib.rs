@@ -90,14 +90,16 @@ impl Architecture for Arllm {
                 _ => (tokens.clone(), variant.ablate.clone()),
             };
             // Row t is the law of token t + 1 given tokens ..= t.
-            let mut logits = Vec::with_capacity(tokens.len() * vocab);
-            for t in 0..tokens.len() {
+            let first = if call.last_only() { tokens.len() - 1 } else { 0 };
+            let rows = tokens.len() - first;
+            let mut logits = Vec::with_capacity(rows * vocab);
+            for t in first..tokens.len() {
                 if t % 256 == 0 {
                     tokit_sdk::check_cancelled()?;
                 }
                 logits.extend(self.model.logits(&context_without(&seq, t + 1, &removed)));
             }
-            let logits = Tensor::from_slice(&logits, &[tokens.len(), vocab])?;
+            let logits = Tensor::from_slice(&logits, &[rows, vocab])?;
             let logits = call.hook(v, "hook_logits", logits)?;
             call.emit(v, "logits", logits);
         }

@@ -9,11 +9,12 @@
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
+use super::fastmath::exp_shift_sum;
 use super::gemm::{gemm_serial, GemmJob, MatRef};
 use crate::{AttnMask, Tensor};
 
 /// Queries per task.
-const Q_BLOCK: usize = 32;
+const Q_BLOCK: usize = 64;
 
 /// Raw output pointer shared by tasks writing disjoint ranges.
 #[derive(Clone, Copy)]
@@ -154,14 +155,29 @@ pub(crate) fn attention(
             dh,
             &mut s,
         );
-        let needs_mask = mask.causal || mask.window.is_some() || mask.key_keep.is_some();
         for (r, row) in s.chunks_mut(nk).enumerate() {
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = if !needs_mask || mask.visible(i0 + r, klo + j) {
-                    *x * scale
-                } else {
-                    f32::NEG_INFINITY
-                };
+            // Causal and window masks leave one visible run [lo, hi) of keys per query;
+            // key_keep then removes individual keys inside it.
+            let qpos = mask.q_offset + i0 + r;
+            let hi = if mask.causal {
+                (qpos + 1).clamp(klo, khi)
+            } else {
+                khi
+            } - klo;
+            let lo = match mask.window {
+                Some(w) => (qpos + 1).saturating_sub(w).clamp(klo, khi) - klo,
+                None => 0,
+            }
+            .min(hi);
+            row[..lo].fill(f32::NEG_INFINITY);
+            row[hi..].fill(f32::NEG_INFINITY);
+            match &mask.key_keep {
+                Some(keep) => {
+                    for (x, &kept) in row[lo..hi].iter_mut().zip(&keep[klo + lo..klo + hi]) {
+                        *x = if kept { *x * scale } else { f32::NEG_INFINITY };
+                    }
+                }
+                None => row[lo..hi].iter_mut().for_each(|x| *x *= scale),
             }
         }
         if with_probs {
@@ -237,12 +253,7 @@ fn softmax_in_place(row: &mut [f32]) {
         row.fill(0.0);
         return;
     }
-    let mut sum = 0f64;
-    for x in row.iter_mut() {
-        *x = (*x - mx).exp();
-        sum += *x as f64;
-    }
-    let inv = (1.0 / sum) as f32;
+    let inv = (1.0 / exp_shift_sum(row, mx)) as f32;
     row.iter_mut().for_each(|x| *x *= inv);
 }
 

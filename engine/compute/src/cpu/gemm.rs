@@ -1,11 +1,13 @@
 //! The f32 matrix-multiply kernel behind `matmul` and `attention`.
 //!
-//! A GotoBLAS-style blocked GEMM: operands are packed into cache-sized panels and a
-//! register-blocked microkernel (AVX-512, AVX2+FMA, or portable Rust, picked at run
-//! time) computes MR x NR output tiles. Parallelism comes from rayon alone: the work is
-//! cut into independent (matrix, row-block, column-block) tasks, so it scales to every
-//! core of the pool (matrixmultiply's own threading stops at 4 threads and would fight
-//! rayon for the cores when nested inside it).
+//! A GotoBLAS/BLIS-style blocked GEMM: for each NC-wide column block and KC-deep depth
+//! block, the operands are packed into panels (in parallel) and a register-blocked
+//! microkernel (AVX-512, AVX2+FMA, or portable Rust, picked at run time) computes
+//! MR x NR output tiles, with the tiles spread over the rayon pool. Parallelism comes
+//! from rayon alone, so it scales to every core of the pool (matrixmultiply's own
+//! threading stops at 4 threads and would fight rayon for the cores when nested).
+//! Packing buffers are kept per thread and reused, so steady-state calls allocate
+//! nothing but their output.
 //!
 //! Very short left operands (m <= `GEMV_MAX_M`, e.g. single-token decoding) skip
 //! packing and run as dot products or axpys, since they are memory-bound anyway.
@@ -315,7 +317,14 @@ fn pack_a(a: MatRef, i0: usize, rows: usize, p0: usize, kc: usize, mr: usize, ds
         dst.fill(0.0); // the buffer is reused: padding must be cleared
     }
     if a.cs == 1 {
-        // Row-contiguous A (the usual case): stream each row.
+        // Row-contiguous A (the usual case): packing is a transpose; use 8 x 8
+        // in-register transposes when the CPU has AVX.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX was detected; the function bounds-checks its slices.
+            unsafe { x86::pack_a_rows_avx(a, i0, rows, p0, kc, mr, dst) };
+            return;
+        }
         for r in 0..rows {
             let start = (i0 + r) * a.rs + p0;
             for (p, &v) in a.data[start..start + kc].iter().enumerate() {
@@ -564,6 +573,55 @@ mod x86 {
                     *out.add(p * nr + 8 * g + i) = *src.add((col0 + i) * b.cs + p0 + p);
                 }
             }
+        }
+    }
+
+    /// Packs `rows <= mr` row-contiguous rows of A (`a.cs == 1`) into `[p][r]` layout
+    /// (`mr` values per depth step) with 8 x 8 in-register transposes, 8 rows at a time;
+    /// masked stores keep each group inside its `mr`-wide slot. Slots past `rows` are
+    /// left untouched (the caller zero-fills them).
+    ///
+    /// # Safety
+    /// Requires AVX.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn pack_a_rows_avx(
+        a: super::MatRef,
+        i0: usize,
+        rows: usize,
+        p0: usize,
+        kc: usize,
+        mr: usize,
+        dst: &mut [f32],
+    ) {
+        let full = kc / 8 * 8;
+        assert!(rows <= mr && dst.len() >= kc * mr);
+        assert!(rows == 0 || (i0 + rows - 1) * a.rs + p0 + kc <= a.data.len());
+        let src = a.data.as_ptr();
+        let out = dst.as_mut_ptr();
+        let mut g = 0;
+        while g < rows {
+            let cnt = (rows - g).min(8);
+            // Lane i is stored when i < cnt.
+            let lanes: [i32; 8] = std::array::from_fn(|i| if i < cnt { -1 } else { 0 });
+            let mask = _mm256_loadu_si256(lanes.as_ptr().cast());
+            let mut p = 0;
+            while p < full {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, reg) in r.iter_mut().take(cnt).enumerate() {
+                    *reg = _mm256_loadu_ps(src.add((i0 + g + i) * a.rs + p0 + p));
+                }
+                let r = transpose8(r);
+                for (q, reg) in r.iter().enumerate() {
+                    _mm256_maskstore_ps(out.add((p + q) * mr + g), mask, *reg);
+                }
+                p += 8;
+            }
+            for p in full..kc {
+                for i in 0..cnt {
+                    *out.add(p * mr + g + i) = *src.add((i0 + g + i) * a.rs + p0 + p);
+                }
+            }
+            g += cnt;
         }
     }
 

@@ -6,6 +6,7 @@
 mod attention;
 mod elementwise;
 mod embed;
+mod fastmath;
 mod gemm;
 mod layout;
 mod matmul;

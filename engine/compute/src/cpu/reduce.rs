@@ -8,6 +8,7 @@
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
+use super::fastmath::{exp, exp_shift_sum};
 use crate::shape::{normalize_axis, split_at_axis};
 use crate::{ReduceOp, Tensor};
 
@@ -44,19 +45,24 @@ pub(crate) fn softmax(a: &Tensor, axis: isize, log: bool) -> Result<Tensor> {
 }
 
 /// Max-subtracted softmax of one contiguous row. An all `-inf` row has no defined
-/// distribution: softmax gives zeros and log_softmax `-inf`, never NaN.
-fn softmax_row(x: &[f32], o: &mut [f32], log: bool) {
-    let mx = x.iter().copied().fold(f32::NEG_INFINITY, nan_max);
+/// distribution: softmax gives zeros and log_softmax `-inf`, never NaN. NaN anywhere in
+/// a row makes the whole row NaN, as in torch.
+pub(crate) fn softmax_row(x: &[f32], o: &mut [f32], log: bool) {
+    // f32::max skips NaN; a NaN still reaches every output through the sum below.
+    let mx = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if mx == f32::NEG_INFINITY {
-        o.fill(if log { f32::NEG_INFINITY } else { 0.0 });
+        let fill = if x.iter().any(|v| v.is_nan()) {
+            f32::NAN
+        } else if log {
+            f32::NEG_INFINITY
+        } else {
+            0.0
+        };
+        o.fill(fill);
         return;
     }
-    let mut sum = 0f64;
-    for (o, &v) in o.iter_mut().zip(x) {
-        let e = (v - mx).exp();
-        sum += e as f64;
-        *o = e;
-    }
+    o.copy_from_slice(x);
+    let sum = exp_shift_sum(o, mx);
     if log {
         let lse = sum.ln() as f32;
         for (o, &v) in o.iter_mut().zip(x) {
@@ -82,7 +88,7 @@ fn softmax_strided(x: &[f32], o: &mut [f32], inner: usize, log: bool) {
             let e = if mx[j] == f32::NEG_INFINITY {
                 0.0
             } else {
-                (row[j] - mx[j]).exp()
+                exp(row[j] - mx[j])
             };
             sum[j] += e as f64;
             orow[j] = e;
@@ -205,6 +211,18 @@ mod tests {
             &[-(7f32.ln()), (2f32 / 7.).ln(), (4f32 / 7.).ln()],
             1e-6,
         );
+        let nan = t(&[3], &[0.0, f32::NAN, 1.0]);
+        assert!(softmax(&nan, 0, false)
+            .unwrap()
+            .data()
+            .iter()
+            .all(|v| v.is_nan()));
+        let nan = t(&[2], &[f32::NAN, f32::NAN]);
+        assert!(softmax(&nan, 0, true)
+            .unwrap()
+            .data()
+            .iter()
+            .all(|v| v.is_nan()));
         // Huge logits stay finite thanks to max subtraction.
         let big = t(&[2], &[1000.0, 1000.0]);
         assert_eq!(softmax(&big, 0, false).unwrap().data(), &[0.5, 0.5]);
