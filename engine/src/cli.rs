@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "tokit", version, about = "Measure language models with information theory")]
+#[command(
+    name = "tokit",
+    version,
+    about = "Measure language models with information theory"
+)]
 pub struct Cli {
     /// Configuration file (default: ./tokit.ron, then ~/.config/tokit/tokit.ron).
     #[arg(long, global = true)]
@@ -98,7 +102,9 @@ impl TextInput {
         match (&self.text, &self.file) {
             (Some(_), Some(_)) => bail!("give --text or --file, not both"),
             (Some(t), None) => Ok(Some(t.clone())),
-            (None, Some(f)) => Ok(Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)),
+            (None, Some(f)) => Ok(Some(
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            )),
             (None, None) => Ok(None),
         }
     }
@@ -131,16 +137,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("no plugins loaded");
             }
             for p in &tokit.plugins.plugins {
-                println!("{} {} ({}, ABI {}.{}, sdk {})", p.desc.name, p.desc.version, p.desc.kind, p.abi.0, p.abi.1, p.desc.sdk_version);
+                println!(
+                    "{} {} ({}, ABI {}.{}, sdk {})",
+                    p.desc.name, p.desc.version, p.desc.kind, p.abi.0, p.abi.1, p.desc.sdk_version
+                );
                 println!("  file: {}", p.path.display());
                 if !p.desc.description.is_empty() {
                     println!("  {}", p.desc.description);
                 }
                 for a in &p.desc.architectures {
-                    println!("  architecture {} (model_type: {})", a.name, a.model_types.join(", "));
+                    println!(
+                        "  architecture {} (model_type: {})",
+                        a.name,
+                        a.model_types.join(", ")
+                    );
                 }
                 for m in &p.desc.metrics {
-                    let r = if m.reconstruction { " [reconstruction]" } else { "" };
+                    let r = if m.reconstruction {
+                        " [reconstruction]"
+                    } else {
+                        ""
+                    };
                     println!("  metric {} [{}]{r}: {}", m.name, m.unit, m.description);
                 }
                 for a in &p.desc.actions {
@@ -155,27 +172,69 @@ pub fn run(cli: Cli) -> Result<()> {
             let m = tokit.load_model(&model, &LoadOptions::default())?;
             let i = m.info();
             println!("model:        {}", m.path.display());
-            println!("architecture: {} (plugin {} {})", i.arch, m.plugin.name(), m.plugin.desc.version);
+            println!(
+                "architecture: {} (plugin {} {})",
+                i.arch,
+                m.plugin.name(),
+                m.plugin.desc.version
+            );
             println!("fingerprint:  {}", m.fingerprint);
-            println!("vocab:        {} (tokenizer: {})", i.vocab_size, m.tokenizer.as_ref().map_or("none".into(), |t| t.vocab_size().to_string()));
-            println!("layers:       {}   d_model: {}   causal: {}", i.n_layers, i.d_model, i.causal);
-            println!("context:      {}", i.context_length.map_or("unbounded".into(), |n| n.to_string()));
-            println!("ablation:     {} (default {})", i.ablation_methods.join(", "), i.default_ablation);
+            println!(
+                "vocab:        {} (tokenizer: {})",
+                i.vocab_size,
+                m.tokenizer
+                    .as_ref()
+                    .map_or("none".into(), |t| t.vocab_size().to_string())
+            );
+            println!(
+                "layers:       {}   d_model: {}   causal: {}",
+                i.n_layers, i.d_model, i.causal
+            );
+            println!(
+                "context:      {}",
+                i.context_length
+                    .map_or("unbounded".into(), |n| n.to_string())
+            );
+            println!(
+                "ablation:     {} (default {})",
+                i.ablation_methods.join(", "),
+                i.default_ablation
+            );
             println!("hooks:        {}", i.hooks.join(", "));
             println!("backend:      {}", tokit.backend_name());
             if !i.extra.is_null() {
                 println!("extra:        {}", i.extra);
             }
         }
-        Command::Forward { model, input, capture, output } => {
+        Command::Forward {
+            model,
+            input,
+            capture,
+            output,
+        } => {
             let m = tokit.load_model(&model, &LoadOptions::default())?;
-            let tokens = tokens_of(&input, Some(&m))?.ok_or_else(|| anyhow!("forward: give --text, --tokens or --file"))?;
-            let out = m.forward(&tokens, &ForwardSpec { capture, ..Default::default() })?;
+            let tokens = tokens_of(&input, Some(&m))?
+                .ok_or_else(|| anyhow!("forward: give --text, --tokens or --file"))?;
+            let out = m.forward(
+                &tokens,
+                &ForwardSpec {
+                    capture,
+                    ..Default::default()
+                },
+            )?;
             let v0 = out.into_iter().next().unwrap_or_default();
             let path = output.unwrap_or_else(|| PathBuf::from("out/forward.safetensors"));
-            let tensors: Vec<(&str, &crate::Tensor)> = v0.iter().map(|(k, t)| (k.as_str(), t)).collect();
+            let tensors: Vec<(&str, &crate::Tensor)> =
+                v0.iter().map(|(k, t)| (k.as_str(), t)).collect();
             let meta = [
-                ("tokens".to_string(), tokens.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+                (
+                    "tokens".to_string(),
+                    tokens
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
                 ("model".to_string(), m.path.display().to_string()),
                 ("arch".to_string(), m.arch.clone()),
             ];
@@ -183,27 +242,65 @@ pub fn run(cli: Cli) -> Result<()> {
                 std::fs::create_dir_all(dir)?;
             }
             tokit_model::save_safetensors(&path, &tensors, Some(meta.into_iter().collect()))?;
-            println!("wrote {} ({} tensors, logits {:?})", path.display(), tensors.len(), v0.get("logits").map(|t| t.shape().to_vec()));
+            println!(
+                "wrote {} ({} tensors, logits {:?})",
+                path.display(),
+                tensors.len(),
+                v0.get("logits").map(|t| t.shape().to_vec())
+            );
         }
-        Command::Generate { model, input, max_tokens, temperature, top_k, top_p, seed } => {
+        Command::Generate {
+            model,
+            input,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        } => {
             let m = tokit.load_model(&model, &LoadOptions::default())?;
-            let prompt = tokens_of(&input, Some(&m))?.ok_or_else(|| anyhow!("generate: give --text, --tokens or --file"))?;
-            let opts = crate::GenerateOptions { max_tokens, temperature, top_k, top_p, seed, stop: vec![] };
+            let prompt = tokens_of(&input, Some(&m))?
+                .ok_or_else(|| anyhow!("generate: give --text, --tokens or --file"))?;
+            let opts = crate::GenerateOptions {
+                max_tokens,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                stop: vec![],
+            };
             let new = crate::generate::generate(&m, &prompt, &opts)?;
             match m.decode(&new) {
                 Ok(text) => println!("{text}"),
-                Err(_) => println!("{}", new.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+                Err(_) => println!(
+                    "{}",
+                    new.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                ),
             }
         }
-        Command::Analyze { metric, model, input, params, output } => {
+        Command::Analyze {
+            metric,
+            model,
+            input,
+            params,
+            output,
+        } => {
             let m = match &model {
                 Some(p) => Some(tokit.load_model(p, &LoadOptions::default())?),
                 None => None,
             };
-            let mut a = AnalyzeInput { tokens: input.tokens.clone(), text: input.text()?, model: m, ..Default::default() };
+            let mut a = AnalyzeInput {
+                tokens: input.tokens.clone(),
+                text: input.text()?,
+                model: m,
+                ..Default::default()
+            };
             for p in &params {
-                let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
-                let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
+                let v = serde_json::from_str(v)
+                    .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
                 a.params.insert(k.to_string(), v);
             }
             let report = tokit.analyze(&metric, &a)?;

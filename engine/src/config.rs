@@ -41,7 +41,12 @@ pub struct ScriptLimits {
 
 impl Default for ScriptLimits {
     fn default() -> Self {
-        ScriptLimits { max_operations: 500_000_000, max_call_levels: 64, max_string_size: 64 << 20, max_array_size: 16 << 20 }
+        ScriptLimits {
+            max_operations: 500_000_000,
+            max_call_levels: 64,
+            max_string_size: 64 << 20,
+            max_array_size: 16 << 20,
+        }
     }
 }
 
@@ -66,7 +71,8 @@ pub struct Config {
 impl Config {
     /// Parse a RON file; errors name the file and the position.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
         ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
@@ -93,7 +99,10 @@ impl Config {
     pub fn plugin_search_path(&self) -> Vec<PathBuf> {
         let mut dirs = self.plugin_dirs.clone();
         if !self.no_default_plugins {
-            if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+            if let Some(exe_dir) = std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(Path::to_path_buf))
+            {
                 // Test binaries live in target/<profile>/deps.
                 if exe_dir.file_name().is_some_and(|n| n == "deps") {
                     if let Some(p) = exe_dir.parent() {

@@ -42,7 +42,11 @@ impl Engine {
                 config.plugin_search_path().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             );
         }
-        Ok(Engine { config, plugins, backend_name })
+        Ok(Engine {
+            config,
+            plugins,
+            backend_name,
+        })
     }
 
     /// Load one more plugin file explicitly.
@@ -56,7 +60,11 @@ impl Engine {
 
     /// Resolve a model name from `tokit.ron` or take the path as is.
     pub fn model_path(&self, name: &str) -> PathBuf {
-        self.config.models.get(name).cloned().unwrap_or_else(|| PathBuf::from(name))
+        self.config
+            .models
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(name))
     }
 
     pub fn load_model(&self, path: &str, opts: &LoadOptions) -> Result<Model> {
@@ -84,11 +92,24 @@ impl Engine {
         };
         let known: Vec<&str> = spec.params.iter().map(|p| p.name.as_str()).collect();
         if let Some(k) = input.params.keys().find(|k| !known.contains(&k.as_str())) {
-            bail!("metric `{metric}` has no parameter `{k}` (parameters: {})", known.join(", "));
+            bail!(
+                "metric `{metric}` has no parameter `{k}` (parameters: {})",
+                known.join(", ")
+            );
         }
         let params = Value::Object(input.params.clone()).to_string();
-        let ids: Vec<(String, TensorId)> = input.tensors.iter().map(|(n, t)| (n.clone(), host().insert(t.clone()))).collect();
-        let named: Vec<NamedTensor> = ids.iter().map(|(n, id)| NamedTensor { name: Str::new(n), tensor: *id }).collect();
+        let ids: Vec<(String, TensorId)> = input
+            .tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), host().insert(t.clone())))
+            .collect();
+        let named: Vec<NamedTensor> = ids
+            .iter()
+            .map(|(n, id)| NamedTensor {
+                name: Str::new(n),
+                tensor: *id,
+            })
+            .collect();
         let args = MetricArgs {
             struct_size: std::mem::size_of::<MetricArgs>() as u32,
             metric: Str::new(metric),
@@ -109,11 +130,21 @@ impl Engine {
         }
         unsafe extern "C" fn tensor(ctx: *mut std::ffi::c_void, name: Str, t: TensorId) {
             let c = unsafe { &mut *(ctx as *mut Collect) };
-            c.tensors.push((unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
+            c.tensors
+                .push((unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
         }
-        let mut collect = Collect { record: Text::new(), tensors: Vec::new() };
-        let sink = ResultSink { ctx: &mut collect as *mut Collect as *mut std::ffi::c_void, record, tensor };
-        let status = plugin.call(metric, |vt, err| unsafe { (vt.metric_compute)(&args, &sink, err) });
+        let mut collect = Collect {
+            record: Text::new(),
+            tensors: Vec::new(),
+        };
+        let sink = ResultSink {
+            ctx: &mut collect as *mut Collect as *mut std::ffi::c_void,
+            record,
+            tensor,
+        };
+        let status = plugin.call(metric, |vt, err| unsafe {
+            (vt.metric_compute)(&args, &sink, err)
+        });
         for (_, id) in &ids {
             host().release(*id);
         }
@@ -122,13 +153,22 @@ impl Engine {
             tensors.insert(name, host().take(id)?);
         }
         status.with_context(|| format!("metric `{metric}`"))?;
-        let rec: Value = serde_json::from_str(&collect.record.0)
-            .with_context(|| format!("plugin {}: metric `{metric}` returned an invalid record", plugin.name()))?;
+        let rec: Value = serde_json::from_str(&collect.record.0).with_context(|| {
+            format!(
+                "plugin {}: metric `{metric}` returned an invalid record",
+                plugin.name()
+            )
+        })?;
         let token_text = match &input.model {
             Some(m) => tokens.iter().map(|&t| m.token_str(t)).collect(),
             None => Vec::new(),
         };
-        let f = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let f = |k: &str| {
+            rec.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         Ok(Report {
             metric: metric.to_string(),
             plugin: plugin.name().to_string(),
@@ -141,13 +181,25 @@ impl Engine {
             scalars: rec
                 .get("scalars")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN)))
+                        .collect()
+                })
                 .unwrap_or_default(),
-            params: rec.get("params").and_then(Value::as_object).cloned().unwrap_or_default(),
+            params: rec
+                .get("params")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
             notes: rec
                 .get("notes")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
             tensors,
             tokens: token_text,
@@ -155,7 +207,10 @@ impl Engine {
                 model_path: input.model.as_ref().map(|m| m.path.display().to_string()),
                 model_hash: input.model.as_ref().map(|m| m.fingerprint.clone()),
                 arch: input.model.as_ref().map(|m| m.arch.clone()),
-                ablation: rec.get("ablation").and_then(Value::as_str).map(str::to_string),
+                ablation: rec
+                    .get("ablation")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 backend: self.backend_name.clone(),
                 tokit_version: env!("CARGO_PKG_VERSION").to_string(),
                 created_unix: std::time::SystemTime::now()
@@ -168,7 +223,16 @@ impl Engine {
 
     /// Every metric with its plugin.
     pub fn metrics(&self) -> Vec<(String, tokit_sdk::MetricSpec)> {
-        self.plugins.plugins.iter().flat_map(|p| p.desc.metrics.iter().map(|m| (p.name().to_string(), m.clone()))).collect()
+        self.plugins
+            .plugins
+            .iter()
+            .flat_map(|p| {
+                p.desc
+                    .metrics
+                    .iter()
+                    .map(|m| (p.name().to_string(), m.clone()))
+            })
+            .collect()
     }
 }
 
@@ -183,7 +247,12 @@ fn select_backend(config: &Config) -> Result<String> {
                 tracing::debug!("backend auto: using the CPU (no GPU backend in this build)");
             }
             host().set_backend(Arc::new(CpuBackend::new(config.threads)));
-            Ok(format!("cpu ({} threads)", config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))))
+            Ok(format!(
+                "cpu ({} threads)",
+                config
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            ))
         }
     }
 }

@@ -26,18 +26,36 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 32, temperature: 1.0, top_k: 0, top_p: 1.0, seed: 0, stop: vec![] }
+        GenerateOptions {
+            max_tokens: 32,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            stop: vec![],
+        }
     }
 }
 
 /// Pick the next token from one row of logits.
 pub fn sample(logits: &[f32], opts: &GenerateOptions, rng: &mut ChaCha8Rng) -> u32 {
-    let argmax = || logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0;
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+            )
+            .0
+    };
     if opts.temperature <= 0.0 {
         return argmax() as u32;
     }
     // Candidates sorted by logit, cut by top-k, then softmax at the temperature in f64.
-    let mut idx: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
+    let mut idx: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
     idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     if opts.top_k > 0 {
         idx.truncate(opts.top_k);
@@ -46,7 +64,10 @@ pub fn sample(logits: &[f32], opts: &GenerateOptions, rng: &mut ChaCha8Rng) -> u
         return argmax() as u32;
     }
     let top = logits[idx[0]] as f64;
-    let mut p: Vec<f64> = idx.iter().map(|&i| ((logits[i] as f64 - top) / opts.temperature).exp()).collect();
+    let mut p: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((logits[i] as f64 - top) / opts.temperature).exp())
+        .collect();
     let z: f64 = p.iter().sum();
     p.iter_mut().for_each(|x| *x /= z);
     if opts.top_p < 1.0 {
@@ -76,11 +97,22 @@ pub fn sample(logits: &[f32], opts: &GenerateOptions, rng: &mut ChaCha8Rng) -> u
 /// Continue `prompt`; returns the new tokens only.
 pub fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions) -> Result<Vec<u32>> {
     ensure!(!prompt.is_empty(), "generate: the prompt has no tokens");
-    ensure!(opts.top_p > 0.0 && opts.top_p <= 1.0, "generate: top_p must be in (0, 1], got {}", opts.top_p);
-    ensure!(opts.temperature.is_finite() && opts.temperature >= 0.0, "generate: temperature must be ≥ 0, got {}", opts.temperature);
+    ensure!(
+        opts.top_p > 0.0 && opts.top_p <= 1.0,
+        "generate: top_p must be in (0, 1], got {}",
+        opts.top_p
+    );
+    ensure!(
+        opts.temperature.is_finite() && opts.temperature >= 0.0,
+        "generate: temperature must be ≥ 0, got {}",
+        opts.temperature
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut seq = prompt.to_vec();
-    let spec = ForwardSpec { last_only: true, ..Default::default() };
+    let spec = ForwardSpec {
+        last_only: true,
+        ..Default::default()
+    };
     for _ in 0..opts.max_tokens {
         if crate::plugin::host::host().is_cancelled() {
             return Err(crate::plugin::host::Cancelled.into());
@@ -103,14 +135,26 @@ mod tests {
     fn greedy_top_k_top_p_and_seeds() {
         let logits = [0.0f32, 3.0, 1.0, 2.0];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let greedy = GenerateOptions { temperature: 0.0, ..Default::default() };
+        let greedy = GenerateOptions {
+            temperature: 0.0,
+            ..Default::default()
+        };
         assert_eq!(sample(&logits, &greedy, &mut rng), 1);
-        let top1 = GenerateOptions { top_k: 1, ..Default::default() };
+        let top1 = GenerateOptions {
+            top_k: 1,
+            ..Default::default()
+        };
         assert!((0..50).all(|_| sample(&logits, &top1, &mut rng) == 1));
-        let top2 = GenerateOptions { top_k: 2, ..Default::default() };
+        let top2 = GenerateOptions {
+            top_k: 2,
+            ..Default::default()
+        };
         assert!((0..200).all(|_| matches!(sample(&logits, &top2, &mut rng), 1 | 3)));
         // p(1) = e^3 / (e^0 + e^3 + e^1 + e^2) ≈ 0.644 < 0.6 fails; top_p 0.5 keeps token 1 only.
-        let nucleus = GenerateOptions { top_p: 0.5, ..Default::default() };
+        let nucleus = GenerateOptions {
+            top_p: 0.5,
+            ..Default::default()
+        };
         assert!((0..50).all(|_| sample(&logits, &nucleus, &mut rng) == 1));
         // Frequencies follow the softmax.
         let opts = GenerateOptions::default();
@@ -121,11 +165,16 @@ mod tests {
         let z: f64 = logits.iter().map(|&x| (x as f64).exp()).sum();
         for (i, &c) in counts.iter().enumerate() {
             let p = (logits[i] as f64).exp() / z;
-            assert!((c as f64 / 20000.0 - p).abs() < 0.02, "token {i}: {c} vs p {p}");
+            assert!(
+                (c as f64 / 20000.0 - p).abs() < 0.02,
+                "token {i}: {c} vs p {p}"
+            );
         }
         let draw = |seed| {
             let mut r = ChaCha8Rng::seed_from_u64(seed);
-            (0..20).map(|_| sample(&logits, &opts, &mut r)).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| sample(&logits, &opts, &mut r))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

@@ -15,5 +15,5 @@ pub use generate::GenerateOptions;
 pub use report::Report;
 pub use session::{Action, ForwardSpec, Intervention, LoadOptions, Model};
 pub use tokit_compute::Tensor;
-pub mod script;
 pub mod cli;
+pub mod script;

@@ -12,10 +12,17 @@ fn main() -> std::process::ExitCode {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     // Ctrl-C cancels the running analysis or script (checked by scripts and plugins).
     let flag = tokit_engine::plugin::host::host();
-    if let Err(e) = ctrlc::set_handler(move || flag.cancel_flag().store(true, std::sync::atomic::Ordering::Relaxed)) {
+    if let Err(e) = ctrlc::set_handler(move || {
+        flag.cancel_flag()
+            .store(true, std::sync::atomic::Ordering::Relaxed)
+    }) {
         tracing::warn!("cannot install the Ctrl-C handler: {e}");
     }
     match tokit_engine::cli::run(cli) {

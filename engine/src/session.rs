@@ -74,7 +74,9 @@ impl HookCtx {
     pub fn apply(&mut self, variant: usize, name: &str, t: Tensor) -> Result<Option<Tensor>> {
         let mut current: Option<Tensor> = None;
         for iv in &self.interventions {
-            if !glob_match(&iv.pattern, name) || iv.variants.as_ref().is_some_and(|v| !v.contains(&variant)) {
+            if !glob_match(&iv.pattern, name)
+                || iv.variants.as_ref().is_some_and(|v| !v.contains(&variant))
+            {
                 continue;
             }
             let x = current.as_ref().unwrap_or(&t);
@@ -82,7 +84,9 @@ impl HookCtx {
             let y = match &iv.action {
                 Action::Zero => Tensor::zeros(x.shape().to_vec()),
                 Action::Scale(s) => b.affine(x, *s, 0.0)?,
-                Action::Add(v) => b.binary(tokit_compute::BinaryOp::Add, x, v).with_context(|| format!("intervention add at {name}"))?,
+                Action::Add(v) => b
+                    .binary(tokit_compute::BinaryOp::Add, x, v)
+                    .with_context(|| format!("intervention add at {name}"))?,
                 Action::Replace(r) => {
                     ensure!(
                         r.shape() == x.shape(),
@@ -99,7 +103,10 @@ impl HookCtx {
             if self.captured.len() <= variant {
                 self.captured.resize_with(variant + 1, BTreeMap::new);
             }
-            self.captured[variant].insert(name.to_string(), current.clone().unwrap_or_else(|| t.clone()));
+            self.captured[variant].insert(
+                name.to_string(),
+                current.clone().unwrap_or_else(|| t.clone()),
+            );
         }
         Ok(current)
     }
@@ -113,7 +120,10 @@ impl WeightSource for FileWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
         match &self.0 {
             Some(w) => w.tensor(name),
-            None => bail!("{}: no *.safetensors weights (looking for tensor `{name}`)", self.1.display()),
+            None => bail!(
+                "{}: no *.safetensors weights (looking for tensor `{name}`)",
+                self.1.display()
+            ),
         }
     }
     fn index_json(&self) -> String {
@@ -123,7 +133,10 @@ impl WeightSource for FileWeights {
             .into_iter()
             .filter_map(|n| {
                 let (dt, shape) = w.info(&n)?;
-                Some((n, serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape})))
+                Some((
+                    n,
+                    serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape}),
+                ))
             })
             .collect();
         Value::Object(m).to_string()
@@ -151,7 +164,11 @@ pub struct ModelInner {
 impl Drop for ModelInner {
     fn drop(&mut self) {
         host().remove_model(self.id);
-        let h = self.handle.get_mut().map(|h| h.0).unwrap_or_else(|e| e.into_inner().0);
+        let h = self
+            .handle
+            .get_mut()
+            .map(|h| h.0)
+            .unwrap_or_else(|e| e.into_inner().0);
         if !h.is_null() && self.plugin.poisoned().is_none() {
             // SAFETY: created by this plugin's model_load, freed once.
             unsafe { (self.plugin.vtable().model_free)(h) };
@@ -182,7 +199,11 @@ impl std::ops::Deref for Model {
 
 impl Model {
     /// Load the model directory `path` with the plugin that serves its architecture.
-    pub fn load(plugins: &crate::plugin::PluginSet, path: &Path, opts: &LoadOptions) -> Result<Model> {
+    pub fn load(
+        plugins: &crate::plugin::PluginSet,
+        path: &Path,
+        opts: &LoadOptions,
+    ) -> Result<Model> {
         if path.extension().is_some_and(|e| e == "gguf") {
             bail!("{}: GGUF files are read by the Transformer plugin, which is not part of this build yet", path.display());
         }
@@ -213,12 +234,25 @@ impl Model {
                     plugins.arch_list()
                 )
             })?;
-        let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+        let dir = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            path.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
         let has_weights = std::fs::read_dir(&dir)
             .with_context(|| format!("model directory {}", dir.display()))?
             .flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(".safetensors") || e.file_name().to_string_lossy().ends_with(".safetensors.index.json"));
-        let weights = if has_weights { Some(Weights::open(&dir)?) } else { None };
+            .any(|e| {
+                e.file_name().to_string_lossy().ends_with(".safetensors")
+                    || e.file_name()
+                        .to_string_lossy()
+                        .ends_with(".safetensors.index.json")
+            });
+        let weights = if has_weights {
+            Some(Weights::open(&dir)?)
+        } else {
+            None
+        };
         let tokenizer = match config.opt_str("tokenizer") {
             Ok(Some("ids")) => None,
             _ => Some(Tokenizer::load(&dir, &config)?),
@@ -238,20 +272,26 @@ impl Model {
             weights: source,
         };
         let mut raw: *mut c_void = std::ptr::null_mut();
-        let loaded = plugin.call("model_load", |vt, err| unsafe { (vt.model_load)(&args, &mut raw, err) });
+        let loaded = plugin.call("model_load", |vt, err| unsafe {
+            (vt.model_load)(&args, &mut raw, err)
+        });
         host().remove_source(source);
-        loaded.with_context(|| format!("loading {} with plugin {}", dir.display(), plugin.name()))?;
+        loaded
+            .with_context(|| format!("loading {} with plugin {}", dir.display(), plugin.name()))?;
 
         let mut out = Text::new();
         let info = plugin
-            .call("model_info", |vt, err| unsafe { (vt.model_info)(raw, &out.sink(), err) })
+            .call("model_info", |vt, err| unsafe {
+                (vt.model_info)(raw, &out.sink(), err)
+            })
             .and_then(|()| {
                 serde_json::from_str::<ModelInfo>(&out.0)
                     .with_context(|| format!("plugin {}: invalid model_info JSON", plugin.name()))
             })
             .and_then(|info| {
                 if let Some(t) = &tokenizer {
-                    t.check_vocab(info.vocab_size).with_context(|| format!("model {}", dir.display()))?;
+                    t.check_vocab(info.vocab_size)
+                        .with_context(|| format!("model {}", dir.display()))?;
                 }
                 Ok(info)
             });
@@ -281,7 +321,6 @@ impl Model {
         });
         Ok(Model(inner))
     }
-
 }
 
 impl ModelInner {
@@ -291,7 +330,10 @@ impl ModelInner {
 
     fn tokenizer(&self) -> Result<&Tokenizer> {
         self.tokenizer.as_ref().ok_or_else(|| {
-            anyhow!("model {} has no tokenizer (config.json: \"tokenizer\": \"ids\"); pass token ids", self.path.display())
+            anyhow!(
+                "model {} has no tokenizer (config.json: \"tokenizer\": \"ids\"); pass token ids",
+                self.path.display()
+            )
         })
     }
 
@@ -305,20 +347,38 @@ impl ModelInner {
 
     /// Readable text of one token (the id itself when there is no tokenizer).
     pub fn token_str(&self, id: u32) -> String {
-        self.tokenizer.as_ref().and_then(|t| t.token_str(id)).unwrap_or_else(|| id.to_string())
+        self.tokenizer
+            .as_ref()
+            .and_then(|t| t.token_str(id))
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// Check tokens and hook patterns against the model.
     fn validate(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<()> {
         let info = &self.info;
         ensure!(!tokens.is_empty(), "forward: no tokens");
-        if let Some((i, &t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= info.vocab_size) {
-            bail!("forward: token {t} at position {i} is outside the vocabulary ({} tokens)", info.vocab_size);
+        if let Some((i, &t)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= info.vocab_size)
+        {
+            bail!(
+                "forward: token {t} at position {i} is outside the vocabulary ({} tokens)",
+                info.vocab_size
+            );
         }
         if let Some(n) = info.context_length {
-            ensure!(tokens.len() <= n, "forward: {} tokens exceed the model's context of {n}", tokens.len());
+            ensure!(
+                tokens.len() <= n,
+                "forward: {} tokens exceed the model's context of {n}",
+                tokens.len()
+            );
         }
-        for p in spec.capture.iter().chain(spec.interventions.iter().map(|i| &i.pattern)) {
+        for p in spec
+            .capture
+            .iter()
+            .chain(spec.interventions.iter().map(|i| &i.pattern))
+        {
             ensure!(
                 info.hooks.iter().any(|h| glob_match(p, h)),
                 "hook pattern `{p}` matches no hook point of this {} model (hooks: {})",
@@ -338,9 +398,18 @@ impl ModelInner {
     /// Run the model on `tokens`.
     pub fn forward(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<ForwardResult> {
         self.validate(tokens, spec)?;
-        let variants = if spec.variants.is_empty() { vec![Variant::default()] } else { spec.variants.clone() };
-        let options = serde_json::json!({ "variants": variants, "last_only": spec.last_only }).to_string();
-        let mut hooks = HookCtx { capture: spec.capture.clone(), interventions: spec.interventions.clone(), captured: vec![] };
+        let variants = if spec.variants.is_empty() {
+            vec![Variant::default()]
+        } else {
+            spec.variants.clone()
+        };
+        let options =
+            serde_json::json!({ "variants": variants, "last_only": spec.last_only }).to_string();
+        let mut hooks = HookCtx {
+            capture: spec.capture.clone(),
+            interventions: spec.interventions.clone(),
+            captured: vec![],
+        };
         let args = ForwardArgs {
             struct_size: std::mem::size_of::<ForwardArgs>() as u32,
             tokens: tokens.as_ptr(),
@@ -351,14 +420,23 @@ impl ModelInner {
         struct Collect(Vec<(u32, String, TensorId)>);
         unsafe extern "C" fn put(ctx: *mut c_void, variant: u32, name: Str, t: TensorId) {
             let c = unsafe { &mut *(ctx as *mut Collect) };
-            c.0.push((variant, unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
+            c.0.push((
+                variant,
+                unsafe { name.to_str() }.unwrap_or("?").to_string(),
+                t,
+            ));
         }
         let mut collect = Collect(Vec::new());
-        let sink = TensorSink { ctx: &mut collect as *mut Collect as *mut c_void, put };
+        let sink = TensorSink {
+            ctx: &mut collect as *mut Collect as *mut c_void,
+            put,
+        };
         let status = {
             let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
             let raw = handle.0;
-            self.plugin.call("forward", |vt, err| unsafe { (vt.model_forward)(raw, &args, &sink, err) })
+            self.plugin.call("forward", |vt, err| unsafe {
+                (vt.model_forward)(raw, &args, &sink, err)
+            })
         };
         // Take over every emitted reference, even when the call failed.
         let mut out: ForwardResult = vec![BTreeMap::new(); variants.len()];
@@ -377,12 +455,17 @@ impl ModelInner {
         let vocab = self.info.vocab_size;
         let rows = if spec.last_only { 1 } else { tokens.len() };
         for (v, o) in out.iter_mut().enumerate() {
-            let logits = o
-                .get_mut("logits")
-                .ok_or_else(|| anyhow!("plugin {}: forward emitted no logits for variant {v}", self.plugin.name()))?;
+            let logits = o.get_mut("logits").ok_or_else(|| {
+                anyhow!(
+                    "plugin {}: forward emitted no logits for variant {v}",
+                    self.plugin.name()
+                )
+            })?;
             // A plugin that ignores `last_only` returns every row; keep the last.
             if spec.last_only && logits.shape() == [tokens.len(), vocab] {
-                *logits = host().backend().slice(logits, 0, tokens.len() - 1, tokens.len())?;
+                *logits = host()
+                    .backend()
+                    .slice(logits, 0, tokens.len() - 1, tokens.len())?;
             }
             ensure!(
                 logits.shape() == [rows, vocab],
@@ -410,12 +493,22 @@ impl ForwardTarget for ModelInner {
 
     fn forward_json(&self, tokens: &[u32], options: &str) -> Result<Vec<Vec<(String, Tensor)>>> {
         let req: JsonForward = if options.trim().is_empty() {
-            JsonForward { variants: vec![], capture: vec![] }
+            JsonForward {
+                variants: vec![],
+                capture: vec![],
+            }
         } else {
             serde_json::from_str(options).context("model_forward options")?
         };
-        let spec = ForwardSpec { variants: req.variants, capture: req.capture, ..Default::default() };
-        Ok(self.forward(tokens, &spec)?.into_iter().map(|m| m.into_iter().collect()).collect())
+        let spec = ForwardSpec {
+            variants: req.variants,
+            capture: req.capture,
+            ..Default::default()
+        };
+        Ok(self
+            .forward(tokens, &spec)?
+            .into_iter()
+            .map(|m| m.into_iter().collect())
+            .collect())
     }
 }
-

@@ -108,7 +108,10 @@ impl ModelSource {
     /// A required non-negative integer from config.json (dotted paths reach nested fields).
     pub fn config_usize(&self, field: &str) -> Result<usize> {
         self.opt_config_usize(field)?.ok_or_else(|| {
-            Error::msg(format!("{}/config.json: missing field `{field}`", self.path))
+            Error::msg(format!(
+                "{}/config.json: missing field `{field}`",
+                self.path
+            ))
         })
     }
 
@@ -129,13 +132,19 @@ impl ModelSource {
             Some(Value::String(s)) if s == "Infinity" => Ok(Some(f64::INFINITY)),
             Some(Value::String(s)) if s == "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
             Some(Value::String(s)) if s == "NaN" => Ok(Some(f64::NAN)),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.bad(field, "a number", v)),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.bad(field, "a number", v)),
         }
     }
 
     pub fn config_f64(&self, field: &str) -> Result<f64> {
         self.opt_config_f64(field)?.ok_or_else(|| {
-            Error::msg(format!("{}/config.json: missing field `{field}`", self.path))
+            Error::msg(format!(
+                "{}/config.json: missing field `{field}`",
+                self.path
+            ))
         })
     }
 
@@ -152,7 +161,10 @@ impl ModelSource {
     pub fn opt_config_bool(&self, field: &str) -> Result<Option<bool>> {
         match self.field(field) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.bad(field, "true or false", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.bad(field, "true or false", v)),
         }
     }
 }
@@ -178,7 +190,10 @@ impl Variant {
 
     /// The method to use, checked against what the model supports.
     pub fn method_for(&self, info: &ModelInfo) -> Result<String> {
-        let m = self.method.clone().unwrap_or_else(|| info.default_ablation.clone());
+        let m = self
+            .method
+            .clone()
+            .unwrap_or_else(|| info.default_ablation.clone());
         if self.is_clean() || info.ablation_methods.contains(&m) {
             Ok(m)
         } else {
@@ -221,8 +236,11 @@ impl<'a> ForwardCall<'a> {
             unsafe { std::slice::from_raw_parts(args.tokens, args.n_tokens) }
         };
         let opts = unsafe { args.options.to_str() }.map_err(|e| Error::msg(e.to_string()))?;
-        let mut opts: ForwardOptions =
-            if opts.trim().is_empty() { ForwardOptions::default() } else { serde_json::from_str(opts)? };
+        let mut opts: ForwardOptions = if opts.trim().is_empty() {
+            ForwardOptions::default()
+        } else {
+            serde_json::from_str(opts)?
+        };
         if opts.variants.is_empty() {
             opts.variants.push(Variant::default());
         }
@@ -266,7 +284,16 @@ impl<'a> ForwardCall<'a> {
         let mut err = TextBuf::new();
         let e = err.sink();
         // SAFETY: hooks is the host's context for this call; t stays alive through it.
-        let st = unsafe { (api.hook)(self.hooks, variant as u32, Str::new(name), t.id(), &mut out, &e) };
+        let st = unsafe {
+            (api.hook)(
+                self.hooks,
+                variant as u32,
+                Str::new(name),
+                t.id(),
+                &mut out,
+                &e,
+            )
+        };
         check(st, err, name)?;
         Ok(Tensor::from_id(out))
     }

@@ -19,17 +19,26 @@ pub(crate) enum ErrorKind {
 
 impl Error {
     pub fn msg(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Failed, message: message.into() }
+        Error {
+            kind: ErrorKind::Failed,
+            message: message.into(),
+        }
     }
 
     /// The user cancelled the analysis (see [`crate::is_cancelled`]).
     pub fn cancelled() -> Error {
-        Error { kind: ErrorKind::Cancelled, message: "cancelled".into() }
+        Error {
+            kind: ErrorKind::Cancelled,
+            message: "cancelled".into(),
+        }
     }
 
     /// The plugin does not provide what was asked.
     pub fn unsupported(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Unsupported, message: message.into() }
+        Error {
+            kind: ErrorKind::Unsupported,
+            message: message.into(),
+        }
     }
 
     pub fn message(&self) -> &str {

@@ -82,7 +82,11 @@ static VTABLE: PluginVTable = PluginVTable {
 ///
 /// # Safety
 /// `host` and `out` must be valid pointers (the host guarantees it).
-pub unsafe fn init(reg: &'static Registry, host: *const HostApi, out: *mut *const PluginVTable) -> Status {
+pub unsafe fn init(
+    reg: &'static Registry,
+    host: *const HostApi,
+    out: *mut *const PluginVTable,
+) -> Status {
     if host.is_null() || out.is_null() {
         return Status::ERROR;
     }
@@ -123,7 +127,10 @@ fn guard(err: *const TextSink, what: &str, f: impl FnOnce() -> Result<()>) -> St
             }
         }
         Err(payload) => {
-            write(err, &format!("panicked in {what}: {}", panic_message(payload.as_ref())));
+            write(
+                err,
+                &format!("panicked in {what}: {}", panic_message(payload.as_ref())),
+            );
             Status::PANICKED
         }
     }
@@ -165,35 +172,61 @@ unsafe extern "C" fn describe(out: *const TextSink, err: *const TextSink) -> Sta
     })
 }
 
-unsafe extern "C" fn action(name: Str, args: Str, out: *const TextSink, err: *const TextSink) -> Status {
+unsafe extern "C" fn action(
+    name: Str,
+    args: Str,
+    out: *const TextSink,
+    err: *const TextSink,
+) -> Status {
     guard(err, "action", || {
         let reg = registry()?;
         let name = unsafe { text(name, "action name")? };
         let args = unsafe { text(args, "action arguments")? };
-        let args: Value = if args.trim().is_empty() { Value::Null } else { serde_json::from_str(args)? };
-        let f = reg.actions.iter().find(|(n, _)| *n == name).map(|(_, f)| f).ok_or_else(|| {
-            let known: Vec<&str> = reg.actions.iter().map(|(n, _)| *n).collect();
-            Error::unsupported(format!(
-                "plugin {} has no action `{name}` (actions: {})",
-                reg.name,
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ))
-        })?;
+        let args: Value = if args.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(args)?
+        };
+        let f = reg
+            .actions
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| f)
+            .ok_or_else(|| {
+                let known: Vec<&str> = reg.actions.iter().map(|(n, _)| *n).collect();
+                Error::unsupported(format!(
+                    "plugin {} has no action `{name}` (actions: {})",
+                    reg.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })?;
         let result = f(&args)?;
         write(out, &result.to_string());
         Ok(())
     })
 }
 
-unsafe extern "C" fn model_load(args: *const LoadArgs, out: *mut *mut c_void, err: *const TextSink) -> Status {
+unsafe extern "C" fn model_load(
+    args: *const LoadArgs,
+    out: *mut *mut c_void,
+    err: *const TextSink,
+) -> Status {
     guard(err, "model_load", || {
         let reg = registry()?;
         // SAFETY: host-provided, valid during the call.
         let args = unsafe { &*args };
         let arch = unsafe { text(args.arch, "arch")? };
-        let entry = reg.architectures.iter().find(|a| (a.spec)().name == arch).ok_or_else(|| {
-            Error::unsupported(format!("plugin {} has no architecture `{arch}`", reg.name))
-        })?;
+        let entry = reg
+            .architectures
+            .iter()
+            .find(|a| (a.spec)().name == arch)
+            .ok_or_else(|| {
+                Error::unsupported(format!("plugin {} has no architecture `{arch}`", reg.name))
+            })?;
         let parse = |s: Str, what: &str| -> Result<Value> {
             let t = unsafe { text(s, what)? };
             if t.trim().is_empty() {
@@ -225,7 +258,11 @@ unsafe fn model_ref<'a>(model: *mut c_void) -> Result<&'a mut Box<dyn ErasedMode
     Ok(unsafe { &mut *(model as *mut Box<dyn ErasedModel>) })
 }
 
-unsafe extern "C" fn model_info(model: *mut c_void, out: *const TextSink, err: *const TextSink) -> Status {
+unsafe extern "C" fn model_info(
+    model: *mut c_void,
+    out: *const TextSink,
+    err: *const TextSink,
+) -> Status {
     guard(err, "model_info", || {
         let m = unsafe { model_ref(model)? };
         write(out, &serde_json::to_string(&m.info())?);
@@ -257,7 +294,11 @@ unsafe extern "C" fn model_free(model: *mut c_void) {
     }
 }
 
-unsafe extern "C" fn metric_compute(args: *const MetricArgs, out: *const ResultSink, err: *const TextSink) -> Status {
+unsafe extern "C" fn metric_compute(
+    args: *const MetricArgs,
+    out: *const ResultSink,
+    err: *const TextSink,
+) -> Status {
     guard(err, "metric", || {
         let reg = registry()?;
         // SAFETY: host-provided, valid during the call.
@@ -267,14 +308,20 @@ unsafe extern "C" fn metric_compute(args: *const MetricArgs, out: *const ResultS
             .metrics
             .iter()
             .find(|m| (m.specs)().iter().any(|s| s.name == metric))
-            .ok_or_else(|| Error::unsupported(format!("plugin {} has no metric `{metric}`", reg.name)))?;
+            .ok_or_else(|| {
+                Error::unsupported(format!("plugin {} has no metric `{metric}`", reg.name))
+            })?;
         let params = unsafe { text(args.params, "params")? };
         let params = if params.trim().is_empty() {
             Default::default()
         } else {
             match serde_json::from_str::<Value>(params)? {
                 Value::Object(m) => m,
-                other => return Err(Error::msg(format!("params: expected a JSON object, found {other}"))),
+                other => {
+                    return Err(Error::msg(format!(
+                        "params: expected a JSON object, found {other}"
+                    )))
+                }
             }
         };
         let tokens = if args.n_tokens == 0 {
@@ -288,7 +335,10 @@ unsafe extern "C" fn metric_compute(args: *const MetricArgs, out: *const ResultS
                 // Inputs are borrowed: take our own reference.
                 let api = crate::host::api()?;
                 unsafe { (api.tensor_retain)(api.ctx, nt.tensor) };
-                tensors.push((unsafe { text(nt.name, "input name")? }.to_string(), Tensor::from_id(nt.tensor)));
+                tensors.push((
+                    unsafe { text(nt.name, "input name")? }.to_string(),
+                    Tensor::from_id(nt.tensor),
+                ));
             }
         }
         let input = MetricInput {

@@ -18,7 +18,9 @@ pub fn install(host: *const HostApi) {
 pub(crate) fn api() -> Result<&'static HostApi> {
     let p = HOST.load(Ordering::Acquire);
     if p.is_null() {
-        return Err(Error::msg("tokit host not initialised (plugin used outside the engine?)"));
+        return Err(Error::msg(
+            "tokit host not initialised (plugin used outside the engine?)",
+        ));
     }
     // SAFETY: the host guarantees the table outlives every plugin call.
     let api = unsafe { &*p };
@@ -48,7 +50,10 @@ impl TextBuf {
         TextBuf(String::new())
     }
     pub fn sink(&mut self) -> TextSink {
-        TextSink { ctx: self as *mut TextBuf as *mut c_void, write: write_text }
+        TextSink {
+            ctx: self as *mut TextBuf as *mut c_void,
+            write: write_text,
+        }
     }
 }
 
@@ -125,7 +130,10 @@ pub fn tokenize(tokenizer: &str, text: &str) -> Result<Vec<u32>> {
     }
     let api = api()?;
     let mut ids: Vec<u32> = Vec::new();
-    let sink = abi::IdSink { ctx: &mut ids as *mut Vec<u32> as *mut c_void, put };
+    let sink = abi::IdSink {
+        ctx: &mut ids as *mut Vec<u32> as *mut c_void,
+        put,
+    };
     let mut err = TextBuf::new();
     let e = err.sink();
     // SAFETY: all pointers live through the call.

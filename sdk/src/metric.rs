@@ -51,7 +51,12 @@ pub struct ParamSpec {
 
 impl ParamSpec {
     pub fn new(name: &str, kind: &str, default: Value, doc: &str) -> ParamSpec {
-        ParamSpec { name: name.into(), kind: kind.into(), default, doc: doc.into() }
+        ParamSpec {
+            name: name.into(),
+            kind: kind.into(),
+            default,
+            doc: doc.into(),
+        }
     }
 }
 
@@ -71,7 +76,10 @@ impl MetricInput {
     }
 
     fn bad(&self, name: &str, expected: &str, v: &Value) -> Error {
-        Error::msg(format!("{}: parameter `{name}`: expected {expected}, found {v}", self.metric))
+        Error::msg(format!(
+            "{}: parameter `{name}`: expected {expected}, found {v}",
+            self.metric
+        ))
     }
 
     pub fn f64_or(&self, name: &str, default: f64) -> Result<f64> {
@@ -94,14 +102,19 @@ impl MetricInput {
     pub fn str_or(&self, name: &str, default: &str) -> Result<String> {
         match self.param(name) {
             None => Ok(default.to_string()),
-            Some(v) => v.as_str().map(str::to_string).ok_or_else(|| self.bad(name, "a string", v)),
+            Some(v) => v
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| self.bad(name, "a string", v)),
         }
     }
 
     pub fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
         match self.param(name) {
             None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| self.bad(name, "true or false", v)),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.bad(name, "true or false", v)),
         }
     }
 
@@ -164,7 +177,12 @@ impl ModelRef {
 
     /// Run the model on `tokens` for every variant of `request`.
     pub fn forward(&self, tokens: &[u32], request: &ForwardRequest) -> Result<ForwardOutput> {
-        unsafe extern "C" fn put(ctx: *mut c_void, variant: u32, name: Str, t: crate::abi::TensorId) {
+        unsafe extern "C" fn put(
+            ctx: *mut c_void,
+            variant: u32,
+            name: Str,
+            t: crate::abi::TensorId,
+        ) {
             // SAFETY: ctx is the Vec below; we take over the reference.
             let out = unsafe { &mut *(ctx as *mut ForwardOutput) };
             let tensor = Tensor::from_id(t);
@@ -186,7 +204,10 @@ impl ModelRef {
             hooks: std::ptr::null_mut(),
         };
         let mut out: ForwardOutput = Vec::new();
-        let sink = TensorSink { ctx: &mut out as *mut ForwardOutput as *mut c_void, put };
+        let sink = TensorSink {
+            ctx: &mut out as *mut ForwardOutput as *mut c_void,
+            put,
+        };
         let mut err = TextBuf::new();
         let e = err.sink();
         // SAFETY: pointers valid through the call.
@@ -231,7 +252,8 @@ impl MetricOutput {
 
     /// Add a tensor built from plain data.
     pub fn tensor(mut self, name: &str, data: &[f32], shape: &[usize]) -> Result<MetricOutput> {
-        self.tensors.push((name.to_string(), Tensor::from_slice(data, shape)?));
+        self.tensors
+            .push((name.to_string(), Tensor::from_slice(data, shape)?));
         Ok(self)
     }
 

@@ -30,8 +30,9 @@ pub const SILU: &str = "silu";
 pub const GELU: &str = "gelu";
 pub const GELU_TANH: &str = "gelu_tanh";
 pub const SOFTPLUS: &str = "softplus";
-pub const UNARY: [&str; 13] =
-    [NEG, EXP, LOG, SQRT, RSQRT, ABS, TANH, SIGMOID, RELU, SILU, GELU, GELU_TANH, SOFTPLUS];
+pub const UNARY: [&str; 13] = [
+    NEG, EXP, LOG, SQRT, RSQRT, ABS, TANH, SIGMOID, RELU, SILU, GELU, GELU_TANH, SOFTPLUS,
+];
 /// `[a] | [axis] | []`.
 pub const SOFTMAX: &str = "softmax";
 pub const LOG_SOFTMAX: &str = "log_softmax";

@@ -80,7 +80,15 @@ impl Tensor {
         let e = err.sink();
         // SAFETY: pointers valid through the call.
         let st = unsafe {
-            (api.tensor_new)(api.ctx, data.as_ptr(), data.len(), shape64.as_ptr(), shape64.len(), &mut out, &e)
+            (api.tensor_new)(
+                api.ctx,
+                data.as_ptr(),
+                data.len(),
+                shape64.as_ptr(),
+                shape64.len(),
+                &mut out,
+                &e,
+            )
         };
         check(st, err, "tensor_new")?;
         Ok(Tensor::from_id(out))
@@ -114,10 +122,11 @@ impl Tensor {
         }
         // SAFETY: the host guarantees ndim shape entries and a compact f32 buffer that stay
         // valid while we hold the reference and this call runs.
-        let shape: Vec<usize> = unsafe { std::slice::from_raw_parts(view.shape, view.ndim as usize) }
-            .iter()
-            .map(|&d| d as usize)
-            .collect();
+        let shape: Vec<usize> =
+            unsafe { std::slice::from_raw_parts(view.shape, view.ndim as usize) }
+                .iter()
+                .map(|&d| d as usize)
+                .collect();
         let n: usize = shape.iter().product();
         let data: &[f32] = if n == 0 {
             &[]
@@ -154,7 +163,17 @@ impl Tensor {
         let mut err = TextBuf::new();
         let e = err.sink();
         // SAFETY: pointers valid through the call; inputs are borrowed by the host.
-        let st = unsafe { (api.op)(api.ctx, Str::new(name), ids.as_ptr(), ids.len(), &attrs, &mut out, &e) };
+        let st = unsafe {
+            (api.op)(
+                api.ctx,
+                Str::new(name),
+                ids.as_ptr(),
+                ids.len(),
+                &attrs,
+                &mut out,
+                &e,
+            )
+        };
         check(st, err, name)?;
         Ok(Tensor::from_id(out))
     }
@@ -172,7 +191,12 @@ impl Tensor {
     }
 
     pub fn matmul_ex(&self, other: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        Tensor::op(ops::MATMUL, &[self, other], &[trans_a as i64, trans_b as i64], &[])
+        Tensor::op(
+            ops::MATMUL,
+            &[self, other],
+            &[trans_a as i64, trans_b as i64],
+            &[],
+        )
     }
 
     // ---- elementwise ----------------------------------------------------------------
@@ -239,11 +263,21 @@ impl Tensor {
     pub fn reduce(&self, name: &str, axis: isize, keepdim: bool) -> Result<Tensor> {
         Tensor::op(name, &[self], &[axis as i64, keepdim as i64], &[])
     }
-    pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    pub fn layer_norm(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<Tensor> {
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
-        Tensor::op(ops::LAYER_NORM, &inputs, &[weight.is_some() as i64, bias.is_some() as i64], &[eps])
+        Tensor::op(
+            ops::LAYER_NORM,
+            &inputs,
+            &[weight.is_some() as i64, bias.is_some() as i64],
+            &[eps],
+        )
     }
     pub fn rms_norm(&self, weight: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         let mut inputs = vec![self];
@@ -281,7 +315,13 @@ impl Tensor {
         Tensor::op(ops::ROPE, &[self], &ints, inv_freq)
     }
     /// Scaled dot-product attention; `q [H,Tq,dh]`, `k [Hkv,Tk,dh]`, `v [Hkv,Tk,dv]`.
-    pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, scale: f64) -> Result<Tensor> {
+    pub fn attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttnMask,
+        scale: f64,
+    ) -> Result<Tensor> {
         Tensor::op(ops::ATTENTION, &[q, k, v], &mask_ints(mask), &[scale])
     }
     /// Masked pre-softmax scores `[H, Tq, Tk]` (−inf where masked), for hooks on scores.
@@ -298,7 +338,12 @@ impl Tensor {
         Tensor::op(ops::PERMUTE, &[self], &ints, &[])
     }
     pub fn slice(&self, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-        Tensor::op(ops::SLICE, &[self], &[axis as i64, start as i64, end as i64], &[])
+        Tensor::op(
+            ops::SLICE,
+            &[self],
+            &[axis as i64, start as i64, end as i64],
+            &[],
+        )
     }
     pub fn concat(parts: &[&Tensor], axis: isize) -> Result<Tensor> {
         Tensor::op(ops::CONCAT, parts, &[axis as i64], &[])

@@ -6,7 +6,12 @@
 use tokit_sdk::abi;
 
 fn render() -> String {
-    let mut s = format!("# tokit plugin ABI {}.{} layout on {}-bit targets\n", abi::ABI_MAJOR, abi::ABI_MINOR, usize::BITS);
+    let mut s = format!(
+        "# tokit plugin ABI {}.{} layout on {}-bit targets\n",
+        abi::ABI_MAJOR,
+        abi::ABI_MINOR,
+        usize::BITS
+    );
     s.push_str(&format!("layout_hash {:#018x}\n", abi::LAYOUT_HASH));
     for (k, v) in abi::layout_table() {
         s.push_str(&format!("{k} {v}\n"));

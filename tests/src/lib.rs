@@ -41,7 +41,11 @@ pub fn ensure_built() {
 
 /// Path of a plugin library built in this profile (`name` as in `tokit_plugin_info`).
 pub fn plugin_file(name: &str) -> PathBuf {
-    let file = format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let file = format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
     target_dir().join(file)
 }
 
@@ -49,7 +53,8 @@ pub fn plugin_file(name: &str) -> PathBuf {
 pub fn engine() -> Arc<Engine> {
     ensure_built();
     let mut e = Engine::new(Config::default()).expect("engine");
-    e.add_plugin(&plugin_file("tokit_testplugin_toylm")).expect("toylm test plugin");
+    e.add_plugin(&plugin_file("tokit_testplugin_toylm"))
+        .expect("toylm test plugin");
     Arc::new(e)
 }
 
@@ -61,11 +66,18 @@ pub fn write_toylm(dir: &Path, vocab: usize, d: usize, extra_config: serde_json:
     }
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let embed: Vec<f32> = (0..vocab * d).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect();
-    let head: Vec<f32> = (0..vocab * d).map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0).collect();
+    let embed: Vec<f32> = (0..vocab * d)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0)
+        .collect();
+    let head: Vec<f32> = (0..vocab * d)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0)
+        .collect();
     tokit_model::save_f32(
         &dir.join("model.safetensors"),
-        &[("embed.weight", &[vocab, d], &embed), ("head.weight", &[vocab, d], &head)],
+        &[
+            ("embed.weight", &[vocab, d], &embed),
+            ("head.weight", &[vocab, d], &head),
+        ],
         None,
     )
     .unwrap();

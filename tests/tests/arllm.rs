@@ -29,11 +29,20 @@ fn two_state_chain_surprisals_and_entropy_rate_match_closed_forms() {
     let engine = engine();
     let dir = tempfile::tempdir().unwrap();
     fit_chain(&engine, dir.path());
-    let m = engine.load_model(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let m = engine
+        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
     assert_eq!(m.info().vocab_size, 2);
     let text = [0u32, 0, 1, 1, 0, 1, 0, 0];
     let r = engine
-        .analyze("surprisal", &AnalyzeInput { model: Some(m.clone()), tokens: Some(text.to_vec()), ..Default::default() })
+        .analyze(
+            "surprisal",
+            &AnalyzeInput {
+                model: Some(m.clone()),
+                tokens: Some(text.to_vec()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     let p = |a: u32, b: u32| match (a, b) {
         (0, 1) => 0.25f64,
@@ -46,9 +55,19 @@ fn two_state_chain_surprisals_and_entropy_rate_match_closed_forms() {
     for t in 1..text.len() {
         let want = -p(text[t - 1], text[t]).ln();
         // f32 logits cross the ABI: 1e-6 here; the plugin's own f64 path is tested to 1e-9.
-        assert!((s[t] as f64 - want).abs() < 1e-6, "t={t}: {} vs {want}", s[t]);
+        assert!(
+            (s[t] as f64 - want).abs() < 1e-6,
+            "t={t}: {} vs {want}",
+            s[t]
+        );
     }
-    let h = engine.action("arllm", "entropy_rate", &serde_json::json!({ "model": dir.path().to_str().unwrap() })).unwrap();
+    let h = engine
+        .action(
+            "arllm",
+            "entropy_rate",
+            &serde_json::json!({ "model": dir.path().to_str().unwrap() }),
+        )
+        .unwrap();
     let hb = |q: f64| -(q * q.ln() + (1.0 - q) * (1.0 - q).ln());
     let want = 2.0 / 3.0 * hb(0.25) + 1.0 / 3.0 * hb(0.5);
     assert!((h["entropy_rate"].as_f64().unwrap() - want).abs() < 1e-9);
@@ -66,27 +85,69 @@ fn ablating_a_position_older_than_the_order_leaves_the_law_bit_identical() {
                                  "order": 3, "out": dir.path().to_str().unwrap() }),
         )
         .unwrap();
-    let m = engine.load_model(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let m = engine
+        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
     let tokens = m.encode("And God called the light Day").unwrap();
     let j = 5;
-    let variants = vec![Variant::default(), Variant { ablate: vec![j], ..Default::default() }];
-    let out = m.forward(&tokens, &ForwardSpec { variants, ..Default::default() }).unwrap();
+    let variants = vec![
+        Variant::default(),
+        Variant {
+            ablate: vec![j],
+            ..Default::default()
+        },
+    ];
+    let out = m
+        .forward(
+            &tokens,
+            &ForwardSpec {
+                variants,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let (clean, abl) = (out[0]["logits"].data(), out[1]["logits"].data());
     let v = m.info().vocab_size;
     for t in 0..tokens.len() {
         // Row t predicts token t + 1 from tokens ..= t; order 3 sees t-2..=t.
         let same = clean[t * v..(t + 1) * v] == abl[t * v..(t + 1) * v];
         let in_window = j <= t && t < j + 3;
-        assert_eq!(same, !in_window, "row {t}: identical = {same}, ablated position in window = {in_window}");
+        assert_eq!(
+            same, !in_window,
+            "row {t}: identical = {same}, ablated position in window = {in_window}"
+        );
     }
     // Batched variants equal a separate run of each variant.
     let alone = m
-        .forward(&tokens, &ForwardSpec { variants: vec![Variant { ablate: vec![j], ..Default::default() }], ..Default::default() })
+        .forward(
+            &tokens,
+            &ForwardSpec {
+                variants: vec![Variant {
+                    ablate: vec![j],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(alone[0]["logits"].data(), abl);
     // An unsupported method is a clear error.
-    let bad = vec![Variant { ablate: vec![1], method: Some("zero_input".into()), ..Default::default() }];
-    let err = format!("{:#}", m.forward(&tokens, &ForwardSpec { variants: bad, ..Default::default() }).unwrap_err());
+    let bad = vec![Variant {
+        ablate: vec![1],
+        method: Some("zero_input".into()),
+        ..Default::default()
+    }];
+    let err = format!(
+        "{:#}",
+        m.forward(
+            &tokens,
+            &ForwardSpec {
+                variants: bad,
+                ..Default::default()
+            }
+        )
+        .unwrap_err()
+    );
     assert!(err.contains("zero_input") && err.contains("exact"), "{err}");
 }
 
@@ -97,15 +158,25 @@ fn generation_is_reproducible_and_respects_the_seed() {
     engine
         .action("arllm", "fit", &serde_json::json!({ "text": "abracadabra ".repeat(20), "order": 2, "out": dir.path().to_str().unwrap() }))
         .unwrap();
-    let m = engine.load_model(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let m = engine
+        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
     let prompt = m.encode("abra").unwrap();
-    let opts = GenerateOptions { max_tokens: 40, seed: 11, ..Default::default() };
+    let opts = GenerateOptions {
+        max_tokens: 40,
+        seed: 11,
+        ..Default::default()
+    };
     let a = tokit_engine::generate::generate(&m, &prompt, &opts).unwrap();
     let b = tokit_engine::generate::generate(&m, &prompt, &opts).unwrap();
     assert_eq!(a, b);
     assert_eq!(a.len(), 40);
     // Greedy: after "abrac" every order-2 context has one most likely successor.
-    let greedy = GenerateOptions { max_tokens: 6, temperature: 0.0, ..Default::default() };
+    let greedy = GenerateOptions {
+        max_tokens: 6,
+        temperature: 0.0,
+        ..Default::default()
+    };
     let g = tokit_engine::generate::generate(&m, &m.encode("abrac").unwrap(), &greedy).unwrap();
     assert_eq!(m.decode(&g).unwrap(), "adabra");
 }

@@ -4,7 +4,11 @@ use tokit_tests::*;
 
 fn ok(out: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "tokit failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tokit failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -26,7 +30,10 @@ fn fit_byte_model(dir: &std::path::Path) {
 fn plugins_lists_name_kind_version_abi_file_and_what_each_provides() {
     let out = ok(&tokit(&["plugins"]));
     assert!(out.contains("arllm 0.1.0 (architecture, ABI 1.0"), "{out}");
-    assert!(out.contains("architecture arllm (model_type: arllm)"), "{out}");
+    assert!(
+        out.contains("architecture arllm (model_type: arllm)"),
+        "{out}"
+    );
     assert!(out.contains("info 0.1.0 (metric, ABI 1.0"), "{out}");
     assert!(out.contains("metric surprisal"), "{out}");
     assert!(out.contains("libtokit_plugin_info"), "{out}");
@@ -73,16 +80,23 @@ fn analyze_writes_the_result_json_and_info_describes_the_model() {
         file.to_str().unwrap(),
     ]));
     assert!(out.contains("cross_entropy = "), "{out}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(r["metric"], "cross_entropy");
     assert_eq!(r["unit"], "bits");
     assert_eq!(r["plugin"], "info");
     assert!(r["value"].as_f64().unwrap() > 0.0);
     assert!(r["scalars"]["se"].as_f64().unwrap() > 0.0);
     assert_eq!(r["provenance"]["arch"], "arllm");
-    assert!(r["provenance"]["backend"].as_str().unwrap().starts_with("cpu"));
+    assert!(r["provenance"]["backend"]
+        .as_str()
+        .unwrap()
+        .starts_with("cpu"));
     let info = ok(&tokit(&["info", model.to_str().unwrap()]));
-    assert!(info.contains("architecture: arllm") && info.contains("ablation:     exact, replace"), "{info}");
+    assert!(
+        info.contains("architecture: arllm") && info.contains("ablation:     exact, replace"),
+        "{info}"
+    );
 }
 
 #[test]
@@ -90,11 +104,17 @@ fn bad_input_on_the_command_line_is_a_clear_error_not_a_panic() {
     let out = tokit(&["info", "/nonexistent/model"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("error: model /nonexistent/model: no such file or directory"), "{err}");
+    assert!(
+        err.contains("error: model /nonexistent/model: no such file or directory"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     let out = tokit(&["--backend", "gpu", "plugins"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("no GPU backend"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("no GPU backend"),
+        "{err}"
+    );
 }
 
 #[test]

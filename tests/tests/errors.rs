@@ -28,7 +28,10 @@ fn truncated_safetensors() {
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
     let err = load_err(dir.path());
-    assert!(err.contains("model.safetensors") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -36,19 +39,34 @@ fn tensor_shape_that_disagrees_with_the_config() {
     let dir = tempfile::tempdir().unwrap();
     write_toylm(dir.path(), 256, 8, serde_json::json!({}));
     let cfg = dir.path().join("config.json");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"hidden_size\":8", "\"hidden_size\":16");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"hidden_size\":8", "\"hidden_size\":16");
     std::fs::write(&cfg, text).unwrap();
     let err = load_err(dir.path());
-    assert!(err.contains("embed.weight") && err.contains("[256, 8]") && err.contains("[256, 16]"), "{err}");
+    assert!(
+        err.contains("embed.weight") && err.contains("[256, 8]") && err.contains("[256, 16]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_model_type() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "perceiver-9000"}"#).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "perceiver-9000"}"#,
+    )
+    .unwrap();
     let err = load_err(dir.path());
-    assert!(err.contains("unknown model_type `perceiver-9000`") && err.contains("config.json"), "{err}");
-    assert!(err.contains("toylm"), "lists the known architectures: {err}");
+    assert!(
+        err.contains("unknown model_type `perceiver-9000`") && err.contains("config.json"),
+        "{err}"
+    );
+    assert!(
+        err.contains("toylm"),
+        "lists the known architectures: {err}"
+    );
 }
 
 #[test]
@@ -62,7 +80,11 @@ fn tokenizer_larger_than_the_embedding() {
 #[test]
 fn script_syntax_error_reports_file_line_col() {
     let mut host = ScriptHost::new(engine());
-    let err = format!("{:#}", host.eval_named("let a = 1;\nlet b = (2 + ;\n", "broken.rhai").unwrap_err());
+    let err = format!(
+        "{:#}",
+        host.eval_named("let a = 1;\nlet b = (2 + ;\n", "broken.rhai")
+            .unwrap_err()
+    );
     assert!(err.starts_with("broken.rhai:2:"), "{err}");
     assert!(err.contains("syntax error"), "{err}");
 }
@@ -70,7 +92,11 @@ fn script_syntax_error_reports_file_line_col() {
 #[test]
 fn script_runtime_error_reports_the_position_of_the_failing_call() {
     let mut host = ScriptHost::new(engine());
-    let err = format!("{:#}", host.eval_named("let x = 1;\n  load_model(\"/no/such/model\");", "s.rhai").unwrap_err());
+    let err = format!(
+        "{:#}",
+        host.eval_named("let x = 1;\n  load_model(\"/no/such/model\");", "s.rhai")
+            .unwrap_err()
+    );
     assert!(err.starts_with("s.rhai:2:3"), "{err}");
     assert!(err.contains("/no/such/model"), "{err}");
 }
@@ -80,21 +106,37 @@ fn endless_script_is_stopped_by_the_operation_limit() {
     ensure_built();
     let mut config = tokit_engine::Config::default();
     config.script.max_operations = 50_000;
-    let mut host = ScriptHost::new(std::sync::Arc::new(tokit_engine::Engine::new(config).unwrap()));
-    let err = format!("{:#}", host.eval_named("let i = 0;\nloop { i += 1; }", "loop.rhai").unwrap_err());
-    assert!(err.contains("loop.rhai:") && err.contains("50000 operations"), "{err}");
+    let mut host = ScriptHost::new(std::sync::Arc::new(
+        tokit_engine::Engine::new(config).unwrap(),
+    ));
+    let err = format!(
+        "{:#}",
+        host.eval_named("let i = 0;\nloop { i += 1; }", "loop.rhai")
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("loop.rhai:") && err.contains("50000 operations"),
+        "{err}"
+    );
 }
 
 #[test]
 fn ctrl_c_flag_stops_a_running_script() {
     ensure_built();
-    let mut host = ScriptHost::new(std::sync::Arc::new(tokit_engine::Engine::new(tokit_engine::Config::default()).unwrap()));
+    let mut host = ScriptHost::new(std::sync::Arc::new(
+        tokit_engine::Engine::new(tokit_engine::Config::default()).unwrap(),
+    ));
     let flag = tokit_engine::plugin::host::host();
     let t = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        flag.cancel_flag().store(true, std::sync::atomic::Ordering::Relaxed);
+        flag.cancel_flag()
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let err = format!("{:#}", host.eval_named("let i = 0;\nloop { i += 1; }", "spin.rhai").unwrap_err());
+    let err = format!(
+        "{:#}",
+        host.eval_named("let i = 0;\nloop { i += 1; }", "spin.rhai")
+            .unwrap_err()
+    );
     t.join().unwrap();
     assert!(err.contains("cancelled"), "{err}");
     // The flag is reset for the next run.

@@ -98,7 +98,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Host {
     pub fn backend(&self) -> Arc<dyn Backend> {
-        self.backend.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.backend
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_backend(&self, backend: Arc<dyn Backend>) {
@@ -117,7 +120,14 @@ impl Host {
     pub fn insert(&self, tensor: Tensor) -> TensorId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shape = tensor.shape().iter().map(|&d| d as i64).collect();
-        lock(&self.tensors).insert(id, Slot { tensor, refs: 1, shape });
+        lock(&self.tensors).insert(
+            id,
+            Slot {
+                tensor,
+                refs: 1,
+                shape,
+            },
+        );
         id
     }
 
@@ -228,7 +238,10 @@ fn status(err: *const TextSink, f: impl FnOnce() -> Result<()>) -> Status {
             Status::ERROR
         }
         Err(_) => {
-            write_sink(err, "tokit host panicked (a bug in tokit; please report it)");
+            write_sink(
+                err,
+                "tokit host panicked (a bug in tokit; please report it)",
+            );
             Status::ERROR
         }
     }
@@ -281,10 +294,16 @@ unsafe extern "C" fn host_tensor_new(
         } else {
             unsafe { std::slice::from_raw_parts(shape, ndim) }
                 .iter()
-                .map(|&d| usize::try_from(d).map_err(|_| anyhow!("tensor_new: negative dimension {d}")))
+                .map(|&d| {
+                    usize::try_from(d).map_err(|_| anyhow!("tensor_new: negative dimension {d}"))
+                })
                 .collect::<Result<_>>()?
         };
-        let values = if len == 0 { Vec::new() } else { unsafe { std::slice::from_raw_parts(data, len) }.to_vec() };
+        let values = if len == 0 {
+            Vec::new()
+        } else {
+            unsafe { std::slice::from_raw_parts(data, len) }.to_vec()
+        };
         let t = Tensor::new(shape, values)?;
         unsafe { *out = h.insert(t) };
         Ok(())
@@ -312,7 +331,9 @@ unsafe extern "C" fn host_tensor_read(
     status(err, || {
         let h = unsafe { ctx_host(ctx) };
         let map = lock(&h.tensors);
-        let slot = map.get(&t).ok_or_else(|| anyhow!("tensor_read: unknown tensor handle {t}"))?;
+        let slot = map
+            .get(&t)
+            .ok_or_else(|| anyhow!("tensor_read: unknown tensor handle {t}"))?;
         // The data and shape buffers live on the heap with the slot, so the view stays
         // valid while the plugin holds its reference.
         unsafe {
@@ -343,12 +364,23 @@ unsafe extern "C" fn host_op(
     status(err, || {
         let h = unsafe { ctx_host(ctx) };
         let name = unsafe { text(name)? };
-        let ids = if n_inputs == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, n_inputs) } };
+        let ids = if n_inputs == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(inputs, n_inputs) }
+        };
         let tensors: Vec<Tensor> = ids.iter().map(|&id| h.get(id)).collect::<Result<_>>()?;
         let attrs = unsafe { &*attrs };
-        let ints = if attrs.n_ints == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(attrs.ints, attrs.n_ints) } };
-        let floats =
-            if attrs.n_floats == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(attrs.floats, attrs.n_floats) } };
+        let ints = if attrs.n_ints == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(attrs.ints, attrs.n_ints) }
+        };
+        let floats = if attrs.n_floats == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(attrs.floats, attrs.n_floats) }
+        };
         let result = ops::run(h.backend().as_ref(), name, &tensors, ints, floats)?;
         unsafe { *out = h.insert(result) };
         Ok(())
@@ -452,8 +484,11 @@ unsafe extern "C" fn host_model_forward(
     status(err, || {
         let h = unsafe { ctx_host(ctx) };
         let args = unsafe { &*args };
-        let tokens =
-            if args.n_tokens == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(args.tokens, args.n_tokens) } };
+        let tokens = if args.n_tokens == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(args.tokens, args.n_tokens) }
+        };
         let options = unsafe { text(args.options)? };
         if h.is_cancelled() {
             return Err(Cancelled.into());

@@ -58,7 +58,10 @@ impl Text {
         Text(String::new())
     }
     pub fn sink(&mut self) -> TextSink {
-        TextSink { ctx: self as *mut Text as *mut c_void, write: write_text }
+        TextSink {
+            ctx: self as *mut Text as *mut c_void,
+            write: write_text,
+        }
     }
 }
 
@@ -71,7 +74,9 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<Plugin>>> {
 
 /// True for file names of the form `[lib]tokit_plugin_*.{so,dylib,dll}`.
 pub fn is_plugin_file(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
     let stem = name.strip_prefix("lib").unwrap_or(name);
     stem.starts_with("tokit_plugin_") && name.ends_with(std::env::consts::DLL_SUFFIX)
 }
@@ -79,7 +84,9 @@ pub fn is_plugin_file(path: &Path) -> bool {
 impl Plugin {
     /// Load `path` once per process (later calls return the same plugin).
     pub fn load(path: &Path) -> Result<Arc<Plugin>> {
-        let canonical = path.canonicalize().with_context(|| format!("plugin {}: cannot open", path.display()))?;
+        let canonical = path
+            .canonicalize()
+            .with_context(|| format!("plugin {}: cannot open", path.display()))?;
         let mut map = loaded().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = map.get(&canonical) {
             return Ok(p.clone());
@@ -95,9 +102,16 @@ impl Plugin {
         let shown = path.display();
         let dir = std::env::temp_dir().join(format!("tokit-plugins-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let file_name = path.file_name().ok_or_else(|| anyhow!("plugin {shown}: not a file"))?;
-        let copy = dir.join(format!("{}-{}", COUNTER.fetch_add(1, Ordering::Relaxed), file_name.to_string_lossy()));
-        std::fs::copy(path, &copy).with_context(|| format!("plugin {shown}: copying to {}", copy.display()))?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| anyhow!("plugin {shown}: not a file"))?;
+        let copy = dir.join(format!(
+            "{}-{}",
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            file_name.to_string_lossy()
+        ));
+        std::fs::copy(path, &copy)
+            .with_context(|| format!("plugin {shown}: copying to {}", copy.display()))?;
 
         // SAFETY: loading runs the library's initialisers; plugins are trusted code the
         // user chose to load. The library is leaked: never unloaded.
@@ -106,7 +120,12 @@ impl Plugin {
         let lib: &'static libloading::Library = Box::leak(Box::new(lib));
         let entry: *const PluginEntry = unsafe {
             *lib.get::<*const PluginEntry>(abi::ENTRY_SYMBOL.as_bytes())
-                .with_context(|| format!("plugin {shown}: no `{}` symbol (not a tokit plugin?)", abi::ENTRY_SYMBOL))?
+                .with_context(|| {
+                    format!(
+                        "plugin {shown}: no `{}` symbol (not a tokit plugin?)",
+                        abi::ENTRY_SYMBOL
+                    )
+                })?
         };
         // SAFETY: for a data symbol libloading yields its address; the entry is static.
         let entry: &'static PluginEntry = unsafe { &*entry };
@@ -123,7 +142,11 @@ impl Plugin {
             );
         }
         if (entry.struct_size as usize) < std::mem::size_of::<PluginEntry>() {
-            bail!("plugin {shown}: entry is {} bytes, ABI 1 needs {}", entry.struct_size, std::mem::size_of::<PluginEntry>());
+            bail!(
+                "plugin {shown}: entry is {} bytes, ABI 1 needs {}",
+                entry.struct_size,
+                std::mem::size_of::<PluginEntry>()
+            );
         }
         if entry.abi_minor == abi::ABI_MINOR && entry.layout_hash != abi::LAYOUT_HASH {
             bail!(
@@ -137,14 +160,20 @@ impl Plugin {
             );
         }
         let mut vt: *const PluginVTable = std::ptr::null();
-        let st = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (entry.init)(host::api(), &mut vt) }))
-            .map_err(|_| anyhow!("plugin {shown}: init panicked"))?;
+        let st = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+            (entry.init)(host::api(), &mut vt)
+        }))
+        .map_err(|_| anyhow!("plugin {shown}: init panicked"))?;
         if st != Status::OK || vt.is_null() {
             bail!("plugin {shown}: init failed (status {})", st.0);
         }
         let vtable: &'static PluginVTable = unsafe { &*vt };
         if (vtable.struct_size as usize) < std::mem::size_of::<PluginVTable>() {
-            bail!("plugin {shown}: function table is {} bytes, ABI 1.0 needs {}", vtable.struct_size, std::mem::size_of::<PluginVTable>());
+            bail!(
+                "plugin {shown}: function table is {} bytes, ABI 1.0 needs {}",
+                vtable.struct_size,
+                std::mem::size_of::<PluginVTable>()
+            );
         }
         let mut p = Plugin {
             path: path.to_path_buf(),
@@ -164,8 +193,11 @@ impl Plugin {
             poisoned: Mutex::new(None),
         };
         let mut out = Text::new();
-        p.call("describe", |vt, err| unsafe { (vt.describe)(&out.sink(), err) })?;
-        p.desc = serde_json::from_str(&out.0).with_context(|| format!("plugin {shown}: invalid describe() JSON"))?;
+        p.call("describe", |vt, err| unsafe {
+            (vt.describe)(&out.sink(), err)
+        })?;
+        p.desc = serde_json::from_str(&out.0)
+            .with_context(|| format!("plugin {shown}: invalid describe() JSON"))?;
         tracing::debug!(plugin = %p.desc.name, file = %shown, "loaded plugin");
         Ok(p)
     }
@@ -176,7 +208,10 @@ impl Plugin {
 
     /// Why this plugin is refused, if it panicked before.
     pub fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Call into the plugin: refuse if poisoned, poison on panic, turn statuses into errors.
@@ -186,7 +221,10 @@ impl Plugin {
         f: impl FnOnce(&'static PluginVTable, *const TextSink) -> Status,
     ) -> Result<()> {
         if let Some(why) = self.poisoned() {
-            bail!("plugin {} is disabled after an earlier panic ({why}); reload or restart", self.desc.name);
+            bail!(
+                "plugin {} is disabled after an earlier panic ({why}); reload or restart",
+                self.desc.name
+            );
         }
         let mut err = Text::new();
         let sink = err.sink();
@@ -195,12 +233,23 @@ impl Plugin {
             Status::OK => Ok(()),
             Status::CANCELLED => Err(host::Cancelled.into()),
             Status::PANICKED => {
-                let msg = if err.0.is_empty() { "panic".to_string() } else { err.0 };
+                let msg = if err.0.is_empty() {
+                    "panic".to_string()
+                } else {
+                    err.0
+                };
                 *self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
                 tracing::error!(plugin = %self.desc.name, "{msg}");
-                Err(anyhow!("plugin {} {msg}; the plugin is disabled", self.desc.name))
+                Err(anyhow!(
+                    "plugin {} {msg}; the plugin is disabled",
+                    self.desc.name
+                ))
             }
-            _ => Err(anyhow!(if err.0.is_empty() { format!("plugin {}: {what} failed", self.desc.name) } else { err.0 })),
+            _ => Err(anyhow!(if err.0.is_empty() {
+                format!("plugin {}: {what} failed", self.desc.name)
+            } else {
+                err.0
+            })),
         }
     }
 
@@ -208,11 +257,18 @@ impl Plugin {
     pub fn action(&self, name: &str, args: &Value) -> Result<Value> {
         let args = args.to_string();
         let mut out = Text::new();
-        self.call(name, |vt, err| unsafe { (vt.action)(Str::new(name), Str::new(&args), &out.sink(), err) })?;
+        self.call(name, |vt, err| unsafe {
+            (vt.action)(Str::new(name), Str::new(&args), &out.sink(), err)
+        })?;
         if out.0.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&out.0).with_context(|| format!("plugin {}: action {name} returned invalid JSON", self.desc.name))
+        serde_json::from_str(&out.0).with_context(|| {
+            format!(
+                "plugin {}: action {name} returned invalid JSON",
+                self.desc.name
+            )
+        })
     }
 
     pub(crate) fn vtable(&self) -> &'static PluginVTable {
@@ -237,7 +293,11 @@ impl PluginSet {
                 tracing::debug!(dir = %dir.display(), "plugin directory not readable; skipped");
                 continue;
             };
-            let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| is_plugin_file(p)).collect();
+            let mut files: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_plugin_file(p))
+                .collect();
             files.sort();
             for f in files {
                 if let Err(e) = set.add_file(&f) {
@@ -268,9 +328,16 @@ impl PluginSet {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Plugin>> {
-        self.plugins.iter().find(|p| p.name() == name).cloned().ok_or_else(|| {
-            anyhow!("no plugin named `{name}` is loaded (loaded: {})", self.names().join(", "))
-        })
+        self.plugins
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow!(
+                    "no plugin named `{name}` is loaded (loaded: {})",
+                    self.names().join(", ")
+                )
+            })
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -281,7 +348,11 @@ impl PluginSet {
     /// config.json `model_type`).
     pub fn find_arch(&self, key: &str) -> Option<(Arc<Plugin>, String)> {
         let by_name = self.plugins.iter().find_map(|p| {
-            p.desc.architectures.iter().find(|a| a.name == key).map(|a| (p.clone(), a.name.clone()))
+            p.desc
+                .architectures
+                .iter()
+                .find(|a| a.name == key)
+                .map(|a| (p.clone(), a.name.clone()))
         });
         by_name.or_else(|| {
             self.plugins.iter().find_map(|p| {
@@ -312,11 +383,27 @@ impl PluginSet {
     pub fn find_metric(&self, name: &str) -> Result<(Arc<Plugin>, MetricSpec)> {
         self.plugins
             .iter()
-            .find_map(|p| p.desc.metrics.iter().find(|m| m.name == name).map(|m| (p.clone(), m.clone())))
+            .find_map(|p| {
+                p.desc
+                    .metrics
+                    .iter()
+                    .find(|m| m.name == name)
+                    .map(|m| (p.clone(), m.clone()))
+            })
             .ok_or_else(|| {
-                let known: Vec<String> =
-                    self.plugins.iter().flat_map(|p| p.desc.metrics.iter().map(|m| m.name.clone())).collect();
-                anyhow!("unknown metric `{name}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
+                let known: Vec<String> = self
+                    .plugins
+                    .iter()
+                    .flat_map(|p| p.desc.metrics.iter().map(|m| m.name.clone()))
+                    .collect();
+                anyhow!(
+                    "unknown metric `{name}` (known: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )
             })
     }
 }

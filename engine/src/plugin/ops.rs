@@ -6,27 +6,39 @@ use tokit_compute::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 use tokit_sdk::ops as op;
 
 fn int(ints: &[i64], i: usize, name: &str, what: &str) -> Result<i64> {
-    ints.get(i).copied().ok_or_else(|| anyhow!("op {name}: missing integer attribute {i} ({what})"))
+    ints.get(i)
+        .copied()
+        .ok_or_else(|| anyhow!("op {name}: missing integer attribute {i} ({what})"))
 }
 
 fn float(floats: &[f64], i: usize, name: &str, what: &str) -> Result<f64> {
-    floats.get(i).copied().ok_or_else(|| anyhow!("op {name}: missing float attribute {i} ({what})"))
+    floats
+        .get(i)
+        .copied()
+        .ok_or_else(|| anyhow!("op {name}: missing float attribute {i} ({what})"))
 }
 
 fn count(inputs: &[Tensor], n: usize, name: &str) -> Result<()> {
-    ensure!(inputs.len() == n, "op {name}: expected {n} input tensors, got {}", inputs.len());
+    ensure!(
+        inputs.len() == n,
+        "op {name}: expected {n} input tensors, got {}",
+        inputs.len()
+    );
     Ok(())
 }
 
 fn usizes(v: &[i64], name: &str) -> Result<Vec<usize>> {
-    v.iter().map(|&x| usize::try_from(x).map_err(|_| anyhow!("op {name}: negative index {x}"))).collect()
+    v.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| anyhow!("op {name}: negative index {x}")))
+        .collect()
 }
 
 fn mask(ints: &[i64], name: &str) -> Result<AttnMask> {
     let has_keep = int(ints, 3, name, "has_key_keep")? != 0;
     Ok(AttnMask {
         causal: int(ints, 0, name, "causal")? != 0,
-        q_offset: usize::try_from(int(ints, 1, name, "q_offset")?).map_err(|_| anyhow!("op {name}: negative q_offset"))?,
+        q_offset: usize::try_from(int(ints, 1, name, "q_offset")?)
+            .map_err(|_| anyhow!("op {name}: negative q_offset"))?,
         window: match int(ints, 2, name, "window")? {
             w if w < 0 => None,
             w => Some(w as usize),
@@ -36,7 +48,13 @@ fn mask(ints: &[i64], name: &str) -> Result<AttnMask> {
 }
 
 /// Run op `name` on the backend.
-pub fn run(b: &dyn Backend, name: &str, inputs: &[Tensor], ints: &[i64], floats: &[f64]) -> Result<Tensor> {
+pub fn run(
+    b: &dyn Backend,
+    name: &str,
+    inputs: &[Tensor],
+    ints: &[i64],
+    floats: &[f64],
+) -> Result<Tensor> {
     let binary = match name {
         op::MAXIMUM => Some(BinaryOp::Max),
         op::MINIMUM => Some(BinaryOp::Min),
@@ -49,13 +67,19 @@ pub fn run(b: &dyn Backend, name: &str, inputs: &[Tensor], ints: &[i64], floats:
     }
     if op::UNARY.contains(&name) {
         count(inputs, 1, name)?;
-        let uop = UnaryOp::from_name(name).ok_or_else(|| anyhow!("op {name}: not a unary op of this host"))?;
+        let uop = UnaryOp::from_name(name)
+            .ok_or_else(|| anyhow!("op {name}: not a unary op of this host"))?;
         return b.unary(uop, &inputs[0]);
     }
     if let Some(r) = name.strip_prefix("reduce_") {
         count(inputs, 1, name)?;
         let rop = ReduceOp::from_name(r).ok_or_else(|| anyhow!("unknown host op `{name}`"))?;
-        return b.reduce(rop, &inputs[0], int(ints, 0, name, "axis")? as isize, int(ints, 1, name, "keepdim")? != 0);
+        return b.reduce(
+            rop,
+            &inputs[0],
+            int(ints, 0, name, "axis")? as isize,
+            int(ints, 1, name, "keepdim")? != 0,
+        );
     }
     match name {
         op::MATMUL => {

@@ -43,7 +43,9 @@ pub struct Report {
 
 /// A number as JSON (NaN and infinities as null, never an invalid file).
 fn num(v: f64) -> Value {
-    serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(v)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 impl Report {
@@ -54,10 +56,17 @@ impl Report {
             .iter()
             .map(|(k, t)| {
                 let data: Vec<Value> = t.data().iter().map(|&x| num(x as f64)).collect();
-                (k.clone(), serde_json::json!({ "shape": t.shape(), "data": data }))
+                (
+                    k.clone(),
+                    serde_json::json!({ "shape": t.shape(), "data": data }),
+                )
             })
             .collect();
-        let scalars: Map<String, Value> = self.scalars.iter().map(|(k, &v)| (k.clone(), num(v))).collect();
+        let scalars: Map<String, Value> = self
+            .scalars
+            .iter()
+            .map(|(k, &v)| (k.clone(), num(v)))
+            .collect();
         serde_json::json!({
             "metric": self.metric,
             "plugin": self.plugin,
@@ -79,11 +88,19 @@ impl Report {
     /// Per-position table: the chosen 1-D tensors (all of them when `columns` is empty)
     /// whose length matches the longest one, plus the token text when known.
     pub fn table(&self, columns: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
-        let n = self.tensors.values().filter(|t| t.ndim() == 1).map(|t| t.numel()).max().unwrap_or(0);
+        let n = self
+            .tensors
+            .values()
+            .filter(|t| t.ndim() == 1)
+            .map(|t| t.numel())
+            .max()
+            .unwrap_or(0);
         let cols: Vec<(&String, &Tensor)> = self
             .tensors
             .iter()
-            .filter(|(k, t)| t.ndim() == 1 && t.numel() == n && (columns.is_empty() || columns.contains(k)))
+            .filter(|(k, t)| {
+                t.ndim() == 1 && t.numel() == n && (columns.is_empty() || columns.contains(k))
+            })
             .collect();
         let with_tokens = self.tokens.len() == n && n > 0;
         let mut header = vec!["position".to_string()];
@@ -91,19 +108,25 @@ impl Report {
             header.push("token".into());
         }
         header.extend(cols.iter().map(|(k, _)| k.to_string()));
-        let integral: Vec<bool> =
-            cols.iter().map(|(_, t)| t.data().iter().all(|x| x.is_nan() || x.fract() == 0.0)).collect();
+        let integral: Vec<bool> = cols
+            .iter()
+            .map(|(_, t)| t.data().iter().all(|x| x.is_nan() || x.fract() == 0.0))
+            .collect();
         let rows = (0..n)
             .map(|i| {
                 let mut r = vec![i.to_string()];
                 if with_tokens {
                     r.push(self.tokens[i].clone());
                 }
-                r.extend(cols.iter().zip(&integral).map(|((_, t), &int)| match t.data()[i] {
-                    x if x.is_nan() => "-".to_string(),
-                    x if int => format!("{x:.0}"),
-                    x => format!("{x:.6}"),
-                }));
+                r.extend(
+                    cols.iter()
+                        .zip(&integral)
+                        .map(|((_, t), &int)| match t.data()[i] {
+                            x if x.is_nan() => "-".to_string(),
+                            x if int => format!("{x:.0}"),
+                            x => format!("{x:.6}"),
+                        }),
+                );
                 r
             })
             .collect();
@@ -115,7 +138,14 @@ impl Report {
         let (header, rows) = self.table(columns);
         let shown = &rows[..rows.len().min(max_rows)];
         let widths: Vec<usize> = (0..header.len())
-            .map(|c| shown.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
+            .map(|c| {
+                shown
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([header[c].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let token_col = header.get(1).is_some_and(|h| h == "token");
         let line = |cells: &[String]| {
@@ -123,7 +153,13 @@ impl Report {
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(i, (c, &w))| if i == 1 && token_col { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .map(|(i, (c, &w))| {
+                    if i == 1 && token_col {
+                        format!("{c:<w$}")
+                    } else {
+                        format!("{c:>w$}")
+                    }
+                })
                 .collect();
             cells.join("  ")
         };
@@ -160,9 +196,15 @@ impl Report {
     /// Write JSON (`.json`) or CSV (`.csv`), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         match path.extension().and_then(|e| e.to_str()) {
-            Some("json") => write_atomic(path, serde_json::to_string_pretty(&self.to_json())?.as_bytes()),
+            Some("json") => write_atomic(
+                path,
+                serde_json::to_string_pretty(&self.to_json())?.as_bytes(),
+            ),
             Some("csv") => write_atomic(path, self.to_csv().as_bytes()),
-            _ => bail!("{}: unknown result format (use .json or .csv)", path.display()),
+            _ => bail!(
+                "{}: unknown result format (use .json or .csv)",
+                path.display()
+            ),
         }
     }
 }
@@ -170,12 +212,22 @@ impl Report {
 /// Write a file by writing a temporary sibling and renaming it over the target, so a
 /// crash never leaves a half-written result.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
     drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }

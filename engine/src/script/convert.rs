@@ -34,7 +34,9 @@ pub fn token_ids(a: &Array, what: &str) -> RhaiResult<Vec<u32>> {
         .enumerate()
         .map(|(i, d)| match d.as_int() {
             Ok(v) if (0..=u32::MAX as i64).contains(&v) => Ok(v as u32),
-            _ => err(format!("{what}: element {i} must be a token id (non-negative integer), found {d}")),
+            _ => err(format!(
+                "{what}: element {i} must be a token id (non-negative integer), found {d}"
+            )),
         })
         .collect()
 }
@@ -46,11 +48,18 @@ pub fn ids_to_array(ids: &[u32]) -> Array {
 /// Integers from an int or an array of ints.
 pub fn int_list(d: &Dynamic, what: &str) -> RhaiResult<Vec<usize>> {
     if let Ok(v) = d.as_int() {
-        return if v >= 0 { Ok(vec![v as usize]) } else { err(format!("{what}: negative position {v}")) };
+        return if v >= 0 {
+            Ok(vec![v as usize])
+        } else {
+            err(format!("{what}: negative position {v}"))
+        };
     }
     match d.clone().try_cast::<Array>() {
         Some(a) => token_ids(&a, what).map(|v| v.into_iter().map(|x| x as usize).collect()),
-        None => err(format!("{what}: expected an integer or an array of integers, found {}", d.type_name())),
+        None => err(format!(
+            "{what}: expected an integer or an array of integers, found {}",
+            d.type_name()
+        )),
     }
 }
 
@@ -59,10 +68,17 @@ pub fn strings(d: &Dynamic, what: &str) -> RhaiResult<Vec<String>> {
     match d.clone().try_cast::<Array>() {
         Some(a) => a
             .iter()
-            .map(|x| x.clone().into_string().or_else(|t| err(format!("{what}: expected strings, found {t}"))))
+            .map(|x| {
+                x.clone()
+                    .into_string()
+                    .or_else(|t| err(format!("{what}: expected strings, found {t}")))
+            })
             .collect(),
         None if d.is_string() => Ok(vec![d.clone().into_string().unwrap_or_default()]),
-        None => err(format!("{what}: expected an array of strings, found {}", d.type_name())),
+        None => err(format!(
+            "{what}: expected an array of strings, found {}",
+            d.type_name()
+        )),
     }
 }
 
@@ -73,19 +89,31 @@ pub fn number(d: &Dynamic, what: &str) -> RhaiResult<f64> {
     }
     match d.as_int() {
         Ok(i) => Ok(i as f64),
-        Err(_) => err(format!("{what}: expected a number, found {}", d.type_name())),
+        Err(_) => err(format!(
+            "{what}: expected a number, found {}",
+            d.type_name()
+        )),
     }
 }
 
 /// A (possibly nested) array of numbers as a tensor.
 pub fn tensor_from_array(a: &Array) -> RhaiResult<Tensor> {
-    fn walk(d: &Dynamic, depth: usize, shape: &mut Vec<usize>, data: &mut Vec<f32>) -> RhaiResult<()> {
+    fn walk(
+        d: &Dynamic,
+        depth: usize,
+        shape: &mut Vec<usize>,
+        data: &mut Vec<f32>,
+    ) -> RhaiResult<()> {
         match d.clone().try_cast::<Array>() {
             Some(a) => {
                 if shape.len() == depth {
                     shape.push(a.len());
                 } else if shape[depth] != a.len() {
-                    return err(format!("tensor: ragged array (length {} vs {} at depth {depth})", a.len(), shape[depth]));
+                    return err(format!(
+                        "tensor: ragged array (length {} vs {} at depth {depth})",
+                        a.len(),
+                        shape[depth]
+                    ));
                 }
                 a.iter().try_for_each(|x| walk(x, depth + 1, shape, data))
             }
@@ -111,7 +139,9 @@ pub fn tensor_to_array(t: &Tensor) -> Dynamic {
             None => Dynamic::from_float(data.first().copied().unwrap_or(0.0) as f64),
             Some((&n, rest)) => {
                 let step: usize = rest.iter().product();
-                let a: Array = (0..n).map(|i| build(&data[i * step..(i + 1) * step], rest)).collect();
+                let a: Array = (0..n)
+                    .map(|i| build(&data[i * step..(i + 1) * step], rest))
+                    .collect();
                 Dynamic::from_array(a)
             }
         }

@@ -41,7 +41,11 @@ impl ScriptHost {
         });
         rhai.on_debug(|s, src, pos| tracing::debug!("{}:{pos}: {s}", src.unwrap_or("script")));
         api::register(&mut rhai, tokit.clone());
-        ScriptHost { rhai, scope: Scope::new(), tokit }
+        ScriptHost {
+            rhai,
+            scope: Scope::new(),
+            tokit,
+        }
     }
 
     /// Run a script file in the persistent scope.
@@ -52,15 +56,25 @@ impl ScriptHost {
 
     /// Evaluate source text; errors name `source:line:col`.
     pub fn eval_named(&mut self, src: &str, source: &str) -> Result<rhai::Dynamic> {
-        host().cancel_flag().store(false, std::sync::atomic::Ordering::Relaxed);
-        let mut ast = self.rhai.compile_with_scope(&self.scope, src).map_err(|e| {
-            let pos = e.1;
-            anyhow!("{}: syntax error: {}", locate(source, pos), e.0)
-        })?;
+        host()
+            .cancel_flag()
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut ast = self
+            .rhai
+            .compile_with_scope(&self.scope, src)
+            .map_err(|e| {
+                let pos = e.1;
+                anyhow!("{}: syntax error: {}", locate(source, pos), e.0)
+            })?;
         ast.set_source(source);
         self.rhai
             .eval_ast_with_scope::<rhai::Dynamic>(&mut self.scope, &ast)
-            .map_err(|e| anyhow!("{}", describe(source, &e, self.tokit.config.script.max_operations)))
+            .map_err(|e| {
+                anyhow!(
+                    "{}",
+                    describe(source, &e, self.tokit.config.script.max_operations)
+                )
+            })
     }
 }
 
@@ -76,7 +90,9 @@ fn locate(source: &str, pos: Position) -> String {
 fn describe(source: &str, e: &EvalAltResult, max_ops: u64) -> String {
     let mut err = e;
     // Errors inside functions wrap the real one; report where it actually happened.
-    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) = err {
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+    | EvalAltResult::ErrorInModule(_, inner, _) = err
+    {
         if inner.position().is_none() {
             break;
         }
@@ -95,6 +111,10 @@ fn describe(source: &str, e: &EvalAltResult, max_ops: u64) -> String {
         Some(i) if msg.ends_with(')') => msg[..i].to_string(),
         _ => msg,
     };
-    let pos = if err.position().is_none() { e.position() } else { err.position() };
+    let pos = if err.position().is_none() {
+        e.position()
+    } else {
+        err.position()
+    };
     format!("{}: {msg}", locate(source, pos))
 }

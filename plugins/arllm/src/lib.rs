@@ -37,7 +37,8 @@ impl Architecture for Arllm {
         ArchSpec {
             name: "arllm".into(),
             model_types: vec![store::MODEL_TYPE.into()],
-            description: "exact order-k Markov (n-gram) autoregressive LLM with a Boltzmann head".into(),
+            description: "exact order-k Markov (n-gram) autoregressive LLM with a Boltzmann head"
+                .into(),
         }
     }
 
@@ -90,7 +91,11 @@ impl Architecture for Arllm {
                 _ => (tokens.clone(), variant.ablate.clone()),
             };
             // Row t is the law of token t + 1 given tokens ..= t.
-            let first = if call.last_only() { tokens.len() - 1 } else { 0 };
+            let first = if call.last_only() {
+                tokens.len() - 1
+            } else {
+                0
+            };
             let rows = tokens.len() - first;
             let mut logits = Vec::with_capacity(rows * vocab);
             for t in first..tokens.len() {
@@ -118,7 +123,9 @@ fn str_arg<'a>(args: &'a Value, name: &str) -> Result<Option<&'a str>> {
 fn num_arg(args: &Value, name: &str, default: f64) -> Result<f64> {
     match args.get(name) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v.as_f64().ok_or_else(|| Error::msg(format!("arllm: `{name}` must be a number, found {v}"))),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| Error::msg(format!("arllm: `{name}` must be a number, found {v}"))),
     }
 }
 
@@ -129,18 +136,28 @@ fn num_arg(args: &Value, name: &str, default: f64) -> Result<f64> {
 /// sequences) with `vocab_size`; `order` (default 2); `smoothing` (`"kneser_ney"`,
 /// default, or `"add_k"`); `discount` (0.75); `k` (1.0); `temperature` (1.0); `out`.
 fn fit(args: &Value) -> Result<Value> {
-    let out = str_arg(args, "out")?.ok_or_else(|| Error::msg("arllm fit: `out` (model directory) is required"))?;
+    let out = str_arg(args, "out")?
+        .ok_or_else(|| Error::msg("arllm fit: `out` (model directory) is required"))?;
     let order = num_arg(args, "order", 2.0)? as usize;
     let temperature = num_arg(args, "temperature", 1.0)?;
     let smoothing = match str_arg(args, "smoothing")?.unwrap_or("kneser_ney") {
-        "kneser_ney" | "kn" => Smoothing::KneserNey { discount: num_arg(args, "discount", 0.75)? },
-        "add_k" => Smoothing::AddK { k: num_arg(args, "k", 1.0)? },
+        "kneser_ney" | "kn" => Smoothing::KneserNey {
+            discount: num_arg(args, "discount", 0.75)?,
+        },
+        "add_k" => Smoothing::AddK {
+            k: num_arg(args, "k", 1.0)?,
+        },
         other => bail!("arllm fit: unknown smoothing `{other}` (kneser_ney, add_k)"),
     };
     let tokenizer = str_arg(args, "tokenizer")?.unwrap_or("bytes");
-    let (seqs, vocab, kind): (Vec<Vec<u32>>, usize, ngram::Tokenizer) = if let Some(t) = args.get("tokens") {
-        let seqs: Vec<Vec<u32>> = serde_json::from_value(t.clone())
-            .map_err(|e| Error::msg(format!("arllm fit: `tokens` must be an array of arrays of token ids: {e}")))?;
+    let (seqs, vocab, kind): (Vec<Vec<u32>>, usize, ngram::Tokenizer) = if let Some(t) =
+        args.get("tokens")
+    {
+        let seqs: Vec<Vec<u32>> = serde_json::from_value(t.clone()).map_err(|e| {
+            Error::msg(format!(
+                "arllm fit: `tokens` must be an array of arrays of token ids: {e}"
+            ))
+        })?;
         let vocab = num_arg(args, "vocab_size", 0.0)? as usize;
         if vocab == 0 {
             bail!("arllm fit: `tokens` needs `vocab_size`");
@@ -149,7 +166,8 @@ fn fit(args: &Value) -> Result<Value> {
     } else {
         let text = match (str_arg(args, "text")?, str_arg(args, "text_file")?) {
             (Some(t), None) => t.to_string(),
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::msg(format!("arllm fit: {f}: {e}")))?,
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| Error::msg(format!("arllm fit: {f}: {e}")))?,
             _ => bail!("arllm fit: give exactly one of `text`, `text_file` or `tokens`"),
         };
         let ids = tokit_sdk::tokenize(tokenizer, &text)?;
@@ -164,12 +182,14 @@ fn fit(args: &Value) -> Result<Value> {
         }
     };
     let n_tokens: usize = seqs.iter().map(Vec::len).sum();
-    let mut model = ngram::fit(&seqs, order, vocab, smoothing, temperature).map_err(|e| Error::msg(format!("arllm fit: {e}")))?;
+    let mut model = ngram::fit(&seqs, order, vocab, smoothing, temperature)
+        .map_err(|e| Error::msg(format!("arllm fit: {e}")))?;
     model.set_tokenizer(kind).map_err(Error::msg)?;
     model.save(out).map_err(Error::msg)?;
     if kind == ngram::Tokenizer::TokenizerJson {
         let dest = Path::new(out).join("tokenizer.json");
-        std::fs::copy(tokenizer, &dest).map_err(|e| Error::msg(format!("arllm fit: copying {tokenizer}: {e}")))?;
+        std::fs::copy(tokenizer, &dest)
+            .map_err(|e| Error::msg(format!("arllm fit: copying {tokenizer}: {e}")))?;
     }
     Ok(json!({
         "path": PathBuf::from(out).display().to_string(),
@@ -182,10 +202,15 @@ fn fit(args: &Value) -> Result<Value> {
 
 /// `entropy_rate`: the exact entropy rate (nats/token) of a saved model's Markov chain.
 fn entropy_rate(args: &Value) -> Result<Value> {
-    let dir = str_arg(args, "model")?.ok_or_else(|| Error::msg("arllm entropy_rate: `model` (directory) is required"))?;
+    let dir = str_arg(args, "model")?
+        .ok_or_else(|| Error::msg("arllm entropy_rate: `model` (directory) is required"))?;
     let model = NgramModel::load(dir).map_err(Error::msg)?;
-    let h = model.entropy_rate().map_err(|e| Error::msg(format!("arllm entropy_rate: {e}")))?;
-    Ok(json!({ "entropy_rate": h, "unit": "nats", "bits": h / std::f64::consts::LN_2, "states": model.num_states().ok() }))
+    let h = model
+        .entropy_rate()
+        .map_err(|e| Error::msg(format!("arllm entropy_rate: {e}")))?;
+    Ok(
+        json!({ "entropy_rate": h, "unit": "nats", "bits": h / std::f64::consts::LN_2, "states": model.num_states().ok() }),
+    )
 }
 
 tokit_sdk::export_plugin! {

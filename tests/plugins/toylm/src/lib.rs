@@ -3,7 +3,9 @@
 //! for weight loading, shape checks against config.json, hooks, and panics: a config with
 //! `"panic_on_token": N` panics inside `forward` when token N appears.
 
-use tokit_sdk::{bail, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Result, Tensor};
+use tokit_sdk::{
+    bail, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Result, Tensor,
+};
 
 pub struct ToyLm {
     embed: Tensor,
@@ -27,7 +29,11 @@ fn checked(source: &ModelSource, name: &str, expected: [usize; 2]) -> Result<Ten
 
 impl Architecture for ToyLm {
     fn spec() -> ArchSpec {
-        ArchSpec { name: "toylm".into(), model_types: vec!["toylm".into()], description: "bigram test model".into() }
+        ArchSpec {
+            name: "toylm".into(),
+            model_types: vec!["toylm".into()],
+            description: "bigram test model".into(),
+        }
     }
 
     fn load(source: &ModelSource) -> Result<Self> {
