@@ -318,7 +318,11 @@ impl<'a> Cursor<'a> {
             t::BOOL => match self.array::<1>()?[0] {
                 0 => MetaValue::Bool(false),
                 1 => MetaValue::Bool(true),
-                b => return Err(Fail::Bad(format!("a bool is stored as byte {b}, not 0 or 1"))),
+                b => {
+                    return Err(Fail::Bad(format!(
+                        "a bool is stored as byte {b}, not 0 or 1"
+                    )))
+                }
             },
             t::STRING => MetaValue::String(self.string()?),
             t::U64 => MetaValue::U64(self.u64()?),
@@ -376,7 +380,8 @@ impl Gguf {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let file = File::open(path).map_err(|e| anyhow!("opening GGUF file {}: {e}", path.display()))?;
+        let file =
+            File::open(path).map_err(|e| anyhow!("opening GGUF file {}: {e}", path.display()))?;
         let len = file
             .metadata()
             .map_err(|e| anyhow!("reading the size of {}: {e}", path.display()))?
@@ -397,8 +402,8 @@ impl Gguf {
         let err = |what: &str, f: Fail| -> anyhow::Error {
             match f {
                 Fail::Short { need } => anyhow!(
-                    "{name}: truncated while reading {what}: that needs the file to reach byte \
-                     {need} but it has {file_len} bytes"
+                    "{name}: truncated while reading {what}: that needs at least {need} bytes \
+                     but the file has {file_len}"
                 ),
                 Fail::Bad(msg) => anyhow!("{name}: corrupt {what}: {msg}"),
             }
@@ -433,12 +438,12 @@ impl Gguf {
         }
         let n_tensors = c.u64().map_err(|f| err("the tensor count", f))?;
         let n_kv = c.u64().map_err(|f| err("the metadata count", f))?;
-        // Each metadata entry takes at least 8 + 4 + 1 bytes and each tensor info 8 + 4 + 8 +
-        // 4 + 8: counts the file cannot hold mean a corrupt header.
-        if n_kv.saturating_mul(13) > c.left() || n_tensors.saturating_mul(32) > c.left() {
+        // Each metadata entry takes at least 8 + 4 + 1 bytes and each tensor info 8 + 4 + 4 + 8:
+        // counts the file cannot hold mean a truncated or corrupt file.
+        if n_kv.saturating_mul(13) > c.left() || n_tensors.saturating_mul(24) > c.left() {
             bail!(
-                "{name}: corrupt header: it announces {n_kv} metadata entries and {n_tensors} \
-                 tensors, more than the {file_len}-byte file can hold"
+                "{name}: the header announces {n_kv} metadata entries and {n_tensors} tensors, \
+                 more than the {file_len}-byte file can hold (truncated or corrupt file)"
             );
         }
 
@@ -447,8 +452,8 @@ impl Gguf {
         for i in 0..n_kv {
             let key = c
                 .string()
-                .map_err(|f| err(&format!("the key of metadata entry {i} of {n_kv}"), f))?;
-            let what = || format!("metadata entry {i} of {n_kv} (`{key}`)");
+                .map_err(|f| err(&format!("the key of metadata entry {} of {n_kv}", i + 1), f))?;
+            let what = || format!("metadata entry {} of {n_kv} (`{key}`)", i + 1);
             let ty = c.u32().map_err(|f| err(&what(), f))?;
             let value = c.value(ty, 0).map_err(|f| err(&what(), f))?;
             if meta_index.insert(key.clone(), metadata.len()).is_some() {
@@ -473,13 +478,14 @@ impl Gguf {
         };
 
         // (name, dims, type, offset relative to the data section)
-        let mut infos: Vec<(String, Vec<u64>, GgmlType, u64)> = Vec::with_capacity(n_tensors as usize);
+        let mut infos: Vec<(String, Vec<u64>, GgmlType, u64)> =
+            Vec::with_capacity(n_tensors as usize);
         let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
         for i in 0..n_tensors {
             let tname = c
                 .string()
-                .map_err(|f| err(&format!("the name of tensor {i} of {n_tensors}"), f))?;
-            let what = || format!("the info of tensor {i} of {n_tensors} (`{tname}`)");
+                .map_err(|f| err(&format!("the name of tensor {} of {n_tensors}", i + 1), f))?;
+            let what = || format!("the info of tensor {} of {n_tensors} (`{tname}`)", i + 1);
             let n_dims = c.u32().map_err(|f| err(&what(), f))?;
             if n_dims as usize > MAX_DIMS {
                 bail!(
@@ -513,10 +519,12 @@ impl Gguf {
             let numel = dims
                 .iter()
                 .try_fold(1u64, |a, &d| a.checked_mul(d))
-                .ok_or_else(|| anyhow!("{name}: corrupt tensor `{tname}`: dimensions {dims:?} overflow"))?;
+                .ok_or_else(|| {
+                    anyhow!("{name}: corrupt tensor `{tname}`: dimensions {dims:?} overflow")
+                })?;
             let bs = ty.block_size() as u64;
             let ne0 = dims.first().copied().unwrap_or(1);
-            if ne0 % bs != 0 {
+            if !ne0.is_multiple_of(bs) {
                 bail!(
                     "{name}: corrupt tensor `{tname}`: its rows have {ne0} values, not a multiple \
                      of the {bs}-value blocks of type {ty}"
@@ -525,7 +533,7 @@ impl Gguf {
             let n_bytes = (numel / bs)
                 .checked_mul(ty.block_bytes() as u64)
                 .ok_or_else(|| anyhow!("{name}: corrupt tensor `{tname}`: its size overflows"))?;
-            if offset % alignment != 0 {
+            if !offset.is_multiple_of(alignment) {
                 bail!(
                     "{name}: corrupt tensor `{tname}`: its data offset {offset} is not a multiple \
                      of the alignment {alignment}"
@@ -617,7 +625,10 @@ impl Gguf {
     }
 
     fn missing(&self, key: &str, expected: &str) -> anyhow::Error {
-        anyhow!("{}: metadata `{key}` is missing (expected {expected})", self.name)
+        anyhow!(
+            "{}: metadata `{key}` is missing (expected {expected})",
+            self.name
+        )
     }
 
     /// A string entry that may be absent; present with another type is an error.
@@ -657,7 +668,8 @@ impl Gguf {
     /// A count or size: like [`Gguf::get_u64`], as usize.
     pub fn get_usize(&self, key: &str) -> Result<usize> {
         let v = self.get_u64(key)?;
-        usize::try_from(v).map_err(|_| anyhow!("{}: metadata `{key}` = {v} is too large", self.name))
+        usize::try_from(v)
+            .map_err(|_| anyhow!("{}: metadata `{key}` = {v} is too large", self.name))
     }
 
     /// A number entry (float or integer) that may be absent.
@@ -841,7 +853,10 @@ impl Gguf {
     /// Reads a tensor by its Hugging Face name (`model.layers.0.self_attn.q_proj.weight`) as
     /// f32 in Hugging Face layout: shape `[out, in]`, Q and K rows un-permuted.
     pub fn tensor_hf(&self, hf_name: &str) -> Result<Tensor> {
-        let map = self.hf.as_ref().map_err(|why| anyhow!("{}: {why}", self.name))?;
+        let map = self
+            .hf
+            .as_ref()
+            .map_err(|why| anyhow!("{}: {why}", self.name))?;
         let entry = map.get(hf_name).ok_or_else(|| {
             anyhow!(
                 "{}: no tensor with the Hugging Face name `{hf_name}` (the file maps {} names, \
@@ -852,11 +867,11 @@ impl Gguf {
         })?;
         let (shape, mut data) = self.read_f32(&entry.gguf)?;
         if let Some(heads) = entry.unpermute_heads {
-            llama::unpermute_rows(&mut data, &shape, heads).map_err(|e| {
-                anyhow!("{}: tensor `{}`: {e}", self.name, entry.gguf)
-            })?;
+            llama::unpermute_rows(&mut data, &shape, heads)
+                .map_err(|e| anyhow!("{}: tensor `{}`: {e}", self.name, entry.gguf))?;
         }
-        Tensor::new(shape, data).with_context(|| format!("{}: building tensor `{hf_name}`", self.name))
+        Tensor::new(shape, data)
+            .with_context(|| format!("{}: building tensor `{hf_name}`", self.name))
     }
 }
 

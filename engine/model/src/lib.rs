@@ -9,13 +9,18 @@
 //!   [`save_safetensors`] writes f32 tensors atomically; [`fingerprint`] hashes a model
 //!   directory cheaply for provenance.
 //! - [`Tokenizer`] wraps a Hugging Face `tokenizer.json`, or raw bytes for byte-level models.
+//! - [`Gguf`] reads a single-file GGUF model (llama.cpp's format): metadata, tensors
+//!   dequantised to f32 (by GGUF or, for Llama, Hugging Face names), a Hugging Face–style
+//!   config ([`gguf_config`]) and the tokenizer ([`Tokenizer::from_gguf`]).
 //!
 //! [`Tensor`]: tokit_compute::Tensor
 
 pub mod config;
+pub mod gguf;
 pub mod tokenizer;
 pub mod weights;
 
 pub use config::HfConfig;
+pub use gguf::{gguf_config, GgmlType, Gguf, MetaValue};
 pub use tokenizer::Tokenizer;
 pub use weights::{fingerprint, save_f32, save_safetensors, Dtype, Weights};

@@ -1,4 +1,4 @@
-//! Tokenizers: a Hugging Face `tokenizer.json`, or raw bytes.
+//! Tokenizers: a Hugging Face `tokenizer.json`, the metadata of a GGUF file, or raw bytes.
 //!
 //! [`Tokenizer::load`] reads `tokenizer.json` from the model directory when it exists. A model
 //! that works on raw bytes instead says so in its config with `"tokenizer": "bytes"`; its
@@ -65,6 +65,14 @@ impl Tokenizer {
             )
         })?;
         Ok(Tokenizer::Hf(Box::new(tok)))
+    }
+
+    /// Builds the tokenizer stored in a GGUF file's metadata (byte-level BPE; see
+    /// [`crate::gguf::tokenizer`]).
+    pub fn from_gguf(gguf: &crate::gguf::Gguf) -> Result<Tokenizer> {
+        Ok(Tokenizer::Hf(Box::new(crate::gguf::tokenizer::build(
+            gguf,
+        )?)))
     }
 
     /// Whether this is the raw-bytes tokenizer.

@@ -1,17 +1,21 @@
 //! The `info` metric plugin: per-token information of a model's next-token law
 //! (MEASURES.md M1: surprisal, entropy, cross-entropy, perplexity, and the Boltzmann
 //! quantities free energy, internal energy, heat capacity), as local (per-token) values
-//! and corpus aggregates with standard errors.
+//! and corpus aggregates with standard errors; and information measures of symbol streams
+//! and real series with no model (transfer entropy, active information, directed
+//! information, Granger causality, exact M2/M5 toy oracles: [`streams`]).
 
+pub mod streams;
 pub mod thermo;
 pub mod token_stats;
 pub mod units;
 
 use serde_json::json;
+pub use streams::StreamInfo;
+use token_stats::{PositionStats, TokenStatsOptions};
 use tokit_sdk::{
     bail, Error, Metric, MetricInput, MetricOutput, MetricSpec, ParamSpec, Result, Tensor,
 };
-use token_stats::{PositionStats, TokenStatsOptions};
 
 /// Metrics of the next-token law at every position.
 pub struct TokenInfo;
@@ -27,8 +31,18 @@ const METRICS: [(&str, &str, &str); 6] = [
 
 fn params() -> Vec<ParamSpec> {
     vec![
-        ParamSpec::new("temperature", "number", json!(1.0), "temperature T of the Boltzmann law softmax(z / T)"),
-        ParamSpec::new("unit", "string", json!("nats"), "`nats` or `bits` for information quantities (heat capacity is dimensionless)"),
+        ParamSpec::new(
+            "temperature",
+            "number",
+            json!(1.0),
+            "temperature T of the Boltzmann law softmax(z / T)",
+        ),
+        ParamSpec::new(
+            "unit",
+            "string",
+            json!("nats"),
+            "`nats` or `bits` for information quantities (heat capacity is dimensionless)",
+        ),
     ]
 }
 
@@ -53,7 +67,10 @@ impl Metric for TokenInfo {
         let scale = match unit.as_str() {
             "nats" => 1.0,
             "bits" => 1.0 / std::f64::consts::LN_2,
-            other => bail!("{}: parameter `unit`: expected \"nats\" or \"bits\", found \"{other}\"", input.metric),
+            other => bail!(
+                "{}: parameter `unit`: expected \"nats\" or \"bits\", found \"{other}\"",
+                input.metric
+            ),
         };
         let mut params = input.params.clone();
         params.insert("temperature".into(), json!(temperature));
@@ -64,18 +81,28 @@ impl Metric for TokenInfo {
         }
         let tokens = input.tokens_at_least(2)?;
         let logits = input.model()?.logits(tokens)?;
-        let opts = TokenStatsOptions { temperature, ..Default::default() };
+        let opts = TokenStatsOptions {
+            temperature,
+            ..Default::default()
+        };
         let stats = logits
             .with_data(|data, shape| token_stats::token_stats(data, shape[1], tokens, &opts))?
             .map_err(|e| Error::msg(format!("{}: {e}", input.metric)))?;
         let c = &stats.corpus;
         // Local values are per token: entry t scores token t given x_<t; token 0 has none.
         let local = |f: &dyn Fn(&PositionStats) -> f64, s: f64| -> Vec<f32> {
-            std::iter::once(f32::NAN).chain(stats.local.iter().map(|p| (f(p) * s) as f32)).collect()
+            std::iter::once(f32::NAN)
+                .chain(stats.local.iter().map(|p| (f(p) * s) as f32))
+                .collect()
         };
         let n = tokens.len();
         let se = |e: &token_stats::Estimate, s: f64| e.se.map_or(f64::NAN, |x| x * s);
-        let mut out = MetricOutput { unit: unit.clone(), estimator: "exact (teacher forcing)".into(), params, ..Default::default() };
+        let mut out = MetricOutput {
+            unit: unit.clone(),
+            estimator: "exact (teacher forcing)".into(),
+            params,
+            ..Default::default()
+        };
         out.scalars.insert("n_scored".into(), c.n as f64);
         match input.metric.as_str() {
             "surprisal" | "cross_entropy" | "token_stats" => {
@@ -97,18 +124,28 @@ impl Metric for TokenInfo {
                         .tensor("entropy", &local(&|p| p.entropy, scale), &[n])?
                         .tensor("rank", &local(&|p| p.rank as f64, 1.0), &[n])?
                         .tensor("free_energy", &local(&|p| p.free_energy, scale), &[n])?
-                        .tensor("internal_energy", &local(&|p| p.internal_energy, scale), &[n])?
+                        .tensor(
+                            "internal_energy",
+                            &local(&|p| p.internal_energy, scale),
+                            &[n],
+                        )?
                         .tensor("heat_capacity", &local(&|p| p.heat_capacity, 1.0), &[n])?;
                 }
             }
             "entropy" => {
                 out.value = Some(c.entropy.value * scale);
-                out = out.scalar("se", se(&c.entropy, scale)).tensor("entropy", &local(&|p| p.entropy, scale), &[n])?;
+                out = out.scalar("se", se(&c.entropy, scale)).tensor(
+                    "entropy",
+                    &local(&|p| p.entropy, scale),
+                    &[n],
+                )?;
             }
             "perplexity" => {
                 out.unit = String::new();
                 out.value = Some(c.perplexity.value);
-                out = out.scalar("se", se(&c.perplexity, 1.0)).scalar("cross_entropy", c.cross_entropy.value * scale);
+                out = out
+                    .scalar("se", se(&c.perplexity, 1.0))
+                    .scalar("cross_entropy", c.cross_entropy.value * scale);
             }
             "boltzmann" => {
                 out.value = Some(c.heat_capacity.value);
@@ -118,10 +155,16 @@ impl Metric for TokenInfo {
                     .scalar("internal_energy_mean", c.internal_energy.value * scale)
                     .scalar("entropy_mean", c.entropy.value * scale)
                     .tensor("free_energy", &local(&|p| p.free_energy, scale), &[n])?
-                    .tensor("internal_energy", &local(&|p| p.internal_energy, scale), &[n])?
+                    .tensor(
+                        "internal_energy",
+                        &local(&|p| p.internal_energy, scale),
+                        &[n],
+                    )?
                     .tensor("entropy", &local(&|p| p.entropy, scale), &[n])?
                     .tensor("heat_capacity", &local(&|p| p.heat_capacity, 1.0), &[n])?;
-                out.notes.push("heat capacity is dimensionless (Var of the energy in units of T²)".into());
+                out.notes.push(
+                    "heat capacity is dimensionless (Var of the energy in units of T²)".into(),
+                );
             }
             other => bail!("info: unknown metric `{other}`"),
         }
@@ -144,11 +187,16 @@ fn boltzmann_rows(
             bail!("boltzmann: `logits` must be [N, V] or [V] with V > 0, got {shape:?}");
         }
         data.chunks(v)
-            .map(|row| thermo::boltzmann(row, temperature).map_err(|e| Error::msg(format!("boltzmann: {e}"))))
+            .map(|row| {
+                thermo::boltzmann(row, temperature)
+                    .map_err(|e| Error::msg(format!("boltzmann: {e}")))
+            })
             .collect()
     })??;
     let n = rows.len();
-    let col = |f: fn(&thermo::Boltzmann) -> f64, s: f64| -> Vec<f32> { rows.iter().map(|b| (f(b) * s) as f32).collect() };
+    let col = |f: fn(&thermo::Boltzmann) -> f64, s: f64| -> Vec<f32> {
+        rows.iter().map(|b| (f(b) * s) as f32).collect()
+    };
     let mean = |f: fn(&thermo::Boltzmann) -> f64| rows.iter().map(f).sum::<f64>() / n as f64;
     let mut out = MetricOutput {
         value: Some(mean(|b| b.heat_capacity)),
@@ -166,14 +214,15 @@ fn boltzmann_rows(
         .tensor("internal_energy", &col(|b| b.internal_energy, scale), &[n])?
         .tensor("entropy", &col(|b| b.entropy, scale), &[n])?
         .tensor("heat_capacity", &col(|b| b.heat_capacity, 1.0), &[n])?;
-    out.notes.push("heat capacity is dimensionless (Var of the energy in units of T²)".into());
+    out.notes
+        .push("heat capacity is dimensionless (Var of the energy in units of T²)".into());
     Ok(out)
 }
 
 tokit_sdk::export_plugin! {
     name: "info",
     version: env!("CARGO_PKG_VERSION"),
-    description: "information of next-token laws: surprisal, entropy, cross-entropy, perplexity, Boltzmann quantities (MEASURES.md M1)",
+    description: "information of next-token laws: surprisal, entropy, cross-entropy, perplexity, Boltzmann quantities (MEASURES.md M1); information of symbol streams and series: entropy rate, active information, transfer entropy, directed information, Granger causality, exact toy oracles (M2, M5, M6)",
     architectures: [],
-    metrics: [TokenInfo],
+    metrics: [TokenInfo, StreamInfo],
 }

@@ -142,9 +142,11 @@ fn hf_name(gguf: &str) -> Option<(String, Option<Permute>)> {
 /// Undoes llama.cpp's Q/K row permutation in place (see the module docs). `shape[0]` is the
 /// number of rows (HF order); a 1-D tensor (a bias) is a column of rows.
 pub fn unpermute_rows(data: &mut [f32], shape: &[usize], n_head: usize) -> Result<()> {
-    let rows = *shape.first().ok_or_else(|| anyhow!("a scalar has no rows to un-permute"))?;
+    let rows = *shape
+        .first()
+        .ok_or_else(|| anyhow!("a scalar has no rows to un-permute"))?;
     let cols: usize = shape[1..].iter().product();
-    if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 {
+    if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2) {
         bail!(
             "cannot un-permute {rows} rows for {n_head} heads: the rows must split into heads \
              of an even size"
@@ -159,7 +161,8 @@ pub fn unpermute_rows(data: &mut [f32], shape: &[usize], n_head: usize) -> Resul
             for s in 0..2 {
                 let to = h * d + s * half + i;
                 let from = h * d + 2 * i + s;
-                data[to * cols..(to + 1) * cols].copy_from_slice(&src[from * cols..(from + 1) * cols]);
+                data[to * cols..(to + 1) * cols]
+                    .copy_from_slice(&src[from * cols..(from + 1) * cols]);
             }
         }
     }
@@ -183,7 +186,7 @@ pub fn gguf_config(g: &Gguf) -> Result<Value> {
     let key = |k: &str| format!("llama.{k}");
     let hidden = g.get_usize(&key("embedding_length"))?;
     let heads = Heads::read(g)?;
-    if hidden % heads.n_head != 0 && g.get(&key("attention.key_length")).is_none() {
+    if !hidden.is_multiple_of(heads.n_head) && g.get(&key("attention.key_length")).is_none() {
         bail!(
             "{file}: embedding_length {hidden} is not a multiple of head_count {} (and no \
              `llama.attention.key_length` says the head size)",
@@ -209,6 +212,12 @@ pub fn gguf_config(g: &Gguf) -> Result<Value> {
                  partial rotary embeddings are not part of the Llama architecture"
             );
         }
+    }
+    if let Some(n) = g.opt_u64(&key("expert_count"))?.filter(|&n| n > 0) {
+        bail!(
+            "{file}: `llama.expert_count` is {n}: a mixture-of-experts (Mixtral-style) Llama, \
+             which tokit does not support"
+        );
     }
     if g.contains("rope_freqs.weight") {
         bail!(
@@ -324,19 +333,42 @@ mod tests {
             ("token_embd.weight", "model.embed_tokens.weight"),
             ("output_norm.weight", "model.norm.weight"),
             ("output.weight", "lm_head.weight"),
-            ("blk.3.attn_v.weight", "model.layers.3.self_attn.v_proj.weight"),
-            ("blk.3.attn_output.weight", "model.layers.3.self_attn.o_proj.weight"),
-            ("blk.3.attn_norm.weight", "model.layers.3.input_layernorm.weight"),
-            ("blk.3.ffn_norm.weight", "model.layers.3.post_attention_layernorm.weight"),
-            ("blk.3.ffn_gate.weight", "model.layers.3.mlp.gate_proj.weight"),
+            (
+                "blk.3.attn_v.weight",
+                "model.layers.3.self_attn.v_proj.weight",
+            ),
+            (
+                "blk.3.attn_output.weight",
+                "model.layers.3.self_attn.o_proj.weight",
+            ),
+            (
+                "blk.3.attn_norm.weight",
+                "model.layers.3.input_layernorm.weight",
+            ),
+            (
+                "blk.3.ffn_norm.weight",
+                "model.layers.3.post_attention_layernorm.weight",
+            ),
+            (
+                "blk.3.ffn_gate.weight",
+                "model.layers.3.mlp.gate_proj.weight",
+            ),
             ("blk.3.ffn_up.weight", "model.layers.3.mlp.up_proj.weight"),
-            ("blk.3.ffn_down.weight", "model.layers.3.mlp.down_proj.weight"),
+            (
+                "blk.3.ffn_down.weight",
+                "model.layers.3.mlp.down_proj.weight",
+            ),
         ] {
             let (n, p) = hf_name(g).unwrap();
             assert_eq!(n, h);
             assert!(p.is_none());
         }
-        for g in ["rope_freqs.weight", "blk.x.attn_q.weight", "blk.0.attn_q.scale", "blk.0.foo.weight"] {
+        for g in [
+            "rope_freqs.weight",
+            "blk.x.attn_q.weight",
+            "blk.0.attn_q.scale",
+            "blk.0.foo.weight",
+        ] {
             assert!(hf_name(g).is_none(), "{g}");
         }
     }
@@ -351,7 +383,8 @@ mod tests {
                 for i in 0..d / 2 {
                     let from = h * d + s * (d / 2) + i;
                     let to = h * d + 2 * i + s;
-                    out[to * cols..(to + 1) * cols].copy_from_slice(&hf[from * cols..(from + 1) * cols]);
+                    out[to * cols..(to + 1) * cols]
+                        .copy_from_slice(&hf[from * cols..(from + 1) * cols]);
                 }
             }
         }
@@ -368,7 +401,10 @@ mod tests {
         let mut g = permute(&hf, rows, cols, heads);
         // GGUF row order within a head of 4: HF rows 0, 2, 1, 3
         let first_col: Vec<f32> = g.chunks(cols).map(|r| r[0]).collect();
-        assert_eq!(first_col, vec![0.0, 20.0, 10.0, 30.0, 40.0, 60.0, 50.0, 70.0]);
+        assert_eq!(
+            first_col,
+            vec![0.0, 20.0, 10.0, 30.0, 40.0, 60.0, 50.0, 70.0]
+        );
         unpermute_rows(&mut g, &[rows, cols], heads).unwrap();
         assert_eq!(g, hf);
         // a bias (1-D)

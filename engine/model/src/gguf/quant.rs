@@ -457,7 +457,7 @@ mod tests {
         // fifth bits: value 1 (bit 1) and value 17 (bit 17) and value 31 (bit 31)
         let qh: u32 = (1 << 1) | (1 << 17) | (1 << 31);
         b.extend_from_slice(&qh.to_le_bytes());
-        b.extend((0..16u8).map(|j| 3 | (5 << 4)));
+        b.extend([3u8 | (5 << 4); 16]);
         let y = deq(GgmlType::Q5_0, &b);
         // low values: 3 - 16 = -13, or with the fifth bit 19 - 16 = 3
         // high values: 5 - 16 = -11, or 21 - 16 = 5
@@ -598,7 +598,9 @@ mod tests {
     fn q6_k_distinct_nibbles() {
         // Checks which ql byte and which nibble each value reads: ql[i] = i % 16 | (15 - i % 16) << 4
         // with qh = 0 and every scale 1, d = 1.
-        let mut b: Vec<u8> = (0..128u8).map(|i| (i % 16) | ((15 - i % 16) << 4)).collect();
+        let mut b: Vec<u8> = (0..128u8)
+            .map(|i| (i % 16) | ((15 - i % 16) << 4))
+            .collect();
         b.extend([0u8; 64]);
         b.extend([1u8; 16]);
         b.extend_from_slice(&H_ONE);

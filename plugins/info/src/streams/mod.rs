@@ -1,0 +1,41 @@
+//! Information measures of symbol streams and real-valued series, with no model needed
+//! (MEASURES.md M2, M5, M6; ANCHORS.md B.1–B.8), plus exact toy oracles.
+//!
+//! * Sparse plug-in estimators on symbol streams ([`counting`], [`estimate`]): entropy,
+//!   block entropy, entropy rate ([`entropy`]), active information storage ([`ais`]),
+//!   transfer entropy and conditional TE ([`transfer`]), mutual and conditional mutual
+//!   information ([`mutual`]), directed information under a finite-memory assumption
+//!   ([`directed`]); local (per-time-step) values whose mean is the global value; optional
+//!   Miller–Madow correction; several trials pooled like pyinform's 2-D input
+//!   ([`series`]).
+//! * Permutation significance with shuffle / circular / block surrogates
+//!   ([`significance`]).
+//! * Linear-Gaussian Granger causality and Gaussian TE, matching statsmodels'
+//!   `grangercausalitytests` ([`granger`]).
+//! * Exact oracles on enumerated joints: directed information, mutual information and
+//!   the conservation law ([`joint`], M2); the information-flow sub-martingale ([`flow`],
+//!   M5).
+//! * The `StreamInfo` metric type exposing all of it ([`metric`]).
+//!
+//! Everything is computed in nats; conversion to bits happens on output.
+
+pub mod ais;
+pub mod counting;
+pub mod directed;
+pub mod entropy;
+pub mod estimate;
+pub mod flow;
+pub mod granger;
+pub mod joint;
+pub mod measure;
+pub mod metric;
+pub mod mutual;
+pub mod rng;
+pub mod series;
+pub mod significance;
+pub mod transfer;
+
+#[cfg(test)]
+mod crosscheck;
+
+pub use metric::StreamInfo;

@@ -1,0 +1,866 @@
+//! The classic Blahut–Arimoto algorithm for the rate–distortion function of a discrete
+//! memoryless source (MEASURES.md M3, estimator 1), plus the closed forms used as test
+//! oracles (binary/Hamming, Gaussian/squared error, log-loss).
+//!
+//! At slope `β > 0` BA minimises the Lagrangian `I(X;Y) + β E d(X,Y)` over test channels
+//! `Q(y|x)` by alternating
+//!
+//! * `Q(y|x) ∝ q(y) e^{−β d(x,y)}` and
+//! * `q(y) = Σ_x p(x) Q(y|x)`,
+//!
+//! all in the **log domain** (`ln Q`, `ln q`), with the distortion shifted per source letter
+//! by its row minimum (`d'(x,y) = d(x,y) − min_y d(x,y)`, which leaves `Q` unchanged) so that
+//! `e^{−β d'}` is 1 for at least one output of every row and nothing underflows to an empty
+//! row however large `β` is. `β = +∞` is allowed: it solves the support-restricted problem
+//! whose value is `R(D_min)`.
+//!
+//! Stopping rule: both the rate and the distortion change by less than `tol` (default
+//! 1e-12) between iterations, or `max_iter`. Every run also reports Blahut's lower bound on
+//! `R(D)` at the returned distortion (a certificate: `R(D) ∈ [lower_bound, rate]`).
+//!
+//! Restarts: the uniform output law plus `restarts` random points of the simplex from a
+//! seeded SplitMix64; the run with the smallest `R + βD` is kept. (The problem is convex in
+//! `Q`, so restarts only guard against slow or stalled runs.)
+//!
+//! `R(D)` at a target `D` is found by bisection on `ln β` (`D(β)` is non-increasing); when the
+//! curve has a straight segment (a jump of `D(β)` at one slope) the two end channels are
+//! time-shared, which is optimal on a straight segment.
+//!
+//! Rates are in nats; distortions are in the units of the distortion matrix.
+
+use crate::util::{check_matrix, check_pmf, ln0, lse, SplitMix64};
+use tokit_sdk::{bail, check_cancelled, Result};
+
+/// Iteration controls shared by the BA-type solvers.
+#[derive(Clone, Debug)]
+pub struct BaOptions {
+    /// Stop when rate and distortion both change by less than this.
+    pub tol: f64,
+    /// Iteration cap per run (the result says whether it converged).
+    pub max_iter: usize,
+    /// Random-simplex restarts besides the uniform start.
+    pub restarts: usize,
+    /// Seed of the restarts.
+    pub seed: u64,
+}
+
+impl Default for BaOptions {
+    fn default() -> BaOptions {
+        BaOptions {
+            tol: 1e-12,
+            max_iter: 100_000,
+            restarts: 3,
+            seed: 0,
+        }
+    }
+}
+
+impl BaOptions {
+    /// Reject nonsense before iterating.
+    pub fn check(&self) -> Result<()> {
+        if !(self.tol > 0.0 && self.tol.is_finite()) {
+            bail!(
+                "parameter `tol`: expected a positive number, found {}",
+                self.tol
+            );
+        }
+        if self.max_iter == 0 {
+            bail!("parameter `max_iter`: expected at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A discrete source with a distortion matrix.
+#[derive(Clone, Debug)]
+pub struct RdProblem {
+    /// Source law `p(x)` (normalised).
+    pub p: Vec<f64>,
+    /// Distortion `d(x, y)`, row-major `nx × ny`.
+    pub d: Vec<f64>,
+    pub nx: usize,
+    pub ny: usize,
+    lp: Vec<f64>,
+    /// `d(x,y) − min_y d(x,y)`.
+    dshift: Vec<f64>,
+    /// `D_min = Σ_x p(x) min_y d(x,y)`: the smallest achievable distortion.
+    pub d_min: f64,
+    /// `D_max = min_y Σ_x p(x) d(x,y)`: the distortion of the best constant output (rate 0).
+    pub d_max: f64,
+    /// Output letter achieving `D_max`.
+    pub y_star: usize,
+    /// Largest spread `max_y d − min_y d` over source letters with `p(x) > 0` (sets the
+    /// scale of `β`).
+    pub spread: f64,
+}
+
+/// One point of the rate–distortion curve with its test channel.
+#[derive(Clone, Debug)]
+pub struct RdPoint {
+    /// Slope parameter (`+∞` at `D_min`, `0` where the distortion constraint is inactive).
+    pub beta: f64,
+    /// `E d(X, Y)` of the returned channel.
+    pub distortion: f64,
+    /// `I(X; Y)` of the returned channel (nats).
+    pub rate: f64,
+    /// Test channel `Q(y|x)`, row-major `nx × ny`.
+    pub channel: Vec<f64>,
+    /// Output law `q(y) = Σ_x p(x) Q(y|x)`.
+    pub output: Vec<f64>,
+    /// Iterations of the kept run.
+    pub iterations: usize,
+    pub converged: bool,
+    /// Blahut's lower bound on `R(distortion)` (nats).
+    pub lower_bound: f64,
+    /// The point time-shares two channels (a straight segment of the curve).
+    pub time_shared: bool,
+}
+
+impl RdPoint {
+    /// `R + β D` (just `R` when `β` is 0 or infinite).
+    pub fn objective(&self) -> f64 {
+        if self.beta.is_finite() && self.beta > 0.0 {
+            self.rate + self.beta * self.distortion
+        } else {
+            self.rate
+        }
+    }
+}
+
+/// `(D, I(X;Y), q)` of a channel, computed directly in the linear domain. Used for
+/// time-shared channels and as an independent check.
+pub fn evaluate(p: &[f64], d: &[f64], channel: &[f64], ny: usize) -> (f64, f64, Vec<f64>) {
+    let mut q = vec![0.0; ny];
+    for (x, &px) in p.iter().enumerate() {
+        for y in 0..ny {
+            q[y] += px * channel[x * ny + y];
+        }
+    }
+    let (mut dist, mut rate) = (0.0, 0.0);
+    for (x, &px) in p.iter().enumerate() {
+        if px == 0.0 {
+            continue;
+        }
+        for y in 0..ny {
+            let c = channel[x * ny + y];
+            if c > 0.0 {
+                dist += px * c * d[x * ny + y];
+                rate += px * c * (c / q[y]).ln();
+            }
+        }
+    }
+    (dist, rate.max(0.0), q)
+}
+
+impl RdProblem {
+    /// A problem from a source law (checked against `sum_tol`) and a row-major
+    /// `p.len() × ny` distortion matrix (finite, non-negative).
+    pub fn new(p: &[f64], d: &[f64], ny: usize, sum_tol: f64) -> Result<RdProblem> {
+        let p = check_pmf("source", p, sum_tol)?;
+        let nx = p.len();
+        if ny == 0 || d.len() != nx * ny {
+            bail!(
+                "distortion: expected a {nx} × {ny} matrix (one row per source letter), found {} entries",
+                d.len()
+            );
+        }
+        check_matrix("distortion", d, nx, ny, true)?;
+        let mut dshift = d.to_vec();
+        let (mut d_min, mut spread) = (0.0, 0.0f64);
+        for x in 0..nx {
+            let row = &d[x * ny..(x + 1) * ny];
+            let lo = row.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            for y in 0..ny {
+                dshift[x * ny + y] = row[y] - lo;
+            }
+            d_min += p[x] * lo;
+            if p[x] > 0.0 {
+                spread = spread.max(hi - lo);
+            }
+        }
+        let (mut d_max, mut y_star) = (f64::INFINITY, 0);
+        for y in 0..ny {
+            let e: f64 = (0..nx).map(|x| p[x] * d[x * ny + y]).sum();
+            if e < d_max {
+                d_max = e;
+                y_star = y;
+            }
+        }
+        let lp = p.iter().map(|&v| ln0(v)).collect();
+        Ok(RdProblem {
+            p,
+            d: d.to_vec(),
+            nx,
+            ny,
+            lp,
+            dshift,
+            d_min,
+            d_max,
+            y_star,
+            spread,
+        })
+    }
+
+    /// Log-weight `−β d'(x,y)` (exact for `β = ∞`: 0 on the row minimum, `−∞` elsewhere).
+    fn penalty(&self, beta: f64, k: usize) -> f64 {
+        let ds = self.dshift[k];
+        if ds == 0.0 {
+            0.0
+        } else {
+            -(beta * ds)
+        }
+    }
+
+    /// `ln Q(y|x) = ln q(y) − β d'(x,y) − L(x)`; returns `L(x)` per row.
+    fn channel_from(&self, lq: &[f64], beta: f64, lqq: &mut [f64]) -> Result<Vec<f64>> {
+        let ny = self.ny;
+        let mut norms = vec![0.0; self.nx];
+        let mut w = vec![0.0; ny];
+        for x in 0..self.nx {
+            for y in 0..ny {
+                w[y] = lq[y] + self.penalty(beta, x * ny + y);
+            }
+            let l = lse(&w);
+            if !l.is_finite() {
+                bail!(
+                    "Blahut–Arimoto degenerate at β = {beta}: every output has zero weight for source letter {x} \
+                     (exp(−β d) underflows); use a smaller β"
+                );
+            }
+            norms[x] = l;
+            for y in 0..ny {
+                lqq[x * ny + y] = w[y] - l;
+            }
+        }
+        Ok(norms)
+    }
+
+    /// `ln q(y) = ln Σ_x p(x) Q(y|x)`.
+    fn output_law(&self, lqq: &[f64]) -> Vec<f64> {
+        let mut col = Vec::with_capacity(self.nx);
+        (0..self.ny)
+            .map(|y| {
+                col.clear();
+                col.extend(
+                    (0..self.nx)
+                        .filter(|&x| self.p[x] > 0.0)
+                        .map(|x| self.lp[x] + lqq[x * self.ny + y]),
+                );
+                lse(&col)
+            })
+            .collect()
+    }
+
+    /// `(D, I)` of a log-domain channel with its output law.
+    fn eval_log(&self, lqq: &[f64], lq: &[f64]) -> (f64, f64) {
+        let (mut dist, mut rate) = (0.0, 0.0);
+        for x in 0..self.nx {
+            if self.p[x] == 0.0 {
+                continue;
+            }
+            for y in 0..self.ny {
+                let l = lqq[x * self.ny + y];
+                if l > f64::NEG_INFINITY {
+                    let c = l.exp();
+                    dist += self.p[x] * c * self.d[x * self.ny + y];
+                    rate += self.p[x] * c * (l - lq[y]);
+                }
+            }
+        }
+        (dist, rate.max(0.0))
+    }
+
+    /// Blahut's lower bound on `R(dist)` from any output law `q` (log) and slope `β`:
+    /// `R(D) ≥ −β(D − D_min) − Σ_x p(x) L(x) − max_y ln c(y)` with
+    /// `L(x) = ln Σ_y q(y) e^{−β d'(x,y)}` and `c(y) = Σ_x p(x) e^{−L(x) − β d'(x,y)}`.
+    pub fn lower_bound(&self, beta: f64, lq: &[f64], dist: f64) -> f64 {
+        let ny = self.ny;
+        let mut w = vec![0.0; ny];
+        let norms: Vec<f64> = (0..self.nx)
+            .map(|x| {
+                for (y, wy) in w.iter_mut().enumerate() {
+                    *wy = lq[y] + self.penalty(beta, x * ny + y);
+                }
+                lse(&w)
+            })
+            .collect();
+        let mut col = Vec::with_capacity(self.nx);
+        let mut max_c = f64::NEG_INFINITY;
+        for y in 0..ny {
+            col.clear();
+            col.extend(
+                (0..self.nx)
+                    .filter(|&x| self.p[x] > 0.0)
+                    .map(|x| self.lp[x] - norms[x] + self.penalty(beta, x * ny + y)),
+            );
+            max_c = max_c.max(lse(&col));
+        }
+        let sum_pl: f64 = (0..self.nx)
+            .filter(|&x| self.p[x] > 0.0)
+            .map(|x| self.p[x] * norms[x])
+            .sum();
+        let lin = if beta.is_finite() {
+            -beta * (dist - self.d_min)
+        } else {
+            0.0
+        };
+        let b = lin - sum_pl - max_c;
+        if b.is_finite() {
+            b
+        } else {
+            0.0
+        }
+    }
+
+    fn check_beta(beta: f64) -> Result<()> {
+        if beta.is_nan() || beta <= 0.0 {
+            bail!("beta: expected a positive slope, found {beta}");
+        }
+        Ok(())
+    }
+
+    /// True when the zero-rate point (constant output `y_star`) is optimal at slope `β`:
+    /// Blahut's bound with `q = δ_{y*}` certifies it iff
+    /// `max_y Σ_x p(x) e^{β(d(x,y*) − d(x,y))} ≤ 1`. BA converges only slowly to such points
+    /// (the unused outputs decay like `(1 − cβ)^k`), so they are answered directly.
+    pub fn zero_rate_optimal(&self, beta: f64) -> bool {
+        if !(beta.is_finite() && beta > 0.0) {
+            return false;
+        }
+        let ny = self.ny;
+        (0..ny).all(|y| {
+            let c: f64 = (0..self.nx)
+                .filter(|&x| self.p[x] > 0.0)
+                .map(|x| {
+                    self.p[x] * (beta * (self.d[x * ny + self.y_star] - self.d[x * ny + y])).exp()
+                })
+                .sum();
+            c <= 1.0 + 1e-15
+        })
+    }
+
+    /// One BA run from the log output law `lq0`.
+    pub fn run_from(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
+        Self::check_beta(beta)?;
+        opts.check()?;
+        if self.zero_rate_optimal(beta) {
+            return Ok(RdPoint {
+                beta,
+                ..self.zero_rate_point()
+            });
+        }
+        let mut lq = lq0.to_vec();
+        let mut lqq = vec![0.0; self.nx * self.ny];
+        let mut prev: Option<(f64, f64)> = None;
+        let (mut converged, mut iterations) = (false, 0);
+        let mut cur = (0.0, 0.0);
+        for it in 1..=opts.max_iter {
+            iterations = it;
+            if it % 1024 == 0 {
+                check_cancelled()?;
+            }
+            self.channel_from(&lq, beta, &mut lqq)?;
+            lq = self.output_law(&lqq);
+            cur = self.eval_log(&lqq, &lq);
+            if let Some((d0, r0)) = prev {
+                if (cur.0 - d0).abs() < opts.tol && (cur.1 - r0).abs() < opts.tol {
+                    converged = true;
+                    break;
+                }
+            }
+            prev = Some(cur);
+        }
+        let (distortion, rate) = cur;
+        if !distortion.is_finite() || !rate.is_finite() {
+            bail!("Blahut–Arimoto produced a non-finite result at β = {beta} (distortion {distortion}, rate {rate})");
+        }
+        let lower_bound = self.lower_bound(beta, &lq, distortion).min(rate);
+        Ok(RdPoint {
+            beta,
+            distortion,
+            rate,
+            channel: lqq.iter().map(|l| l.exp()).collect(),
+            output: lq.iter().map(|l| l.exp()).collect(),
+            iterations,
+            converged,
+            lower_bound,
+            time_shared: false,
+        })
+    }
+
+    /// The uniform start plus `opts.restarts` random-simplex starts (and `warm`, if any);
+    /// keeps the run with the smallest `R + βD`.
+    pub fn solve(&self, beta: f64, warm: Option<&[f64]>, opts: &BaOptions) -> Result<RdPoint> {
+        let mut starts: Vec<Vec<f64>> = vec![vec![-(self.ny as f64).ln(); self.ny]];
+        if let Some(w) = warm {
+            if w.len() == self.ny && w.iter().all(|&v| v > 0.0) {
+                starts.push(w.iter().map(|v| v.ln()).collect());
+            }
+        }
+        let mut rng = SplitMix64::new(opts.seed);
+        for _ in 0..opts.restarts {
+            starts.push(rng.simplex(self.ny).iter().map(|v| v.ln()).collect());
+        }
+        let mut best: Option<RdPoint> = None;
+        for s in &starts {
+            let pt = self.run_from(beta, s, opts)?;
+            if best
+                .as_ref()
+                .is_none_or(|b| pt.objective() < b.objective() - 1e-15)
+            {
+                best = Some(pt);
+            }
+        }
+        best.ok_or_else(|| tokit_sdk::Error::msg("no start"))
+    }
+
+    /// BA at each slope of `betas` (warm-starting each from the previous point).
+    pub fn sweep(&self, betas: &[f64], opts: &BaOptions) -> Result<Vec<RdPoint>> {
+        let mut out: Vec<RdPoint> = Vec::with_capacity(betas.len());
+        for &b in betas {
+            let warm = out.last().map(|p| p.output.clone());
+            out.push(self.solve(b, warm.as_deref(), opts)?);
+        }
+        Ok(out)
+    }
+
+    /// A default slope grid: `num` points geometric in `[0.01, 100] / spread`.
+    pub fn default_betas(&self, num: usize) -> Vec<f64> {
+        let s = if self.spread > 0.0 { self.spread } else { 1.0 };
+        if num <= 1 {
+            return vec![1.0 / s];
+        }
+        (0..num)
+            .map(|k| 10f64.powf(-2.0 + 4.0 * k as f64 / (num - 1) as f64) / s)
+            .collect()
+    }
+
+    /// The zero-rate point: every source letter mapped to `y_star` (distortion `D_max`).
+    pub fn zero_rate_point(&self) -> RdPoint {
+        let mut channel = vec![0.0; self.nx * self.ny];
+        for x in 0..self.nx {
+            channel[x * self.ny + self.y_star] = 1.0;
+        }
+        let (distortion, rate, output) = evaluate(&self.p, &self.d, &channel, self.ny);
+        RdPoint {
+            beta: 0.0,
+            distortion,
+            rate,
+            channel,
+            output,
+            iterations: 0,
+            converged: true,
+            lower_bound: 0.0,
+            time_shared: false,
+        }
+    }
+
+    /// Time-share two channels so that the distortion equals `target`
+    /// (`lo.distortion ≥ target ≥ hi.distortion`).
+    fn time_share(&self, lo: &RdPoint, hi: &RdPoint, target: f64) -> RdPoint {
+        let span = lo.distortion - hi.distortion;
+        let theta = if span > 0.0 {
+            ((target - hi.distortion) / span).clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let channel: Vec<f64> = lo
+            .channel
+            .iter()
+            .zip(&hi.channel)
+            .map(|(a, b)| theta * a + (1.0 - theta) * b)
+            .collect();
+        let (distortion, rate, output) = evaluate(&self.p, &self.d, &channel, self.ny);
+        let beta = match (lo.beta > 0.0, hi.beta.is_finite()) {
+            (true, true) => (lo.beta * hi.beta).sqrt(),
+            (true, false) => lo.beta,
+            (false, _) => hi.beta,
+        };
+        let lq: Vec<f64> = output.iter().map(|&v| ln0(v)).collect();
+        let lower_bound = if beta > 0.0 {
+            self.lower_bound(beta, &lq, distortion).min(rate)
+        } else {
+            0.0
+        };
+        RdPoint {
+            beta,
+            distortion,
+            rate,
+            channel,
+            output,
+            iterations: lo.iterations + hi.iterations,
+            converged: lo.converged && hi.converged,
+            lower_bound,
+            time_shared: true,
+        }
+    }
+
+    /// `R(target)` with its test channel, by bisection on `ln β`.
+    pub fn at_distortion(&self, target: f64, opts: &BaOptions) -> Result<RdPoint> {
+        if !target.is_finite() {
+            bail!("target_distortion: expected a finite number, found {target}");
+        }
+        opts.check()?;
+        let eps = 1e-12 * (1.0 + self.d_max.abs());
+        if target < self.d_min - eps {
+            bail!(
+                "target_distortion {target} is below the smallest achievable distortion D_min = {} (infeasible)",
+                self.d_min
+            );
+        }
+        if target >= self.d_max {
+            return Ok(self.zero_rate_point());
+        }
+        if target <= self.d_min + eps {
+            return self.solve(f64::INFINITY, None, opts);
+        }
+        // Here D_min < target < D_max, so spread > 0.
+        let s = self.spread;
+        let quick = BaOptions {
+            restarts: 0,
+            ..opts.clone()
+        };
+        let dtol = 1e-10 * s.max(1.0);
+        let step = |beta: f64, warm: Option<&RdPoint>| {
+            self.solve(beta, warm.map(|w| w.output.as_slice()), &quick)
+        };
+        // Bracket: lo has D ≥ target, hi has D ≤ target.
+        let mut b = 1.0 / s;
+        let first = step(b, None)?;
+        let (mut lo, mut hi);
+        if first.distortion > target {
+            lo = first;
+            loop {
+                b *= 4.0;
+                if b > 1e12 / s {
+                    hi = self.solve(f64::INFINITY, None, opts)?;
+                    return Ok(self.time_share(&lo, &hi, target));
+                }
+                let pt = step(b, Some(&lo))?;
+                if pt.distortion <= target {
+                    hi = pt;
+                    break;
+                }
+                lo = pt;
+            }
+        } else {
+            hi = first;
+            loop {
+                b /= 4.0;
+                if b < 1e-12 / s {
+                    lo = self.zero_rate_point();
+                    return Ok(self.time_share(&lo, &hi, target));
+                }
+                let pt = step(b, Some(&hi))?;
+                if pt.distortion >= target {
+                    lo = pt;
+                    break;
+                }
+                hi = pt;
+            }
+        }
+        for _ in 0..200 {
+            for p in [&lo, &hi] {
+                if (p.distortion - target).abs() <= dtol {
+                    return self.refine(p, opts);
+                }
+            }
+            if hi.beta / lo.beta - 1.0 < 1e-14 {
+                break;
+            }
+            let mid = (lo.beta * hi.beta).sqrt();
+            let warm = if target - hi.distortion < lo.distortion - target {
+                &hi
+            } else {
+                &lo
+            };
+            let pt = step(mid, Some(warm))?;
+            if pt.distortion > target {
+                lo = pt;
+            } else {
+                hi = pt;
+            }
+        }
+        Ok(self.time_share(&lo, &hi, target))
+    }
+
+    /// Re-solve at `p.beta` with every restart (and `p` as a warm start); keep the best.
+    fn refine(&self, p: &RdPoint, opts: &BaOptions) -> Result<RdPoint> {
+        if opts.restarts == 0 {
+            return Ok(p.clone());
+        }
+        let r = self.solve(p.beta, Some(&p.output), opts)?;
+        Ok(if r.objective() < p.objective() {
+            r
+        } else {
+            p.clone()
+        })
+    }
+}
+
+/// `R(D)` of a Bernoulli(`p`) source with Hamming distortion (nats):
+/// `h(p) − h(D)` for `D < min(p, 1 − p)`, else 0.
+pub fn binary_hamming_rd(p: f64, d: f64) -> Result<f64> {
+    if !(0.0..=1.0).contains(&p) {
+        bail!("p: expected a probability in [0, 1], found {p}");
+    }
+    if !(d >= 0.0 && d.is_finite()) {
+        bail!("distortion: expected a number ≥ 0, found {d}");
+    }
+    let m = p.min(1.0 - p);
+    Ok(if d >= m {
+        0.0
+    } else {
+        crate::util::h2(p) - crate::util::h2(d)
+    })
+}
+
+/// `R(D)` of a Gaussian source of variance `var` under squared error (nats):
+/// `max(½ ln(σ²/D), 0)`.
+pub fn gaussian_rd(var: f64, d: f64) -> Result<f64> {
+    if !(var > 0.0 && var.is_finite()) {
+        bail!("variance: expected a positive number, found {var}");
+    }
+    if !(d > 0.0 && d.is_finite()) {
+        bail!(
+            "distortion: expected a positive number (R(0) is infinite for a Gaussian), found {d}"
+        );
+    }
+    Ok((0.5 * (var / d).ln()).max(0.0))
+}
+
+/// `R(D)` under log-loss distortion (Courtade & Weissman): `max(H − D, 0)`, with `H` and
+/// `D` in the same unit.
+pub fn log_loss_rd(entropy: f64, d: f64) -> Result<f64> {
+    if !(entropy >= 0.0 && entropy.is_finite()) {
+        bail!("entropy: expected a number ≥ 0, found {entropy}");
+    }
+    if !(d >= 0.0 && d.is_finite()) {
+        bail!("distortion: expected a number ≥ 0, found {d}");
+    }
+    Ok((entropy - d).max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::{entropy, h2, hamming, LN2, SUM_TOL_F64};
+
+    fn bits(n: f64) -> f64 {
+        n / LN2
+    }
+
+    /// `(D, I(X;Y))` recomputed from scratch: joint, marginals, entropies.
+    fn reevaluate(p: &[f64], d: &[f64], q: &[f64], ny: usize) -> (f64, f64) {
+        let nx = p.len();
+        let joint: Vec<f64> = (0..nx * ny).map(|k| p[k / ny] * q[k]).collect();
+        let py: Vec<f64> = (0..ny)
+            .map(|y| (0..nx).map(|x| joint[x * ny + y]).sum())
+            .collect();
+        let dist: f64 = joint.iter().zip(d).map(|(j, dd)| j * dd).sum();
+        let mi = entropy(p) + entropy(&py) - entropy(&joint);
+        (dist, mi)
+    }
+
+    fn bss() -> RdProblem {
+        RdProblem::new(&[0.5, 0.5], &hamming(2), 2, SUM_TOL_F64).unwrap()
+    }
+
+    #[test]
+    fn t2_binary_symmetric_source_at_ln9() {
+        let pt = bss().solve(9f64.ln(), None, &BaOptions::default()).unwrap();
+        assert!(pt.converged);
+        assert!((pt.distortion - 0.1).abs() < 1e-9, "D = {}", pt.distortion);
+        assert!(
+            (bits(pt.rate) - 0.531_004_4).abs() < 1e-6,
+            "R = {}",
+            bits(pt.rate)
+        );
+        assert!((pt.rate - (LN2 - h2(0.1))).abs() < 1e-9);
+        assert!(pt.rate - pt.lower_bound < 1e-9);
+    }
+
+    #[test]
+    fn t1_bss_at_target_distortion() {
+        let pt = bss().at_distortion(0.1, &BaOptions::default()).unwrap();
+        assert!((pt.distortion - 0.1).abs() < 1e-9);
+        assert!((bits(pt.rate) - 0.531_004_4).abs() < 1e-6);
+        assert!((pt.beta - 9f64.ln()).abs() < 1e-6, "β = {}", pt.beta);
+        assert!((bits(binary_hamming_rd(0.5, 0.1).unwrap()) - 0.531_004_4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn t3_bernoulli_point_three() {
+        let prob = RdProblem::new(&[0.7, 0.3], &hamming(2), 2, SUM_TOL_F64).unwrap();
+        let pt = prob.solve(9f64.ln(), None, &BaOptions::default()).unwrap();
+        assert!(pt.converged, "iterations {}", pt.iterations);
+        assert!((pt.distortion - 0.1).abs() < 1e-9, "D = {}", pt.distortion);
+        assert!(
+            (bits(pt.rate) - 0.412_295_3).abs() < 1e-6,
+            "R = {}",
+            bits(pt.rate)
+        );
+        assert!((bits(binary_hamming_rd(0.3, 0.1).unwrap()) - 0.412_295_3).abs() < 1e-6);
+        let at = prob.at_distortion(0.1, &BaOptions::default()).unwrap();
+        assert!((bits(at.rate) - 0.412_295_3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn t4_gaussian_closed_form_and_discretised_ba() {
+        assert!((bits(gaussian_rd(1.0, 0.25).unwrap()) - 1.0).abs() < 1e-12);
+        assert_eq!(gaussian_rd(1.0, 2.0).unwrap(), 0.0);
+        assert!(gaussian_rd(1.0, 0.0).is_err());
+        // A fine discretisation of N(0,1) with squared error comes close to 1 bit.
+        let k = 81;
+        let xs: Vec<f64> = (0..k)
+            .map(|i| -6.0 + 12.0 * i as f64 / (k - 1) as f64)
+            .collect();
+        let w: Vec<f64> = xs.iter().map(|x| (-x * x / 2.0).exp()).collect();
+        let s: f64 = w.iter().sum();
+        let p: Vec<f64> = w.iter().map(|v| v / s).collect();
+        let d: Vec<f64> = (0..k * k)
+            .map(|m| (xs[m / k] - xs[m % k]).powi(2))
+            .collect();
+        let prob = RdProblem::new(&p, &d, k, SUM_TOL_F64).unwrap();
+        let opts = BaOptions {
+            tol: 1e-10,
+            max_iter: 20_000,
+            restarts: 0,
+            seed: 0,
+        };
+        let pt = prob.at_distortion(0.25, &opts).unwrap();
+        assert!((bits(pt.rate) - 1.0).abs() < 1e-5, "R = {}", bits(pt.rate));
+        assert!((pt.distortion - 0.25).abs() < 1e-7);
+    }
+
+    #[test]
+    fn t5_log_loss() {
+        // Uniform over 4 symbols: H = 2 bits; R(0.5 bit) = 1.5 bits.
+        let h = bits(entropy(&[0.25; 4]));
+        assert!((log_loss_rd(h, 0.5).unwrap() - 1.5).abs() < 1e-12);
+        assert_eq!(log_loss_rd(h, 3.0).unwrap(), 0.0);
+        assert!(log_loss_rd(h, -1.0).is_err());
+    }
+
+    #[test]
+    fn curve_is_convex_and_non_increasing_and_channels_reproduce_points() {
+        // A 3-letter source with an asymmetric distortion matrix.
+        let p = [0.5, 0.3, 0.2];
+        let d = [0.0, 1.0, 3.0, 2.0, 0.0, 1.0, 1.5, 2.0, 0.0, 0.5, 0.7, 0.4];
+        let prob = RdProblem::new(&p, &d, 4, SUM_TOL_F64).unwrap();
+        let betas = prob.default_betas(41);
+        let pts = prob.sweep(&betas, &BaOptions::default()).unwrap();
+        for w in pts.windows(2) {
+            assert!(
+                w[1].distortion <= w[0].distortion + 1e-10,
+                "D must fall as β grows"
+            );
+            assert!(w[1].rate >= w[0].rate - 1e-10, "R must rise as β grows");
+        }
+        // Convexity: slopes between consecutive (distinct) points increase along D.
+        let mut pts_d: Vec<(f64, f64)> = pts.iter().map(|p| (p.distortion, p.rate)).collect();
+        pts_d.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts_d.dedup_by(|a, b| (a.0 - b.0).abs() < 1e-6);
+        for w in pts_d.windows(3) {
+            let s1 = (w[1].1 - w[0].1) / (w[1].0 - w[0].0);
+            let s2 = (w[2].1 - w[1].1) / (w[2].0 - w[1].0);
+            assert!(s2 >= s1 - 1e-7, "not convex: {s1} then {s2} at {:?}", w);
+        }
+        for pt in &pts {
+            assert!(pt.converged);
+            let (dd, rr) = reevaluate(&p, &d, &pt.channel, 4);
+            assert!((dd - pt.distortion).abs() < 1e-9 && (rr - pt.rate).abs() < 1e-9);
+            assert!(pt.lower_bound <= pt.rate + 1e-12 && pt.rate - pt.lower_bound < 1e-8);
+            // Every channel row is a law.
+            for x in 0..3 {
+                let s: f64 = pt.channel[x * 4..x * 4 + 4].iter().sum();
+                assert!((s - 1.0).abs() < 1e-12);
+            }
+        }
+        // Target-distortion points reproduce too and sit on the curve.
+        for target in [prob.d_min, 0.05, 0.2, 0.4, prob.d_max, prob.d_max + 1.0] {
+            let pt = prob.at_distortion(target, &BaOptions::default()).unwrap();
+            let (dd, rr) = reevaluate(&p, &d, &pt.channel, 4);
+            assert!((dd - pt.distortion).abs() < 1e-9 && (rr - pt.rate).abs() < 1e-9);
+            assert!(pt.distortion <= target + 1e-9);
+            assert!(pt.rate.is_finite() && pt.rate >= 0.0);
+        }
+    }
+
+    #[test]
+    fn r_at_d_min_for_hamming_is_the_entropy() {
+        let p = [0.5, 0.25, 0.25];
+        let prob = RdProblem::new(&p, &hamming(3), 3, SUM_TOL_F64).unwrap();
+        let pt = prob.at_distortion(0.0, &BaOptions::default()).unwrap();
+        assert!((pt.rate - entropy(&p)).abs() < 1e-9);
+        assert_eq!(pt.distortion, 0.0);
+        assert!(pt.beta.is_infinite());
+    }
+
+    #[test]
+    fn straight_segment_is_time_shared() {
+        // Erasure distortion: a binary uniform source, outputs {0, 1, e} with d(x, x) = 0,
+        // d(x, e) = 1 and a prohibitive d(x, 1 − x). R(D) = (1 − D) ln 2 is a straight line:
+        // at β = ln 2 every erasure channel is optimal and D(β) jumps from 1 to 0.
+        let d = [0.0, 100.0, 1.0, 100.0, 0.0, 1.0];
+        let prob = RdProblem::new(&[0.5, 0.5], &d, 3, SUM_TOL_F64).unwrap();
+        assert!((prob.d_max - 1.0).abs() < 1e-15);
+        let pt = prob.at_distortion(0.3, &BaOptions::default()).unwrap();
+        assert!(pt.time_shared);
+        assert!((pt.distortion - 0.3).abs() < 1e-8, "{pt:?}");
+        assert!((pt.rate - 0.7 * LN2).abs() < 1e-8, "R = {}", pt.rate);
+        assert!((pt.beta - LN2).abs() < 1e-4, "β = {}", pt.beta);
+        let (dd, rr) = reevaluate(&[0.5, 0.5], &d, &pt.channel, 3);
+        assert!((dd - pt.distortion).abs() < 1e-12 && (rr - pt.rate).abs() < 1e-12);
+    }
+
+    #[test]
+    fn huge_beta_does_not_underflow() {
+        let prob = bss();
+        for beta in [1e3, 1e6, 1e300] {
+            let pt = prob.solve(beta, None, &BaOptions::default()).unwrap();
+            assert!(
+                (pt.rate - LN2).abs() < 1e-9 && pt.distortion < 1e-9,
+                "β = {beta}: {pt:?}"
+            );
+        }
+        // Rows without a zero distortion are shifted, so nothing degenerates either.
+        let d = [5.0, 6.0, 6.0, 5.0];
+        let pt = RdProblem::new(&[0.5, 0.5], &d, 2, SUM_TOL_F64)
+            .unwrap()
+            .solve(1e308, None, &BaOptions::default());
+        let pt = pt.unwrap();
+        assert!((pt.distortion - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let h = hamming(2);
+        assert!(RdProblem::new(&[0.5, 0.6], &h, 2, SUM_TOL_F64).is_err());
+        assert!(RdProblem::new(&[1.5, -0.5], &h, 2, SUM_TOL_F64).is_err());
+        assert!(RdProblem::new(&[0.5, 0.5], &h[..3], 2, SUM_TOL_F64).is_err());
+        assert!(RdProblem::new(&[0.5, 0.5], &[0.0, -1.0, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
+        assert!(RdProblem::new(&[0.5, 0.5], &[0.0, f64::NAN, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
+        let prob = bss();
+        let o = BaOptions::default();
+        assert!(prob.solve(0.0, None, &o).is_err());
+        assert!(prob.solve(-1.0, None, &o).is_err());
+        assert!(prob.solve(f64::NAN, None, &o).is_err());
+        assert!(prob.at_distortion(-0.1, &o).is_err());
+        assert!(prob.at_distortion(f64::NAN, &o).is_err());
+        assert!(prob
+            .solve(
+                1.0,
+                None,
+                &BaOptions {
+                    tol: 0.0,
+                    ..o.clone()
+                }
+            )
+            .is_err());
+        assert!(prob
+            .solve(1.0, None, &BaOptions { max_iter: 0, ..o })
+            .is_err());
+    }
+}
