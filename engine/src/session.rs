@@ -11,6 +11,7 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokit_compute::Tensor;
+use tokit_model::gguf::Gguf;
 use tokit_model::{HfConfig, Tokenizer, Weights};
 use tokit_sdk::abi::{ForwardArgs, LoadArgs, ModelId, Str, TensorId, TensorSink};
 use tokit_sdk::{ModelInfo, Variant};
@@ -112,35 +113,129 @@ impl HookCtx {
     }
 }
 
-/// Weights exposed to the plugin during `model_load` (None: the directory has no
-/// safetensors files, as for models that keep their parameters in their own format).
-struct FileWeights(Option<Weights>, PathBuf);
+/// Weights exposed to the plugin during `model_load`, with Hugging Face tensor names.
+enum FileWeights {
+    /// A model directory; None when it has no safetensors (models that keep their
+    /// parameters in their own format).
+    Dir(Option<Weights>, PathBuf),
+    /// A single GGUF file (dequantised on read, names mapped to Hugging Face's).
+    Gguf(Gguf),
+}
 
 impl WeightSource for FileWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
-        match &self.0 {
-            Some(w) => w.tensor(name),
-            None => bail!(
-                "{}: no *.safetensors weights (looking for tensor `{name}`)",
-                self.1.display()
-            ),
+        match self {
+            FileWeights::Dir(Some(w), _) => w.tensor(name),
+            FileWeights::Dir(None, dir) => {
+                bail!("{}: no *.safetensors weights (looking for tensor `{name}`)", dir.display())
+            }
+            FileWeights::Gguf(g) => g.tensor_hf(name),
         }
     }
     fn index_json(&self) -> String {
-        let Some(w) = &self.0 else { return "{}".into() };
-        let m: serde_json::Map<String, Value> = w
-            .names()
-            .into_iter()
-            .filter_map(|n| {
-                let (dt, shape) = w.info(&n)?;
-                Some((
-                    n,
-                    serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape}),
-                ))
-            })
-            .collect();
-        Value::Object(m).to_string()
+        let entries: Vec<(String, Value)> = match self {
+            FileWeights::Dir(None, _) => vec![],
+            FileWeights::Dir(Some(w), _) => w
+                .names()
+                .into_iter()
+                .filter_map(|n| {
+                    let (dt, shape) = w.info(&n)?;
+                    Some((n, serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape})))
+                })
+                .collect(),
+            FileWeights::Gguf(g) => g
+                .names_hf()
+                .into_iter()
+                .filter_map(|n| {
+                    let dtype = format!("{:?}", g.tensor_info(g.gguf_name_of(&n)?)?.ggml_type);
+                    let shape = g.shape_hf(&n)?;
+                    Some((n, serde_json::json!({"dtype": dtype, "shape": shape})))
+                })
+                .collect(),
+        };
+        Value::Object(entries.into_iter().collect()).to_string()
     }
+}
+
+/// A model's files, read: config, tokenizer, weights, and where they live.
+struct ModelFiles {
+    config: HfConfig,
+    weights: FileWeights,
+    /// The model directory, or the GGUF file.
+    location: PathBuf,
+    fingerprint: String,
+}
+
+impl ModelFiles {
+    fn open(path: &Path) -> Result<ModelFiles> {
+        if !path.exists() {
+            bail!("model {}: no such file or directory", path.display());
+        }
+        if path.extension().is_some_and(|e| e == "gguf") {
+            let g = Gguf::open(path)?;
+            g.check_supported()?;
+            let config = HfConfig::from_value(tokit_model::gguf_config(&g)?, path)?;
+            return Ok(ModelFiles {
+                config,
+                fingerprint: gguf_fingerprint(&g),
+                weights: FileWeights::Gguf(g),
+                location: path.to_path_buf(),
+            });
+        }
+        let config = HfConfig::load(path)?;
+        let dir = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            path.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        let has_weights = std::fs::read_dir(&dir)
+            .with_context(|| format!("model directory {}", dir.display()))?
+            .flatten()
+            .any(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json")
+            });
+        let weights = if has_weights { Some(Weights::open(&dir)?) } else { None };
+        Ok(ModelFiles {
+            config,
+            weights: FileWeights::Dir(weights, dir.clone()),
+            fingerprint: tokit_model::fingerprint(&dir),
+            location: dir,
+        })
+    }
+}
+
+impl ModelFiles {
+    /// The tokenizer: GGUF-embedded, `tokenizer.json`, bytes, or none for bare ids.
+    fn tokenizer(&self) -> Result<Option<Tokenizer>> {
+        match &self.weights {
+            FileWeights::Gguf(g) => Ok(Some(Tokenizer::from_gguf(g)?)),
+            FileWeights::Dir(_, dir) => match self.config.opt_str("tokenizer") {
+                Ok(Some("ids")) => Ok(None),
+                _ => Ok(Some(Tokenizer::load(dir, &self.config)?)),
+            },
+        }
+    }
+}
+
+/// FNV-1a over the GGUF's size, metadata and tensor table: cheap and stable.
+fn gguf_fingerprint(g: &Gguf) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &x in b {
+            h = (h ^ x as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    eat(&g.file_len().to_le_bytes());
+    for (k, v) in g.metadata() {
+        eat(k.as_bytes());
+        eat(v.to_json().to_string().as_bytes());
+    }
+    for t in g.tensors() {
+        eat(t.name.as_bytes());
+        eat(format!("{:?}", t.shape()).as_bytes());
+    }
+    format!("{h:016x}")
 }
 
 struct Handle(*mut c_void);
@@ -158,6 +253,9 @@ pub struct ModelInner {
     pub tokenizer: Option<Tokenizer>,
     pub info: ModelInfo,
     pub fingerprint: String,
+    /// What the model was loaded from and how, so it can be loaded again (reload).
+    pub source: PathBuf,
+    pub options: LoadOptions,
     handle: Mutex<Handle>,
 }
 
@@ -204,13 +302,8 @@ impl Model {
         path: &Path,
         opts: &LoadOptions,
     ) -> Result<Model> {
-        if path.extension().is_some_and(|e| e == "gguf") {
-            bail!("{}: GGUF files are read by the Transformer plugin, which is not part of this build yet", path.display());
-        }
-        if !path.exists() {
-            bail!("model {}: no such file or directory", path.display());
-        }
-        let config = HfConfig::load(path)?;
+        let files = ModelFiles::open(path)?;
+        let config = &files.config;
         let key = match &opts.arch {
             Some(a) => a.clone(),
             None => config
@@ -234,32 +327,9 @@ impl Model {
                     plugins.arch_list()
                 )
             })?;
-        let dir = if path.is_dir() {
-            path.to_path_buf()
-        } else {
-            path.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
-        let has_weights = std::fs::read_dir(&dir)
-            .with_context(|| format!("model directory {}", dir.display()))?
-            .flatten()
-            .any(|e| {
-                e.file_name().to_string_lossy().ends_with(".safetensors")
-                    || e.file_name()
-                        .to_string_lossy()
-                        .ends_with(".safetensors.index.json")
-            });
-        let weights = if has_weights {
-            Some(Weights::open(&dir)?)
-        } else {
-            None
-        };
-        let tokenizer = match config.opt_str("tokenizer") {
-            Ok(Some("ids")) => None,
-            _ => Some(Tokenizer::load(&dir, &config)?),
-        };
-        let fingerprint = tokit_model::fingerprint(&dir);
-
-        let source = host().add_source(Arc::new(FileWeights(weights, dir.clone())));
+        let tokenizer = files.tokenizer()?;
+        let ModelFiles { config, weights, location: dir, fingerprint } = files;
+        let source = host().add_source(Arc::new(weights));
         let config_json = config.to_json();
         let options_json = Value::Object(opts.options.clone()).to_string();
         let path_str = dir.to_string_lossy().to_string();
@@ -316,10 +386,20 @@ impl Model {
                 tokenizer,
                 info,
                 fingerprint,
+                source: path.to_path_buf(),
+                options: opts.clone(),
                 handle: Mutex::new(Handle(raw)),
             }
         });
         Ok(Model(inner))
+    }
+}
+
+impl Model {
+    /// Load this model again, from the same path with the same options, through the
+    /// plugins in `plugins` (after its plugin was reloaded: the new code makes a new model).
+    pub fn reload(&self, plugins: &crate::plugin::PluginSet) -> Result<Model> {
+        Model::load(plugins, &self.source, &self.options)
     }
 }
 
@@ -403,8 +483,17 @@ impl ModelInner {
         } else {
             spec.variants.clone()
         };
+        // Hook points something listens to, so plugins may take fused paths elsewhere.
+        let active: Vec<&String> = self
+            .info
+            .hooks
+            .iter()
+            .filter(|h| {
+                spec.capture.iter().chain(spec.interventions.iter().map(|i| &i.pattern)).any(|p| glob_match(p, h))
+            })
+            .collect();
         let options =
-            serde_json::json!({ "variants": variants, "last_only": spec.last_only }).to_string();
+            serde_json::json!({ "variants": variants, "last_only": spec.last_only, "active_hooks": active }).to_string();
         let mut hooks = HookCtx {
             capture: spec.capture.clone(),
             interventions: spec.interventions.clone(),

@@ -268,6 +268,16 @@ impl<'a> ForwardCall<'a> {
         self.last_only
     }
 
+    /// Whether the host captures or intervenes at hook point `name` in this call. Plugins
+    /// may take a fused path past hooks nobody listens to. A host that does not say
+    /// (`active_hooks` absent) is assumed to listen everywhere.
+    pub fn hook_active(&self, name: &str) -> bool {
+        match self.options.get("active_hooks").and_then(Value::as_array) {
+            Some(list) => list.iter().any(|h| h.as_str() == Some(name)),
+            None => !self.hooks.is_null(),
+        }
+    }
+
     /// Any other forward option the host passed (forward-compatible extension point).
     pub fn option(&self, name: &str) -> Option<&Value> {
         self.options.get(name)

@@ -1,11 +1,18 @@
-//! Throughput check for the hot path `x [T, d] @ W^T` (W [d_out, d]) against ndarray's
-//! `general_mat_mul` (matrixmultiply). Run with
+//! Throughput check for the CPU backend's hot paths: `x [T, d] @ W^T` (W [d_out, d])
+//! against ndarray's `general_mat_mul` (matrixmultiply), then a few activations,
+//! log_softmax and causal GQA attention. Run with
 //! `cargo run --release -p tokit-compute --example bench_matmul [threads]`.
+//!
+//! - `TOKIT_BENCH_CPU=1`: report process CPU time instead of wall time (steadier on a
+//!   busy machine; meaningful for single-threaded runs, e.g. `1` thread together with
+//!   `MATMUL_NUM_THREADS=1` for matrixmultiply);
+//! - `TOKIT_BENCH_ONLY=i`: run only matmul shape `i` (an index past the list runs only
+//!   the non-matmul cases).
 
 use std::time::Instant;
 
 use ndarray::{linalg::general_mat_mul, Array2};
-use tokit_compute::{AttnMask, Backend, CpuBackend, Tensor};
+use tokit_compute::{AttnMask, Backend, CpuBackend, Tensor, UnaryOp};
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed | 1;
@@ -58,7 +65,9 @@ fn main() {
     let threads = std::env::args().nth(1).and_then(|s| s.parse().ok());
     let be = CpuBackend::new(threads);
     println!("threads: {}", be.threads());
-    let only: Option<usize> = std::env::var("TOKIT_BENCH_ONLY").ok().and_then(|v| v.parse().ok());
+    let only: Option<usize> = std::env::var("TOKIT_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let shapes = [
         (1, 2048, 2048),
         (16, 2048, 2048),
@@ -102,13 +111,35 @@ fn main() {
     if only.is_some_and(|o| o < shapes.len()) {
         return;
     }
+    let x = Tensor::new(vec![2048, 4096], rand_vec(2048 * 4096, 6)).unwrap();
+    for op in [
+        UnaryOp::Silu,
+        UnaryOp::GeluErf,
+        UnaryOp::GeluTanh,
+        UnaryOp::Exp,
+    ] {
+        let secs = time(5, || {
+            std::hint::black_box(be.unary(op, &x).unwrap());
+        });
+        println!("unary {} on [2048, 4096]: {:.2} ms", op.name(), secs * 1e3);
+    }
+    let secs = time(5, || {
+        std::hint::black_box(be.log_softmax(&x, -1).unwrap());
+    });
+    println!("log_softmax on [2048, 4096]: {:.2} ms", secs * 1e3);
     for (h, hkv, t, dh) in [(9, 3, 512, 64), (32, 8, 2048, 64)] {
         let q = Tensor::new(vec![h, t, dh], rand_vec(h * t * dh, 3)).unwrap();
         let k = Tensor::new(vec![hkv, t, dh], rand_vec(hkv * t * dh, 4)).unwrap();
         let v = Tensor::new(vec![hkv, t, dh], rand_vec(hkv * t * dh, 5)).unwrap();
         let secs = time(3, || {
-            std::hint::black_box(be.attention(&q, &k, &v, &AttnMask::causal(), 0.125).unwrap());
+            std::hint::black_box(
+                be.attention(&q, &k, &v, &AttnMask::causal(), 0.125)
+                    .unwrap(),
+            );
         });
-        println!("attention causal H={h} Hkv={hkv} T={t} dh={dh}: {:.2} ms", secs * 1e3);
+        println!(
+            "attention causal H={h} Hkv={hkv} T={t} dh={dh}: {:.2} ms",
+            secs * 1e3
+        );
     }
 }

@@ -318,7 +318,7 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
 }
 
 fn register_tensor(rhai: &mut rhai::Engine) {
-    use tokit_compute::{Backend, CpuBackend, ReduceOp};
+    use tokit_compute::ReduceOp;
     rhai.register_type_with_name::<Tensor>("Tensor");
     rhai.register_fn("shape", |t: &mut Tensor| -> Array {
         t.shape()
@@ -357,7 +357,7 @@ fn register_tensor(rhai: &mut rhai::Engine) {
                 return err("reduction of an empty tensor");
             }
             let flat = rt(Tensor::new(vec![t.numel()], t.to_vec()))?;
-            Ok(anyhow_rt(CpuBackend::new(Some(1)).reduce(op, &flat, 0, false))?.data()[0] as f64)
+            Ok(anyhow_rt(crate::plugin::host::host().backend().reduce(op, &flat, 0, false))?.data()[0] as f64)
         }
     };
     rhai.register_fn("sum", all(ReduceOp::Sum));

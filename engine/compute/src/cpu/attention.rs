@@ -246,11 +246,14 @@ pub(crate) fn attention(
     Ok((out, probs))
 }
 
-/// Row softmax in place; a row with no finite score (all keys masked) becomes zeros.
+/// Row softmax in place; a row whose keys are all masked becomes zeros, and a NaN score
+/// makes the row NaN (never silently hidden).
 fn softmax_in_place(row: &mut [f32]) {
+    // f32::max skips NaN; a NaN still reaches every output through the sum below.
     let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if mx == f32::NEG_INFINITY {
-        row.fill(0.0);
+        let nan = row.iter().any(|x| x.is_nan());
+        row.fill(if nan { f32::NAN } else { 0.0 });
         return;
     }
     let inv = (1.0 / exp_shift_sum(row, mx)) as f32;
@@ -438,6 +441,15 @@ mod tests {
         };
         let (out, _) = attention(&q, &k, &v, &mask, 0.5, false).unwrap();
         assert!(out.data().iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn nan_inputs_are_not_hidden() {
+        let q = Tensor::new(vec![1, 1, 2], vec![f32::NAN, 0.0]).unwrap();
+        let k = Tensor::zeros(vec![1, 2, 2]);
+        let v = Tensor::zeros(vec![1, 2, 2]);
+        let (out, _) = attention(&q, &k, &v, &AttnMask::none(), 1.0, false).unwrap();
+        assert!(out.data().iter().all(|x| x.is_nan()));
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The f32 matrix-multiply kernel behind `matmul` and `attention`.
 //!
-//! A GotoBLAS/BLIS-style blocked GEMM: for each NC-wide column block and KC-deep depth
-//! block, the operands are packed into panels (in parallel) and a register-blocked
-//! microkernel (AVX-512, AVX2+FMA, or portable Rust, picked at run time) computes
-//! MR x NR output tiles, with the tiles spread over the rayon pool. Parallelism comes
+//! On x86-64 with AVX2+FMA this is a GotoBLAS/BLIS-style blocked GEMM: for each
+//! NC-wide column block and KC-deep depth block, the operands are packed into panels
+//! (in parallel) and a register-blocked microkernel (AVX-512 or AVX2+FMA, picked at
+//! run time) computes MR x NR output tiles, with the tiles spread over the rayon pool. Parallelism comes
 //! from rayon alone, so it scales to every core of the pool (matrixmultiply's own
 //! threading stops at 4 threads and would fight rayon for the cores when nested).
 //! Packing buffers are kept per thread and reused, so steady-state calls allocate
 //! nothing but their output.
+//!
+//! Elsewhere (aarch64, old x86) each product goes to ndarray's `general_mat_mul`
+//! (matrixmultiply's NEON/SSE kernels), with rayon over the batch.
 //!
 //! Very short left operands (m <= `GEMV_MAX_M`, e.g. single-token decoding) skip
 //! packing and run as dot products or axpys, since they are memory-bound anyway.
@@ -45,8 +48,8 @@ pub(crate) struct GemmJob<'a> {
 const KC: usize = 256;
 /// Most rows of A per task: an MC x KC block (96 KiB) stays in L2.
 const MC: usize = 96;
-/// Columns of B packed per block: a KC x NC block (4 MiB) stays in L3.
-const NC: usize = 4096;
+/// Columns of B packed per block: a KC x NC block (2 MiB) stays in L3.
+const NC: usize = 2048;
 /// Left operands with at most this many rows use the unpacked vector path.
 const GEMV_MAX_M: usize = 4;
 
@@ -60,49 +63,48 @@ struct Kernel {
     func: KernelFn,
 }
 
-/// Which microkernel implementation to use; tests force each one in turn.
+/// Which implementation to use; tests force each one in turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(dead_code)] // the SIMD variants are only constructed on x86_64
 pub(crate) enum Isa {
-    Generic,
+    /// No kernel of our own for this CPU: ndarray's `general_mat_mul` (matrixmultiply,
+    /// which has NEON/SSE kernels and its own threading) per product.
+    Portable,
     Avx2,
     Avx512,
 }
 
-/// The best instruction set this machine supports.
+/// The best implementation for this machine.
 pub(crate) fn detect_isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
             return Isa::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx2 {
             return Isa::Avx2;
         }
     }
-    Isa::Generic
+    Isa::Portable
 }
 
-fn kernel_for(isa: Isa) -> Kernel {
+fn kernel_for(isa: Isa) -> Option<Kernel> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Kernel {
+        Isa::Avx512 => Some(Kernel {
             mr: x86::AVX512_MR,
             nr: x86::AVX512_NR,
             func: x86::kernel_avx512,
-        },
+        }),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Kernel {
+        Isa::Avx2 => Some(Kernel {
             mr: x86::AVX2_MR,
             nr: x86::AVX2_NR,
             func: x86::kernel_avx2,
-        },
-        _ => Kernel {
-            mr: GENERIC_MR,
-            nr: GENERIC_NR,
-            func: kernel_generic,
-        },
+        }),
+        _ => None,
     }
 }
 
@@ -169,7 +171,10 @@ pub(crate) fn gemm_with(
         gemv_path(isa, parallel, jobs, m, n, k, out);
         return;
     }
-    let kernel = kernel_for(isa);
+    let Some(kernel) = kernel_for(isa) else {
+        portable_gemm(parallel, jobs, m, n, k, out);
+        return;
+    };
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
@@ -356,13 +361,23 @@ fn pack_b(b: MatRef, j0: usize, cols: usize, p0: usize, kc: usize, nr: usize, ds
         // Row-major B [k, n]: each depth step is a contiguous run of columns.
         for p in 0..kc {
             let start = (p0 + p) * b.rs + j0;
-            dst[p * nr..p * nr + cols].copy_from_slice(&b.data[start..start + cols]);
+            let (d, src) = (
+                &mut dst[p * nr..p * nr + cols],
+                &b.data[start..start + cols],
+            );
+            // Fixed 8-wide pieces compile to plain vector moves, not a memcpy call.
+            let mut dc = d.chunks_exact_mut(8);
+            let mut sc = src.chunks_exact(8);
+            for (d8, s8) in (&mut dc).zip(&mut sc) {
+                d8.copy_from_slice(s8);
+            }
+            dc.into_remainder().copy_from_slice(sc.remainder());
         }
     } else if b.rs == 1 {
         // Transposed weight W [n, k] (x @ W^T): each column is contiguous in depth, so
         // packing is a transpose; 8 x 8 register transposes when the CPU has AVX.
         #[cfg(target_arch = "x86_64")]
-        if cols == nr && nr % 8 == 0 && std::arch::is_x86_feature_detected!("avx") {
+        if cols == nr && nr.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx") {
             // SAFETY: AVX was detected; the function bounds-checks its slices.
             unsafe { x86::pack_b_transposed_avx(b, j0, p0, kc, nr, dst) };
             return;
@@ -382,40 +397,26 @@ fn pack_b(b: MatRef, j0: usize, cols: usize, p0: usize, kc: usize, nr: usize, ds
     }
 }
 
-const GENERIC_MR: usize = 4;
-const GENERIC_NR: usize = 8;
-
-/// Portable microkernel: `c[0..mr, 0..nr] (+)= apanel^T @ bpanel` over depth `kc`.
-///
-/// # Safety
-/// Panels must hold `kc * MR` / `kc * NR` values and `c` must be valid for the tile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_generic(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    mr: usize,
-    nr: usize,
-) {
-    let a = std::slice::from_raw_parts(a, kc * GENERIC_MR);
-    let b = std::slice::from_raw_parts(b, kc * GENERIC_NR);
-    let mut acc = [[0f32; GENERIC_NR]; GENERIC_MR];
-    for (av, bv) in a.chunks_exact(GENERIC_MR).zip(b.chunks_exact(GENERIC_NR)) {
-        for r in 0..GENERIC_MR {
-            for j in 0..GENERIC_NR {
-                acc[r][j] += av[r] * bv[j];
-            }
+/// Runs each job through ndarray's `general_mat_mul` (used where we have no kernel).
+fn portable_gemm(parallel: bool, jobs: &[GemmJob], m: usize, n: usize, k: usize, out: OutPtr) {
+    use ndarray::{linalg::general_mat_mul, ArrayView2, ArrayViewMut2, ShapeBuilder};
+    let run = |job: &GemmJob| {
+        fn view<'a>(x: MatRef<'a>) -> ArrayView2<'a, f32> {
+            ArrayView2::from_shape((x.rows, x.cols).strides((x.rs, x.cs)), x.data)
+                .expect("gemm: operand view out of bounds")
         }
-    }
-    for (r, row) in acc.iter().enumerate().take(mr) {
-        let crow = c.add(r * ldc);
-        for (j, &v) in row.iter().enumerate().take(nr) {
-            let dst = crow.add(j);
-            *dst = if accumulate { *dst + v } else { v };
-        }
+        let (a, b) = (view(job.a), view(job.b));
+        debug_assert_eq!((a.dim(), b.dim()), ((m, k), (k, n)));
+        // SAFETY: each job owns `m * n` elements at its `c_offset` (checked by the
+        // caller), and jobs do not overlap.
+        let c = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(job.c_offset), m * n) };
+        let mut c = ArrayViewMut2::from_shape((m, n), c).expect("gemm: output view");
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    };
+    if parallel && jobs.len() > 1 {
+        jobs.par_iter().for_each(run);
+    } else {
+        jobs.iter().for_each(run);
     }
 }
 
@@ -435,7 +436,8 @@ mod x86 {
     /// 6 x 16 tile: 12 ymm accumulators + 2 B vectors + 1 broadcast.
     ///
     /// # Safety
-    /// Requires AVX2 and FMA; see `kernel_generic` for the memory contract.
+    /// Requires AVX2 and FMA; the packed panels must hold `kc * MR` / `kc * NR` values and `c` must be
+    /// valid for the `mr x nr` tile with row stride `ldc`.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel_avx2(
@@ -486,7 +488,8 @@ mod x86 {
     /// 12 x 32 tile: 24 zmm accumulators + 2 B vectors + 1 broadcast (of 32 registers).
     ///
     /// # Safety
-    /// Requires AVX-512F; see `kernel_generic` for the memory contract.
+    /// Requires AVX-512F; the packed panels must hold `kc * MR` / `kc * NR` values and `c` must be
+    /// valid for the `mr x nr` tile with row stride `ldc`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel_avx512(
@@ -551,7 +554,7 @@ mod x86 {
         let full = kc / 8 * 8;
         // Bounds for the unchecked loads and stores below.
         assert!(dst.len() >= kc * nr);
-        assert!(nr % 8 == 0 && (j0 + nr - 1) * b.cs + p0 + kc <= b.data.len());
+        assert!(nr.is_multiple_of(8) && (j0 + nr - 1) * b.cs + p0 + kc <= b.data.len());
         let src = b.data.as_ptr();
         let out = dst.as_mut_ptr();
         for g in 0..nr / 8 {
@@ -576,10 +579,14 @@ mod x86 {
         }
     }
 
-    /// Packs `rows <= mr` row-contiguous rows of A (`a.cs == 1`) into `[p][r]` layout
-    /// (`mr` values per depth step) with 8 x 8 in-register transposes, 8 rows at a time;
-    /// masked stores keep each group inside its `mr`-wide slot. Slots past `rows` are
-    /// left untouched (the caller zero-fills them).
+    /// Packs `rows <= mr <= 16` row-contiguous rows of A (`a.cs == 1`) into `[p][r]`
+    /// layout (`mr` values per depth step) with 8 x 8 in-register transposes.
+    ///
+    /// Each transposed row is written with a full 8-lane store even when fewer lanes
+    /// belong to the slot (masked stores are microcoded and slow on AMD): the extra
+    /// lanes hold zeros (rows past `rows` load as zero) and land either in padding
+    /// slots, which must be zero anyway, or in the next depth step's slots, which are
+    /// written afterwards. Only the panel's very last depth step is stored exactly.
     ///
     /// # Safety
     /// Requires AVX.
@@ -594,34 +601,45 @@ mod x86 {
         dst: &mut [f32],
     ) {
         let full = kc / 8 * 8;
-        assert!(rows <= mr && dst.len() >= kc * mr);
+        assert!(rows <= mr && mr <= 16 && dst.len() >= kc * mr);
         assert!(rows == 0 || (i0 + rows - 1) * a.rs + p0 + kc <= a.data.len());
         let src = a.data.as_ptr();
         let out = dst.as_mut_ptr();
-        let mut g = 0;
-        while g < rows {
-            let cnt = (rows - g).min(8);
-            // Lane i is stored when i < cnt.
-            let lanes: [i32; 8] = std::array::from_fn(|i| if i < cnt { -1 } else { 0 });
-            let mask = _mm256_loadu_si256(lanes.as_ptr().cast());
-            let mut p = 0;
-            while p < full {
+        let groups = rows.div_ceil(8);
+        let mut p = 0;
+        while p < full {
+            let mut t = [[_mm256_setzero_ps(); 8]; 2];
+            for (g, tg) in t.iter_mut().enumerate().take(groups) {
                 let mut r = [_mm256_setzero_ps(); 8];
-                for (i, reg) in r.iter_mut().take(cnt).enumerate() {
-                    *reg = _mm256_loadu_ps(src.add((i0 + g + i) * a.rs + p0 + p));
+                for (i, reg) in r.iter_mut().enumerate().take((rows - 8 * g).min(8)) {
+                    *reg = _mm256_loadu_ps(src.add((i0 + 8 * g + i) * a.rs + p0 + p));
                 }
-                let r = transpose8(r);
-                for (q, reg) in r.iter().enumerate() {
-                    _mm256_maskstore_ps(out.add((p + q) * mr + g), mask, *reg);
-                }
-                p += 8;
+                *tg = transpose8(r);
             }
-            for p in full..kc {
-                for i in 0..cnt {
-                    *out.add(p * mr + g + i) = *src.add((i0 + g + i) * a.rs + p0 + p);
+            for q in 0..8 {
+                let row = p + q;
+                for (g, tg) in t.iter().enumerate().take(groups) {
+                    let at = row * mr + 8 * g;
+                    if at + 8 <= kc * mr {
+                        _mm256_storeu_ps(out.add(at), tg[q]);
+                    } else {
+                        let mut lanes = [0f32; 8];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), tg[q]);
+                        for (i, &v) in lanes.iter().enumerate().take(mr - 8 * g) {
+                            *out.add(at + i) = v;
+                        }
+                    }
                 }
             }
-            g += cnt;
+            p += 8;
+        }
+        for p in full..kc {
+            for r in 0..rows {
+                *out.add(p * mr + r) = *src.add((i0 + r) * a.rs + p0 + p);
+            }
+            for r in rows..mr {
+                *out.add(p * mr + r) = 0.0; // may hold a spilled lane from above
+            }
         }
     }
 
@@ -709,6 +727,7 @@ mod x86 {
 ///
 /// # Safety
 /// `c` must be valid for the `mr x nr` tile with row stride `ldc`.
+#[cfg(target_arch = "x86_64")]
 unsafe fn store_partial<const NR: usize>(
     tile: &[[f32; NR]],
     c: *mut f32,
@@ -743,38 +762,50 @@ fn gemv_path(
     let run = |t: usize| {
         let job = &jobs[t / chunks];
         let j0 = (t % chunks) * CHUNK;
-        let j1 = (j0 + CHUNK).min(n);
+        let w = (j0 + CHUNK).min(n) - j0;
         let (a, b) = (job.a, job.b);
-        for i in 0..m {
-            // A's row as a contiguous slice (copied only when A is strided).
-            let row_buf: Vec<f32>;
-            let arow: &[f32] = if a.cs == 1 {
-                &a.data[i * a.rs..i * a.rs + k]
-            } else {
-                row_buf = (0..k).map(|p| a.at(i, p)).collect();
-                &row_buf
-            };
-            let mut vals = [0f32; CHUNK];
-            let vals = &mut vals[..j1 - j0];
-            if b.rs == 1 {
-                for (jj, v) in vals.iter_mut().enumerate() {
-                    let start = (j0 + jj) * b.cs;
-                    *v = dot(isa, arow, &b.data[start..start + k]);
+        // A's rows as contiguous slices (copied only when A is strided).
+        let owned: Vec<Vec<f32>>;
+        let arows: Vec<&[f32]> = if a.cs == 1 {
+            (0..m).map(|i| &a.data[i * a.rs..i * a.rs + k]).collect()
+        } else {
+            owned = (0..m)
+                .map(|i| (0..k).map(|p| a.at(i, p)).collect())
+                .collect();
+            owned.iter().map(Vec::as_slice).collect()
+        };
+        let mut vals = [[0f32; CHUNK]; GEMV_MAX_M];
+        if b.rs == 1 {
+            // Each column of B (a row of W) is read once, for every row of A.
+            #[allow(clippy::needless_range_loop)] // jj indexes both B and the outputs
+            for jj in 0..w {
+                let start = (j0 + jj) * b.cs;
+                let col = &b.data[start..start + k];
+                for (i, arow) in arows.iter().enumerate() {
+                    vals[i][jj] = dot(isa, arow, col);
                 }
-            } else if b.cs == 1 {
-                for (p, &ap) in arow.iter().enumerate() {
-                    let start = p * b.rs + j0;
-                    axpy(isa, ap, &b.data[start..start + (j1 - j0)], vals);
+            }
+        } else if b.cs == 1 {
+            for p in 0..k {
+                let start = p * b.rs + j0;
+                let brow = &b.data[start..start + w];
+                for (i, arow) in arows.iter().enumerate() {
+                    axpy(isa, arow[p], brow, &mut vals[i][..w]);
                 }
-            } else {
-                for (jj, v) in vals.iter_mut().enumerate() {
+            }
+        } else {
+            for (i, arow) in arows.iter().enumerate() {
+                for (jj, v) in vals[i][..w].iter_mut().enumerate() {
                     *v = (0..k).map(|p| arow[p] * b.at(p, j0 + jj)).sum();
                 }
             }
-            // SAFETY: row i, columns [j0, j1) of this job's output belong to this task.
+        }
+        for (i, row) in vals.iter().enumerate().take(m) {
+            // SAFETY: row i, columns [j0, j0 + w) of this job's output belong to this
+            // task alone.
             unsafe {
                 let dst = out.ptr().add(job.c_offset + i * n + j0);
-                std::ptr::copy_nonoverlapping(vals.as_ptr(), dst, j1 - j0);
+                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, w);
             }
         }
     };
@@ -787,7 +818,7 @@ fn gemv_path(
 
 fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if isa != Isa::Generic {
+    if isa != Isa::Portable {
         // SAFETY: Avx2/Avx512 are only selected when AVX2+FMA (implied by the
         // AVX-512 machines we target) were detected.
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -816,7 +847,7 @@ fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
 
 fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if isa != Isa::Generic
+    if isa != Isa::Portable
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
     {
@@ -850,7 +881,8 @@ mod tests {
     }
 
     fn isas() -> Vec<Isa> {
-        let mut v = vec![Isa::Generic];
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut v = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
@@ -932,6 +964,53 @@ mod tests {
                                 );
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batched_jobs_with_a_shared_operand() {
+        let mut rng = Rng::new(21);
+        let (m, k, n) = (20, 70, 50);
+        let a: Vec<Vec<f32>> = (0..3).map(|_| rng.vec(m * k)).collect();
+        let bd = rng.vec(n * k);
+        // b is W^T for a shared W [n, k], as in a broadcast batched matmul.
+        let b = MatRef {
+            data: &bd,
+            rows: k,
+            cols: n,
+            rs: 1,
+            cs: k,
+        };
+        let jobs: Vec<GemmJob> = a
+            .iter()
+            .enumerate()
+            .map(|(i, ad)| GemmJob {
+                a: MatRef {
+                    data: ad,
+                    rows: m,
+                    cols: k,
+                    rs: k,
+                    cs: 1,
+                },
+                b,
+                c_offset: i * m * n,
+            })
+            .collect();
+        for isa in isas() {
+            for par in [false, true] {
+                let mut c = vec![f32::NAN; 3 * m * n];
+                gemm_with(isa, par, &jobs, m, n, k, &mut c);
+                for (i, job) in jobs.iter().enumerate() {
+                    let want = naive(job.a, job.b);
+                    let got = &c[i * m * n..(i + 1) * m * n];
+                    for (&g, &w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                            "{isa:?} {par}: {g} vs {w}"
+                        );
                     }
                 }
             }

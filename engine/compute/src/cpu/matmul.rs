@@ -249,6 +249,25 @@ mod tests {
     }
 
     #[test]
+    fn wide_pool_splits_tiles_and_batches() {
+        // More threads than batches: batches run one after another, each split into
+        // tiles across the pool.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        let mut rng = Rng::new(8);
+        let a = rng.tensor(&[3, 130, 70]);
+        let b = rng.tensor(&[3, 90, 70]);
+        let got = pool.install(|| matmul(&a, &b, false, true)).unwrap();
+        assert_close(got.data(), naive(&a, &b, false, true).data(), 1e-4);
+        let w = rng.tensor(&[300, 70]);
+        let got = pool.install(|| matmul(&a, &w, false, true)).unwrap();
+        assert_eq!(got.shape(), &[3, 130, 300]);
+        assert_close(got.data(), naive(&a, &w, false, true).data(), 1e-4);
+    }
+
+    #[test]
     fn empty_operands() {
         let a = Tensor::zeros(vec![0, 4]);
         let b = Tensor::zeros(vec![4, 3]);

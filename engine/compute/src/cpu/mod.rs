@@ -23,7 +23,8 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// A backend with a dedicated pool of `threads` workers (`None` = one per core).
+    /// A backend with a dedicated pool of `threads` workers (`None` or `Some(0)`: one
+    /// per available core).
     ///
     /// # Panics
     /// Only if the operating system refuses to spawn threads; use [`CpuBackend::try_new`]
