@@ -180,3 +180,49 @@ fn generation_is_reproducible_and_respects_the_seed() {
     let g = tokit_engine::generate::generate(&m, &m.encode("abrac").unwrap(), &greedy).unwrap();
     assert_eq!(m.decode(&g).unwrap(), "adabra");
 }
+
+#[test]
+fn granger_map_of_an_order_n_model_is_zero_exactly_beyond_the_order() {
+    let engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let order = 3;
+    engine
+        .action(
+            "arllm",
+            "fit",
+            &serde_json::json!({ "text_file": concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/data/genesis-1-11.txt"),
+                                 "order": order, "out": dir.path().to_str().unwrap() }),
+        )
+        .unwrap();
+    let m = engine
+        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
+    let r = engine
+        .analyze(
+            "granger_map",
+            &AnalyzeInput {
+                model: Some(m),
+                text: Some("And God made the firmament".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.provenance.ablation.as_deref(), Some("exact"));
+    let g = &r.tensors["granger_kl"];
+    let t_len = g.shape()[0];
+    for t in 1..t_len {
+        for j in 0..t {
+            let x = g.data()[t * t_len + j];
+            // Token t is predicted from tokens t-order..t-1.
+            if j + order < t {
+                assert_eq!(x, 0.0, "G[{t}, {j}] must be exactly 0 beyond the order");
+            } else {
+                assert!(
+                    x > 0.0,
+                    "G[{t}, {j}] = {x} must be positive inside the window"
+                );
+            }
+        }
+        assert!(g.data()[t * t_len + t].is_nan());
+    }
+}

@@ -5,6 +5,7 @@
 //! and real series with no model (transfer entropy, active information, directed
 //! information, Granger causality, exact M2/M5 toy oracles: [`streams`]).
 
+pub mod granger_map;
 pub mod streams;
 pub mod thermo;
 pub mod token_stats;
@@ -20,17 +21,18 @@ use tokit_sdk::{
 /// Metrics of the next-token law at every position.
 pub struct TokenInfo;
 
-const METRICS: [(&str, &str, &str); 6] = [
+const METRICS: [(&str, &str, &str); 7] = [
     ("token_stats", "nats", "all per-token values (surprisal, entropy, rank, free/internal energy, heat capacity); value = cross-entropy"),
     ("surprisal", "nats", "surprisal −ln p(x_t | x_<t) of each token; value = its mean (cross-entropy)"),
     ("entropy", "nats", "entropy of the next-token law at each position; value = its mean"),
     ("cross_entropy", "nats", "mean surprisal over the scored tokens, with standard error and perplexity"),
     ("perplexity", "", "exp(cross-entropy), with a delta-method standard error"),
+    ("granger_map", "nats", "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens"),
     ("boltzmann", "nats", "Boltzmann view of each next-token law (M1): free energy F = −T ln Z, internal energy U, entropy H = (U − F)/T, heat capacity C = Var(E)/T²; value = mean C. Takes a model and text, or a `logits` tensor [N, V] whose rows are laws"),
 ];
 
-fn params() -> Vec<ParamSpec> {
-    vec![
+fn params(metric: &str) -> Vec<ParamSpec> {
+    let mut p = vec![
         ParamSpec::new(
             "temperature",
             "number",
@@ -43,7 +45,30 @@ fn params() -> Vec<ParamSpec> {
             json!("nats"),
             "`nats` or `bits` for information quantities (heat capacity is dimensionless)",
         ),
-    ]
+    ];
+    if metric == "granger_map" {
+        p.extend([
+            ParamSpec::new(
+                "method",
+                "string",
+                json!(null),
+                "ablation method (default: the model's)",
+            ),
+            ParamSpec::new(
+                "replace_with",
+                "integer",
+                json!(null),
+                "token for the `replace` method",
+            ),
+            ParamSpec::new(
+                "max_tokens",
+                "integer",
+                json!(512),
+                "refuse longer texts (T forward variants)",
+            ),
+        ]);
+    }
+    p
 }
 
 impl Metric for TokenInfo {
@@ -56,7 +81,7 @@ impl Metric for TokenInfo {
                 unit: unit.to_string(),
                 needs_model: *name != "boltzmann",
                 reconstruction: false,
-                params: params(),
+                params: params(name),
             })
             .collect()
     }
@@ -76,6 +101,9 @@ impl Metric for TokenInfo {
         params.insert("temperature".into(), json!(temperature));
         params.insert("unit".into(), json!(unit));
 
+        if input.metric == "granger_map" {
+            return granger_map::compute(input, scale, &unit);
+        }
         if input.metric == "boltzmann" && input.model.is_none() {
             return boltzmann_rows(input, temperature, scale, &unit, params);
         }

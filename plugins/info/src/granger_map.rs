@@ -1,0 +1,136 @@
+//! Model-based Granger map (MEASURES.md M6, engine proposal consistent with the paper):
+//! how much the next-token law at position t depends on the token at an earlier
+//! position j, measured by ablating j.
+//!
+//! `G[t, j] = KL(p(· | x_<t) || p(· | x_<t with x_j ablated))` and the log-probability
+//! drop of the observed token, `ln p(x_t | x_<t) − ln p(x_t | x_<t, x_j ablated)`, for
+//! 0 ≤ j < t < T; entries with j ≥ t are empty (NaN). The ablations go to the model as
+//! variants of one forward call (in chunks bounded by memory), so architectures can reuse
+//! the shared prefix. The ablation method is the model's default unless given, and is
+//! recorded in the result, because values from different methods are not comparable.
+
+use crate::thermo;
+use serde_json::json;
+use tokit_sdk::{Error, ForwardRequest, MetricInput, MetricOutput, Result, Variant};
+
+/// Logits buffers kept in memory at once (bytes).
+const CHUNK_BYTES: usize = 256 << 20;
+
+pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutput> {
+    let tokens = input.tokens_at_least(2)?;
+    let model = input.model()?;
+    let info = model.info()?;
+    let t_len = tokens.len();
+    let max_tokens = input.usize_or("max_tokens", 512)?;
+    if t_len > max_tokens {
+        return Err(Error::msg(format!(
+            "granger_map: {t_len} tokens exceed max_tokens = {max_tokens} (the map needs T forward variants; raise it deliberately)"
+        )));
+    }
+    let method = match input.params.get("method").and_then(|m| m.as_str()) {
+        Some(m) => m.to_string(),
+        None => info.default_ablation.clone(),
+    };
+    if !info.ablation_methods.contains(&method) {
+        return Err(Error::msg(format!(
+            "granger_map: {} models do not support ablation method `{method}` (supported: {})",
+            info.arch,
+            if info.ablation_methods.is_empty() {
+                "none".into()
+            } else {
+                info.ablation_methods.join(", ")
+            }
+        )));
+    }
+    let replace_with = input
+        .params
+        .get("replace_with")
+        .and_then(|v| v.as_u64())
+        .map(|v| v as u32);
+    let v = info.vocab_size;
+    let clean = model.logits(tokens)?.to_vec()?;
+    let row = |buf: &[f32], t: usize| -> Vec<f32> { buf[t * v..(t + 1) * v].to_vec() };
+    let logp = |r: &[f32], x: u32| -> Result<f64> {
+        let ls =
+            thermo::log_softmax(r, 1.0).map_err(|e| Error::msg(format!("granger_map: {e}")))?;
+        Ok(ls[x as usize])
+    };
+
+    let mut kl = vec![f32::NAN; t_len * t_len];
+    let mut drop = vec![f32::NAN; t_len * t_len];
+    let per_chunk = (CHUNK_BYTES / (t_len * v * 4).max(1)).max(1);
+    let sources: Vec<usize> = (0..t_len - 1).collect();
+    for (c, chunk) in sources.chunks(per_chunk).enumerate() {
+        tokit_sdk::check_cancelled()?;
+        tokit_sdk::progress((c * per_chunk) as u64, sources.len() as u64, "granger_map");
+        let variants: Vec<Variant> = chunk
+            .iter()
+            .map(|&j| Variant {
+                ablate: vec![j],
+                method: Some(method.clone()),
+                replace_with,
+            })
+            .collect();
+        let out = model.forward(
+            tokens,
+            &ForwardRequest {
+                variants,
+                capture: vec![],
+            },
+        )?;
+        for (&j, o) in chunk.iter().zip(&out) {
+            let abl = o
+                .get("logits")
+                .ok_or_else(|| Error::msg("granger_map: the model returned no logits"))?
+                .to_vec()?;
+            // Target t (the token predicted by row t − 1) for every t > j.
+            for t in j + 1..t_len {
+                let (p, q) = (row(&clean, t - 1), row(&abl, t - 1));
+                let d = thermo::kl(&p, &q).map_err(|e| Error::msg(format!("granger_map: {e}")))?;
+                kl[t * t_len + j] = (d * scale) as f32;
+                drop[t * t_len + j] =
+                    ((logp(&p, tokens[t])? - logp(&q, tokens[t])?) * scale) as f32;
+            }
+        }
+    }
+    // Lag profile: mean KL over pairs with t − j = lag.
+    let mut lag_sum = vec![0.0f64; t_len];
+    let mut lag_n = vec![0usize; t_len];
+    for t in 1..t_len {
+        for j in 0..t {
+            lag_sum[t - j] += kl[t * t_len + j] as f64;
+            lag_n[t - j] += 1;
+        }
+    }
+    let lag: Vec<f32> = (0..t_len)
+        .map(|l| {
+            if lag_n[l] == 0 {
+                f32::NAN
+            } else {
+                (lag_sum[l] / lag_n[l] as f64) as f32
+            }
+        })
+        .collect();
+    let total: f64 = kl.iter().filter(|x| !x.is_nan()).map(|&x| x as f64).sum();
+    let n_pairs = t_len * (t_len - 1) / 2;
+    let mut params = input.params.clone();
+    params.insert("method".into(), json!(method));
+    let mut out = MetricOutput {
+        value: Some(total / n_pairs as f64),
+        unit: unit.to_string(),
+        estimator: "exact per pair (ablation)".into(),
+        params,
+        ablation: Some(method),
+        ..Default::default()
+    };
+    out.notes.push(
+        "G[t, j]: row t is the predicted token, column j the ablated source (j < t); value = mean over pairs; lag_profile[l] = mean G over t − j = l".into(),
+    );
+    out = out
+        .scalar("pairs", n_pairs as f64)
+        .scalar("forward_variants", (t_len - 1) as f64)
+        .tensor("granger_kl", &kl, &[t_len, t_len])?
+        .tensor("granger_logprob_drop", &drop, &[t_len, t_len])?
+        .tensor("lag_profile", &lag, &[t_len])?;
+    Ok(out)
+}
