@@ -226,3 +226,65 @@ fn granger_map_of_an_order_n_model_is_zero_exactly_beyond_the_order() {
         assert!(g.data()[t * t_len + t].is_nan());
     }
 }
+
+#[test]
+fn information_flow_is_a_submartingale_whose_mean_matches_its_predictable_part() {
+    let engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    engine
+        .action(
+            "arllm",
+            "fit",
+            &serde_json::json!({ "text_file": concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/data/genesis-1-11.txt"),
+                                 "order": 2, "out": dir.path().to_str().unwrap() }),
+        )
+        .unwrap();
+    let m = engine
+        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
+    let alt: Vec<Vec<u32>> = vec![m.encode("the ").unwrap(), m.encode("LORD").unwrap()];
+    let mut params = serde_json::Map::new();
+    params.insert("prompt_tokens".into(), serde_json::json!(4));
+    params.insert("alternatives".into(), serde_json::json!(alt));
+    params.insert("samples".into(), serde_json::json!(300));
+    params.insert("response_tokens".into(), serde_json::json!(4));
+    params.insert("seed".into(), serde_json::json!(5));
+    let input = AnalyzeInput {
+        model: Some(m.clone()),
+        text: Some("And ".into()),
+        params,
+        ..Default::default()
+    };
+    let r = engine.analyze("information_flow", &input).unwrap();
+    let (lam, se) = (r.value.unwrap(), r.scalars["se"]);
+    let a = r.scalars["predictable_A_mean"];
+    // E M_n = 0: the realised flow and its predictable part agree within Monte Carlo error.
+    assert!(
+        (lam - a).abs() < 4.0 * se.max(1e-6),
+        "Λ {lam} ± {se} vs A {a}"
+    );
+    assert!(a > 0.0);
+    assert_eq!(r.scalars["submartingale_violations"], 0.0);
+    assert!(r.tensors["mean_step_kl"].data().iter().all(|&k| k >= 0.0));
+
+    // One given response: Λ = A + M at every step; null-context reference by exact ablation.
+    let mut params = serde_json::Map::new();
+    params.insert("prompt_tokens".into(), serde_json::json!(4));
+    let input = AnalyzeInput {
+        model: Some(m),
+        text: Some("And God said".into()),
+        params,
+        ..Default::default()
+    };
+    let r = engine.analyze("information_flow", &input).unwrap();
+    assert_eq!(r.provenance.ablation.as_deref(), Some("exact"));
+    let (l, a, mm) = (
+        r.tensors["lambda"].data(),
+        r.tensors["A"].data(),
+        r.tensors["M"].data(),
+    );
+    for i in 0..l.len() {
+        assert!((l[i] - a[i] - mm[i]).abs() < 1e-5);
+    }
+    assert!(r.tensors["step_kl"].data().iter().all(|&k| k >= 0.0));
+}

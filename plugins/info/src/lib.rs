@@ -6,6 +6,7 @@
 //! information, Granger causality, exact M2/M5 toy oracles: [`streams`]).
 
 pub mod granger_map;
+pub mod information_flow;
 pub mod streams;
 pub mod thermo;
 pub mod token_stats;
@@ -21,13 +22,14 @@ use tokit_sdk::{
 /// Metrics of the next-token law at every position.
 pub struct TokenInfo;
 
-const METRICS: [(&str, &str, &str); 7] = [
+const METRICS: [(&str, &str, &str); 8] = [
     ("token_stats", "nats", "all per-token values (surprisal, entropy, rank, free/internal energy, heat capacity); value = cross-entropy"),
     ("surprisal", "nats", "surprisal −ln p(x_t | x_<t) of each token; value = its mean (cross-entropy)"),
     ("entropy", "nats", "entropy of the next-token law at each position; value = its mean"),
     ("cross_entropy", "nats", "mean surprisal over the scored tokens, with standard error and perplexity"),
     ("perplexity", "", "exp(cross-entropy), with a delta-method standard error"),
     ("granger_map", "nats", "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens"),
+    ("information_flow", "nats", "semantic information flow from a prompt (the first `prompt_tokens` tokens) to a response (M5, reconstruction): Λ_n, its Doob decomposition A_n + M_n, share of negative increments; exact mixture over `alternatives` with `prior`, or null-context by ablating the prompt; `samples` > 0 draws responses and estimates the directed information E Λ_N with its standard error"),
     ("boltzmann", "nats", "Boltzmann view of each next-token law (M1): free energy F = −T ln Z, internal energy U, entropy H = (U − F)/T, heat capacity C = Var(E)/T²; value = mean C. Takes a model and text, or a `logits` tensor [N, V] whose rows are laws"),
 ];
 
@@ -46,6 +48,47 @@ fn params(metric: &str) -> Vec<ParamSpec> {
             "`nats` or `bits` for information quantities (heat capacity is dimensionless)",
         ),
     ];
+    if metric == "information_flow" {
+        p.extend([
+            ParamSpec::new(
+                "prompt_tokens",
+                "integer",
+                json!(null),
+                "how many leading tokens are the prompt X",
+            ),
+            ParamSpec::new(
+                "alternatives",
+                "array",
+                json!(null),
+                "other prompts (token arrays) for the exact mixture",
+            ),
+            ParamSpec::new(
+                "prior",
+                "array",
+                json!(null),
+                "prior over [prompt, alternatives...] (default uniform)",
+            ),
+            ParamSpec::new(
+                "method",
+                "string",
+                json!(null),
+                "ablation method for the null-context reference",
+            ),
+            ParamSpec::new(
+                "samples",
+                "integer",
+                json!(0),
+                "0: measure the given response; n: sample n responses",
+            ),
+            ParamSpec::new(
+                "response_tokens",
+                "integer",
+                json!(16),
+                "length of sampled responses",
+            ),
+            ParamSpec::new("seed", "integer", json!(0), "sampling seed"),
+        ]);
+    }
     if metric == "granger_map" {
         p.extend([
             ParamSpec::new(
@@ -80,7 +123,7 @@ impl Metric for TokenInfo {
                 description: doc.to_string(),
                 unit: unit.to_string(),
                 needs_model: *name != "boltzmann",
-                reconstruction: false,
+                reconstruction: *name == "information_flow",
                 params: params(name),
             })
             .collect()
@@ -101,6 +144,9 @@ impl Metric for TokenInfo {
         params.insert("temperature".into(), json!(temperature));
         params.insert("unit".into(), json!(unit));
 
+        if input.metric == "information_flow" {
+            return information_flow::compute(input, scale, &unit);
+        }
         if input.metric == "granger_map" {
             return granger_map::compute(input, scale, &unit);
         }
