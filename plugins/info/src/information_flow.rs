@@ -209,7 +209,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
             .map_err(|e| err(format!("`prior` must be numbers: {e}")))?,
     };
     if prior.len() != prompts.len()
-        || prior.iter().any(|&p| !(p > 0.0))
+        || prior.iter().any(|&p| p.is_nan() || p <= 0.0)
         || (prior.iter().sum::<f64>() - 1.0).abs() > 1e-9
     {
         return Err(err(format!(
