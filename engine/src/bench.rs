@@ -25,9 +25,16 @@ pub fn forward(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<
     let m = engine.load_model(model, &LoadOptions::default())?;
     let vocab = m.info().vocab_size as u32;
     // A fixed pseudo-random token sequence (same as tools/bench_torch.py: 7919·i mod V).
-    let tokens: Vec<u32> = (0..n as u64).map(|i| ((i * 7919 + 1) % vocab as u64) as u32).collect();
-    let full = best(repeat, || m.forward(&tokens, &ForwardSpec::default()).map(|_| ()))?;
-    let step = ForwardSpec { last_only: true, ..Default::default() };
+    let tokens: Vec<u32> = (0..n as u64)
+        .map(|i| ((i * 7919 + 1) % vocab as u64) as u32)
+        .collect();
+    let full = best(repeat, || {
+        m.forward(&tokens, &ForwardSpec::default()).map(|_| ())
+    })?;
+    let step = ForwardSpec {
+        last_only: true,
+        ..Default::default()
+    };
     let decode = best(repeat, || {
         for t in 1..=n {
             m.forward(&tokens[..t], &step)?;
@@ -49,8 +56,18 @@ pub fn forward(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<
 /// `[n, n] @ [n, n]` on the active backend.
 pub fn matmul(n: usize, repeat: usize) -> Result<String> {
     let backend = crate::plugin::host::host().backend();
-    let a = Tensor::new(vec![n, n], (0..n * n).map(|i| ((i % 97) as f32 - 48.0) / 97.0).collect())?;
-    let b = Tensor::new(vec![n, n], (0..n * n).map(|i| ((i % 89) as f32 - 44.0) / 89.0).collect())?;
+    let a = Tensor::new(
+        vec![n, n],
+        (0..n * n)
+            .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+            .collect(),
+    )?;
+    let b = Tensor::new(
+        vec![n, n],
+        (0..n * n)
+            .map(|i| ((i % 89) as f32 - 44.0) / 89.0)
+            .collect(),
+    )?;
     let t = best(repeat, || backend.matmul(&a, &b, false, true).map(|_| ()))?;
     let flops = 2.0 * (n as f64).powi(3);
     Ok(format!(

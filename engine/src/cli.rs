@@ -36,7 +36,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a Rhai script.
-    Run { script: PathBuf },
+    Run {
+        script: PathBuf,
+        /// Keep running: re-run the script when it is saved, reload plugins when rebuilt.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Interactive Rhai prompt (scripts given are run first, in its scope).
+    Repl { scripts: Vec<PathBuf> },
     /// List loaded plugins with what they provide.
     Plugins,
     /// Describe a model: architecture, sizes, hook points, ablation methods.
@@ -69,6 +76,11 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Measure throughput: `bench forward MODEL --tokens N` or `bench matmul --size N`.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Compute a metric; write the result JSON.
     Analyze {
         metric: String,
@@ -81,6 +93,25 @@ pub enum Command {
         params: Vec<String>,
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Full-sequence forward and incremental decoding, tokens/s.
+    Forward {
+        model: String,
+        #[arg(long, default_value_t = 128)]
+        tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// Square matmul on the active backend, GFLOP/s.
+    Matmul {
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
     },
 }
 
@@ -128,10 +159,30 @@ pub fn engine(cli: &Cli) -> Result<Engine> {
 pub fn run(cli: Cli) -> Result<()> {
     let tokit = engine(&cli)?;
     match cli.command {
-        Command::Run { script } => {
+        Command::Run {
+            script,
+            watch: false,
+        } => {
             let mut host = ScriptHost::new(Arc::new(tokit));
             let _ = host.run_file(&script)?;
         }
+        Command::Run {
+            script,
+            watch: true,
+        } => crate::repl::watch_script(Arc::new(tokit), &script)?,
+        Command::Repl { scripts } => crate::repl::run(Arc::new(tokit), &scripts)?,
+        Command::Bench { what } => match what {
+            BenchWhat::Forward {
+                model,
+                tokens,
+                repeat,
+            } => {
+                println!("{}", crate::bench::forward(&tokit, &model, tokens, repeat)?)
+            }
+            BenchWhat::Matmul { size, repeat } => {
+                println!("{}", crate::bench::matmul(size, repeat)?)
+            }
+        },
         Command::Plugins => {
             if tokit.plugins.plugins.is_empty() {
                 println!("no plugins loaded");

@@ -54,6 +54,15 @@ impl Engine {
         self.plugins.add_file(path)
     }
 
+    /// The same engine over another plugin set (after a plugin reload).
+    pub fn with_plugins(&self, plugins: PluginSet) -> Engine {
+        Engine {
+            config: self.config.clone(),
+            plugins,
+            backend_name: self.backend_name.clone(),
+        }
+    }
+
     pub fn backend_name(&self) -> &str {
         &self.backend_name
     }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod engine;
 pub mod generate;
 pub mod plugin;
+pub mod repl;
 pub mod report;
 pub mod session;
 
@@ -15,5 +16,6 @@ pub use generate::GenerateOptions;
 pub use report::Report;
 pub use session::{Action, ForwardSpec, Intervention, LoadOptions, Model};
 pub use tokit_compute::Tensor;
+pub mod bench;
 pub mod cli;
 pub mod script;

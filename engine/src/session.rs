@@ -127,7 +127,10 @@ impl WeightSource for FileWeights {
         match self {
             FileWeights::Dir(Some(w), _) => w.tensor(name),
             FileWeights::Dir(None, dir) => {
-                bail!("{}: no *.safetensors weights (looking for tensor `{name}`)", dir.display())
+                bail!(
+                    "{}: no *.safetensors weights (looking for tensor `{name}`)",
+                    dir.display()
+                )
             }
             FileWeights::Gguf(g) => g.tensor_hf(name),
         }
@@ -140,7 +143,10 @@ impl WeightSource for FileWeights {
                 .into_iter()
                 .filter_map(|n| {
                     let (dt, shape) = w.info(&n)?;
-                    Some((n, serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape})))
+                    Some((
+                        n,
+                        serde_json::json!({"dtype": format!("{dt:?}"), "shape": shape}),
+                    ))
                 })
                 .collect(),
             FileWeights::Gguf(g) => g
@@ -195,7 +201,11 @@ impl ModelFiles {
                 let name = e.file_name().to_string_lossy().to_string();
                 name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json")
             });
-        let weights = if has_weights { Some(Weights::open(&dir)?) } else { None };
+        let weights = if has_weights {
+            Some(Weights::open(&dir)?)
+        } else {
+            None
+        };
         Ok(ModelFiles {
             config,
             weights: FileWeights::Dir(weights, dir.clone()),
@@ -328,7 +338,12 @@ impl Model {
                 )
             })?;
         let tokenizer = files.tokenizer()?;
-        let ModelFiles { config, weights, location: dir, fingerprint } = files;
+        let ModelFiles {
+            config,
+            weights,
+            location: dir,
+            fingerprint,
+        } = files;
         let source = host().add_source(Arc::new(weights));
         let config_json = config.to_json();
         let options_json = Value::Object(opts.options.clone()).to_string();
@@ -489,7 +504,10 @@ impl ModelInner {
             .hooks
             .iter()
             .filter(|h| {
-                spec.capture.iter().chain(spec.interventions.iter().map(|i| &i.pattern)).any(|p| glob_match(p, h))
+                spec.capture
+                    .iter()
+                    .chain(spec.interventions.iter().map(|i| &i.pattern))
+                    .any(|p| glob_match(p, h))
             })
             .collect();
         let options =

@@ -202,6 +202,23 @@ impl Plugin {
         Ok(p)
     }
 
+    /// Load a fresh copy of the rebuilt library at `path` (ABI check, `init`) and make it
+    /// the version [`Plugin::load`] returns from now on. On failure nothing changes.
+    pub fn reload(path: &Path) -> Result<Arc<Plugin>> {
+        let canonical = path
+            .canonicalize()
+            .with_context(|| format!("plugin {}: cannot open", path.display()))?;
+        let p = Arc::new(Plugin::load_fresh(&canonical)?);
+        // The copy stays mapped (never unloaded); its directory entry is no longer needed.
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&p.loaded_from);
+        loaded()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(canonical, p.clone());
+        Ok(p)
+    }
+
     pub fn name(&self) -> &str {
         &self.desc.name
     }
@@ -325,6 +342,30 @@ impl PluginSet {
         }
         self.plugins.push(p.clone());
         Ok(p)
+    }
+
+    /// Swap in a fresh copy of the plugin loaded from `path` (rebuilt on disk): returns
+    /// the old and the new version. Work that holds the old one keeps it (models made
+    /// through it keep calling it until re-created); on failure the set is unchanged.
+    pub fn reload(&mut self, path: &Path) -> Result<(Arc<Plugin>, Arc<Plugin>)> {
+        let canonical = path
+            .canonicalize()
+            .with_context(|| format!("plugin {}: cannot open", path.display()))?;
+        let i = self
+            .plugins
+            .iter()
+            .position(|p| p.path == canonical)
+            .ok_or_else(|| anyhow!("no plugin is loaded from {}", path.display()))?;
+        let new = Plugin::reload(&canonical)?;
+        if new.name() != self.plugins[i].name() {
+            tracing::warn!(
+                "plugin {} now calls itself {}",
+                self.plugins[i].name(),
+                new.name()
+            );
+        }
+        let old = std::mem::replace(&mut self.plugins[i], new.clone());
+        Ok((old, new))
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Plugin>> {

@@ -357,7 +357,12 @@ fn register_tensor(rhai: &mut rhai::Engine) {
                 return err("reduction of an empty tensor");
             }
             let flat = rt(Tensor::new(vec![t.numel()], t.to_vec()))?;
-            Ok(anyhow_rt(crate::plugin::host::host().backend().reduce(op, &flat, 0, false))?.data()[0] as f64)
+            Ok(anyhow_rt(
+                crate::plugin::host::host()
+                    .backend()
+                    .reduce(op, &flat, 0, false),
+            )?
+            .data()[0] as f64)
         }
     };
     rhai.register_fn("sum", all(ReduceOp::Sum));

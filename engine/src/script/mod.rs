@@ -78,6 +78,40 @@ impl ScriptHost {
     }
 }
 
+impl ScriptHost {
+    /// Evaluate source text in the persistent scope, keeping the functions it defines:
+    /// `functions` holds those of earlier calls (the REPL's state, as in rhai-repl).
+    pub fn eval_keeping_functions(
+        &mut self,
+        src: &str,
+        source: &str,
+        functions: &mut rhai::AST,
+    ) -> Result<rhai::Dynamic> {
+        host()
+            .cancel_flag()
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let ast = self
+            .rhai
+            .compile_with_scope(&self.scope, src)
+            .map_err(|e| anyhow!("{}: syntax error: {}", locate(source, e.1), e.0))?;
+        let mut merged = functions.merge(&ast);
+        merged.set_source(source);
+        let r = self
+            .rhai
+            .eval_ast_with_scope::<rhai::Dynamic>(&mut self.scope, &merged)
+            .map_err(|e| {
+                anyhow!(
+                    "{}",
+                    describe(source, &e, self.tokit.config.script.max_operations)
+                )
+            });
+        merged.clear_statements();
+        merged.clear_source();
+        *functions = merged;
+        r
+    }
+}
+
 fn locate(source: &str, pos: Position) -> String {
     match (pos.line(), pos.position()) {
         (Some(l), Some(c)) => format!("{source}:{l}:{c}"),

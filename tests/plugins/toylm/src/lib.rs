@@ -1,7 +1,8 @@
 //! Test plugin `toylm`: a bigram language model `logits_t = W_head · E[x_t]` read from
 //! safetensors (`embed.weight [V, d]`, `head.weight [V, d]`). Used by the engine's tests
 //! for weight loading, shape checks against config.json, hooks, and panics: a config with
-//! `"panic_on_token": N` panics inside `forward` when token N appears.
+//! `"panic_on_token": N` panics inside `forward` when token N appears. Built with the
+//! feature `double`, its logits are doubled (a "rebuilt" plugin for the reload test).
 
 use tokit_sdk::{
     bail, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Result, Tensor,
@@ -70,7 +71,11 @@ impl Architecture for ToyLm {
             call.variants()[v].method_for(&self.info())?;
             let h = Tensor::embedding(&self.embed, call.tokens())?;
             let h = call.hook(v, "hook_embed", h)?;
-            let logits = h.matmul_t(&self.head)?;
+            let mut logits = h.matmul_t(&self.head)?;
+            if cfg!(feature = "double") {
+                // A build with other code, for the REPL's reload test.
+                logits = logits.scale(2.0)?;
+            }
             let logits = call.hook(v, "hook_logits", logits)?;
             call.emit(v, "logits", logits);
         }
