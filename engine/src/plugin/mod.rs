@@ -100,13 +100,12 @@ impl Plugin {
     pub fn load_fresh(path: &Path) -> Result<Plugin> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let shown = path.display();
-        let dir = std::env::temp_dir().join(format!("tokit-plugins-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let file_name = path
             .file_name()
             .ok_or_else(|| anyhow!("plugin {shown}: not a file"))?;
-        let copy = dir.join(format!(
-            "{}-{}",
+        let copy = std::env::temp_dir().join(format!(
+            "tokit-plugin-{}-{}-{}",
+            std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
             file_name.to_string_lossy()
         ));
@@ -115,8 +114,11 @@ impl Plugin {
 
         // SAFETY: loading runs the library's initialisers; plugins are trusted code the
         // user chose to load. The library is leaked: never unloaded.
-        let lib = unsafe { libloading::Library::new(&copy) }
-            .with_context(|| format!("plugin {shown}: not a loadable library"))?;
+        let lib = unsafe { libloading::Library::new(&copy) };
+        // The mapping keeps the copy alive on Unix; its directory entry is not needed.
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&copy);
+        let lib = lib.with_context(|| format!("plugin {shown}: not a loadable library"))?;
         let lib: &'static libloading::Library = Box::leak(Box::new(lib));
         let entry: *const PluginEntry = unsafe {
             *lib.get::<*const PluginEntry>(abi::ENTRY_SYMBOL.as_bytes())
@@ -209,9 +211,6 @@ impl Plugin {
             .canonicalize()
             .with_context(|| format!("plugin {}: cannot open", path.display()))?;
         let p = Arc::new(Plugin::load_fresh(&canonical)?);
-        // The copy stays mapped (never unloaded); its directory entry is no longer needed.
-        #[cfg(unix)]
-        let _ = std::fs::remove_file(&p.loaded_from);
         loaded()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
