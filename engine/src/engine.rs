@@ -154,6 +154,7 @@ impl Engine {
         let status = plugin.call(metric, |vt, err| unsafe {
             (vt.metric_compute)(&args, &sink, err)
         });
+        crate::progress::finish();
         for (_, id) in &ids {
             host().release(*id);
         }

@@ -113,7 +113,8 @@ pub fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions) -> Result
         last_only: true,
         ..Default::default()
     };
-    for _ in 0..opts.max_tokens {
+    for step in 0..opts.max_tokens {
+        crate::progress::report(step as u64, opts.max_tokens as u64, "generate");
         if crate::plugin::host::host().is_cancelled() {
             return Err(crate::plugin::host::Cancelled.into());
         }
@@ -124,6 +125,7 @@ pub fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions) -> Result
             break;
         }
     }
+    crate::progress::finish();
     Ok(seq[prompt.len()..].to_vec())
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod engine;
 pub mod generate;
 pub mod plugin;
+pub mod progress;
 pub mod repl;
 pub mod report;
 pub mod session;

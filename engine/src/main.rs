@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| tokit_engine::progress::LogWriter)
         .with_target(false)
         .init();
     // Ctrl-C cancels the running analysis or script (checked by scripts and plugins).

@@ -275,7 +275,7 @@ unsafe extern "C" fn host_is_cancelled(ctx: *mut c_void) -> bool {
 
 unsafe extern "C" fn host_progress(_ctx: *mut c_void, done: u64, total: u64, label: Str) {
     let label = unsafe { label.to_str() }.unwrap_or("");
-    tracing::debug!(done, total, "{label}");
+    crate::progress::report(done, total, label);
 }
 
 unsafe extern "C" fn host_tensor_new(
