@@ -19,7 +19,7 @@ pub fn ensure_built() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
         cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-        cmd.args(["build", "--quiet", "--bin", "tokit"]);
+        cmd.args(["build", "--quiet", "--lib", "--bin", "tokit"]);
         for p in [
             "tokit-plugin-arllm",
             "tokit-plugin-info",

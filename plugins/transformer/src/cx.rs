@@ -1,0 +1,346 @@
+//! What a family computes against: [`Cx`], the rows of one pass and its hook machinery.
+//!
+//! A family (`gpt2.rs`, `llama.rs`) writes its forward pass as three functions over a
+//! `Cx` ([`Decoder`]): `embed`, `block(i)` and `head`. It computes the rows
+//! `cx.positions()` (all of them, or only a suffix), passes every activation through
+//! `cx.rows` / `cx.heads`, and its attention through `cx.attention`. The kind of pass
+//! decides what the hooks see and where keys and values of earlier positions come from:
+//!
+//! - **Inline**: one variant from position 0; interventions apply where they happen.
+//! - **Reference** (batched calls): the shared clean pass. It records this layer's
+//!   activations and keys/values; clean variants of the call see its hooks.
+//! - **Suffix** (batched calls): a variant whose first ablated position is `j` computes
+//!   only rows `j..T`, with keys and values of rows `< j` from the reference. Its hooks see
+//!   full `[T, ..]` tensors (the reference's rows `< j` joined to its own).
+//! - **Cached** (`last_only` generation steps): rows after the prefix held in the model's
+//!   KV cache, with keys and values from it; its hooks see the new rows only.
+//!
+//! Hooks nobody listens to (`ForwardCall::hook_active`) are skipped outright: no host call,
+//! no full-length tensor built, and attention runs fused unless the layer's score or
+//! pattern hook is listened to.
+//!
+//! Reusing a clean prefix is only valid when no intervention changes anything. The host
+//! hands back the very same tensor handle when a hook leaves an activation alone, so a hook
+//! that returns a different handle marks its variant *changed* (see `runner.rs` for what
+//! happens then).
+
+use std::collections::HashMap;
+use tokit_sdk::{AttnMask, Error, ForwardCall, Result, Tensor};
+
+/// One family's forward pass, written over a [`Cx`].
+pub trait Decoder: Send {
+    fn n_layers(&self) -> usize;
+    /// Embeddings `[n, d]` of `tokens`, which sit at positions `cx.positions()`.
+    fn embed(&self, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor>;
+    /// Block `i`: `[n, d]` residual stream in, `[n, d]` out.
+    fn block(&self, i: usize, x: Tensor, cx: &mut Cx) -> Result<Tensor>;
+    /// Final norm (`ln_final.hook_normalized`) and unembedding: logits `[n, V]`.
+    fn head(&self, x: Tensor, cx: &mut Cx) -> Result<Tensor>;
+}
+
+/// Keys and values of every layer, `[Hkv, T, dh]` (keys after rotary embedding).
+#[derive(Default)]
+pub struct Kv {
+    pub(crate) k: Vec<Tensor>,
+    pub(crate) v: Vec<Tensor>,
+}
+
+/// One layer's activations of the Reference pass (cleared after each layer).
+#[derive(Default)]
+pub struct Record {
+    acts: HashMap<String, Tensor>,
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+}
+
+impl Record {
+    pub(crate) fn clear(&mut self) {
+        self.acts.clear();
+        self.k = None;
+        self.v = None;
+    }
+}
+
+pub(crate) enum Kind<'c> {
+    Inline,
+    Reference {
+        mirrors: &'c [usize],
+        record: &'c mut Record,
+    },
+    Suffix {
+        reference: &'c Record,
+    },
+    Cached {
+        k: &'c [Tensor],
+        v: &'c [Tensor],
+    },
+}
+
+/// Shape facts of one attention call (known from the config, so no tensor is read back).
+pub struct Attn {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f64,
+    /// Sliding window (keys at most `window - 1` positions back), if any.
+    pub window: Option<usize>,
+}
+
+/// What a family computes against: the rows to compute and the hook machinery.
+pub struct Cx<'c, 'a> {
+    call: &'c mut ForwardCall<'a>,
+    kind: Kind<'c>,
+    variant: Option<usize>,
+    changed: &'c mut [bool],
+    start: usize,
+    len: usize,
+    keep: Option<&'c [bool]>,
+    last_only: bool,
+    /// Past `last_rows`: tensors hold the last position only.
+    tail: bool,
+    kv_out: Option<&'c mut Kv>,
+}
+
+impl Cx<'_, '_> {
+    /// Absolute positions of the rows being computed.
+    pub fn positions(&self) -> Vec<usize> {
+        (self.start..self.len).collect()
+    }
+
+    /// Number of rows being computed.
+    pub fn rows_len(&self) -> usize {
+        self.len - self.start
+    }
+
+    /// Hook a `[n, ..]` activation (rows on axis 0).
+    pub fn rows(&mut self, name: &str, t: Tensor) -> Result<Tensor> {
+        self.hook(name, t, 0)
+    }
+
+    /// Hook a `[H, n, ..]` activation (rows on axis 1).
+    pub fn heads(&mut self, name: &str, t: Tensor) -> Result<Tensor> {
+        self.hook(name, t, 1)
+    }
+
+    /// With `last_only`, keep only the last row (the head then computes one row).
+    pub fn last_rows(&mut self, x: Tensor) -> Result<Tensor> {
+        if !self.last_only {
+            return Ok(x);
+        }
+        self.tail = true;
+        let n = self.rows_len();
+        x.slice(0, n - 1, n)
+    }
+
+    /// Whether the host captures or intervenes at `name` in this call (`active_hooks`).
+    fn active(&self, name: &str) -> bool {
+        self.call.hook_active(name)
+    }
+
+    fn hook(&mut self, name: &str, t: Tensor, axis: isize) -> Result<Tensor> {
+        if !self.active(name) {
+            return Ok(t);
+        }
+        match &mut self.kind {
+            Kind::Inline => {
+                let Some(v) = self.variant else { return Ok(t) };
+                let out = self.call.hook(v, name, t.clone())?;
+                if out.id() != t.id() {
+                    self.changed[v] = true;
+                }
+                Ok(out)
+            }
+            Kind::Reference { mirrors, record } => {
+                if !self.tail {
+                    record.acts.insert(name.to_string(), t.clone());
+                }
+                for &m in mirrors.iter() {
+                    if !self.changed[m] {
+                        let out = self.call.hook(m, name, t.clone())?;
+                        if out.id() != t.id() {
+                            self.changed[m] = true;
+                        }
+                    }
+                }
+                Ok(t)
+            }
+            Kind::Suffix { reference } => {
+                let v = self
+                    .variant
+                    .ok_or_else(|| Error::msg("suffix pass without a variant"))?;
+                if self.changed[v] {
+                    return Ok(t);
+                }
+                let full = if self.tail || self.start == 0 {
+                    t.clone()
+                } else {
+                    let r = reference.acts.get(name).ok_or_else(|| {
+                        Error::msg(format!("transformer: no reference activation for `{name}`"))
+                    })?;
+                    Tensor::concat(&[&r.slice(axis, 0, self.start)?, &t], axis)?
+                };
+                let out = self.call.hook(v, name, full.clone())?;
+                if out.id() != full.id() {
+                    self.changed[v] = true;
+                }
+                Ok(t)
+            }
+            Kind::Cached { .. } => {
+                let v = self
+                    .variant
+                    .ok_or_else(|| Error::msg("cached pass without a variant"))?;
+                if !self.changed[v] {
+                    let out = self.call.hook(v, name, t.clone())?;
+                    if out.id() != t.id() {
+                        self.changed[v] = true;
+                    }
+                }
+                Ok(t)
+            }
+        }
+    }
+
+    /// Hook new keys or values and return them for all positions `[Hkv, T, dh]`.
+    fn kv(&mut self, layer: usize, name: &str, new: Tensor, is_k: bool) -> Result<Tensor> {
+        let hooked = self.hook(name, new.clone(), 1)?;
+        let prefix = |p: &Tensor, start: usize| -> Result<Tensor> {
+            Tensor::concat(&[&p.slice(1, 0, start)?, &new], 1)
+        };
+        let full = match &mut self.kind {
+            Kind::Inline => hooked,
+            Kind::Reference { record, .. } => {
+                if is_k {
+                    record.k = Some(hooked.clone());
+                } else {
+                    record.v = Some(hooked.clone());
+                }
+                hooked
+            }
+            Kind::Suffix { reference } => {
+                if self.start == 0 {
+                    hooked
+                } else {
+                    let p = if is_k { &reference.k } else { &reference.v };
+                    prefix(
+                        p.as_ref()
+                            .ok_or_else(|| Error::msg("transformer: reference keys missing"))?,
+                        self.start,
+                    )?
+                }
+            }
+            Kind::Cached { k, v } => {
+                let p = if is_k { &k[layer] } else { &v[layer] };
+                prefix(p, self.start)?
+            }
+        };
+        if let Some(out) = self.kv_out.as_deref_mut() {
+            if is_k { &mut out.k } else { &mut out.v }.push(full.clone());
+        }
+        Ok(full)
+    }
+
+    /// Causal self-attention of layer `layer`: `q [H, n, dh]` at `positions()`, `k`, `v`
+    /// `[Hkv, n, dh]` of the same rows (rotary embedding already applied). Returns `[H, n, dh]`.
+    ///
+    /// Hooks: `attn.hook_q` `[H, T, dh]`, `attn.hook_k` / `attn.hook_v` `[Hkv, T, dh]`,
+    /// `attn.hook_scores` (scaled, masked entries −inf) and `attn.hook_pattern` `[H, T, T]`.
+    /// When neither scores nor pattern is wanted the fused attention op runs instead.
+    pub fn attention(
+        &mut self,
+        layer: usize,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        a: &Attn,
+    ) -> Result<Tensor> {
+        let name = |s: &str| format!("blocks.{layer}.attn.{s}");
+        let q = self.heads(&name("hook_q"), q)?;
+        let k = self.kv(layer, &name("hook_k"), k, true)?;
+        let v = self.kv(layer, &name("hook_v"), v, false)?;
+        let mask = AttnMask {
+            causal: true,
+            q_offset: self.start,
+            key_keep: self.keep.map(<[bool]>::to_vec),
+            window: a.window,
+        };
+        let (scores_name, pattern_name) = (name("hook_scores"), name("hook_pattern"));
+        if !self.active(&scores_name) && !self.active(&pattern_name) {
+            return Tensor::attention(&q, &k, &v, &mask, a.scale);
+        }
+        let scores = self.heads(
+            &scores_name,
+            Tensor::attention_scores(&q, &k, &mask, a.scale)?,
+        )?;
+        let pattern = self.heads(&pattern_name, scores.softmax(-1)?)?;
+        // pattern [H, n, T] @ v [Hkv, T, dh]: heads sharing a kv head are adjacent, so view
+        // the pattern as [Hkv, group * n, T].
+        if a.heads == a.kv_heads {
+            return pattern.matmul(&v);
+        }
+        let (n, group) = (self.rows_len() as isize, (a.heads / a.kv_heads) as isize);
+        pattern
+            .reshape(&[a.kv_heads as isize, group * n, self.len as isize])?
+            .matmul(&v)?
+            .reshape(&[a.heads as isize, n, a.head_dim as isize])
+    }
+}
+
+/// `[n, H * dh]` → `[H, n, dh]`.
+pub fn split_heads(x: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
+    x.reshape(&[-1, heads as isize, head_dim as isize])?
+        .permute(&[1, 0, 2])
+}
+
+/// `[H, n, dh]` → `[n, H * dh]`.
+pub fn merge_heads(z: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
+    z.permute(&[1, 0, 2])?
+        .reshape(&[-1, (heads * head_dim) as isize])
+}
+
+/// `x W^T (+ b)` for `W` stored `[out, in]`.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.matmul_t(w)?;
+    match b {
+        Some(b) => y.add(b),
+        None => Ok(y),
+    }
+}
+
+impl<'c, 'a> Cx<'c, 'a> {
+    /// A pass over `len` positions, from position 0 with no key mask; see
+    /// [`Cx::rows_from`] and [`Cx::collecting`].
+    pub(crate) fn new(
+        call: &'c mut ForwardCall<'a>,
+        changed: &'c mut [bool],
+        kind: Kind<'c>,
+        variant: Option<usize>,
+        len: usize,
+        last_only: bool,
+    ) -> Cx<'c, 'a> {
+        Cx {
+            call,
+            kind,
+            variant,
+            changed,
+            start: 0,
+            len,
+            keep: None,
+            last_only,
+            tail: false,
+            kv_out: None,
+        }
+    }
+
+    /// Compute rows `start..` with key mask `keep`.
+    pub(crate) fn rows_from(mut self, start: usize, keep: Option<&'c [bool]>) -> Cx<'c, 'a> {
+        self.start = start;
+        self.keep = keep;
+        self
+    }
+
+    /// Collect every layer's keys and values (for the KV cache).
+    pub(crate) fn collecting(mut self, kv: &'c mut Kv) -> Cx<'c, 'a> {
+        self.kv_out = Some(kv);
+        self
+    }
+}

@@ -1,0 +1,299 @@
+//! The forward driver every family shares: variants (position ablation), reuse of the
+//! clean prefix across them, and the KV cache for generation steps.
+//!
+//! - One variant: an Inline pass (see [`crate::cx`]).
+//! - Several: one Reference pass (the clean sequence) and, layer by layer, a Suffix pass
+//!   for each variant from its first ablated position `j`; its logits at positions `< j`
+//!   are the reference's, copied. Clean variants take the reference's outputs.
+//! - `last_only` with one clean variant: a Cached pass over the positions after the longest
+//!   prefix shared with the previous call's tokens; the cache then holds this call's keys
+//!   and values.
+//!
+//! A variant that an intervention changed (a hook returned a different tensor) during a
+//! Reference, Suffix or Cached pass is recomputed from scratch in an Inline pass, where
+//! interventions take effect; its hooks run again and captures are overwritten with the
+//! full-length values.
+
+use crate::cx::{Cx, Decoder, Kind, Kv, Record};
+use tokit_sdk::{bail, ForwardCall, ModelInfo, Result, Tensor};
+
+/// The keys and values of the last clean sequence, for generation (`last_only`).
+pub struct KvCache {
+    tokens: Vec<u32>,
+    kv: Kv,
+}
+
+/// What one variant computes: its token sequence, its key mask and its first position
+/// that differs from the clean pass (`T` when it is clean).
+struct Plan {
+    seq: Vec<u32>,
+    keep: Option<Vec<bool>>,
+    first: usize,
+}
+
+fn plans(call: &ForwardCall, info: &ModelInfo) -> Result<Vec<Plan>> {
+    let tokens = call.tokens();
+    let len = tokens.len();
+    call.variants()
+        .iter()
+        .map(|v| {
+            if v.is_clean() {
+                return Ok(Plan { seq: tokens.to_vec(), keep: None, first: len });
+            }
+            if let Some(&j) = v.ablate.iter().find(|&&j| j >= len) {
+                bail!("transformer: ablated position {j} is beyond the {len} tokens");
+            }
+            let first = v.ablate.iter().copied().min().unwrap_or(len);
+            match v.method_for(info)?.as_str() {
+                "attention" => {
+                    let mut keep = vec![true; len];
+                    for &j in &v.ablate {
+                        keep[j] = false;
+                    }
+                    Ok(Plan { seq: tokens.to_vec(), keep: Some(keep), first })
+                }
+                "replace" => {
+                    let Some(r) = v.replace_with else {
+                        bail!("transformer: ablation method `replace` needs `replace_with` (a token id)");
+                    };
+                    if r as usize >= info.vocab_size {
+                        bail!("transformer: replace_with token {r} is outside the vocabulary ({} tokens)", info.vocab_size);
+                    }
+                    let mut seq = tokens.to_vec();
+                    for &j in &v.ablate {
+                        seq[j] = r;
+                    }
+                    Ok(Plan { seq, keep: None, first })
+                }
+                m => bail!("transformer: unknown ablation method `{m}` (attention, replace)"),
+            }
+        })
+        .collect()
+}
+
+/// Everything a pass needs besides its kind.
+struct Shared {
+    len: usize,
+    last_only: bool,
+}
+
+impl Shared {
+    fn cx<'c, 'a>(
+        &self,
+        call: &'c mut ForwardCall<'a>,
+        changed: &'c mut [bool],
+        kind: Kind<'c>,
+        variant: Option<usize>,
+    ) -> Cx<'c, 'a> {
+        Cx::new(call, changed, kind, variant, self.len, self.last_only)
+    }
+}
+
+/// Run `model` over `cx`'s rows of `tokens` (the tokens at `cx.positions()`).
+fn run(model: &dyn Decoder, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor> {
+    let mut x = model.embed(cx, tokens)?;
+    for i in 0..model.n_layers() {
+        tokit_sdk::check_cancelled()?;
+        x = model.block(i, x, cx)?;
+    }
+    let x = cx.last_rows(x)?;
+    let logits = model.head(x, cx)?;
+    cx.rows("hook_logits", logits)
+}
+
+/// Compute and emit every variant of `call`.
+pub fn forward(
+    model: &dyn Decoder,
+    call: &mut ForwardCall,
+    info: &ModelInfo,
+    cache: &mut Option<KvCache>,
+) -> Result<()> {
+    let len = call.tokens().len();
+    if len == 0 {
+        bail!("transformer: forward needs at least one token");
+    }
+    let plans = plans(call, info)?;
+    let shared = Shared {
+        len,
+        last_only: call.last_only(),
+    };
+    let n = plans.len();
+    let mut changed = vec![false; n];
+
+    if n == 1 && shared.last_only && plans[0].first == len {
+        return cached(model, call, &plans[0], &shared, cache);
+    }
+    let clean = plans.iter().any(|p| p.first == len);
+    let reuse = plans.iter().any(|p| p.first > 0 && p.first < len);
+    if n == 1 || !(clean || reuse) {
+        for (v, p) in plans.iter().enumerate() {
+            let logits = {
+                let mut c = shared
+                    .cx(call, &mut changed, Kind::Inline, Some(v))
+                    .rows_from(0, p.keep.as_deref());
+                run(model, &mut c, &p.seq)?
+            };
+            call.emit(v, "logits", logits);
+        }
+        return Ok(());
+    }
+    batched(model, call, &plans, &shared, &mut changed)
+}
+
+/// Several variants in one pass: the clean prefix once, each variant's suffix on top of it.
+fn batched(
+    model: &dyn Decoder,
+    call: &mut ForwardCall,
+    plans: &[Plan],
+    s: &Shared,
+    changed: &mut [bool],
+) -> Result<()> {
+    let len = s.len;
+    let tokens = call.tokens().to_vec();
+    let mirrors: Vec<usize> = (0..plans.len())
+        .filter(|&v| plans[v].first == len)
+        .collect();
+    let suffixes: Vec<usize> = (0..plans.len()).filter(|&v| plans[v].first < len).collect();
+    let mut record = Record::default();
+    let mut xs: Vec<Option<Tensor>> = vec![None; plans.len()];
+
+    macro_rules! reference {
+        () => {
+            s.cx(
+                call,
+                changed,
+                Kind::Reference {
+                    mirrors: &mirrors,
+                    record: &mut record,
+                },
+                None,
+            )
+        };
+    }
+    macro_rules! suffix {
+        ($v:expr) => {
+            s.cx(call, changed, Kind::Suffix { reference: &record }, Some($v))
+                .rows_from(plans[$v].first, plans[$v].keep.as_deref())
+        };
+    }
+
+    let mut xr = model.embed(&mut reference!(), &tokens)?;
+    for &v in &suffixes {
+        let p = &plans[v];
+        xs[v] = Some(model.embed(&mut suffix!(v), &p.seq[p.first..])?);
+    }
+    record.clear();
+    for i in 0..model.n_layers() {
+        tokit_sdk::check_cancelled()?;
+        xr = model.block(i, xr, &mut reference!())?;
+        for &v in &suffixes {
+            if let (false, Some(x)) = (changed[v], xs[v].take()) {
+                xs[v] = Some(model.block(i, x, &mut suffix!(v))?);
+            }
+        }
+        record.clear();
+    }
+    let logits_ref = {
+        let mut c = reference!();
+        let x = c.last_rows(xr)?;
+        let l = model.head(x, &mut c)?;
+        c.rows("hook_logits", l)?
+    };
+    for &v in &suffixes {
+        let Some(x) = xs[v].take() else { continue };
+        if changed[v] {
+            continue;
+        }
+        let mut c = suffix!(v);
+        let x = c.last_rows(x)?;
+        let l = model.head(x, &mut c)?;
+        let l = c.rows("hook_logits", l)?;
+        if changed[v] {
+            continue;
+        }
+        let first = plans[v].first;
+        let logits = if s.last_only || first == 0 {
+            l
+        } else {
+            Tensor::concat(&[&logits_ref.slice(0, 0, first)?, &l], 0)?
+        };
+        call.emit(v, "logits", logits);
+    }
+    for &m in &mirrors {
+        if !changed[m] {
+            call.emit(m, "logits", logits_ref.clone());
+        }
+    }
+    // Variants an intervention touched: recompute each from scratch, interventions in line.
+    for v in 0..plans.len() {
+        if changed[v] {
+            let p = &plans[v];
+            let logits = {
+                let mut c = s
+                    .cx(call, changed, Kind::Inline, Some(v))
+                    .rows_from(0, p.keep.as_deref());
+                run(model, &mut c, &p.seq)?
+            };
+            call.emit(v, "logits", logits);
+        }
+    }
+    Ok(())
+}
+
+/// A generation step (`last_only`, one clean variant): reuse the KV cache of the longest
+/// prefix shared with the previous call, compute the rest, and cache the result.
+fn cached(
+    model: &dyn Decoder,
+    call: &mut ForwardCall,
+    p: &Plan,
+    s: &Shared,
+    cache: &mut Option<KvCache>,
+) -> Result<()> {
+    let len = s.len;
+    let tokens = call.tokens().to_vec();
+    let common = cache
+        .as_ref()
+        .map_or(0, |c| {
+            c.tokens
+                .iter()
+                .zip(&tokens)
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .min(len - 1);
+    let mut changed = [false];
+    let mut kv_out = Kv::default();
+    if let (true, Some(c)) = (common > 0, cache.as_ref()) {
+        let logits = {
+            let kind = Kind::Cached {
+                k: &c.kv.k,
+                v: &c.kv.v,
+            };
+            let mut cx = s
+                .cx(call, &mut changed, kind, Some(0))
+                .rows_from(common, None)
+                .collecting(&mut kv_out);
+            run(model, &mut cx, &tokens[common..])?
+        };
+        if !changed[0] {
+            *cache = Some(KvCache { tokens, kv: kv_out });
+            call.emit(0, "logits", logits);
+            return Ok(());
+        }
+        // An intervention changed something: the cached clean prefix does not apply.
+        changed[0] = false;
+        kv_out = Kv::default();
+    }
+    let logits = {
+        let mut cx = s
+            .cx(call, &mut changed, Kind::Inline, Some(0))
+            .rows_from(0, p.keep.as_deref())
+            .collecting(&mut kv_out);
+        run(model, &mut cx, &p.seq)?
+    };
+    if !changed[0] {
+        *cache = Some(KvCache { tokens, kv: kv_out });
+    }
+    call.emit(0, "logits", logits);
+    Ok(())
+}
