@@ -224,7 +224,8 @@ pub struct HostApi {
     ) -> Status,
     /// Pass `tensor` (borrowed) through hook point `name` of the forward call `hooks`:
     /// the host captures it and/or applies interventions; `out` gets the tensor to continue
-    /// with (a new reference, possibly to the same tensor).
+    /// with (a new reference). When nothing changed the activation, `out` is the same
+    /// handle as `tensor`; a different handle means an intervention applied.
     pub hook: unsafe extern "C" fn(
         hooks: *mut c_void,
         variant: u32,

@@ -284,7 +284,8 @@ impl<'a> ForwardCall<'a> {
     }
 
     /// Pass `t` through hook point `name` of `variant`: the host may capture it or apply an
-    /// intervention; continue with the tensor returned.
+    /// intervention; continue with the tensor returned. The returned tensor has the same
+    /// handle (`id()`) as `t` exactly when no intervention changed it.
     pub fn hook(&mut self, variant: usize, name: &str, t: Tensor) -> Result<Tensor> {
         if self.hooks.is_null() {
             return Ok(t);
