@@ -11,6 +11,24 @@ fn chain(n: usize) -> Vec<u32> {
     s
 }
 
+/// An arllm model of the given order fitted on the committed Genesis text.
+fn fit_genesis(
+    engine: &tokit_engine::Engine,
+    dir: &std::path::Path,
+    order: usize,
+) -> tokit_engine::Model {
+    let text = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/data/genesis-1-11.txt"
+    );
+    let args =
+        serde_json::json!({ "text_file": text, "order": order, "out": dir.to_str().unwrap() });
+    engine.action("arllm", "fit", &args).unwrap();
+    engine
+        .load_model(dir.to_str().unwrap(), &LoadOptions::default())
+        .unwrap()
+}
+
 fn fit_chain(engine: &tokit_engine::Engine, dir: &std::path::Path) -> serde_json::Value {
     engine
         .action(
@@ -77,17 +95,7 @@ fn two_state_chain_surprisals_and_entropy_rate_match_closed_forms() {
 fn ablating_a_position_older_than_the_order_leaves_the_law_bit_identical() {
     let engine = engine();
     let dir = tempfile::tempdir().unwrap();
-    engine
-        .action(
-            "arllm",
-            "fit",
-            &serde_json::json!({ "text_file": concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/data/genesis-1-11.txt"),
-                                 "order": 3, "out": dir.path().to_str().unwrap() }),
-        )
-        .unwrap();
-    let m = engine
-        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
-        .unwrap();
+    let m = fit_genesis(&engine, dir.path(), 3);
     let tokens = m.encode("And God called the light Day").unwrap();
     let j = 5;
     let variants = vec![
@@ -186,17 +194,7 @@ fn granger_map_of_an_order_n_model_is_zero_exactly_beyond_the_order() {
     let engine = engine();
     let dir = tempfile::tempdir().unwrap();
     let order = 3;
-    engine
-        .action(
-            "arllm",
-            "fit",
-            &serde_json::json!({ "text_file": concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/data/genesis-1-11.txt"),
-                                 "order": order, "out": dir.path().to_str().unwrap() }),
-        )
-        .unwrap();
-    let m = engine
-        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
-        .unwrap();
+    let m = fit_genesis(&engine, dir.path(), order);
     let r = engine
         .analyze(
             "granger_map",
@@ -231,17 +229,7 @@ fn granger_map_of_an_order_n_model_is_zero_exactly_beyond_the_order() {
 fn information_flow_is_a_submartingale_whose_mean_matches_its_predictable_part() {
     let engine = engine();
     let dir = tempfile::tempdir().unwrap();
-    engine
-        .action(
-            "arllm",
-            "fit",
-            &serde_json::json!({ "text_file": concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/data/genesis-1-11.txt"),
-                                 "order": 2, "out": dir.path().to_str().unwrap() }),
-        )
-        .unwrap();
-    let m = engine
-        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
-        .unwrap();
+    let m = fit_genesis(&engine, dir.path(), 2);
     let alt: Vec<Vec<u32>> = vec![m.encode("the ").unwrap(), m.encode("LORD").unwrap()];
     let mut params = serde_json::Map::new();
     params.insert("prompt_tokens".into(), serde_json::json!(4));
