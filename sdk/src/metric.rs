@@ -133,7 +133,7 @@ impl MetricInput {
             .ok_or_else(|| Error::msg(format!("{}: needs a tensor input `{name}`", self.metric)))
     }
 
-    /// The token input, or an error (`what` says what it is for).
+    /// The token input, or an error when it has fewer than `n` tokens.
     pub fn tokens_at_least(&self, n: usize) -> Result<&[u32]> {
         if self.tokens.len() < n {
             return Err(Error::msg(format!(

@@ -214,6 +214,7 @@ fn granger_map_of_an_order_n_model_is_zero_exactly_beyond_the_order() {
             // Token t is predicted from tokens t-order..t-1.
             if j + order < t {
                 assert_eq!(x, 0.0, "G[{t}, {j}] must be exactly 0 beyond the order");
+                assert_eq!(r.tensors["granger_logprob_drop"].data()[t * t_len + j], 0.0);
             } else {
                 assert!(
                     x > 0.0,

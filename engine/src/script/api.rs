@@ -356,7 +356,7 @@ fn register_tensor(rhai: &mut rhai::Engine) {
             if t.numel() == 0 {
                 return err("reduction of an empty tensor");
             }
-            let flat = rt(Tensor::new(vec![t.numel()], t.to_vec()))?;
+            let flat = rt(t.with_shape(vec![t.numel()]))?; // a view, no copy
             Ok(anyhow_rt(
                 crate::plugin::host::host()
                     .backend()

@@ -49,12 +49,19 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         .map(|v| v as u32);
     let v = info.vocab_size;
     let clean = model.logits(tokens)?.to_vec()?;
-    let row = |buf: &[f32], t: usize| -> Vec<f32> { buf[t * v..(t + 1) * v].to_vec() };
-    let logp = |r: &[f32], x: u32| -> Result<f64> {
-        let ls =
-            thermo::log_softmax(r, 1.0).map_err(|e| Error::msg(format!("granger_map: {e}")))?;
-        Ok(ls[x as usize])
-    };
+    let fail = |e: thermo::ThermoError| Error::msg(format!("granger_map: {e}"));
+    let row = |t: usize| t * v..(t + 1) * v;
+    // −ln p(x_t | x_<t) of the clean pass, once per position (index t; t = 0 unused).
+    let clean_surprisal: Vec<f64> = (0..t_len)
+        .map(|t| {
+            if t == 0 {
+                Ok(f64::NAN)
+            } else {
+                thermo::surprisal(&clean[row(t - 1)], tokens[t] as usize, 1.0)
+            }
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(fail)?;
 
     let mut kl = vec![f32::NAN; t_len * t_len];
     let mut drop = vec![f32::NAN; t_len * t_len];
@@ -85,11 +92,12 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
                 .to_vec()?;
             // Target t (the token predicted by row t − 1) for every t > j.
             for t in j + 1..t_len {
-                let (p, q) = (row(&clean, t - 1), row(&abl, t - 1));
-                let d = thermo::kl(&p, &q).map_err(|e| Error::msg(format!("granger_map: {e}")))?;
+                let (p, q) = (&clean[row(t - 1)], &abl[row(t - 1)]);
+                let d = thermo::kl(p, q).map_err(fail)?;
+                let s_abl = thermo::surprisal(q, tokens[t] as usize, 1.0).map_err(fail)?;
                 kl[t * t_len + j] = (d * scale) as f32;
-                drop[t * t_len + j] =
-                    ((logp(&p, tokens[t])? - logp(&q, tokens[t])?) * scale) as f32;
+                // ln p(x_t | clean) − ln p(x_t | ablated) = s_ablated − s_clean.
+                drop[t * t_len + j] = ((s_abl - clean_surprisal[t]) * scale) as f32;
             }
         }
     }
