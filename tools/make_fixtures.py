@@ -6,6 +6,7 @@ Run by hand (CI never installs PyTorch); the outputs are committed:
 
     python3 -m venv /tmp/fx && /tmp/fx/bin/pip install torch transformers safetensors
     /tmp/fx/bin/python tools/make_fixtures.py            # -> tests/fixtures/transformer/<name>/
+    /tmp/fx/bin/python tools/make_fixtures.py llada      # -> tests/fixtures/llada/<name>/ (see below)
 
 Each fixture directory holds `config.json` (with `"tokenizer": "ids"`: the model has no
 tokenizer), `model.safetensors` (float32) and `reference.json`:
@@ -186,5 +187,164 @@ def main():
     write("llama_old_layout", build(LlamaForCausalLM, cfg, 6), 128, 106, old_layout=True)
 
 
+# ---------------------------------------------------------------------------------------
+# LLaDA (masked diffusion). transformers has no class for it, so the reference is written
+# here from the published architecture (Nie et al. 2025; `modeling_llada.py` of the released
+# checkpoints): a Llama-style Transformer (RMSNorm, rotary positions with rotate-half,
+# SwiGLU with `ff_proj` the gated branch and `up_proj` the linear one, grouped-query heads)
+# whose attention has no causal mask, under the checkpoint's tensor names
+# `model.transformer.{wte, blocks.N.*, ln_f, ff_out}`. Outputs: tests/fixtures/llada/<name>/
+# with `reference.json` holding `tokens` (about 30 % of them the mask token), `masked`
+# (those positions), `logits` [T, embedding_size], and `ablations` (keys removed by an
+# attention mask, as for the Transformer fixtures).
+
+LLADA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "llada")
+LLADA_T = 24
+
+
+class LladaReference(torch.nn.Module):
+    """The LLaDA forward pass, float32, bidirectional; `keep` removes keys (ablation)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        d, m, h, hkv = c["d_model"], c["mlp_hidden_size"], c["n_heads"], c["n_kv_heads"]
+        dh = d // h
+        bias = c["include_bias"]
+        qkv_bias = bias or c.get("include_qkv_bias", False)
+        lin = torch.nn.Linear
+        self.wte = torch.nn.Embedding(c["embedding_size"], d)
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(c["n_layers"]):
+            b = torch.nn.Module()
+            b.attn_norm = self.norm(d, bias)
+            b.q_proj, b.k_proj, b.v_proj = lin(d, h * dh, qkv_bias), lin(d, hkv * dh, qkv_bias), lin(d, hkv * dh, qkv_bias)
+            b.attn_out = lin(d, d, bias)
+            b.ff_norm = self.norm(d, bias)
+            b.ff_proj, b.up_proj, b.ff_out = lin(d, m, bias), lin(d, m, bias), lin(m, d, bias)
+            self.blocks.append(b)
+        self.ln_f = self.norm(d, bias)
+        self.ff_out = None if c["weight_tying"] else lin(d, c["embedding_size"], bias)
+
+    @staticmethod
+    def norm(d, bias):
+        n = torch.nn.Module()
+        n.weight = torch.nn.Parameter(torch.ones(d))
+        n.bias = torch.nn.Parameter(torch.zeros(d)) if bias else None
+        return n
+
+    def rms(self, n, x):
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.c["rms_norm_eps"])
+        return x * n.weight + (n.bias if n.bias is not None else 0.0)
+
+    def rope(self, x):
+        t, dh = x.shape[-2], x.shape[-1]
+        inv = 1.0 / (self.c["rope_theta"] ** (torch.arange(0, dh, 2, dtype=torch.float) / dh))
+        ang = torch.outer(torch.arange(t, dtype=torch.float), inv)
+        ang = torch.cat((ang, ang), -1)
+        x1, x2 = x[..., : dh // 2], x[..., dh // 2 :]
+        return x * ang.cos() + torch.cat((-x2, x1), -1) * ang.sin()
+
+    def forward(self, ids, keep=None):
+        c = self.c
+        h, hkv = c["n_heads"], c["n_kv_heads"]
+        x = self.wte(torch.tensor(ids))
+        t, d = x.shape
+        dh = d // h
+        bias = torch.zeros(t, t)  # no causal mask: every query sees every key
+        if keep is not None:
+            bias[:, [not k for k in keep]] = float("-inf")
+        for b in self.blocks:
+            y = self.rms(b.attn_norm, x)
+            q = self.rope(b.q_proj(y).view(t, h, dh).transpose(0, 1))
+            k = self.rope(b.k_proj(y).view(t, hkv, dh).transpose(0, 1)).repeat_interleave(h // hkv, 0)
+            v = b.v_proj(y).view(t, hkv, dh).transpose(0, 1).repeat_interleave(h // hkv, 0)
+            att = torch.softmax(q @ k.transpose(-1, -2) / dh**0.5 + bias, -1) @ v
+            x = x + b.attn_out(att.transpose(0, 1).reshape(t, d))
+            y = self.rms(b.ff_norm, x)
+            x = x + b.ff_out(torch.nn.functional.silu(b.ff_proj(y)) * b.up_proj(y))
+        x = self.rms(self.ln_f, x)
+        return x @ self.wte.weight.T if self.ff_out is None else self.ff_out(x)
+
+    def state(self):
+        """Tensors under the released checkpoint's names."""
+        out = {}
+        for name, p in self.named_parameters():
+            out["model.transformer." + name] = p.detach().contiguous()
+        return out
+
+
+def write_llada(name, c, seed):
+    from safetensors.torch import save_file
+
+    out = os.path.join(LLADA_ROOT, name)
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(seed)
+    model = LladaReference(c)
+    randomize(model, seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    ids = torch.randint(0, c["vocab_size"], (LLADA_T,), generator=g).tolist()
+    ids = [i if i != c["mask_token_id"] else 0 for i in ids]
+    masked = sorted(torch.randperm(LLADA_T, generator=g)[: round(0.3 * LLADA_T)].tolist())
+    for j in masked:
+        ids[j] = c["mask_token_id"]
+    ablate = [3, 11]
+    keep = [j not in ablate for j in range(LLADA_T)]
+    with torch.no_grad():
+        logits = model(ids)
+        ablated = model(ids, keep)
+        # The reference obeys its own rules: bidirectional (a change at the last position
+        # moves the first position's logits) and it runs with no mask token at all.
+        later = list(ids)
+        later[-1] = (later[-1] + 1) % c["vocab_size"]
+        assert (model(later)[0] - logits[0]).abs().max() > 1e-4, "not bidirectional"
+        clean = [i if i != c["mask_token_id"] else 1 for i in ids]
+        assert torch.isfinite(model(clean)).all()
+    save_file(model.state(), os.path.join(out, "model.safetensors"))
+    cfg = {
+        "architectures": ["LLaDAModelLM"],
+        "model_type": "llada",
+        "tokenizer": "ids",
+        "activation_type": "silu",
+        "alibi": False,
+        "attention_layer_norm": False,
+        "block_group_size": 1,
+        "layer_norm_type": "rms",
+        "rope": True,
+        "max_sequence_length": 64,
+        **c,
+    }
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    ref = {
+        "tokens": ids,
+        "masked": masked,
+        "logits": rows(logits),
+        "ablations": [{"ablate": ablate, "method": "attention", "logits": rows(ablated)}],
+        "versions": {"torch": torch.__version__},
+    }
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(ref, f)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(f"{name}: {size / 1024:.0f} KiB, logits {tuple(logits.shape)}, masked {masked}")
+
+
+def main_llada():
+    base = dict(
+        d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, mlp_hidden_size=64, vocab_size=120,
+        embedding_size=128, mask_token_id=118, rope_theta=500000.0, rms_norm_eps=1e-5,
+        weight_tying=False, include_bias=False, include_qkv_bias=False, block_type="llama",
+    )
+    # Grouped-query heads, untied head, an embedding padded beyond the vocabulary.
+    write_llada("llada", base, 11)
+    # Tied head, every linear and norm with a bias, one kv head per query head.
+    write_llada("llada_tied_bias", {**base, "n_kv_heads": 4, "weight_tying": True, "include_bias": True,
+                                    "embedding_size": 120}, 12)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["llada"]:
+        sys.exit(main_llada())
     sys.exit(main())

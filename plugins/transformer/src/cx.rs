@@ -84,6 +84,8 @@ pub struct Attn {
     pub scale: f64,
     /// Sliding window (keys at most `window - 1` positions back), if any.
     pub window: Option<usize>,
+    /// Queries see only earlier keys (decoders); `false` for bidirectional models (LLaDA).
+    pub causal: bool,
 }
 
 /// What a family computes against: the rows to compute and the hook machinery.
@@ -239,7 +241,7 @@ impl Cx<'_, '_> {
         Ok(full)
     }
 
-    /// Causal self-attention of layer `layer`: `q [H, n, dh]` at `positions()`, `k`, `v`
+    /// Self-attention (causal unless `a.causal` is false) of layer `layer`: `q [H, n, dh]` at `positions()`, `k`, `v`
     /// `[Hkv, n, dh]` of the same rows (rotary embedding already applied). Returns `[H, n, dh]`.
     ///
     /// Hooks: `attn.hook_q` `[H, T, dh]`, `attn.hook_k` / `attn.hook_v` `[Hkv, T, dh]`,
@@ -258,7 +260,7 @@ impl Cx<'_, '_> {
         let k = self.kv(layer, &name("hook_k"), k, true)?;
         let v = self.kv(layer, &name("hook_v"), v, false)?;
         let mask = AttnMask {
-            causal: true,
+            causal: a.causal,
             q_offset: self.start,
             key_keep: self.keep.map(<[bool]>::to_vec),
             window: a.window,

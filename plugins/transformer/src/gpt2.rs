@@ -206,6 +206,7 @@ impl Decoder for Gpt2 {
             head_dim: c.head_dim,
             scale,
             window: None,
+            causal: true,
         };
         let z = cx.attention(i, heads(0)?, heads(1)?, heads(2)?, &attn)?;
         let attn_out = cx.rows(

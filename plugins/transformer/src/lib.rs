@@ -1,7 +1,8 @@
 //! The `transformer` architecture plugin: decoder-only Transformers in Hugging Face layout.
 //!
 //! One file per family, each reading top-down like its equations (candle style):
-//! [`gpt2`] (GPT-2) and [`llama`] (Llama 2/3, SmolLM2, Qwen2, Mistral). What they share:
+//! [`gpt2`] (GPT-2), [`llama`] (Llama 2/3, SmolLM2, Qwen2, Mistral) and [`llada`] (LLaDA,
+//! the masked-diffusion mask predictor: Llama blocks, bidirectional attention). What they share:
 //! [`cx`], the pass they compute against (rows, hooks, attention), and [`runner`]: variants
 //! (position ablation), reuse of the clean prefix across variants and the KV cache. [`rope`]
 //! reads rotary settings from either config layout; [`weights`] checks every tensor's shape
@@ -24,6 +25,7 @@
 //! | `blocks.{i}.hook_resid_post` | `[T, d]` |
 //! | `ln_final.hook_normalized` | `[T, d]` |
 //! | `hook_logits` | `[T, V]` |
+//! | `diffusion.hook_mask` (LLaDA only: 1 where the token is the mask token, else 0) | `[T]` |
 //!
 //! With the forward option `last_only` (generation steps), hooks see only the positions the
 //! call computes (those after the prefix found in the KV cache), and `ln_final` /
@@ -40,12 +42,14 @@
 //!
 //! `attention` (default): the ablated positions are removed from every query's keys; all
 //! positions keep their ids and the ablated rows still compute. `replace`: the token at the
-//! ablated positions becomes `replace_with`. In a call with several variants the clean
+//! ablated positions becomes `replace_with`. `mask_token` (LLaDA's default): the token
+//! becomes the mask token, what the model was trained to read as "unknown". In a call with several variants the clean
 //! pass runs once and each variant recomputes only the positions from its first ablated
 //! one on (see [`runner`]).
 
 pub mod cx;
 pub mod gpt2;
+pub mod llada;
 pub mod llama;
 pub mod rope;
 pub mod runner;
@@ -58,6 +62,8 @@ use tokit_sdk::{
 
 /// Ablation methods, the default first.
 const METHODS: [&str; 2] = ["attention", "replace"];
+/// A mask predictor's: masking a position is its natural ablation.
+const LLADA_METHODS: [&str; 3] = ["mask_token", "attention", "replace"];
 
 /// An MLP activation, named as in transformers' `ACT2FN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +114,7 @@ impl Act {
 enum Family {
     Gpt2(gpt2::Gpt2),
     Llama(llama::Llama),
+    Llada(llada::Llada),
 }
 
 pub struct Transformer {
@@ -121,6 +128,7 @@ impl Transformer {
         match &self.family {
             Family::Gpt2(m) => m,
             Family::Llama(m) => m,
+            Family::Llada(m) => m,
         }
     }
 }
@@ -153,11 +161,12 @@ pub fn hook_names(n_layers: usize, pos_embed: bool) -> Vec<String> {
 }
 
 /// `model_type` values served, and the `architectures` class names that map to them.
-const MODEL_TYPES: [(&str, &str); 4] = [
+const MODEL_TYPES: [(&str, &str); 5] = [
     ("gpt2", "GPT2LMHeadModel"),
     ("llama", "LlamaForCausalLM"),
     ("qwen2", "Qwen2ForCausalLM"),
     ("mistral", "MistralForCausalLM"),
+    ("llada", "LLaDAModelLM"),
 ];
 
 fn model_type(src: &ModelSource) -> Result<String> {
@@ -187,8 +196,9 @@ impl Architecture for Transformer {
                 .iter()
                 .flat_map(|(t, c)| [t.to_string(), c.to_string()])
                 .collect(),
-            description: "decoder-only Transformers: GPT-2, Llama 2/3 (SmolLM2), Qwen2, Mistral"
-                .into(),
+            description:
+                "decoder-only Transformers: GPT-2, Llama 2/3 (SmolLM2), Qwen2, Mistral; LLaDA (masked diffusion, bidirectional)"
+                    .into(),
         }
     }
 
@@ -214,6 +224,13 @@ impl Architecture for Transformer {
                 let extra = m.describe();
                 (Family::Llama(m), l, d, v, n, extra)
             }
+            "llada" => {
+                let m = llada::Llada::load(src)?;
+                let c = &m.cfg;
+                let (l, d, v, n) = (c.layers, c.d, c.vocab, c.max_positions);
+                let extra = m.describe();
+                (Family::Llada(m), l, d, v, n, extra)
+            }
             other => bail!(
                 "{}/config.json: model_type `{other}` is not served by the transformer plugin (served: {})",
                 src.path,
@@ -226,16 +243,22 @@ impl Architecture for Transformer {
             "fused, except in layers whose hook_scores or hook_pattern the host listens to \
              (scores, softmax, pattern @ v)"
         );
+        let llada = matches!(family, Family::Llada(_));
+        let mut hooks = hook_names(n_layers, matches!(family, Family::Gpt2(_)));
+        if llada {
+            hooks.insert(0, "diffusion.hook_mask".into());
+        }
+        let methods: &[&str] = if llada { &LLADA_METHODS } else { &METHODS };
         let info = ModelInfo {
             arch: "transformer".into(),
             vocab_size: vocab,
             n_layers,
             d_model: d,
             context_length: ctx,
-            hooks: hook_names(n_layers, matches!(family, Family::Gpt2(_))),
-            ablation_methods: METHODS.iter().map(|s| s.to_string()).collect(),
-            default_ablation: METHODS[0].into(),
-            causal: true,
+            hooks,
+            ablation_methods: methods.iter().map(|s| s.to_string()).collect(),
+            default_ablation: methods[0].into(),
+            causal: !llada,
             extra,
         };
         Ok(Transformer {
@@ -260,7 +283,7 @@ impl Architecture for Transformer {
 tokit_sdk::export_plugin! {
     name: "transformer",
     version: env!("CARGO_PKG_VERSION"),
-    description: "decoder-only Transformers (GPT-2, Llama 2/3, SmolLM2, Qwen2, Mistral) with TransformerLens hook points",
+    description: "decoder-only Transformers (GPT-2, Llama 2/3, SmolLM2, Qwen2, Mistral) and LLaDA (masked diffusion) with TransformerLens hook points",
     architectures: [Transformer],
     metrics: [],
 }

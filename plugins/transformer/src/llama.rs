@@ -286,6 +286,7 @@ impl Decoder for Llama {
             head_dim: c.head_dim,
             scale,
             window: c.windows[i],
+            causal: true,
         };
         let z = cx.attention(i, q, k, v, &attn)?;
         let attn_out = cx.rows(

@@ -9,6 +9,10 @@
 //!   prefix shared with the previous call's tokens; the cache then holds this call's keys
 //!   and values.
 //!
+//! - A bidirectional model (`ModelInfo::causal` false, LLaDA): every variant runs Inline,
+//!   since a change at any position moves every position's logits (no prefix to share, no
+//!   KV cache).
+//!
 //! A variant that an intervention changed (a hook returned a different tensor) during a
 //! Reference, Suffix or Cached pass is recomputed from scratch in an Inline pass, where
 //! interventions take effect; its hooks run again and captures are overwritten with the
@@ -65,7 +69,17 @@ fn plans(call: &ForwardCall, info: &ModelInfo) -> Result<Vec<Plan>> {
                     }
                     Ok(Plan { seq, keep: None, first })
                 }
-                m => bail!("transformer: unknown ablation method `{m}` (attention, replace)"),
+                "mask_token" => {
+                    let Some(mask) = info.extra["mask_token_id"].as_u64() else {
+                        bail!("transformer: ablation method `mask_token` needs a model with a mask token");
+                    };
+                    let mut seq = tokens.to_vec();
+                    for &j in &v.ablate {
+                        seq[j] = mask as u32;
+                    }
+                    Ok(Plan { seq, keep: None, first })
+                }
+                m => bail!("transformer: unknown ablation method `{m}` (attention, replace, mask_token)"),
             }
         })
         .collect()
@@ -120,12 +134,12 @@ pub fn forward(
     let n = plans.len();
     let mut changed = vec![false; n];
 
-    if n == 1 && shared.last_only && plans[0].first == len {
+    if info.causal && n == 1 && shared.last_only && plans[0].first == len {
         return cached(model, call, &plans[0], &shared, cache);
     }
     let clean = plans.iter().any(|p| p.first == len);
     let reuse = plans.iter().any(|p| p.first > 0 && p.first < len);
-    if n == 1 || !(clean || reuse) {
+    if n == 1 || !(clean || reuse) || !info.causal {
         for (v, p) in plans.iter().enumerate() {
             let logits = {
                 let mut c = shared

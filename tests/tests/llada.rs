@@ -1,0 +1,300 @@
+//! LLaDA (masked diffusion) in the `transformer` plugin against the PyTorch reference of
+//! tools/make_fixtures.py (`llada` section), plus its mask-token ablation, hooks, load
+//! errors, the diffusion sampler and the `elbo` metric on a real (tiny) model.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use tokit_engine::{ForwardSpec, LoadOptions, Model, Tensor};
+use tokit_sdk::Variant;
+use tokit_tests::*;
+
+const FIXTURES: [&str; 2] = ["llada", "llada_tied_bias"];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/llada")
+        .join(name)
+}
+
+struct Reference {
+    tokens: Vec<u32>,
+    masked: Vec<usize>,
+    logits: Vec<f32>,
+    ablations: Vec<(Vec<usize>, Vec<f32>)>,
+}
+
+fn flat(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect()
+}
+
+fn ints(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn reference(name: &str) -> Reference {
+    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    Reference {
+        tokens: ints(&r["tokens"]).into_iter().map(|t| t as u32).collect(),
+        masked: ints(&r["masked"]),
+        logits: flat(&r["logits"]),
+        ablations: r["ablations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (ints(&a["ablate"]), flat(&a["logits"])))
+            .collect(),
+    }
+}
+
+fn load_with(dir: &Path, opts: &LoadOptions) -> anyhow::Result<Model> {
+    engine().load_model(dir.to_str().unwrap(), opts)
+}
+
+fn load(name: &str) -> Model {
+    load_with(&fixture(name), &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("loading {name}: {e:#}"))
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn logits(m: &Model, tokens: &[u32], spec: &ForwardSpec) -> Vec<Tensor> {
+    m.forward(tokens, spec)
+        .unwrap()
+        .into_iter()
+        .map(|mut o| o.remove("logits").unwrap())
+        .collect()
+}
+
+fn clean(m: &Model, tokens: &[u32]) -> Vec<f32> {
+    logits(m, tokens, &ForwardSpec::default())[0]
+        .data()
+        .to_vec()
+}
+
+fn variants(vs: Vec<Variant>) -> ForwardSpec {
+    ForwardSpec {
+        variants: vs,
+        ..Default::default()
+    }
+}
+
+fn mask_variant(pos: &[usize]) -> Variant {
+    Variant {
+        ablate: pos.to_vec(),
+        method: Some("mask_token".into()),
+        ..Default::default()
+    }
+}
+
+fn mask_id(m: &Model) -> u32 {
+    m.info().extra["mask_token_id"].as_u64().unwrap() as u32
+}
+
+#[test]
+fn logits_match_the_pytorch_reference_within_1e4() {
+    let mut report = Vec::new();
+    for name in FIXTURES {
+        let r = reference(name);
+        let m = load(name);
+        let n_masked = r.tokens.iter().filter(|&&t| t == mask_id(&m)).count();
+        assert_eq!(
+            n_masked,
+            r.masked.len(),
+            "{name}: the input is partly masked"
+        );
+        let out = clean(&m, &r.tokens);
+        assert_eq!(out.len(), r.tokens.len() * m.info().vocab_size, "{name}");
+        let d = max_diff(&out, &r.logits);
+        report.push(format!("{name}: max |Δlogit| = {d:.2e}"));
+        assert!(d <= 1e-4, "{name}: max |Δlogit| = {d}");
+        for (pos, want) in &r.ablations {
+            let abl = Variant {
+                ablate: pos.clone(),
+                method: Some("attention".into()),
+                ..Default::default()
+            };
+            let out = logits(&m, &r.tokens, &variants(vec![abl])).remove(0);
+            let d = max_diff(out.data(), want);
+            assert!(
+                d <= 1e-4,
+                "{name} attention-ablate {pos:?}: max |Δlogit| = {d}"
+            );
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn model_info_says_bidirectional_with_a_mask_token() {
+    let m = load("llada");
+    let i = m.info();
+    assert!(!i.causal);
+    assert_eq!(i.vocab_size, 128, "logits cover the padded embedding table");
+    assert_eq!(i.extra["mask_token_id"], json!(118));
+    assert_eq!(i.extra["vocab_size"], json!(120));
+    assert_eq!(i.default_ablation, "mask_token");
+    assert_eq!(i.hooks[0], "diffusion.hook_mask");
+    assert!(i.hooks.contains(&"blocks.1.attn.hook_pattern".to_string()));
+}
+
+/// Every position sees every other: a change at the last token moves the first row.
+#[test]
+fn attention_is_bidirectional_and_pattern_mass_lies_above_the_diagonal() {
+    let m = load("llada");
+    let r = reference("llada");
+    let v = m.info().vocab_size;
+    let a = clean(&m, &r.tokens);
+    let mut later = r.tokens.clone();
+    *later.last_mut().unwrap() = (later.last().unwrap() + 1) % 120;
+    let b = clean(&m, &later);
+    assert!(max_diff(&a[..v], &b[..v]) > 1e-4);
+    // The captured pattern: rows sum to 1 and hold mass above the diagonal.
+    let spec = ForwardSpec {
+        capture: vec!["blocks.0.attn.hook_pattern".into()],
+        ..Default::default()
+    };
+    let out = m.forward(&r.tokens, &spec).unwrap().remove(0);
+    let p = &out["blocks.0.attn.hook_pattern"];
+    let t = r.tokens.len();
+    assert_eq!(p.shape(), &[4, t, t]);
+    let d = p.data();
+    let upper: f64 = (0..4 * t)
+        .flat_map(|row| (row % t + 1..t).map(move |j| d[row * t + j] as f64))
+        .sum();
+    assert!(
+        upper > 0.1 * (4 * t) as f64,
+        "mass above the diagonal: {upper}"
+    );
+    for row in d.chunks(t) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // With the unfused path (pattern captured) the logits are the fused ones.
+    assert!(max_diff(out["logits"].data(), &a) <= 1e-5);
+}
+
+#[test]
+fn hook_mask_marks_the_masked_positions() {
+    let m = load("llada");
+    let r = reference("llada");
+    let spec = ForwardSpec {
+        capture: vec!["diffusion.hook_mask".into()],
+        variants: vec![Variant::default(), mask_variant(&[0, 1])],
+        ..Default::default()
+    };
+    let out = m.forward(&r.tokens, &spec).unwrap();
+    let want: Vec<f32> = (0..r.tokens.len())
+        .map(|j| r.masked.contains(&j) as u8 as f32)
+        .collect();
+    assert_eq!(out[0]["diffusion.hook_mask"].data(), &want[..]);
+    let mut want1 = want.clone();
+    want1[0] = 1.0;
+    want1[1] = 1.0;
+    assert_eq!(out[1]["diffusion.hook_mask"].data(), &want1[..]);
+}
+
+/// `mask_token` ablation replaces the token by the mask token; batched variants equal
+/// separate runs, and each equals a plain forward of the edited sequence.
+#[test]
+fn mask_token_ablation_batched_equals_separate_runs() {
+    let m = load("llada");
+    let mut tokens = reference("llada").tokens;
+    tokens.iter_mut().for_each(|t| *t %= 100); // no masks yet
+    let sets: Vec<Vec<usize>> = vec![vec![], vec![0], vec![5, 9], vec![23], vec![3, 4, 5]];
+    let batched = logits(
+        &m,
+        &tokens,
+        &variants(sets.iter().map(|s| mask_variant(s)).collect()),
+    );
+    for (s, b) in sets.iter().zip(&batched) {
+        let alone = logits(&m, &tokens, &variants(vec![mask_variant(s)])).remove(0);
+        assert_eq!(b.data(), alone.data(), "ablate {s:?}");
+        let mut edited = tokens.clone();
+        for &j in s {
+            edited[j] = mask_id(&m);
+        }
+        assert_eq!(b.data(), &clean(&m, &edited)[..], "ablate {s:?}");
+    }
+    // Masking moves the logits of positions before the masked one too.
+    let v = m.info().vocab_size;
+    assert!(max_diff(&batched[3].data()[..v], &batched[0].data()[..v]) > 1e-4);
+}
+
+fn edited_fixture(name: &str, edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture(name).join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join("config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    dir
+}
+
+fn load_error(dir: &Path) -> String {
+    match load_with(dir, &LoadOptions::default()) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let dir = edited_fixture("llada", |c| c["block_type"] = "sequential".into());
+    let err = load_error(dir.path());
+    assert!(
+        err.contains("`block_type` is \"sequential\"") && err.contains("\"llama\""),
+        "{err}"
+    );
+    let dir = edited_fixture("llada", |c| {
+        c.as_object_mut().unwrap().remove("mask_token_id");
+    });
+    let err = load_error(dir.path());
+    assert!(
+        err.contains("no `mask_token_id`") && err.contains("load option"),
+        "{err}"
+    );
+    // The load option supplies it.
+    let opts = LoadOptions {
+        options: [("mask_token_id".to_string(), json!(118))]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let m = load_with(dir.path(), &opts).unwrap();
+    assert_eq!(mask_id(&m), 118);
+    let dir = edited_fixture("llada", |c| c["mlp_hidden_size"] = 60.into());
+    let err = load_error(dir.path());
+    assert!(
+        err.contains(
+            "weight `model.transformer.blocks.0.ff_proj.weight` has shape [64, 32], expected [60, 32]"
+        ),
+        "{err}"
+    );
+    let dir = edited_fixture("llada", |c| c["alibi"] = true.into());
+    let err = load_error(dir.path());
+    assert!(err.contains("`alibi` = true is not supported"), "{err}");
+    let dir = edited_fixture("llada", |c| c["mask_token_id"] = 500.into());
+    let err = load_error(dir.path());
+    assert!(err.contains("mask token id 500 is outside"), "{err}");
+}
