@@ -75,6 +75,21 @@ pub enum Command {
         top_p: f64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Masked-diffusion models: denoising steps (0 = one per token).
+        #[arg(long, default_value_t = 0)]
+        steps: usize,
+        /// Masked-diffusion models: semi-autoregressive block length (0 = one block).
+        #[arg(long, default_value_t = 0)]
+        block_length: usize,
+        /// Masked-diffusion models: classifier-free guidance scale.
+        #[arg(long, default_value_t = 0.0)]
+        cfg_scale: f64,
+        /// Masked-diffusion models: low_confidence or random.
+        #[arg(long, default_value = "low_confidence")]
+        remasking: String,
+        /// Also print the order in which the tokens were chosen (JSON on a second line).
+        #[arg(long)]
+        trace: bool,
     },
     /// Measure throughput: `bench forward MODEL --tokens N` or `bench matmul --size N`.
     Bench {
@@ -308,6 +323,11 @@ pub fn run(cli: Cli) -> Result<()> {
             top_k,
             top_p,
             seed,
+            steps,
+            block_length,
+            cfg_scale,
+            remasking,
+            trace,
         } => {
             let m = tokit.load_model(&model, &LoadOptions::default())?;
             let prompt = tokens_of(&input, Some(&m))?
@@ -319,14 +339,22 @@ pub fn run(cli: Cli) -> Result<()> {
                 top_p,
                 seed,
                 stop: vec![],
+                steps,
+                block_length,
+                cfg_scale,
+                remasking,
             };
-            let new = crate::generate::generate(&m, &prompt, &opts)?;
-            match m.decode(&new) {
+            let g = crate::generate::generate_traced(&m, &prompt, &opts)?;
+            let new = &g.tokens;
+            match m.decode(new) {
                 Ok(text) => println!("{text}"),
                 Err(_) => println!(
                     "{}",
                     new.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
                 ),
+            }
+            if trace {
+                println!("{}", serde_json::to_string(&g)?);
             }
         }
         Command::Analyze {

@@ -1,6 +1,10 @@
 //! Sampling from a model, for every architecture: greedy, temperature, top-k, top-p, with
 //! a seed that makes the output reproducible. Each step asks the plugin for the last
 //! position's logits only (`last_only`), so architectures with a cache pay O(1) per token.
+//! Masked-diffusion models (not causal, with a mask token: LLaDA) are sampled by iterative
+//! unmasking instead ([`diffusion`]).
+
+mod diffusion;
 
 use crate::session::{ForwardSpec, Model};
 use anyhow::{ensure, Result};
@@ -12,6 +16,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GenerateOptions {
+    /// New tokens (`gen_length` of a masked-diffusion model).
+    #[serde(alias = "gen_length")]
     pub max_tokens: usize,
     /// 0 = greedy (argmax).
     pub temperature: f64,
@@ -22,6 +28,26 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Stop after emitting any of these tokens.
     pub stop: Vec<u32>,
+    /// Masked diffusion: denoising steps over the whole response (0 = one per token).
+    pub steps: usize,
+    /// Masked diffusion: semi-autoregressive block length (0 = one block).
+    pub block_length: usize,
+    /// Masked diffusion: classifier-free guidance scale (0 = none).
+    pub cfg_scale: f64,
+    /// Masked diffusion: which masked positions to commit each step, `low_confidence`
+    /// (the most probable candidates) or `random`.
+    pub remasking: String,
+}
+
+/// What `generate_traced` returns: the new tokens and, for each, when it was chosen.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    /// Indices into `tokens` in the order they were fixed (left to right for autoregressive
+    /// models; the unmasking order for masked-diffusion ones).
+    pub order: Vec<usize>,
+    /// The sampling step at which each token was fixed.
+    pub step: Vec<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -33,6 +59,10 @@ impl Default for GenerateOptions {
             top_p: 1.0,
             seed: 0,
             stop: vec![],
+            steps: 0,
+            block_length: 0,
+            cfg_scale: 0.0,
+            remasking: "low_confidence".into(),
         }
     }
 }
@@ -96,6 +126,15 @@ pub fn sample(logits: &[f32], opts: &GenerateOptions, rng: &mut ChaCha8Rng) -> u
 
 /// Continue `prompt`; returns the new tokens only.
 pub fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions) -> Result<Vec<u32>> {
+    Ok(generate_traced(model, prompt, opts)?.tokens)
+}
+
+/// Continue `prompt`, recording the order in which the new tokens were chosen.
+pub fn generate_traced(
+    model: &Model,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+) -> Result<Generation> {
     ensure!(!prompt.is_empty(), "generate: the prompt has no tokens");
     ensure!(
         opts.top_p > 0.0 && opts.top_p <= 1.0,
@@ -106,6 +145,17 @@ pub fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions) -> Result
         opts.temperature.is_finite() && opts.temperature >= 0.0,
         "generate: temperature must be ≥ 0, got {}",
         opts.temperature
+    );
+    if let Some(mask) = diffusion::mask_token(model) {
+        return diffusion::generate(model, prompt, opts, mask);
+    }
+    ensure!(
+        opts.steps == 0
+            && opts.block_length == 0
+            && opts.cfg_scale == 0.0
+            && opts.remasking == "low_confidence",
+        "generate: steps, block_length, cfg_scale and remasking apply to masked-diffusion models only (this {} model is autoregressive)",
+        model.info().arch
     );
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut seq = prompt.to_vec();
@@ -126,7 +176,12 @@ pub fn generate(model: &Model, prompt: &[u32], opts: &GenerateOptions) -> Result
         }
     }
     crate::progress::finish();
-    Ok(seq[prompt.len()..].to_vec())
+    let n = seq.len() - prompt.len();
+    Ok(Generation {
+        tokens: seq[prompt.len()..].to_vec(),
+        order: (0..n).collect(),
+        step: (0..n).collect(),
+    })
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ const MODEL_METHODS: &[&str] = &[
     "encode",
     "forward",
     "generate",
+    "generate_trace",
     "hooks",
     "info",
     "token_str",

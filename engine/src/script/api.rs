@@ -312,6 +312,26 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
             ))?))
         },
     );
+    rhai.register_fn(
+        "generate_trace",
+        |m: &mut Model, ids: Array, opts: Map| -> RhaiResult<Map> {
+            let opts: crate::GenerateOptions =
+                rt(rhai::serde::from_dynamic(&Dynamic::from_map(opts))
+                    .map_err(|e| format!("generate_trace: options: {e}")))?;
+            let g = anyhow_rt(crate::generate::generate_traced(
+                m,
+                &token_ids(&ids, "generate_trace")?,
+                &opts,
+            ))?;
+            let ints =
+                |v: &[usize]| -> Array { v.iter().map(|&i| Dynamic::from_int(i as i64)).collect() };
+            let mut out = Map::new();
+            out.insert("tokens".into(), ids_to_array(&g.tokens).into());
+            out.insert("order".into(), ints(&g.order).into());
+            out.insert("step".into(), ints(&g.step).into());
+            Ok(out)
+        },
+    );
     rhai.register_fn("to_string", |m: &mut Model| {
         format!("Model({}, {})", m.arch, m.path.display())
     });

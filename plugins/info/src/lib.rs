@@ -5,6 +5,7 @@
 //! and real series with no model (transfer entropy, active information, directed
 //! information, Granger causality, exact M2/M5 toy oracles: [`streams`]).
 
+pub mod elbo;
 pub mod granger_map;
 pub mod information_flow;
 pub mod streams;
@@ -298,5 +299,5 @@ tokit_sdk::export_plugin! {
     version: env!("CARGO_PKG_VERSION"),
     description: "information of next-token laws: surprisal, entropy, cross-entropy, perplexity, Boltzmann quantities (MEASURES.md M1); information of symbol streams and series: entropy rate, active information, transfer entropy, directed information, Granger causality, exact toy oracles (M2, M5, M6)",
     architectures: [],
-    metrics: [TokenInfo, StreamInfo],
+    metrics: [TokenInfo, StreamInfo, elbo::Elbo],
 }
