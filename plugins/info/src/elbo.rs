@@ -227,10 +227,18 @@ impl Metric for Elbo {
         out.value = Some(est.mean * scale);
         out.estimator = "monte-carlo (LLaDA l-form bound, stratified mask counts)".into();
         out.notes.push(
-            "an upper bound on −ln p(response | prompt), tight for exact conditionals; se: i.i.d. formula over draws (conservative under stratification)".into(),
+            "an upper bound on −ln p(response | prompt), tight for exact conditionals; se: i.i.d. formula over draws (conservative under stratification); running_mean / running_se[n − 1]: the estimate from the first n draws".into(),
         );
         let values: Vec<f32> = est.values.iter().map(|x| (x * scale) as f32).collect();
         let counts: Vec<f32> = est.counts.iter().map(|&l| l as f32).collect();
+        // The estimate from the first n draws, n = 1..draws: convergence at a glance.
+        let (running_mean, running_se): (Vec<f32>, Vec<f32>) = (1..=draws)
+            .map(|n| {
+                let (m, se) = mean_se(&est.values[..n]);
+                let se = if n < 2 { f64::NAN } else { se };
+                ((m * scale) as f32, (se * scale) as f32)
+            })
+            .unzip();
         out = out
             .scalar("se", est.se * scale)
             .scalar("per_token", est.mean * scale / response as f64)
@@ -238,7 +246,9 @@ impl Metric for Elbo {
             .scalar("draws", draws as f64)
             .scalar("response_tokens", response as f64)
             .tensor("draw_values", &values, &[draws])?
-            .tensor("mask_counts", &counts, &[draws])?;
+            .tensor("mask_counts", &counts, &[draws])?
+            .tensor("running_mean", &running_mean, &[draws])?
+            .tensor("running_se", &running_se, &[draws])?;
         Ok(out)
     }
 }
