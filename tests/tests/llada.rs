@@ -467,3 +467,67 @@ fn greedy_low_confidence_remasking_replays_step_by_step() {
     let o = json!({ "gen_length": 6, "steps": 3, "temperature": 0.5, "cfg_scale": 1.5, "seed": 2 });
     assert_eq!(sample(&m, &prompt, o.clone()), sample(&m, &prompt, o));
 }
+
+/// The sampler from the command line and from Rhai.
+#[test]
+fn generate_from_the_cli_and_rhai() {
+    let dir = fixture("llada");
+    let out = tokit(&[
+        "generate",
+        dir.to_str().unwrap(),
+        "--tokens",
+        "1,2,3",
+        "--max-tokens",
+        "4",
+        "--steps",
+        "2",
+        "--block-length",
+        "2",
+        "--temperature",
+        "0",
+        "--trace",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let trace: Value = serde_json::from_str(lines[1]).unwrap();
+    let tokens: Vec<String> = trace["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(lines[0], tokens.join(","));
+    assert_eq!(trace["step"].as_array().unwrap().len(), 4);
+
+    // Rhai: generate_trace agrees with generate and with the command line.
+    let mut host = tokit_engine::script::ScriptHost::new(engine());
+    let src = format!(
+        r#"let m = load_model("{}");
+           let o = #{{ gen_length: 4, steps: 2, block_length: 2, temperature: 0.0 }};
+           let g = m.generate_trace([1, 2, 3], o);
+           if g.tokens != m.generate([1, 2, 3], o) {{ throw "generate and generate_trace differ"; }}
+           [g.tokens, g.order]"#,
+        dir.display()
+    );
+    let r: Vec<rhai::Dynamic> = host
+        .eval_named(&src, "t.rhai")
+        .unwrap()
+        .into_typed_array()
+        .unwrap();
+    let ints = |d: &rhai::Dynamic| -> Vec<i64> { d.clone().into_typed_array::<i64>().unwrap() };
+    let want = |k: &str| -> Vec<i64> {
+        trace[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ints(&r[0]), want("tokens"));
+    assert_eq!(ints(&r[1]), want("order"));
+}
