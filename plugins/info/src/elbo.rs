@@ -9,8 +9,9 @@
 //!   log-likelihood from above, with equality for exact conditionals. The mask counts of
 //!   the draws in one forward call (`batch`) are stratified: evenly spaced over 1..L from a
 //!   random start, each still uniform on its own. The value is the mean over `draws` with
-//!   its standard error (the i.i.d. formula over draws, which stratification makes
-//!   conservative). The 1/t form (each token masked with probability t, weight 1/t) has
+//!   its standard error `se` (the i.i.d. formula over draws; stratification usually makes
+//!   it conservative) and `se_batches` (from the means of the batches, which are i.i.d.,
+//!   so exactly valid, but noisier with few batches). The 1/t form (each token masked with probability t, weight 1/t) has
 //!   infinite variance and is not offered.
 //! - An autoregressive (causal) model gets the exact negative log-likelihood, the sum of
 //!   the response tokens' surprisals (chain rule), standard error 0.
@@ -34,6 +35,8 @@ pub struct Elbo;
 pub struct LForm {
     pub mean: f64,
     pub se: f64,
+    /// Standard error from the batch means (NaN with fewer than two full batches).
+    pub se_batches: f64,
     pub values: Vec<f64>,
     /// Mask count l of each draw.
     pub counts: Vec<usize>,
@@ -103,19 +106,30 @@ pub fn l_form(
     let big_l = (len - prompt) as f64;
     let mut rng = Rng::new(seed);
     let (mut values, mut counts) = (Vec::with_capacity(draws), Vec::with_capacity(draws));
+    let mut batch_means = Vec::new();
     for sets in mask_sets(prompt, len, draws, batch, &mut rng) {
         tokit_sdk::check_cancelled()?;
         let sums = score(&sets)?;
+        let start = values.len();
         for (set, s) in sets.iter().zip(sums) {
             values.push(big_l / set.len() as f64 * s);
             counts.push(set.len());
         }
+        if sets.len() == batch {
+            batch_means.push(mean_se(&values[start..]).0);
+        }
         tokit_sdk::progress(values.len() as u64, draws as u64, "elbo");
     }
     let (mean, se) = mean_se(&values);
+    let se_batches = if batch_means.len() < 2 {
+        f64::NAN
+    } else {
+        mean_se(&batch_means).1
+    };
     Ok(LForm {
         mean,
         se,
+        se_batches,
         values,
         counts,
     })
@@ -227,7 +241,7 @@ impl Metric for Elbo {
         out.value = Some(est.mean * scale);
         out.estimator = "monte-carlo (LLaDA l-form bound, stratified mask counts)".into();
         out.notes.push(
-            "an upper bound on −ln p(response | prompt), tight for exact conditionals; se: i.i.d. formula over draws (conservative under stratification); running_mean / running_se[n − 1]: the estimate from the first n draws".into(),
+            "an upper bound on −ln p(response | prompt), tight for exact conditionals; se: i.i.d. formula over draws (usually conservative under stratification), se_batches: from the batch means (exact, noisier); running_mean / running_se[n − 1]: the estimate from the first n draws".into(),
         );
         let values: Vec<f32> = est.values.iter().map(|x| (x * scale) as f32).collect();
         let counts: Vec<f32> = est.counts.iter().map(|&l| l as f32).collect();
@@ -241,6 +255,7 @@ impl Metric for Elbo {
             .unzip();
         out = out
             .scalar("se", est.se * scale)
+            .scalar("se_batches", est.se_batches * scale)
             .scalar("per_token", est.mean * scale / response as f64)
             .scalar("per_token_se", est.se * scale / response as f64)
             .scalar("draws", draws as f64)
@@ -368,6 +383,14 @@ mod tests {
         assert!(
             (3.0..5.3).contains(&ratio),
             "SE ratio {ratio}, expected about 4 = sqrt(16)"
+        );
+        // The batch-mean SE estimates the same quantity; with stratified counts it comes out
+        // no larger than the i.i.d. formula's, up to its own noise (256 batches here).
+        let b = big.se_batches;
+        assert!(
+            b.is_finite() && b < 1.3 * big.se,
+            "se_batches {b} vs se {}",
+            big.se
         );
     }
 
