@@ -135,7 +135,6 @@ pub fn generate_traced(
     prompt: &[u32],
     opts: &GenerateOptions,
 ) -> Result<Generation> {
-    ensure!(!prompt.is_empty(), "generate: the prompt has no tokens");
     ensure!(
         opts.top_p > 0.0 && opts.top_p <= 1.0,
         "generate: top_p must be in (0, 1], got {}",
@@ -146,9 +145,11 @@ pub fn generate_traced(
         "generate: temperature must be ≥ 0, got {}",
         opts.temperature
     );
+    // A masked-diffusion model may start from nothing (all masks).
     if let Some(mask) = diffusion::mask_token(model) {
         return diffusion::generate(model, prompt, opts, mask);
     }
+    ensure!(!prompt.is_empty(), "generate: the prompt has no tokens");
     ensure!(
         opts.steps == 0
             && opts.block_length == 0

@@ -352,6 +352,15 @@ fn elbo_on_the_llada_fixture() {
         "{:?} vs {want}",
         one.value
     );
+
+    // A response that holds the mask token is refused.
+    let input = tokit_engine::engine::AnalyzeInput {
+        model: Some(m.clone()),
+        tokens: Some(masked),
+        ..Default::default()
+    };
+    let err = engine().analyze("elbo", &input).unwrap_err();
+    assert!(format!("{err:#}").contains("is the mask token"), "{err:#}");
 }
 
 /// For an autoregressive model `elbo` is the exact log-likelihood: the sum of surprisals.
@@ -417,6 +426,9 @@ fn diffusion_sampler_is_reproducible_and_respects_blocks() {
         .map(|s| u.step.iter().filter(|&&x| x == s).count())
         .collect();
     assert_eq!(per, vec![3, 3, 2]);
+    // Unconditional: from nothing but masks.
+    let free = sample(&m, &[], json!({ "gen_length": 4, "steps": 4, "seed": 1 }));
+    assert_eq!(free.tokens.len(), 4);
     // Bad shapes are clear errors.
     let opts: tokit_engine::GenerateOptions =
         serde_json::from_value(json!({ "gen_length": 10, "block_length": 4 })).unwrap();

@@ -206,6 +206,10 @@ impl Metric for Elbo {
                 info.arch
             );
         }
+        let mask = info.extra["mask_token_id"].as_u64();
+        if let Some(i) = (prompt..tokens.len()).find(|&i| Some(tokens[i] as u64) == mask) {
+            bail!("elbo: response token {i} is the mask token; the bound scores a fully observed response");
+        }
         let est = l_form(prompt, tokens.len(), draws, batch, seed, |sets| {
             let variants = sets
                 .iter()
