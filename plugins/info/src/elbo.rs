@@ -30,6 +30,9 @@ use tokit_sdk::{
 /// The `elbo` metric.
 pub struct Elbo;
 
+/// Logits buffers kept in memory at once (bytes).
+const CHUNK_BYTES: usize = 256 << 20;
+
 /// An estimate from Monte Carlo draws: mean, standard error and every draw's value.
 #[derive(Clone, Debug)]
 pub struct LForm {
@@ -210,37 +213,46 @@ impl Metric for Elbo {
         if let Some(i) = (prompt..tokens.len()).find(|&i| Some(tokens[i] as u64) == mask) {
             bail!("elbo: response token {i} is the mask token; the bound scores a fully observed response");
         }
+        // Variants per forward call, so a batch's logits stay within CHUNK_BYTES.
+        let per_call = (CHUNK_BYTES / (tokens.len() * v * 4).max(1)).max(1);
         let est = l_form(prompt, tokens.len(), draws, batch, seed, |sets| {
-            let variants = sets
-                .iter()
-                .map(|s| Variant {
-                    ablate: s.clone(),
-                    method: Some("mask_token".into()),
-                    replace_with: None,
-                })
-                .collect();
-            let outs = model.forward(
-                tokens,
-                &ForwardRequest {
+            let mut sums = Vec::with_capacity(sets.len());
+            for chunk in sets.chunks(per_call) {
+                let variants = chunk
+                    .iter()
+                    .map(|s| Variant {
+                        ablate: s.clone(),
+                        method: Some("mask_token".into()),
+                        replace_with: None,
+                    })
+                    .collect();
+                let request = ForwardRequest {
                     variants,
                     capture: vec![],
-                },
-            )?;
-            sets.iter()
-                .zip(&outs)
-                .map(|(set, o)| {
+                };
+                let outs = model.forward(tokens, &request)?;
+                if outs.len() != chunk.len() {
+                    bail!(
+                        "elbo: the model returned {} outputs for {} variants",
+                        outs.len(),
+                        chunk.len()
+                    );
+                }
+                for (set, o) in chunk.iter().zip(outs) {
                     let logits = o
                         .get("logits")
                         .ok_or_else(|| Error::msg("elbo: the model returned no logits"))?
                         .to_vec()?;
-                    set.iter()
-                        .map(|&i| {
-                            thermo::surprisal(&logits[i * v..(i + 1) * v], tokens[i] as usize, 1.0)
-                        })
+                    let row = |i: usize| &logits[i * v..(i + 1) * v];
+                    let s = set
+                        .iter()
+                        .map(|&i| thermo::surprisal(row(i), tokens[i] as usize, 1.0))
                         .sum::<std::result::Result<f64, _>>()
-                        .map_err(fail)
-                })
-                .collect()
+                        .map_err(fail)?;
+                    sums.push(s);
+                }
+            }
+            Ok(sums)
         })?;
         out.value = Some(est.mean * scale);
         out.estimator = "monte-carlo (LLaDA l-form bound, stratified mask counts)".into();
