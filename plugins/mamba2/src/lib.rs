@@ -315,6 +315,13 @@ impl<'c, 'a> Pass<'c, 'a> {
         }
     }
 
+    /// Keep every layer's memory after each of `rows`.
+    fn keeping(mut self, rows: Vec<usize>) -> Self {
+        self.saved = vec![vec![]; rows.len()];
+        self.checkpoints = rows;
+        self
+    }
+
     fn active(&self, name: &str) -> bool {
         self.call.as_ref().is_some_and(|c| c.hook_active(name))
     }
@@ -421,12 +428,13 @@ impl Mamba2 {
                 Some(s) => Tensor::concat(&[&s.conv, &xbc], 0)?,
                 None => Tensor::concat(&[&Tensor::full(&[k1, c.conv_dim], 0.0)?, &xbc], 0)?,
             };
-            for (k, &r) in p.checkpoints.clone().iter().enumerate() {
+            for (k, (&r, saved)) in p.checkpoints.iter().zip(&mut p.saved).enumerate() {
                 let ssm = states
                     .slice(0, k, k + 1)?
                     .reshape(&[heads, pd, c.state as isize])?;
+                // Inputs r + 1 − (K − 1) ..= r, in `padded` coordinates (shifted by K − 1).
                 let conv = padded.slice(0, r + 1, r + 1 + k1)?;
-                p.saved[k].push(LayerState { conv, ssm });
+                saved.push(LayerState { conv, ssm });
             }
         }
         let state_hook = name("ssm.hook_state");
@@ -565,9 +573,7 @@ impl Mamba2 {
             .collect();
         cuts.sort_unstable();
         cuts.dedup();
-        let mut reference = Pass::new(None, 0, last_only);
-        reference.checkpoints = cuts.clone();
-        reference.saved = vec![vec![]; cuts.len()];
+        let mut reference = Pass::new(None, 0, last_only).keeping(cuts.clone());
         let ref_logits = self.run(&mut reference, call.tokens())?;
         for (v, plan) in plans.iter().enumerate() {
             let logits = if plan.first == len {
@@ -608,10 +614,8 @@ impl Mamba2 {
             .filter(|c| c.tokens.len() < len && tokens.starts_with(&c.tokens));
         if let Some(c) = resume {
             let start = c.tokens.len();
-            let mut p = Pass::new(Some(&mut *call), 0, true);
+            let mut p = Pass::new(Some(&mut *call), 0, true).keeping(vec![len - start - 1]);
             p.init = Some(&c.states);
-            p.checkpoints = vec![len - start - 1];
-            p.saved = vec![vec![]];
             let logits = self.run(&mut p, &tokens[start..])?;
             if !p.changed {
                 let states = p.saved.pop().unwrap_or_default();
@@ -621,9 +625,7 @@ impl Mamba2 {
             }
             // An intervention changed something: recompute in full, interventions in line.
         }
-        let mut p = Pass::new(Some(&mut *call), 0, true);
-        p.checkpoints = vec![len - 1];
-        p.saved = vec![vec![]];
+        let mut p = Pass::new(Some(&mut *call), 0, true).keeping(vec![len - 1]);
         let logits = self.run(&mut p, &plan.seq)?;
         if !p.changed {
             let states = p.saved.pop().unwrap_or_default();
