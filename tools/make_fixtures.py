@@ -344,7 +344,80 @@ def main_llada():
                                     "embedding_size": 120}, 12)
 
 
+MAMBA2_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "mamba2")
+
+
+def write_mamba2(name, cfg, seed, extra_config=None):
+    """A tiny random Mamba2ForCausalLM (transformers' pure-PyTorch path on CPU) with its
+    logits and greedy continuation; `config.json` keeps transformers' own spelling
+    (`time_step_limit` with `{"__float__": "Infinity"}`), plus `extra_config` fields."""
+    from transformers import Mamba2ForCausalLM
+
+    model = build(Mamba2ForCausalLM, cfg, seed)
+    out = os.path.join(MAMBA2_ROOT, name)
+    os.makedirs(out, exist_ok=True)
+    model.eval()
+    ids = tokens_for(cfg.vocab_size, seed + 100)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids]), use_cache=False).logits[0].float()
+        seq = list(ids)
+        for _ in range(N_NEW):
+            seq.append(int(model(torch.tensor([seq]), use_cache=False).logits[0, -1].argmax()))
+    model.save_pretrained(out, safe_serialization=True)
+    for f in os.listdir(out):
+        if f not in ("config.json", "model.safetensors"):
+            os.remove(os.path.join(out, f))
+    cfg_path = os.path.join(out, "config.json")
+    with open(cfg_path) as f:
+        c = json.load(f)
+    c["tokenizer"] = "ids"
+    c.update(extra_config or {})
+    with open(cfg_path, "w") as f:
+        json.dump(c, f, indent=2, sort_keys=True)
+        f.write("\n")
+    ref = {
+        "tokens": ids,
+        "logits": rows(logits),
+        "greedy": seq[T:],
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(ref, f)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(f"{name}: {size / 1024:.0f} KiB, logits {tuple(logits.shape)}, greedy {seq[T:]}")
+
+
+def mamba2():
+    from transformers import Mamba2Config
+
+    small = dict(
+        vocab_size=96, hidden_size=32, expand=2, head_dim=16, num_heads=4, state_size=8,
+        num_hidden_layers=2, conv_kernel=4, layer_norm_epsilon=1e-5,
+        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )
+    # One group, a chunk size (7) that does not divide T = 40, tied head, no time-step limit.
+    write_mamba2("g1_chunk7_tied", Mamba2Config(n_groups=1, chunk_size=7, tie_word_embeddings=True, **small), 11)
+    # Two groups, chunks of 8 (dividing T), untied head, projection biases, a finite
+    # time-step limit that clamps, and the fields older transformers wrote (and never read):
+    # `norm_before_gate` and `rms_norm`, true as in Mamba-Codestral's config.
+    write_mamba2(
+        "g2_chunk8_untied",
+        Mamba2Config(
+            n_groups=2, chunk_size=8, tie_word_embeddings=False, use_bias=True,
+            time_step_limit=(0.05, 0.5), **small,
+        ),
+        12,
+        extra_config={"norm_before_gate": True, "rms_norm": True},
+    )
+
+
 if __name__ == "__main__":
+    # `make_fixtures.py llada` or `make_fixtures.py mamba2` writes only those fixtures.
     if sys.argv[1:] == ["llada"]:
         sys.exit(main_llada())
-    sys.exit(main())
+    if sys.argv[1:] == ["mamba2"]:
+        sys.exit(mamba2())
+    main()
+    main_llada()
+    sys.exit(mamba2())

@@ -66,3 +66,11 @@ pub const SLICE: &str = "slice";
 pub const CONCAT: &str = "concat";
 /// `[a] | [axis, indices..] | []`.
 pub const INDEX_SELECT: &str = "index_select";
+/// `[x (T,C), weight (C,K), bias?, prefix? (K-1,C)] | [has_bias, has_prefix] | []` →
+/// `[T, C]`: depthwise causal convolution over time.
+pub const CONV1D_CAUSAL: &str = "conv1d_causal";
+/// `[x (T,H,P), a (T,H), B (T,G,N), C (T,G,N), h0? (H,P,N)] | [chunk, has_h0] | []` →
+/// `y [T, H, P]`: the chunked SSD scan.
+pub const SSD_SCAN: &str = "ssd_scan";
+/// `[x, a, B, h0?] | [has_h0, positions..] | []` → states `[K, H, P, N]` after `positions`.
+pub const SSM_STATES: &str = "ssm_states";

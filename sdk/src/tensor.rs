@@ -353,6 +353,60 @@ impl Tensor {
         ints.extend(indices.iter().map(|&i| i as i64));
         Tensor::op(ops::INDEX_SELECT, &[self], &ints, &[])
     }
+
+    // ---- state-space models (Mamba2) -------------------------------------------------
+
+    /// Depthwise causal convolution of `self [T, C]` with `weight [C, K]`, after the
+    /// inputs `prefix [K-1, C]` (zeros when `None`).
+    pub fn conv1d_causal(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        prefix: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        inputs.extend(prefix);
+        Tensor::op(
+            ops::CONV1D_CAUSAL,
+            &inputs,
+            &[bias.is_some() as i64, prefix.is_some() as i64],
+            &[],
+        )
+    }
+    /// Chunked SSD scan: `y [T, H, P]` of `S_t = a_t S_{t-1} + x_t B_tᵀ`, `y_t = S_t C_t`
+    /// per head, from `x [T, H, P]`, `a [T, H]`, `b`, `c [T, G, N]`, `h0 [H, P, N]`.
+    pub fn ssd_scan(
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        h0: Option<&Tensor>,
+        chunk: usize,
+    ) -> Result<Tensor> {
+        let mut inputs = vec![x, a, b, c];
+        inputs.extend(h0);
+        Tensor::op(
+            ops::SSD_SCAN,
+            &inputs,
+            &[chunk as i64, h0.is_some() as i64],
+            &[],
+        )
+    }
+    /// The recurrence of [`Tensor::ssd_scan`]: states `[K, H, P, N]` after `positions`.
+    pub fn ssm_states(
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        h0: Option<&Tensor>,
+        positions: &[usize],
+    ) -> Result<Tensor> {
+        let mut inputs = vec![x, a, b];
+        inputs.extend(h0);
+        let mut ints = vec![h0.is_some() as i64];
+        ints.extend(positions.iter().map(|&p| p as i64));
+        Tensor::op(ops::SSM_STATES, &inputs, &ints, &[])
+    }
 }
 
 fn mask_ints(mask: &AttnMask) -> Vec<i64> {

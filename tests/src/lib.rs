@@ -25,6 +25,7 @@ pub fn ensure_built() {
             "tokit-plugin-info",
             "tokit-plugin-rate",
             "tokit-plugin-transformer",
+            "tokit-plugin-mamba2",
             "tokit-testplugin-toylm",
             "tokit-testplugin-abi2",
             "tokit-engine",

@@ -141,4 +141,48 @@ pub trait Backend: Send + Sync {
 
     /// Picks `indices` (repeats allowed) along `axis`.
     fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor>;
+
+    /// Depthwise causal convolution over time (Mamba2's `conv1d`): `x [T, C]`,
+    /// `weight [C, K]`, optional `bias [C]` and `prefix [K-1, C]`, the inputs just before
+    /// `x` (zeros when absent; a decoding step passes the cached rows). Returns `[T, C]`
+    /// with `y[t, c] = bias[c] + Σ_k weight[c, k] · in[t + k - (K - 1), c]` where `in` is
+    /// `prefix` followed by `x` (torch `conv1d`, `groups = C`, `padding = K - 1`, first `T`
+    /// outputs). No activation.
+    fn conv1d_causal(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        prefix: Option<&Tensor>,
+    ) -> Result<Tensor>;
+
+    /// Chunked SSD scan (Mamba2). Per head `h` of `H`, group `g = h / (H / G)`:
+    /// `S_t = a[t, h] S_{t-1} + x[t, h] B[t, g]ᵀ` (state `[P, N]`, `S_{-1} = h0[h]` or zero),
+    /// output `y[t, h] = S_t C[t, g]`. Inputs `x [T, H, P]`, decay `a [T, H]` (any finite
+    /// value; exactly 0 must give a memoryless step, so use products of `a`, not `exp` of
+    /// differences of log-cumulative sums), `B, C [T, G, N]`, `h0 [H, P, N]`. Returns
+    /// `y [T, H, P]`. Evaluated in chunks of `chunk` positions (the last may be shorter):
+    /// the matrix form `y_t = Σ_s (C_t·B_s) Π_{k=s+1}^{t} a_k x_s` inside a chunk plus the
+    /// state entering it. Must agree with [`Backend::ssm_states`] to float rounding.
+    fn ssd_scan(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        h0: Option<&Tensor>,
+        chunk: usize,
+    ) -> Result<Tensor>;
+
+    /// The recurrent form of [`Backend::ssd_scan`]: the states `S_t` after each of
+    /// `positions` (any order, repeats allowed, each `< T`) as `[K, H, P, N]`. With `T = 1`,
+    /// `positions = [0]` it is one decoding step `S = a S_prev + x Bᵀ`.
+    fn ssm_states(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        h0: Option<&Tensor>,
+        positions: &[usize],
+    ) -> Result<Tensor>;
 }

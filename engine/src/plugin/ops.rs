@@ -178,6 +178,26 @@ pub fn run(
             count(inputs, 1, name)?;
             b.index_select(&inputs[0], int(ints, 0, name, "axis")? as isize, &usizes(&ints[1..], name)?)
         }
+        op::CONV1D_CAUSAL => {
+            let has_b = int(ints, 0, name, "has_bias")? != 0;
+            let has_p = int(ints, 1, name, "has_prefix")? != 0;
+            count(inputs, 2 + has_b as usize + has_p as usize, name)?;
+            let bias = has_b.then(|| &inputs[2]);
+            let prefix = has_p.then(|| &inputs[2 + has_b as usize]);
+            b.conv1d_causal(&inputs[0], &inputs[1], bias, prefix)
+        }
+        op::SSD_SCAN => {
+            let chunk = usize::try_from(int(ints, 0, name, "chunk")?)
+                .map_err(|_| anyhow!("op {name}: negative chunk size"))?;
+            let has_h0 = int(ints, 1, name, "has_h0")? != 0;
+            count(inputs, 4 + has_h0 as usize, name)?;
+            b.ssd_scan(&inputs[0], &inputs[1], &inputs[2], &inputs[3], has_h0.then(|| &inputs[4]), chunk)
+        }
+        op::SSM_STATES => {
+            let has_h0 = int(ints, 0, name, "has_h0")? != 0;
+            count(inputs, 3 + has_h0 as usize, name)?;
+            b.ssm_states(&inputs[0], &inputs[1], &inputs[2], has_h0.then(|| &inputs[3]), &usizes(&ints[1..], name)?)
+        }
         _ => bail!("unknown host op `{name}` (this tokit {} does not provide it; is the plugin newer than the engine?)", env!("CARGO_PKG_VERSION")),
     }
 }

@@ -12,6 +12,7 @@ mod layout;
 mod matmul;
 mod norm;
 mod reduce;
+mod ssm;
 
 use anyhow::{Context, Result};
 
@@ -178,6 +179,39 @@ impl Backend for CpuBackend {
 
     fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor> {
         self.run(|| layout::index_select(a, axis, indices))
+    }
+
+    fn conv1d_causal(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        prefix: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        self.run(|| ssm::conv1d_causal(x, weight, bias, prefix))
+    }
+
+    fn ssd_scan(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        h0: Option<&Tensor>,
+        chunk: usize,
+    ) -> Result<Tensor> {
+        self.run(|| ssm::ssd_scan(x, a, b, c, h0, chunk))
+    }
+
+    fn ssm_states(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        h0: Option<&Tensor>,
+        positions: &[usize],
+    ) -> Result<Tensor> {
+        self.run(|| ssm::ssm_states(x, a, b, h0, positions))
     }
 }
 

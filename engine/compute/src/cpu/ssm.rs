@@ -1,0 +1,444 @@
+//! State-space (Mamba2 / SSD) kernels: the depthwise causal convolution, the chunked SSD
+//! scan and the recurrent state update.
+//!
+//! Per head h (group g = h / (H / G)), with decay `a_t`, input `x_t ∈ R^P` and
+//! `B_t, C_t ∈ R^N`:
+//!
+//! ```text
+//! H_t = a_t H_{t-1} + x_t B_tᵀ            (state, P × N)
+//! y_t = H_t C_t = Σ_{s ≤ t} M_ts x_s + (Π_{k ≤ t} a_k) H_0 C_t,
+//! M_ts = (C_t · B_s) Π_{k=s+1}^{t} a_k    (the 1-semiseparable SSD matrix)
+//! ```
+//!
+//! [`ssd_scan`] evaluates `y` chunk by chunk: the matrix form inside a chunk, the state
+//! passed between chunks. [`ssm_states`] runs the recurrence and returns the states at
+//! chosen positions. Both take the decay itself (not its log), so `a_t = 0` (a memoryless
+//! step) is exact: decay products are running products in f64, never `exp` of differences
+//! of cumulative sums. Written by hand: no crate offers these scans.
+
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+
+use crate::Tensor;
+
+fn dims<const N: usize>(op: &str, what: &str, t: &Tensor, layout: &str) -> Result<[usize; N]> {
+    match <[usize; N]>::try_from(t.shape()) {
+        Ok(d) => Ok(d),
+        Err(_) => bail!("{op}: {what} must be {layout}, got {:?}", t.shape()),
+    }
+}
+
+/// Depthwise causal 1-D convolution over time: `x [T, C]`, `w [C, K]`, optional `bias [C]`
+/// and `prefix [K-1, C]` (the inputs just before `x`; zeros when absent). Returns `[T, C]`:
+/// `y[t, c] = bias[c] + Σ_k w[c, k] · in[t + k - (K - 1), c]` (torch `conv1d` with
+/// `groups = C`, `padding = K - 1`, first `T` outputs).
+pub(crate) fn conv1d_causal(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    prefix: Option<&Tensor>,
+) -> Result<Tensor> {
+    const OP: &str = "conv1d_causal";
+    let [t, c] = dims(OP, "x", x, "[T, C]")?;
+    let [wc, k] = dims(OP, "weight", w, "[C, K]")?;
+    if wc != c || k == 0 {
+        bail!(
+            "{OP}: weight {:?} does not match x {:?} (expected [{c}, K ≥ 1])",
+            w.shape(),
+            x.shape()
+        );
+    }
+    if let Some(b) = bias {
+        if b.shape() != [c] {
+            bail!(
+                "{OP}: bias {:?} does not match x {:?} (expected [{c}])",
+                b.shape(),
+                x.shape()
+            );
+        }
+    }
+    if let Some(p) = prefix {
+        if p.shape() != [k - 1, c] {
+            bail!(
+                "{OP}: prefix {:?} does not match (expected [{}, {c}])",
+                p.shape(),
+                k - 1
+            );
+        }
+    }
+    // Padded input [K-1 + T, C].
+    let mut input = prefix.map_or_else(|| vec![0f32; (k - 1) * c], |p| p.to_vec());
+    input.extend_from_slice(x.data());
+    let (wd, bd) = (w.data(), bias.map(Tensor::data));
+    let mut out = vec![0f32; t * c];
+    let row = |r: usize, o: &mut [f32]| {
+        for (ch, o) in o.iter_mut().enumerate() {
+            let mut acc = bd.map_or(0.0, |b| b[ch]);
+            for j in 0..k {
+                acc += wd[ch * k + j] * input[(r + j) * c + ch];
+            }
+            *o = acc;
+        }
+    };
+    if c == 0 {
+        return Tensor::new(vec![t, c], out);
+    }
+    out.par_chunks_mut(c)
+        .enumerate()
+        .for_each(|(r, o)| row(r, o));
+    Tensor::new(vec![t, c], out)
+}
+
+/// Checked shapes of a scan: `(T, H, P, G, N)`.
+fn scan_dims(
+    op: &str,
+    x: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    c: Option<&Tensor>,
+    h0: Option<&Tensor>,
+) -> Result<(usize, usize, usize, usize, usize)> {
+    let [t, h, p] = dims(op, "x", x, "[T, H, P]")?;
+    if a.shape() != [t, h] {
+        bail!(
+            "{op}: decay {:?} does not match x {:?} (expected [{t}, {h}])",
+            a.shape(),
+            x.shape()
+        );
+    }
+    let [bt, g, n] = dims(op, "B", b, "[T, G, N]")?;
+    if bt != t || g == 0 || h % g != 0 {
+        bail!(
+            "{op}: B {:?} does not match x {:?} (expected [{t}, G, N] with G dividing {h} heads)",
+            b.shape(),
+            x.shape()
+        );
+    }
+    if let Some(c) = c {
+        if c.shape() != b.shape() {
+            bail!("{op}: C {:?} does not match B {:?}", c.shape(), b.shape());
+        }
+    }
+    if let Some(s) = h0 {
+        if s.shape() != [h, p, n] {
+            bail!(
+                "{op}: initial state {:?} does not match (expected [{h}, {p}, {n}])",
+                s.shape()
+            );
+        }
+    }
+    Ok((t, h, p, g, n))
+}
+
+/// Row `t` of head `hd` of a `[T, H, D]` buffer.
+fn at(buf: &[f32], t: usize, hd: usize, heads: usize, d: usize) -> &[f32] {
+    let o = (t * heads + hd) * d;
+    &buf[o..o + d]
+}
+
+fn dot(u: &[f32], v: &[f32]) -> f32 {
+    u.iter().zip(v).map(|(a, b)| a * b).sum()
+}
+
+/// Chunked SSD scan: `y [T, H, P]` of the recurrence above, from `x [T, H, P]`, decay
+/// `a [T, H]`, `B, C [T, G, N]` and an optional initial state `h0 [H, P, N]` (zero when
+/// absent). Chunks of `chunk` positions; the last one may be shorter.
+pub(crate) fn ssd_scan(
+    x: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    h0: Option<&Tensor>,
+    chunk: usize,
+) -> Result<Tensor> {
+    let (t, h, p, g, n) = scan_dims("ssd_scan", x, a, b, Some(c), h0)?;
+    if chunk == 0 {
+        bail!("ssd_scan: chunk size must be at least 1");
+    }
+    let (xd, ad, bd, cd) = (x.data(), a.data(), b.data(), c.data());
+    let starts: Vec<usize> = (0..t).step_by(chunk).collect();
+    // C_t · B_s of every group and chunk (s ≤ t in the chunk), shared by the group's heads.
+    let cb: Vec<Vec<f32>> = (0..g * starts.len())
+        .into_par_iter()
+        .map(|i| {
+            let (gr, c0) = (i / starts.len(), starts[i % starts.len()]);
+            let q = chunk.min(t - c0);
+            let mut m = vec![0f32; q * q];
+            for l in 0..q {
+                for s in 0..=l {
+                    m[l * q + s] = dot(at(cd, c0 + l, gr, g, n), at(bd, c0 + s, gr, g, n));
+                }
+            }
+            m
+        })
+        .collect();
+    let per_head: Vec<Vec<f32>> = (0..h)
+        .into_par_iter()
+        .map(|hd| {
+            let gr = hd / (h / g);
+            let mut y = vec![0f32; t * p];
+            // Running state [P, N] at the start of the chunk.
+            let mut state = h0.map_or_else(
+                || vec![0f32; p * n],
+                |s| s.data()[hd * p * n..(hd + 1) * p * n].to_vec(),
+            );
+            let mut w = vec![0f32; chunk];
+            for (ci, &c0) in starts.iter().enumerate() {
+                let q = chunk.min(t - c0);
+                let cbm = &cb[gr * starts.len() + ci];
+                let decay = |l: usize| ad[(c0 + l) * h + hd] as f64;
+                let mut prefix = 1f64; // Π_{k=c0}^{c0+l} a_k
+                for l in 0..q {
+                    prefix *= decay(l);
+                    // Weights M_ls / CB_ls = Π_{k=s+1}^{l} a_k, by a running product.
+                    let mut d = 1f64;
+                    for s in (0..=l).rev() {
+                        w[s] = (d as f32) * cbm[l * q + s];
+                        d *= decay(s);
+                    }
+                    let yl = &mut y[(c0 + l) * p..(c0 + l + 1) * p];
+                    for (s, &ws) in w[..=l].iter().enumerate() {
+                        for (o, &xv) in yl.iter_mut().zip(at(xd, c0 + s, hd, h, p)) {
+                            *o += ws * xv;
+                        }
+                    }
+                    // Contribution of the state entering the chunk.
+                    let ct = at(cd, c0 + l, gr, g, n);
+                    let pf = prefix as f32;
+                    for (pi, o) in yl.iter_mut().enumerate() {
+                        *o += pf * dot(&state[pi * n..(pi + 1) * n], ct);
+                    }
+                }
+                // State at the end of the chunk.
+                let total = prefix as f32;
+                state.iter_mut().for_each(|v| *v *= total);
+                let mut suffix = 1f64; // Π_{k=s+1}^{c0+q-1} a_k
+                for s in (0..q).rev() {
+                    let sf = suffix as f32;
+                    let (xs, bs) = (at(xd, c0 + s, hd, h, p), at(bd, c0 + s, gr, g, n));
+                    for (pi, &xv) in xs.iter().enumerate() {
+                        let coef = sf * xv;
+                        for (o, &bv) in state[pi * n..(pi + 1) * n].iter_mut().zip(bs) {
+                            *o += coef * bv;
+                        }
+                    }
+                    suffix *= decay(s);
+                }
+            }
+            y
+        })
+        .collect();
+    let mut out = vec![0f32; t * h * p];
+    for (hd, y) in per_head.iter().enumerate() {
+        for ti in 0..t {
+            out[(ti * h + hd) * p..(ti * h + hd + 1) * p].copy_from_slice(&y[ti * p..(ti + 1) * p]);
+        }
+    }
+    Tensor::new(vec![t, h, p], out)
+}
+
+/// The recurrence `H_t = a_t H_{t-1} + x_t B_tᵀ` from `h0` (zero when absent); returns the
+/// states after each of `positions` (ascending or not, repeats allowed) as `[K, H, P, N]`.
+/// With `T = 1` and `positions = [0]` this is one decoding step.
+pub(crate) fn ssm_states(
+    x: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    h0: Option<&Tensor>,
+    positions: &[usize],
+) -> Result<Tensor> {
+    let (t, h, p, g, n) = scan_dims("ssm_states", x, a, b, None, h0)?;
+    if let Some(&bad) = positions.iter().find(|&&q| q >= t) {
+        bail!("ssm_states: position {bad} is beyond the {t} positions of x");
+    }
+    let last = positions.iter().copied().max().map_or(0, |m| m + 1);
+    let (xd, ad, bd) = (x.data(), a.data(), b.data());
+    let per_head: Vec<Vec<f32>> = (0..h)
+        .into_par_iter()
+        .map(|hd| {
+            let gr = hd / (h / g);
+            let mut state = h0.map_or_else(
+                || vec![0f32; p * n],
+                |s| s.data()[hd * p * n..(hd + 1) * p * n].to_vec(),
+            );
+            let mut snaps = vec![0f32; positions.len() * p * n];
+            for ti in 0..last {
+                let av = ad[ti * h + hd];
+                let (xs, bs) = (at(xd, ti, hd, h, p), at(bd, ti, gr, g, n));
+                for (pi, &xv) in xs.iter().enumerate() {
+                    for (o, &bv) in state[pi * n..(pi + 1) * n].iter_mut().zip(bs) {
+                        *o = av * *o + xv * bv;
+                    }
+                }
+                for (k, _) in positions.iter().enumerate().filter(|(_, &q)| q == ti) {
+                    snaps[k * p * n..(k + 1) * p * n].copy_from_slice(&state);
+                }
+            }
+            snaps
+        })
+        .collect();
+    let mut out = vec![0f32; positions.len() * h * p * n];
+    let sz = p * n;
+    for (hd, snaps) in per_head.iter().enumerate() {
+        for k in 0..positions.len() {
+            out[(k * h + hd) * sz..(k * h + hd + 1) * sz]
+                .copy_from_slice(&snaps[k * sz..(k + 1) * sz]);
+        }
+    }
+    Tensor::new(vec![positions.len(), h, p, n], out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_close, Rng};
+
+    /// `y_t = H_t C_t` from the states of every position.
+    fn readout(states: &Tensor, c: &Tensor, h: usize, g: usize) -> Vec<f32> {
+        let [t, _, p, n] = <[usize; 4]>::try_from(states.shape()).unwrap();
+        let mut y = vec![0f32; t * h * p];
+        for ti in 0..t {
+            for hd in 0..h {
+                let ct = at(c.data(), ti, hd / (h / g), g, n);
+                for pi in 0..p {
+                    let o = ((ti * h + hd) * p + pi) * n;
+                    y[(ti * h + hd) * p + pi] = dot(&states.data()[o..o + n], ct);
+                }
+            }
+        }
+        y
+    }
+
+    fn random_case(rng: &mut Rng, t: usize, h: usize, p: usize, g: usize, n: usize) -> [Tensor; 4] {
+        let a: Vec<f32> = (0..t * h).map(|_| 0.5 + 0.5 * rng.f32().abs()).collect();
+        [
+            rng.tensor(&[t, h, p]),
+            Tensor::new(vec![t, h], a).unwrap(),
+            rng.tensor(&[t, g, n]),
+            rng.tensor(&[t, g, n]),
+        ]
+    }
+
+    #[test]
+    fn chunked_and_recurrent_forms_agree() {
+        let mut rng = Rng::new(7);
+        for (t, h, p, g, n, chunk) in [
+            (13, 4, 3, 2, 5, 4),
+            (13, 4, 3, 1, 5, 13),
+            (16, 2, 4, 2, 3, 8),
+            (9, 3, 2, 3, 4, 1),
+            (20, 4, 8, 1, 16, 64),
+        ] {
+            let [x, a, b, c] = random_case(&mut rng, t, h, p, g, n);
+            let h0 = rng.tensor(&[h, p, n]);
+            for init in [None, Some(&h0)] {
+                let y = ssd_scan(&x, &a, &b, &c, init, chunk).unwrap();
+                let all: Vec<usize> = (0..t).collect();
+                let states = ssm_states(&x, &a, &b, init, &all).unwrap();
+                assert_close(y.data(), &readout(&states, &c, h, g), 1e-5);
+            }
+        }
+    }
+
+    /// Splitting a sequence and carrying the state over reproduces the whole scan.
+    #[test]
+    fn the_state_carries_a_prefix_exactly() {
+        let mut rng = Rng::new(11);
+        let (t, h, p, g, n) = (12, 2, 3, 1, 4);
+        let [x, a, b, c] = random_case(&mut rng, t, h, p, g, n);
+        let whole = ssd_scan(&x, &a, &b, &c, None, 5).unwrap();
+        let sl = |u: &Tensor, r: std::ops::Range<usize>| {
+            crate::cpu::layout::slice(u, 0, r.start, r.end).unwrap()
+        };
+        let k = 7;
+        let mid = ssm_states(&sl(&x, 0..k), &sl(&a, 0..k), &sl(&b, 0..k), None, &[k - 1]).unwrap();
+        let mid = mid.with_shape(vec![h, p, n]).unwrap();
+        let tail = ssd_scan(
+            &sl(&x, k..t),
+            &sl(&a, k..t),
+            &sl(&b, k..t),
+            &sl(&c, k..t),
+            Some(&mid),
+            3,
+        )
+        .unwrap();
+        assert_close(tail.data(), &whole.data()[k * h * p..], 1e-5);
+    }
+
+    /// MEASURES.md M12: the matrix form `y = M x` with `M_ts = C_tᵀ B_s Π a_k` reproduces the
+    /// layer output, and `a_t = 0` makes M diagonal.
+    #[test]
+    fn the_ssd_matrix_form_reproduces_the_output() {
+        let mut rng = Rng::new(3);
+        let (t, h, p, g, n) = (10, 2, 3, 1, 4);
+        let [x, a, b, c] = random_case(&mut rng, t, h, p, g, n);
+        let y = ssd_scan(&x, &a, &b, &c, None, 4).unwrap();
+        let (xd, ad, bd, cd) = (x.data(), a.data(), b.data(), c.data());
+        for hd in 0..h {
+            for ti in 0..t {
+                for pi in 0..p {
+                    let mut want = 0f64;
+                    for s in 0..=ti {
+                        let kernel: f64 = (s + 1..=ti).map(|k| ad[k * h + hd] as f64).product();
+                        let cb = dot(at(cd, ti, 0, g, n), at(bd, s, 0, g, n)) as f64;
+                        want += cb * kernel * xd[(s * h + hd) * p + pi] as f64;
+                    }
+                    let got = y.data()[(ti * h + hd) * p + pi] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+                        "{got} vs {want}"
+                    );
+                }
+            }
+        }
+        // Memoryless: a = 0 leaves only the diagonal, y_t = (C_t · B_t) x_t.
+        let zero = Tensor::zeros(vec![t, h]);
+        let y = ssd_scan(&x, &zero, &b, &c, None, 4).unwrap();
+        for ti in 0..t {
+            let cb = dot(at(cd, ti, 0, g, n), at(bd, ti, 0, g, n));
+            let want: Vec<f32> = at(xd, ti, 0, h, p).iter().map(|v| v * cb).collect();
+            assert_close(at(y.data(), ti, 0, h, p), &want, 1e-6);
+        }
+    }
+
+    #[test]
+    fn conv_matches_hand_values_and_carries_its_prefix() {
+        // One channel, kernel [1, 2, 3]: y_t = 1·x_{t-2} + 2·x_{t-1} + 3·x_t + bias.
+        let x = Tensor::new(vec![4, 1], vec![1., 2., 3., 4.]).unwrap();
+        let w = Tensor::new(vec![1, 3], vec![1., 2., 3.]).unwrap();
+        let b = Tensor::new(vec![1], vec![0.5]).unwrap();
+        let y = conv1d_causal(&x, &w, Some(&b), None).unwrap();
+        assert_eq!(y.data(), &[3.5, 8.5, 14.5, 20.5]);
+        let prefix = Tensor::new(vec![2, 1], vec![1., 2.]).unwrap();
+        let tail = Tensor::new(vec![2, 1], vec![3., 4.]).unwrap();
+        let y2 = conv1d_causal(&tail, &w, Some(&b), Some(&prefix)).unwrap();
+        assert_eq!(y2.data(), &y.data()[2..]);
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let x = Tensor::zeros(vec![4, 3, 2]);
+        let a = Tensor::zeros(vec![4, 2]);
+        let b = Tensor::zeros(vec![4, 1, 5]);
+        let err = ssd_scan(&x, &a, &b, &b, None, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("decay [4, 2]") && err.contains("[4, 3]"),
+            "{err}"
+        );
+        let a = Tensor::zeros(vec![4, 3]);
+        let b2 = Tensor::zeros(vec![4, 2, 5]);
+        let err = ssd_scan(&x, &a, &b2, &b2, None, 2).unwrap_err().to_string();
+        assert!(err.contains("G dividing 3 heads"), "{err}");
+        let err = ssm_states(&x, &a, &b, None, &[4]).unwrap_err().to_string();
+        assert!(err.contains("position 4"), "{err}");
+        let err = conv1d_causal(
+            &Tensor::zeros(vec![3, 2]),
+            &Tensor::zeros(vec![3, 4]),
+            None,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("conv1d_causal: weight [3, 4]"), "{err}");
+    }
+}
