@@ -13,6 +13,8 @@
 //!   expected; no op panics on user input.
 
 mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod ops;
 pub mod shape;
 mod tensor;
@@ -22,9 +24,11 @@ mod testutil;
 use anyhow::Result;
 
 pub use cpu::CpuBackend;
+#[cfg(feature = "gpu")]
+pub use gpu::GpuBackend;
 pub use ops::{AttnMask, BinaryOp, ReduceOp, UnaryOp};
 pub use shape::broadcast_shape;
-pub use tensor::Tensor;
+pub use tensor::{DeviceData, Tensor};
 
 /// The op surface every compute backend implements.
 pub trait Backend: Send + Sync {

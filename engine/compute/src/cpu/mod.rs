@@ -15,6 +15,11 @@ mod reduce;
 
 use anyhow::{Context, Result};
 
+#[cfg(feature = "gpu")]
+pub(crate) use attention::check as attention_dims;
+#[cfg(feature = "gpu")]
+pub(crate) use layout::reshape;
+
 use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 
 /// CPU implementation of [`Backend`].
