@@ -145,4 +145,10 @@ pub trait Backend: Send + Sync {
 
     /// Picks `indices` (repeats allowed) along `axis`.
     fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor>;
+
+    /// Waits until every op issued so far has finished (device backends queue work;
+    /// the CPU backend finishes each op before returning). For timing.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -46,7 +46,14 @@ pub struct GpuStats {
     pub pool_hits: u64,
 }
 
-#[derive(Default)]
+/// Counts of every device in the process (see [`total_stats`]).
+static TOTAL: Counters = Counters::new();
+
+/// The counters summed over every GPU device of the process.
+pub fn total_stats() -> GpuStats {
+    TOTAL.snapshot()
+}
+
 struct Counters {
     uploads: AtomicU64,
     readbacks: AtomicU64,
@@ -54,6 +61,31 @@ struct Counters {
     dispatches: AtomicU64,
     pipelines: AtomicU64,
     pool_hits: AtomicU64,
+}
+
+impl Counters {
+    const fn new() -> Counters {
+        Counters {
+            uploads: AtomicU64::new(0),
+            readbacks: AtomicU64::new(0),
+            submits: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
+            pipelines: AtomicU64::new(0),
+            pool_hits: AtomicU64::new(0),
+        }
+    }
+
+    fn snapshot(&self) -> GpuStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GpuStats {
+            uploads: g(&self.uploads),
+            readbacks: g(&self.readbacks),
+            submits: g(&self.submits),
+            dispatches: g(&self.dispatches),
+            pipelines: g(&self.pipelines),
+            pool_hits: g(&self.pool_hits),
+        }
+    }
 }
 
 /// A kernel: its name (for the cache and errors) and its WGSL source.
@@ -136,21 +168,18 @@ impl Context {
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
-            counters: Counters::default(),
+            counters: Counters::new(),
         }))
     }
 
     pub fn stats(&self) -> GpuStats {
-        let c = &self.counters;
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        GpuStats {
-            uploads: g(&c.uploads),
-            readbacks: g(&c.readbacks),
-            submits: g(&c.submits),
-            dispatches: g(&c.dispatches),
-            pipelines: g(&c.pipelines),
-            pool_hits: g(&c.pool_hits),
-        }
+        self.counters.snapshot()
+    }
+
+    /// Bumps one counter of this device and of the process total.
+    fn count(&self, which: fn(&Counters) -> &AtomicU64) {
+        which(&self.counters).fetch_add(1, Ordering::Relaxed);
+        which(&TOTAL).fetch_add(1, Ordering::Relaxed);
     }
 
     fn check_size(&self, bytes: u64) -> Result<()> {
@@ -172,7 +201,7 @@ impl Context {
         let reused = lock(&self.pool).get_mut(&bytes).and_then(Vec::pop);
         let buf = match reused {
             Some(b) => {
-                self.counters.pool_hits.fetch_add(1, Ordering::Relaxed);
+                self.count(|c| &c.pool_hits);
                 b
             }
             None => self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -233,7 +262,7 @@ impl Context {
             }
         }
         let up: Arc<dyn DeviceData> = Arc::new(self.upload_f32(t.data())?);
-        self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        self.count(|c| &c.uploads);
         if t.device().is_none() {
             return Ok(Arc::clone(t.cache_device(up)));
         }
@@ -270,7 +299,7 @@ impl Context {
                 },
                 cache: None,
             });
-        self.counters.pipelines.fetch_add(1, Ordering::Relaxed);
+        self.count(|c| &c.pipelines);
         cache.insert(key, p.clone());
         p
     }
@@ -326,7 +355,7 @@ impl Context {
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
         *count += 1;
-        self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
+        self.count(|c| &c.dispatches);
         if *count >= MAX_PENDING {
             // Submitted under the lock, so submissions keep recording order.
             let (encoder, _) = pending.take().expect("just inserted");
@@ -335,7 +364,7 @@ impl Context {
     }
 
     fn submit(&self, encoder: wgpu::CommandEncoder) -> wgpu::SubmissionIndex {
-        self.counters.submits.fetch_add(1, Ordering::Relaxed);
+        self.count(|c| &c.submits);
         self.queue.submit([encoder.finish()])
     }
 
@@ -392,7 +421,7 @@ impl Context {
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
-        self.counters.readbacks.fetch_add(1, Ordering::Relaxed);
+        self.count(|c| &c.readbacks);
         Ok(out)
     }
 }

@@ -23,7 +23,7 @@ use anyhow::{anyhow, bail, Result};
 use crate::shape::{broadcast_shape, normalize_axis, split_at_axis, strides};
 use crate::tensor::DeviceData;
 use crate::{AttnMask, Backend, BinaryOp, CpuBackend, ReduceOp, Tensor, UnaryOp};
-pub use context::GpuStats;
+pub use context::{total_stats, GpuStats};
 use context::{Context, GpuBuf, Kernel};
 
 macro_rules! kernel {
@@ -198,11 +198,6 @@ impl GpuBackend {
     /// Counters of uploads, readbacks, submits, dispatches, pipelines and pool reuse.
     pub fn stats(&self) -> GpuStats {
         self.ctx.stats()
-    }
-
-    /// Waits until every recorded kernel has run (for timing).
-    pub fn sync(&self) -> Result<()> {
-        self.ctx.sync()
     }
 
     /// Transitional path for an op without a kernel: runs it on the CPU (reading the
@@ -843,6 +838,10 @@ impl Backend for GpuBackend {
         shape[ax] = indices.len();
         let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
         self.gather(a, &idx, (outer, n, inner), shape)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.ctx.sync()
     }
 }
 
