@@ -176,7 +176,8 @@ impl GpuBackend {
         let info = best.get_info();
         if !allow_software && !context::is_hardware(&info) {
             bail!(
-                "backend gpu: the only adapter is `{}` ({:?}), a software rasteriser",
+                "backend gpu: no hardware GPU; the best adapter is `{}` ({:?}), a software \
+                 rasteriser",
                 info.name,
                 info.device_type
             );
