@@ -110,13 +110,32 @@ fn transformer_fixtures_match_transformers_on_the_gpu() {
         let logits = &out["logits"];
         let d = max_diff(logits.data(), &want);
         let after = total_stats();
+        // Again: the weights' device copies are kept, so only the token ids go up.
+        let again = m
+            .forward(&tokens, &ForwardSpec::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            again["logits"].data(),
+            logits.data(),
+            "{name}: deterministic"
+        );
+        let second = total_stats();
         report.push(format!(
-            "{name}: max |Δlogit| = {d:.2e}, {} dispatches, {} readbacks, {} uploads",
+            "{name}: max |Δlogit| = {d:.2e}, {} dispatches, {} readbacks, {} uploads \
+             (second forward: {} uploads, {} readbacks)",
             after.dispatches - before.dispatches,
             after.readbacks - before.readbacks,
             after.uploads - before.uploads,
+            second.uploads - after.uploads,
+            second.readbacks - after.readbacks,
         ));
         assert!(d <= 1e-4, "{name}: max |Δlogit| = {d}");
+        assert_eq!(
+            second.readbacks - after.readbacks,
+            1,
+            "{name}: only the logits"
+        );
     }
     eprintln!("{}", report.join("\n"));
 }
@@ -209,4 +228,46 @@ fn selection_names_the_backend_and_adapter() {
             assert!(err.contains("no GPU adapter"), "{err}");
         }
     }
+}
+
+/// With the Vulkan loader pointed at no driver (no adapter at all, on Linux): `auto` runs
+/// on the CPU and says why, `gpu` fails with a clear error, and nothing else is printed.
+#[test]
+#[cfg(target_os = "linux")]
+fn without_any_adapter_auto_uses_the_cpu_and_gpu_fails_clearly() {
+    ensure_built();
+    let run = |backend: &str| {
+        std::process::Command::new(target_dir().join("tokit"))
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .args([
+                "--backend",
+                backend,
+                "info",
+                "tests/fixtures/transformer/gpt2",
+            ])
+            .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+            .output()
+            .expect("running tokit")
+    };
+    let auto = run("auto");
+    let (out, err) = (
+        String::from_utf8_lossy(&auto.stdout),
+        String::from_utf8_lossy(&auto.stderr),
+    );
+    assert!(auto.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("backend:      cpu (") && out.contains("auto: no GPU adapter found"),
+        "{out}"
+    );
+    assert!(!err.contains("ERROR"), "{err}");
+    let gpu = run("gpu");
+    let err = String::from_utf8_lossy(&gpu.stderr);
+    assert!(!gpu.status.success());
+    assert!(
+        err.trim()
+            == "error: backend gpu: no GPU adapter found (wgpu found no Vulkan, Metal or \
+                       DX12 device; on Linux install a Vulkan driver, e.g. mesa-vulkan-drivers)",
+        "{err}"
+    );
 }

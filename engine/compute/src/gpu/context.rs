@@ -121,6 +121,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn adapters() -> Vec<wgpu::Adapter> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+        // No debug messenger: a machine without drivers must not print loader errors
+        // every time `auto` looks for a GPU.
+        flags: wgpu::InstanceFlags::empty(),
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
     let mut list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
