@@ -22,6 +22,8 @@ pub trait DeviceData: Send + Sync {
     /// # Panics
     /// When the device is lost: host accessors cannot return errors.
     fn read(&self) -> Vec<f32>;
+    /// Number of f32 elements.
+    fn numel(&self) -> usize;
     /// For the owning backend to recover its buffer type.
     fn as_any(&self) -> &dyn Any;
 }
@@ -91,16 +93,22 @@ impl Tensor {
         })
     }
 
-    /// A tensor whose data lives on a device; `numel` must match `shape`.
-    pub fn from_device(shape: Vec<usize>, data: Arc<dyn DeviceData>) -> Tensor {
-        let numel = shape.iter().product();
+    /// A tensor whose data lives on a device; errors when the element counts differ.
+    pub fn from_device(shape: Vec<usize>, data: Arc<dyn DeviceData>) -> Result<Tensor> {
+        let numel = checked_numel(&shape)?;
+        if numel != data.numel() {
+            bail!(
+                "tensor: shape {shape:?} holds {numel} elements but the device buffer has {}",
+                data.numel()
+            );
+        }
         let s = Storage::default();
         let _ = s.device.set(data);
-        Tensor {
+        Ok(Tensor {
             shape,
             storage: Arc::new(s),
             numel,
-        }
+        })
     }
 
     /// The device copy, if there is one.

@@ -167,7 +167,9 @@ impl Context {
             queue,
             info,
             shader_f16,
-            max_binding: limits.max_storage_buffer_binding_size,
+            max_binding: limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
@@ -199,8 +201,13 @@ impl Context {
 
     /// A pooled output buffer for `numel` f32s (contents undefined).
     pub fn alloc(self: &Arc<Self>, numel: usize) -> Result<GpuBuf> {
-        let bytes = ((numel.max(1) * 4) as u64).next_power_of_two().max(256);
-        self.check_size(bytes.min(numel.max(1) as u64 * 4))?;
+        let exact = numel.max(1) as u64 * 4;
+        self.check_size(exact)?;
+        let mut bytes = exact.next_power_of_two().max(256);
+        if bytes > self.max_binding {
+            // Near the limit, the bucket is the size itself.
+            bytes = exact;
+        }
         let reused = lock(&self.pool).get_mut(&bytes).and_then(Vec::pop);
         let buf = match reused {
             Some(b) => {
@@ -448,6 +455,10 @@ impl DeviceData for GpuBuf {
         self.ctx
             .read(self.raw(), self.numel)
             .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    fn numel(&self) -> usize {
+        self.numel
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -223,7 +223,7 @@ impl GpuBackend {
     }
 
     fn out(&self, shape: Vec<usize>, buf: GpuBuf) -> Tensor {
-        Tensor::from_device(shape, Arc::new(buf))
+        Tensor::from_device(shape, Arc::new(buf)).expect("output buffers are allocated to fit")
     }
 
     fn upload_u32(&self, v: &[u32]) -> Result<GpuBuf> {
