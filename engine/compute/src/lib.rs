@@ -1,6 +1,7 @@
-//! tokit's compute layer: host-owned f32 tensors and the `Backend` trait with its CPU
-//! implementation. Architecture plugins never see this crate; they reach it through the
-//! host ops of the plugin ABI.
+//! tokit's compute layer: f32 tensors (on the host or a device) and the `Backend` trait
+//! with its CPU implementation and, behind the `gpu` feature, its wgpu implementation.
+//! Architecture plugins never see this crate; they reach it through the host ops of the
+//! plugin ABI.
 //!
 //! The trait is backend-neutral: it speaks only in [`Tensor`]s, shapes and plain
 //! parameters, so a GPU backend can implement the same surface. Shape validation lives

@@ -355,3 +355,23 @@ fn results_stay_on_the_device_and_read_back_once() {
     assert_eq!(s2.pipelines, pipelines, "{s2:?}");
     assert!(s2.pool_hits >= 2, "{s2:?}");
 }
+
+#[test]
+fn transitional_cpu_path_gives_the_cpu_result() {
+    let Some(g) = gpu() else { return };
+    let x = rand(&[3, 5], 25, 1.0);
+    let on_device = g.unary(UnaryOp::Exp, &x).unwrap();
+    let via_cpu = g
+        .on_cpu("test_exp", |c| c.unary(UnaryOp::Exp, &on_device))
+        .unwrap();
+    assert!(via_cpu.on_host());
+    let direct = cpu().unary(UnaryOp::Exp, &on_device).unwrap();
+    assert_eq!(via_cpu.data(), direct.data());
+    // Its result feeds the next GPU op like any host tensor.
+    let next = g.unary(UnaryOp::Neg, &via_cpu).unwrap();
+    assert_close(
+        "after fallback",
+        &next,
+        &cpu().unary(UnaryOp::Neg, &direct).unwrap(),
+    );
+}
