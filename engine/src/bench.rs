@@ -28,8 +28,10 @@ pub fn forward(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<
     let tokens: Vec<u32> = (0..n as u64)
         .map(|i| ((i * 7919 + 1) % vocab as u64) as u32)
         .collect();
+    let backend = crate::plugin::host::host().backend();
     let full = best(repeat, || {
-        m.forward(&tokens, &ForwardSpec::default()).map(|_| ())
+        m.forward(&tokens, &ForwardSpec::default())?;
+        backend.sync()
     })?;
     let step = ForwardSpec {
         last_only: true,
@@ -39,7 +41,7 @@ pub fn forward(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<
         for t in 1..=n {
             m.forward(&tokens[..t], &step)?;
         }
-        Ok(())
+        backend.sync()
     })?;
     Ok(format!(
         "model {} ({}), backend {}\nforward  {n} tokens: {:.1} ms, {:.1} tokens/s\ndecode   {n} steps:  {:.1} ms, {:.1} tokens/s",
@@ -68,7 +70,10 @@ pub fn matmul(n: usize, repeat: usize) -> Result<String> {
             .map(|i| ((i % 89) as f32 - 44.0) / 89.0)
             .collect(),
     )?;
-    let t = best(repeat, || backend.matmul(&a, &b, false, true).map(|_| ()))?;
+    let t = best(repeat, || {
+        backend.matmul(&a, &b, false, true)?;
+        backend.sync()
+    })?;
     let flops = 2.0 * (n as f64).powi(3);
     Ok(format!(
         "matmul {n}x{n}x{n} on {}: {:.2} ms, {:.1} GFLOP/s",

@@ -6,7 +6,7 @@ use crate::plugin::host::host;
 use crate::plugin::{Plugin, PluginSet, Text};
 use crate::report::{Provenance, Report};
 use crate::session::{LoadOptions, Model};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -246,23 +246,47 @@ impl Engine {
     }
 }
 
-/// Install the chosen backend in the host; returns its display name.
+/// Install the chosen backend in the host; returns its display name (with the adapter
+/// for the GPU, and why `auto` chose the CPU when it did).
 fn select_backend(config: &Config) -> Result<String> {
+    let cpu = |why: Option<String>| {
+        host().set_backend(Arc::new(CpuBackend::try_new(config.threads)?));
+        let threads = config
+            .threads
+            .filter(|&t| t > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Ok(match why {
+            Some(why) => format!("cpu ({threads} threads; auto: {why})"),
+            None => format!("cpu ({threads} threads)"),
+        })
+    };
     match config.backend {
-        BackendChoice::Gpu => Err(anyhow!(
-            "backend gpu: this build of tokit has no GPU backend yet; use --backend cpu or auto"
-        )),
-        BackendChoice::Auto | BackendChoice::Cpu => {
-            if config.backend == BackendChoice::Auto {
-                tracing::debug!("backend auto: using the CPU (no GPU backend in this build)");
+        BackendChoice::Cpu => cpu(None),
+        #[cfg(feature = "gpu")]
+        BackendChoice::Gpu | BackendChoice::Auto => {
+            // Auto wants a real GPU; an explicit `gpu` also takes a software adapter.
+            let auto = config.backend == BackendChoice::Auto;
+            match tokit_compute::GpuBackend::new(!auto, config.threads) {
+                Ok(gpu) => {
+                    let name = tokit_compute::Backend::name(&gpu);
+                    tracing::info!("backend: {name}");
+                    host().set_backend(Arc::new(gpu));
+                    Ok(name)
+                }
+                Err(e) if auto => {
+                    let why = format!("{e:#}").replace("backend gpu: ", "");
+                    tracing::info!("backend auto: using the CPU ({why})");
+                    cpu(Some(why))
+                }
+                Err(e) => Err(e),
             }
-            host().set_backend(Arc::new(CpuBackend::new(config.threads)));
-            Ok(format!(
-                "cpu ({} threads)",
-                config
-                    .threads
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            ))
         }
+        #[cfg(not(feature = "gpu"))]
+        BackendChoice::Gpu => Err(anyhow::anyhow!(
+            "backend gpu: this build of tokit has no GPU backend (built without the `gpu` \
+             feature); use --backend cpu or auto"
+        )),
+        #[cfg(not(feature = "gpu"))]
+        BackendChoice::Auto => cpu(Some("built without the `gpu` feature".into())),
     }
 }

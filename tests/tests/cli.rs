@@ -109,12 +109,7 @@ fn bad_input_on_the_command_line_is_a_clear_error_not_a_panic() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
-    let out = tokit(&["--backend", "gpu", "plugins"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("no GPU backend"),
-        "{err}"
-    );
+    // `--backend gpu` without an adapter: tests/gpu.rs (it hides the Vulkan drivers).
 }
 
 #[test]

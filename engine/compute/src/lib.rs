@@ -1,6 +1,7 @@
-//! tokit's compute layer: host-owned f32 tensors and the `Backend` trait with its CPU
-//! implementation. Architecture plugins never see this crate; they reach it through the
-//! host ops of the plugin ABI.
+//! tokit's compute layer: f32 tensors (on the host or a device) and the `Backend` trait
+//! with its CPU implementation and, behind the `gpu` feature, its wgpu implementation.
+//! Architecture plugins never see this crate; they reach it through the host ops of the
+//! plugin ABI.
 //!
 //! The trait is backend-neutral: it speaks only in [`Tensor`]s, shapes and plain
 //! parameters, so a GPU backend can implement the same surface. Shape validation lives
@@ -13,6 +14,8 @@
 //!   expected; no op panics on user input.
 
 mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod ops;
 pub mod shape;
 mod tensor;
@@ -22,9 +25,11 @@ mod testutil;
 use anyhow::Result;
 
 pub use cpu::CpuBackend;
+#[cfg(feature = "gpu")]
+pub use gpu::GpuBackend;
 pub use ops::{AttnMask, BinaryOp, ReduceOp, UnaryOp};
 pub use shape::broadcast_shape;
-pub use tensor::Tensor;
+pub use tensor::{DeviceData, Tensor};
 
 /// The op surface every compute backend implements.
 pub trait Backend: Send + Sync {
@@ -185,4 +190,10 @@ pub trait Backend: Send + Sync {
         h0: Option<&Tensor>,
         positions: &[usize],
     ) -> Result<Tensor>;
+
+    /// Waits until every op issued so far has finished (device backends queue work;
+    /// the CPU backend finishes each op before returning). For timing.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -1,18 +1,73 @@
-//! Host-owned tensors: a shape plus a contiguous row-major `f32` buffer.
+//! Tensors: a shape plus contiguous row-major `f32` storage on the host, on a device,
+//! or both.
 //!
-//! The buffer sits behind an `Arc` so that cloning a tensor, or reshaping it, is a
-//! reference-count bump rather than a copy; ops always produce fresh buffers, so a
-//! tensor's data is never mutated once it is shared.
+//! The storage sits behind an `Arc` so that cloning a tensor, or reshaping it, is a
+//! reference-count bump rather than a copy; ops always produce fresh storage, so a
+//! tensor's data is never mutated once it is shared. A tensor made by a device backend
+//! holds only its device buffer; the host copy is read back once, on the first host
+//! access ([`Tensor::data`]), and kept, so every host consumer works unchanged and pays
+//! one copy per tensor. A host tensor a device backend uploads keeps its device copy
+//! too, so weights cross the bus once.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Result};
 
+/// A tensor's data in a device backend's memory.
+pub trait DeviceData: Send + Sync {
+    /// Reads the data back to the host (blocking; runs any pending device work first).
+    ///
+    /// # Panics
+    /// When the device is lost: host accessors cannot return errors.
+    fn read(&self) -> Vec<f32>;
+    /// Number of f32 elements.
+    fn numel(&self) -> usize;
+    /// For the owning backend to recover its buffer type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Host and/or device copies of the same elements; at least one is set.
+#[derive(Default)]
+struct Storage {
+    host: OnceLock<Arc<Vec<f32>>>,
+    device: OnceLock<Arc<dyn DeviceData>>,
+}
+
+impl Storage {
+    fn host(&self) -> &Arc<Vec<f32>> {
+        self.host.get_or_init(|| {
+            let dev = self.device.get().expect("tensor storage has neither copy");
+            Arc::new(dev.read())
+        })
+    }
+}
+
 /// A contiguous row-major `f32` tensor. A shape of `[]` is a scalar holding one value.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: Arc<Vec<f32>>,
+    storage: Arc<Storage>,
+    numel: usize,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Tensor");
+        d.field("shape", &self.shape);
+        match self.storage.host.get() {
+            Some(h) => d.field("data", h),
+            None => d.field("data", &"<on device>"),
+        };
+        d.finish()
+    }
+}
+
+fn host_storage(data: Arc<Vec<f32>>) -> Arc<Storage> {
+    let s = Storage::default();
+    let _ = s.host.set(data);
+    Arc::new(s)
 }
 
 impl Tensor {
@@ -30,7 +85,46 @@ impl Tensor {
                 data.len()
             );
         }
-        Ok(Tensor { shape, data })
+        let numel = data.len();
+        Ok(Tensor {
+            shape,
+            storage: host_storage(data),
+            numel,
+        })
+    }
+
+    /// A tensor whose data lives on a device; errors when the element counts differ.
+    pub fn from_device(shape: Vec<usize>, data: Arc<dyn DeviceData>) -> Result<Tensor> {
+        let numel = checked_numel(&shape)?;
+        if numel != data.numel() {
+            bail!(
+                "tensor: shape {shape:?} holds {numel} elements but the device buffer has {}",
+                data.numel()
+            );
+        }
+        let s = Storage::default();
+        let _ = s.device.set(data);
+        Ok(Tensor {
+            shape,
+            storage: Arc::new(s),
+            numel,
+        })
+    }
+
+    /// The device copy, if there is one.
+    pub fn device(&self) -> Option<&Arc<dyn DeviceData>> {
+        self.storage.device.get()
+    }
+
+    /// Attaches a device copy to a host tensor (kept for later ops); returns the copy
+    /// now in place, which is `data` unless another thread attached one first.
+    pub fn cache_device(&self, data: Arc<dyn DeviceData>) -> &Arc<dyn DeviceData> {
+        self.storage.device.get_or_init(|| data)
+    }
+
+    /// Whether the host copy exists (false for device results not read back yet).
+    pub fn on_host(&self) -> bool {
+        self.storage.host.get().is_some()
     }
 
     /// A tensor of zeros.
@@ -38,7 +132,8 @@ impl Tensor {
         let n = shape.iter().product();
         Tensor {
             shape,
-            data: Arc::new(vec![0.0; n]),
+            storage: host_storage(Arc::new(vec![0.0; n])),
+            numel: n,
         }
     }
 
@@ -47,7 +142,8 @@ impl Tensor {
         let n = shape.iter().product();
         Tensor {
             shape,
-            data: Arc::new(vec![value; n]),
+            storage: host_storage(Arc::new(vec![value; n])),
+            numel: n,
         }
     }
 
@@ -55,7 +151,8 @@ impl Tensor {
     pub fn scalar(v: f32) -> Tensor {
         Tensor {
             shape: Vec::new(),
-            data: Arc::new(vec![v]),
+            storage: host_storage(Arc::new(vec![v])),
+            numel: 1,
         }
     }
 
@@ -63,17 +160,18 @@ impl Tensor {
         &self.shape
     }
 
+    /// The elements on the host (read back from the device on first use).
     pub fn data(&self) -> &[f32] {
-        &self.data
+        self.storage.host()
     }
 
-    /// The shared buffer, for callers that want to hand it on without copying.
+    /// The shared host buffer, for callers that want to hand it on without copying.
     pub fn arc(&self) -> &Arc<Vec<f32>> {
-        &self.data
+        self.storage.host()
     }
 
     pub fn numel(&self) -> usize {
-        self.data.len()
+        self.numel
     }
 
     pub fn ndim(&self) -> usize {
@@ -81,17 +179,36 @@ impl Tensor {
     }
 
     pub fn to_vec(&self) -> Vec<f32> {
-        self.data.as_ref().clone()
+        self.data().to_vec()
     }
 
     /// Takes the buffer out, copying only when it is still shared with another tensor.
     pub fn into_vec(self) -> Vec<f32> {
-        Arc::try_unwrap(self.data).unwrap_or_else(|shared| shared.as_ref().clone())
+        self.arc();
+        match Arc::try_unwrap(self.storage) {
+            Ok(s) => {
+                let host = s.host.into_inner().expect("host copy was just made");
+                Arc::try_unwrap(host).unwrap_or_else(|shared| shared.as_ref().clone())
+            }
+            Err(shared) => shared.host().as_ref().clone(),
+        }
     }
 
-    /// The same data under another shape with the same element count (no copy).
+    /// The same data under another shape with the same element count (no copy, on the
+    /// host or the device).
     pub fn with_shape(&self, shape: Vec<usize>) -> Result<Tensor> {
-        Tensor::from_arc(shape, Arc::clone(&self.data))
+        let want = checked_numel(&shape)?;
+        if want != self.numel {
+            bail!(
+                "tensor: shape {shape:?} holds {want} elements but the data has {}",
+                self.numel
+            );
+        }
+        Ok(Tensor {
+            shape,
+            storage: Arc::clone(&self.storage),
+            numel: want,
+        })
     }
 }
 

@@ -32,16 +32,16 @@ impl OutPtr {
     }
 }
 
-struct Dims {
-    h: usize,
-    hkv: usize,
-    tq: usize,
-    tk: usize,
-    dh: usize,
-    dv: usize,
+pub(crate) struct Dims {
+    pub h: usize,
+    pub hkv: usize,
+    pub tq: usize,
+    pub tk: usize,
+    pub dh: usize,
+    pub dv: usize,
 }
 
-fn check(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Result<Dims> {
+pub(crate) fn check(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Result<Dims> {
     let (sq, sk, sv) = (q.shape(), k.shape(), v.shape());
     let (&[h, tq, dh], &[hkv, tk, dhk], &[hkv_v, tk_v, dv]) = (sq, sk, sv) else {
         bail!(

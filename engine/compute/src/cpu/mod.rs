@@ -16,6 +16,11 @@ mod ssm;
 
 use anyhow::{Context, Result};
 
+#[cfg(feature = "gpu")]
+pub(crate) use attention::check as attention_dims;
+#[cfg(feature = "gpu")]
+pub(crate) use layout::reshape;
+
 use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 
 /// CPU implementation of [`Backend`].

@@ -1,0 +1,273 @@
+//! Whole models through the GPU backend (`backend: Gpu`, software adapters included):
+//! the Transformer fixtures' logits against transformers to 1e-4, captured hooks against
+//! the CPU backend with one readback per captured tensor, and backend selection.
+//!
+//! The host backend is process-wide, so the tests of this file take turns ([`LOCK`]).
+//! Without any adapter each test prints why and passes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokit_compute::gpu::total_stats;
+use tokit_engine::{BackendChoice, Config, Engine, ForwardSpec, LoadOptions};
+use tokit_tests::*;
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn engine_on(backend: BackendChoice) -> anyhow::Result<Arc<Engine>> {
+    ensure_built();
+    let config = Config {
+        backend,
+        threads: Some(2),
+        ..Config::default()
+    };
+    Ok(Arc::new(Engine::new(config)?))
+}
+
+/// The GPU engine, or `None` (with the reason printed) when no adapter exists.
+fn gpu_engine() -> Option<Arc<Engine>> {
+    match engine_on(BackendChoice::Gpu) {
+        Ok(e) => {
+            eprintln!("gpu: running on {}", e.backend_name());
+            Some(e)
+        }
+        Err(e) => {
+            eprintln!("gpu: skipped, {e:#}");
+            None
+        }
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/transformer")
+        .join(name)
+}
+
+fn reference(name: &str) -> (Vec<u32>, Vec<f32>) {
+    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    let tokens = r["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let logits = r["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect();
+    (tokens, logits)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn transformer_fixtures_match_transformers_on_the_gpu() {
+    let _turn = turn();
+    let Some(e) = gpu_engine() else { return };
+    assert!(
+        e.backend_name().starts_with("gpu: "),
+        "{}",
+        e.backend_name()
+    );
+    let mut report = Vec::new();
+    for name in [
+        "gpt2",
+        "llama_gqa_tied",
+        "llama_untied_llama3",
+        "qwen2",
+        "mistral_window",
+        "llama_old_layout",
+    ] {
+        let (tokens, want) = reference(name);
+        let m = e
+            .load_model(fixture(name).to_str().unwrap(), &LoadOptions::default())
+            .unwrap_or_else(|err| panic!("loading {name}: {err:#}"));
+        let before = total_stats();
+        let out = m
+            .forward(&tokens, &ForwardSpec::default())
+            .unwrap()
+            .remove(0);
+        let logits = &out["logits"];
+        let d = max_diff(logits.data(), &want);
+        let after = total_stats();
+        // Again: the weights' device copies are kept, so only the token ids go up.
+        let again = m
+            .forward(&tokens, &ForwardSpec::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            again["logits"].data(),
+            logits.data(),
+            "{name}: deterministic"
+        );
+        let second = total_stats();
+        report.push(format!(
+            "{name}: max |Δlogit| = {d:.2e}, {} dispatches, {} readbacks, {} uploads \
+             (second forward: {} uploads, {} readbacks)",
+            after.dispatches - before.dispatches,
+            after.readbacks - before.readbacks,
+            after.uploads - before.uploads,
+            second.uploads - after.uploads,
+            second.readbacks - after.readbacks,
+        ));
+        assert!(d <= 1e-4, "{name}: max |Δlogit| = {d}");
+        assert_eq!(
+            second.readbacks - after.readbacks,
+            1,
+            "{name}: only the logits"
+        );
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn captured_hooks_read_back_once_and_match_the_cpu() {
+    let _turn = turn();
+    let name = "llama_gqa_tied";
+    let (tokens, _) = reference(name);
+    let spec = ForwardSpec {
+        capture: vec!["*".into()],
+        ..Default::default()
+    };
+    let cpu = {
+        let e = engine_on(BackendChoice::Cpu).unwrap();
+        let m = e
+            .load_model(fixture(name).to_str().unwrap(), &LoadOptions::default())
+            .unwrap();
+        m.forward(&tokens, &spec).unwrap().remove(0)
+    };
+    let Some(e) = gpu_engine() else { return };
+    let m = e
+        .load_model(fixture(name).to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
+    let out = m.forward(&tokens, &spec).unwrap().remove(0);
+    let hooks: Vec<&String> = out.keys().filter(|k| *k != "logits").collect();
+    assert_eq!(hooks.len(), cpu.len() - 1);
+    let pending = hooks.iter().filter(|h| !out[h.as_str()].on_host()).count();
+    let before = total_stats().readbacks;
+    for h in &hooks {
+        let (g, c) = (&out[h.as_str()], &cpu[h.as_str()]);
+        assert_eq!(g.shape(), c.shape(), "{h}");
+        let d = max_diff(g.data(), c.data());
+        assert!(d <= 1e-4, "{h}: max |Δ| = {d}");
+        // A second read is free.
+        let _ = g.data();
+    }
+    let copies = total_stats().readbacks - before;
+    eprintln!(
+        "gpu: {} hooks captured, {pending} still on the device after the forward, {copies} \
+         readbacks to read them all twice",
+        hooks.len()
+    );
+    assert!(
+        pending > 0,
+        "captured hooks should stay on the device until read"
+    );
+    assert!(
+        copies <= pending as u64,
+        "one copy per captured tensor at most"
+    );
+}
+
+#[test]
+fn selection_names_the_backend_and_adapter() {
+    let _turn = turn();
+    let cpu = engine_on(BackendChoice::Cpu).unwrap();
+    assert_eq!(cpu.backend_name(), "cpu (2 threads)");
+    // Auto takes only a real GPU: on a machine with just a software adapter (CI's
+    // lavapipe) or none, it runs on the CPU and says why.
+    let auto = engine_on(BackendChoice::Auto).unwrap();
+    let hardware = tokit_compute::gpu::list_adapters()
+        .first()
+        .is_some_and(|a| a.hardware);
+    if hardware {
+        assert!(
+            auto.backend_name().starts_with("gpu: "),
+            "{}",
+            auto.backend_name()
+        );
+    } else {
+        let n = auto.backend_name();
+        assert!(n.starts_with("cpu (2 threads; auto: "), "{n}");
+        assert!(
+            n.contains("software") || n.contains("no GPU adapter"),
+            "{n}"
+        );
+    }
+    match gpu_engine() {
+        Some(e) => {
+            let adapter = &tokit_compute::gpu::list_adapters()[0];
+            assert!(
+                e.backend_name().contains(&adapter.name),
+                "{}",
+                e.backend_name()
+            );
+        }
+        None => {
+            let err = engine_on(BackendChoice::Gpu).err().unwrap().to_string();
+            assert!(err.contains("no GPU adapter"), "{err}");
+        }
+    }
+}
+
+/// With the Vulkan loader pointed at no driver (no adapter at all, on Linux): `auto` runs
+/// on the CPU and says why, `gpu` fails with a clear error, and nothing else is printed.
+#[test]
+#[cfg(target_os = "linux")]
+fn without_any_adapter_auto_uses_the_cpu_and_gpu_fails_clearly() {
+    ensure_built();
+    let run = |backend: &str| {
+        std::process::Command::new(target_dir().join("tokit"))
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .args([
+                "--backend",
+                backend,
+                "info",
+                "tests/fixtures/transformer/gpt2",
+            ])
+            .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+            .output()
+            .expect("running tokit")
+    };
+    let auto = run("auto");
+    let (out, err) = (
+        String::from_utf8_lossy(&auto.stdout),
+        String::from_utf8_lossy(&auto.stderr),
+    );
+    assert!(auto.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("backend:      cpu (") && out.contains("auto: no GPU adapter found"),
+        "{out}"
+    );
+    assert!(!err.contains("ERROR"), "{err}");
+    let gpu = run("gpu");
+    let err = String::from_utf8_lossy(&gpu.stderr);
+    assert!(!gpu.status.success());
+    assert!(
+        err.trim()
+            == "error: backend gpu: no GPU adapter found (wgpu found no Vulkan, Metal or \
+                       DX12 device; on Linux install a Vulkan driver, e.g. mesa-vulkan-drivers)",
+        "{err}"
+    );
+}
