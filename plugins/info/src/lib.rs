@@ -7,6 +7,7 @@
 
 pub mod granger_map;
 pub mod information_flow;
+pub mod logit_lens;
 pub mod streams;
 pub mod thermo;
 pub mod token_stats;
@@ -22,7 +23,7 @@ use tokit_sdk::{
 /// Metrics of the next-token law at every position.
 pub struct TokenInfo;
 
-const METRICS: [(&str, &str, &str); 8] = [
+const METRICS: [(&str, &str, &str); 9] = [
     ("token_stats", "nats", "all per-token values (surprisal, entropy, rank, free/internal energy, heat capacity); value = cross-entropy"),
     ("surprisal", "nats", "surprisal −ln p(x_t | x_<t) of each token; value = its mean (cross-entropy)"),
     ("entropy", "nats", "entropy of the next-token law at each position; value = its mean"),
@@ -30,6 +31,7 @@ const METRICS: [(&str, &str, &str); 8] = [
     ("perplexity", "", "exp(cross-entropy), with a delta-method standard error"),
     ("granger_map", "nats", "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens"),
     ("information_flow", "nats", "semantic information flow from a prompt (the first `prompt_tokens` tokens) to a response (M5, reconstruction): Λ_n, its Doob decomposition A_n + M_n, share of negative increments; exact mixture over `alternatives` with `prior`, or null-context by ablating the prompt; `samples` > 0 draws responses and estimates the directed information E Λ_N with its standard error"),
+    ("logit_lens", "nats", "logit lens: every layer's residual stream through the model's final norm and unembedding (hook blocks.{i}.hook_lens_logits); per layer and token the lens law's entropy, KL(p_out ‖ p_layer) and the observed token's rank; value = mean KL"),
     ("boltzmann", "nats", "Boltzmann view of each next-token law (M1): free energy F = −T ln Z, internal energy U, entropy H = (U − F)/T, heat capacity C = Var(E)/T²; value = mean C. Takes a model and text, or a `logits` tensor [N, V] whose rows are laws"),
 ];
 
@@ -149,6 +151,9 @@ impl Metric for TokenInfo {
         }
         if input.metric == "granger_map" {
             return granger_map::compute(input, scale, &unit);
+        }
+        if input.metric == "logit_lens" {
+            return logit_lens::compute(input, temperature, scale, &unit);
         }
         if input.metric == "boltzmann" && input.model.is_none() {
             return boltzmann_rows(input, temperature, scale, &unit, params);
