@@ -107,3 +107,78 @@ fn logit_lens_on_a_model_without_one_names_the_model() {
         "{e}"
     );
 }
+
+#[test]
+fn attention_energetics_on_a_fixture_agree_with_the_captured_pattern() {
+    use tokit_engine::ForwardSpec;
+    let name = "llama_gqa_tied";
+    let m = load(name);
+    let toks = tokens(name);
+    let r = analyze("attention_energetics", &m, &toks, serde_json::json!({})).unwrap();
+    let out = m
+        .forward(
+            &toks,
+            &ForwardSpec {
+                capture: vec!["blocks.*.attn.hook_pattern".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .remove(0);
+    let (layers, heads) = (
+        r.tensors["entropy"].shape()[0],
+        r.tensors["entropy"].shape()[1],
+    );
+    let t = toks.len();
+    let h = data(&r, "entropy");
+    for l in 0..layers {
+        let p = out[&format!("blocks.{l}.attn.hook_pattern")]
+            .data()
+            .to_vec();
+        for hd in 0..heads {
+            // Mean over query rows of −Σ α ln α, from the pattern the model itself computed.
+            let want: f64 = (0..t)
+                .map(|i| {
+                    p[(hd * t + i) * t..(hd * t + i + 1) * t]
+                        .iter()
+                        .filter(|&&a| a > 0.0)
+                        .map(|&a| -(a as f64) * (a as f64).ln())
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / t as f64;
+            let got = h[l * heads + hd] as f64;
+            assert!(
+                (got - want).abs() < 1e-5,
+                "layer {l} head {hd}: {got} vs {want}"
+            );
+        }
+    }
+    // A causal model: no mass above the diagonal; lag profile entries are probabilities.
+    assert!(data(&r, "above_diagonal").iter().all(|&x| x == 0.0));
+    assert!(data(&r, "lag_profile")
+        .iter()
+        .all(|&x| (0.0..=1.0).contains(&x)));
+    let k90 = data(&r, "k90");
+    assert!(k90.iter().all(|&k| k >= 1.0 && k <= t as f32));
+}
+
+#[test]
+fn attention_energetics_on_a_model_without_scores_names_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toylm(dir.path(), 256, 8, serde_json::json!({}));
+    let m = engine()
+        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
+    let e = format!(
+        "{:#}",
+        analyze(
+            "attention_energetics",
+            &m,
+            &[1, 2, 3],
+            serde_json::json!({})
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("toylm") && e.contains("hook_scores"), "{e}");
+}
