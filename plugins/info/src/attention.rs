@@ -125,8 +125,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     let window = input.usize_or("window", 4)?.max(1);
     // One entry per layer: ([H, T_q, T_k] scores, H, T_q, T_k).
     let mut blocks: Vec<(Vec<f32>, usize, usize, usize)> = Vec::new();
-    let source;
-    if input.model.is_some() {
+    let source: String = if input.model.is_some() {
         let tokens = input.tokens_at_least(1)?;
         let model = input.model()?;
         let info = model.info()?;
@@ -163,7 +162,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
             };
             blocks.push((t.to_vec()?, h, tq, tk));
         }
-        source = format!("model {} (blocks.*.attn.hook_scores)", info.arch);
+        format!("model {} (blocks.*.attn.hook_scores)", info.arch)
     } else {
         let t = input.tensor("scores")?;
         let shape = t.shape()?;
@@ -182,8 +181,8 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         for i in 0..l {
             blocks.push((data[i * per..(i + 1) * per].to_vec(), h, tq, tk));
         }
-        source = "scores tensor".into();
-    }
+        "scores tensor".into()
+    };
     let (layers, heads, tk) = (blocks.len(), blocks[0].1, blocks[0].3);
     if blocks
         .iter()
