@@ -333,9 +333,13 @@ impl Figure {
                     .y_label_area_size(60)
                     .build_cartesian_2d(0f64..*cols as f64, *rows as f64..0f64)
                     .map_err(draw_err)?;
+                let int = |v: &f64| format!("{v:.0}");
                 chart
                     .configure_mesh()
                     .disable_mesh()
+                    .x_label_formatter(&int)
+                    .y_label_formatter(&int)
+                    .label_style(("sans-serif", 13))
                     .x_desc(labels[0].as_str())
                     .y_desc(labels[1].as_str())
                     .axis_desc_style(("sans-serif", 16))
@@ -374,6 +378,7 @@ impl Figure {
                     .disable_x_axis()
                     .y_desc(labels[2].as_str())
                     .axis_desc_style(("sans-serif", 14))
+                    .label_style(("sans-serif", 12))
                     .y_labels(6)
                     .draw()
                     .map_err(draw_err)?;
@@ -501,6 +506,7 @@ where
         .x_desc(labels[0].as_str())
         .y_desc(labels[1].as_str())
         .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 13))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(draw_err)?;

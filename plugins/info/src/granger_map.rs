@@ -129,6 +129,11 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         estimator: "exact per pair (ablation)".into(),
         params,
         ablation: Some(method),
+        plot: Some(json!({
+            "kind": "heatmap", "z": "granger_kl", "title": "Granger map G[t, j]",
+            "x_label": "ablated source position j", "y_label": "predicted position t",
+            "z_label": format!("KL ({unit})"),
+        })),
         ..Default::default()
     };
     out.notes.push(

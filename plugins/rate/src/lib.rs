@@ -347,6 +347,7 @@ impl Metric for RateMetrics {
             scalars: rec.scalars,
             params: rec.params,
             notes: rec.notes,
+            plot: rec.plot,
             ..Default::default()
         };
         for (name, data, shape) in &rec.tensors {
@@ -510,6 +511,21 @@ fn rd_curve_record(
     }
     rec.column("rate", &col(&|p| p.rate * s));
     rec.column("lower_bound", &col(&|p| p.lower_bound * s));
+    let u = unit.name();
+    match reward_shift {
+        Some(_) => rec.plot_lines(
+            "reward",
+            &["rate"],
+            "expected reward ρ",
+            &format!("rate R ({u})"),
+        ),
+        None => rec.plot_lines(
+            "distortion",
+            &["rate"],
+            "distortion D",
+            &format!("rate R ({u})"),
+        ),
+    }
     rec.column("converged", &col(&|p| if p.converged { 1.0 } else { 0.0 }));
     rec.scalar("points", pts.len() as f64);
     rec.flag("all_converged", pts.iter().all(|p| p.converged));
@@ -838,6 +854,12 @@ fn directed_rd(args: &Args) -> Result<Record> {
             rec.column("distortion", &col(&|p| p.distortion));
             rec.column("rate", &col(&|p| p.rate * s));
             rec.column("directed_information", &col(&|p| di(p) * s));
+            rec.plot_lines(
+                "distortion",
+                &["rate"],
+                "distortion D per letter",
+                &format!("rate R ({} per letter)", unit.name()),
+            );
             rec.column("converged", &col(&|p| if p.converged { 1.0 } else { 0.0 }));
             rec.flag("all_converged", pts.iter().all(|p| p.converged));
             rec.scalar(
@@ -956,6 +978,12 @@ fn rate_reward(args: &Args) -> Result<Record> {
             rec.column("lambda", &lambdas);
             rec.column("reward", &ts.iter().map(|t| t.reward).collect::<Vec<f64>>());
             rec.column("kl", &ts.iter().map(|t| t.kl * s).collect::<Vec<f64>>());
+            rec.plot_lines(
+                "reward",
+                &["kl"],
+                "expected reward ρ",
+                &format!("KL to the reference ({})", unit.name()),
+            );
             rec.column("log_z", &ts.iter().map(|t| t.log_z).collect::<Vec<f64>>());
         }
     }
@@ -1160,6 +1188,12 @@ fn rate_reward_is(args: &Args) -> Result<Record> {
         rec.column(
             "se_rate",
             &col(&|e| e.boot_se_rate.unwrap_or(e.se_rate) * s),
+        );
+        rec.plot_lines(
+            "reward",
+            &["rate"],
+            "expected reward ρ (IS estimate)",
+            &format!("KL to the reference ({})", unit.name()),
         );
     } else {
         let e = &es[0];
