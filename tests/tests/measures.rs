@@ -303,3 +303,71 @@ fn information_flow_is_a_submartingale_on_a_transformer_fixture() {
     assert!((lam - a).abs() < 4.0 * se, "Λ {lam} ± {se} vs A {a}");
     assert!(r.tensors["mean_step_kl"].data().iter().all(|&k| k >= 0.0));
 }
+
+/// Issue 7: token-semantic R(D) on a Transformer: the distortion is 1 − cos between the
+/// GPT-2 fixture's own embedding rows (read back from its safetensors file), the BA curve
+/// is non-increasing and starts at H(top-k law), and the corpus operating point's D is the
+/// model's cross-entropy.
+#[test]
+fn token_semantic_rate_distortion_uses_the_embedding_rows_and_the_cross_entropy() {
+    let name = "gpt2";
+    let m = load(name);
+    let toks = tokens(name)[..16].to_vec();
+    let r = analyze(
+        "token_semantic_rd",
+        &m,
+        &toks,
+        serde_json::json!({ "top_k": 8 }),
+    )
+    .unwrap();
+    let w = tokit_model::Weights::open(fixture(name).join("model.safetensors")).unwrap();
+    let (shape, wte) = w.read_f32("transformer.wte.weight").unwrap();
+    let d = shape[1];
+    let top: Vec<usize> = data(&r, "tokens").iter().map(|&t| t as usize).collect();
+    let dist = data(&r, "distortion_matrix");
+    let row = |i: usize| {
+        wte[top[i] * d..(top[i] + 1) * d]
+            .iter()
+            .map(|&x| x as f64)
+            .collect::<Vec<f64>>()
+    };
+    for x in 0..8 {
+        for y in 0..8 {
+            let (a, b) = (row(x), row(y));
+            let dot: f64 = a.iter().zip(&b).map(|(p, q)| p * q).sum();
+            let n = |v: &[f64]| v.iter().map(|p| p * p).sum::<f64>().sqrt();
+            let want = if x == y {
+                0.0
+            } else {
+                1.0 - dot / (n(&a) * n(&b))
+            };
+            assert!(
+                (dist[x * 8 + y] as f64 - want).abs() < 1e-6,
+                "d[{x},{y}] {} vs {want}",
+                dist[x * 8 + y]
+            );
+        }
+    }
+    let law = data(&r, "source_law");
+    let h: f64 = -law.iter().map(|&p| p as f64 * (p as f64).ln()).sum::<f64>();
+    assert!((r.value.unwrap() - h).abs() < 1e-6);
+    let (dd, rr) = (data(&r, "distortion"), data(&r, "rate"));
+    let mut pts: Vec<(f32, f32)> = dd
+        .iter()
+        .copied()
+        .zip(rr.iter().copied())
+        .filter(|p| p.0.is_finite())
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(pts.windows(2).all(|w| w[1].1 <= w[0].1 + 1e-6), "{pts:?}");
+    assert!(pts.iter().all(|p| p.1 as f64 <= h + 1e-6));
+    let ce = analyze("cross_entropy", &m, &toks, serde_json::json!({}))
+        .unwrap()
+        .value
+        .unwrap();
+    assert!(
+        (r.scalars["corpus_distortion"] - ce).abs() < 1e-6,
+        "{} vs {ce}",
+        r.scalars["corpus_distortion"]
+    );
+}

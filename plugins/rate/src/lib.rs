@@ -15,6 +15,9 @@
 //! * `rate_reward_is` — the frontier from reward samples by self-normalised importance
 //!   sampling, with effective sample size and standard errors (reconstruction).
 //!
+//! * `token_semantic_rd` — on a model: R(D) of the top-k next-token law with distortion
+//!   1 − cos between embedding (or unembedding) rows, and the corpus operating point.
+//!
 //! Inputs that are laws or matrices are JSON parameters (f64) or, failing that, input
 //! tensors of the same name (f32). All math is f64; result tensors are f32.
 
@@ -23,6 +26,7 @@ pub mod blahut_arimoto;
 pub mod capacity;
 pub mod directed;
 pub mod reward;
+pub mod semantic;
 pub mod util;
 
 use args::{Args, Record};
@@ -255,7 +259,7 @@ fn is_params() -> Vec<ParamSpec> {
     ]
 }
 
-const DEFS: [Def; 8] = [
+const DEFS: [Def; 9] = [
     Def {
         name: "rate_distortion",
         unit: "nats",
@@ -312,7 +316,40 @@ const DEFS: [Def; 8] = [
         doc: "reconstruction (M4): the KL-tilt frontier (ρ, R) estimated from reward samples of the reference by self-normalised importance sampling, with effective sample size and standard errors; value = rate",
         params: is_params,
     },
+    Def {
+        name: "token_semantic_rd",
+        unit: "nats",
+        reconstruction: true,
+        doc: "token-semantic R(D) on a model: the next-token law at `position` over its top_k tokens, distortion 1 − cos between the tokens' embedding rows (or an `unembedding` tensor [V, d] with rows: \"unembedding\"), the Blahut–Arimoto curve; and the corpus operating point D = cross-entropy, R = H(mean law) − cross-entropy; value = H of the top-k law",
+        params: semantic_params,
+    },
 ];
+
+fn semantic_params() -> Vec<ParamSpec> {
+    let mut v = vec![
+        p(
+            "top_k",
+            "integer",
+            json!(16),
+            "tokens of the next-token law kept (renormalised)",
+        ),
+        p(
+            "position",
+            "integer",
+            Value::Null,
+            "row whose law is the source (default: the last, predicting the token after the text)",
+        ),
+        p(
+            "rows",
+            "string",
+            json!("embedding"),
+            "`embedding` (hook_embed) or `unembedding` (input tensor `unembedding` [V, d])",
+        ),
+        p("num_points", "integer", json!(31), "points of the β grid"),
+    ];
+    v.extend(ba_params(100_000, 1));
+    v
+}
 
 impl Metric for RateMetrics {
     fn specs() -> Vec<MetricSpec> {
@@ -321,7 +358,7 @@ impl Metric for RateMetrics {
                 name: d.name.to_string(),
                 description: d.doc.to_string(),
                 unit: d.unit.to_string(),
-                needs_model: false,
+                needs_model: d.name == "token_semantic_rd",
                 reconstruction: d.reconstruction,
                 params: (d.params)(),
             })
@@ -339,7 +376,11 @@ impl Metric for RateMetrics {
             })?;
             args.tensors.push((name.clone(), data, shape));
         }
-        let rec = evaluate(&args)?;
+        let rec = if input.metric == "token_semantic_rd" {
+            semantic::compute(input, &args)?
+        } else {
+            evaluate(&args)?
+        };
         let mut out = MetricOutput {
             value: rec.value,
             unit: rec.unit,
@@ -380,7 +421,7 @@ pub fn evaluate(args: &Args) -> Result<Record> {
 }
 
 /// A record with the unit and the effective parameters filled in.
-fn record(args: &Args, estimator: &str) -> Result<(Record, Unit)> {
+pub(crate) fn record(args: &Args, estimator: &str) -> Result<(Record, Unit)> {
     let unit = Unit::parse(&args.str_or("unit", "nats")?)?;
     let mut rec = Record {
         unit: unit.name().into(),
@@ -392,7 +433,7 @@ fn record(args: &Args, estimator: &str) -> Result<(Record, Unit)> {
     Ok((rec, unit))
 }
 
-fn ba_options(
+pub(crate) fn ba_options(
     args: &Args,
     rec: &mut Record,
     max_iter: usize,
@@ -488,7 +529,7 @@ fn rd_point_record(rec: &mut Record, pt: &RdPoint, prob: &RdProblem, unit: Unit)
 
 /// A curve of BA points as equal-length columns. `x_name`/`x` relabel the distortion axis
 /// (the channel form reports reward = shift − distortion).
-fn rd_curve_record(
+pub(crate) fn rd_curve_record(
     rec: &mut Record,
     pts: &[RdPoint],
     prob: &RdProblem,
@@ -648,6 +689,12 @@ fn closed_form(args: &Args) -> Result<Record> {
     if args.has("distortions") {
         rec.column("distortion", &targets);
         rec.column("rate", &rates);
+        rec.plot_lines(
+            "distortion",
+            &["rate"],
+            "distortion D",
+            &format!("rate R ({})", unit.name()),
+        );
     } else {
         rec.value = Some(rates[0]);
         rec.scalar("rate", rates[0]);
