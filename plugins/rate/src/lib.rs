@@ -22,6 +22,7 @@
 //! tensors of the same name (f32). All math is f64; result tensors are f32.
 
 pub mod args;
+pub mod ba_dense;
 pub mod blahut_arimoto;
 pub mod capacity;
 pub mod directed;
@@ -319,7 +320,7 @@ const DEFS: [Def; 9] = [
     Def {
         name: "token_semantic_rd",
         unit: "nats",
-        reconstruction: true,
+        reconstruction: false,
         doc: "token-semantic R(D) on a model: the next-token law at `position` over its top_k tokens, distortion 1 − cos between the tokens' embedding rows (or an `unembedding` tensor [V, d] with rows: \"unembedding\"), the Blahut–Arimoto curve; and the corpus operating point D = cross-entropy, R = H(mean law) − cross-entropy; value = H of the top-k law",
         params: semantic_params,
     },
