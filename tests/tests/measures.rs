@@ -371,3 +371,45 @@ fn token_semantic_rate_distortion_uses_the_embedding_rows_and_the_cross_entropy(
         r.scalars["corpus_distortion"]
     );
 }
+
+/// Issue 6, bad input: a model-based measure asked of a model without the ablation it
+/// needs names the model and the missing method.
+#[test]
+fn ablation_measures_on_a_model_without_ablation_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_toylm(dir.path(), 256, 8, serde_json::json!({}));
+    let m = engine()
+        .load_model(dir.path().to_str().unwrap(), &LoadOptions::default())
+        .unwrap();
+    assert!(m.info().ablation_methods.is_empty());
+    let e = format!(
+        "{:#}",
+        analyze("granger_map", &m, &[1, 2, 3], serde_json::json!({})).unwrap_err()
+    );
+    assert!(
+        e.contains("toylm") && e.contains("ablation method") && e.contains("none"),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        analyze(
+            "granger_map",
+            &m,
+            &[1, 2, 3],
+            serde_json::json!({ "method": "attention" })
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("`attention`"), "{e}");
+    let e = format!(
+        "{:#}",
+        analyze(
+            "information_flow",
+            &m,
+            &[1, 2, 3, 4],
+            serde_json::json!({ "prompt_tokens": 2 })
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("toylm") && e.contains("support none"), "{e}");
+}
