@@ -74,8 +74,9 @@ impl<'p> Kernel<'p> {
                     s.spawn(move || {
                         let (mut dsum, mut lsum) = (0.0, 0.0);
                         let mut v = vec![0.0; ny];
-                        for x in x0..(x0 + rows).min(nx) {
-                            if p[x] == 0.0 {
+                        let x1 = (x0 + rows).min(nx);
+                        for (x, &px) in p.iter().enumerate().take(x1).skip(x0) {
+                            if px == 0.0 {
                                 continue;
                             }
                             let ra = &self.a[x * ny..(x + 1) * ny];
@@ -85,9 +86,9 @@ impl<'p> Kernel<'p> {
                                 c += ra[y] * q[y];
                                 bq += rb[y] * q[y];
                             }
-                            dsum += p[x] * bq / c;
-                            lsum += p[x] * c.ln();
-                            let w = p[x] / c;
+                            dsum += px * bq / c;
+                            lsum += px * c.ln();
+                            let w = px / c;
                             for (vy, &ay) in v.iter_mut().zip(ra) {
                                 *vy += w * ay;
                             }
