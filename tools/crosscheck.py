@@ -15,10 +15,20 @@ Granger) and writes tests/fixtures/crosscheck/expected.json with
 The Rust unit tests of tokit-plugin-info (src/streams/crosscheck.rs) assert that tokit
 reproduces these values (information to 1e-9 bits, Granger statistics and p-values to 1e-6).
 
+With --dit (run in a venv that has dit; pyinform and statsmodels are then not needed) it
+instead writes tests/fixtures/crosscheck/rd_dit.json: dit's rate-distortion curve
+(RDCurve, scipy optimiser and dit's Blahut-Arimoto) of a committed 4-letter source with
+Hamming distortion, and dit's Blahut-Arimoto on the same source with a committed
+non-Hamming distortion matrix; rates in bits, dit's slope beta in bits per unit distortion
+(its update is q(y) 2^(-beta d)). tokit-plugin-rate's tests (src/tests.rs) assert that
+tokit's R(D) at each of dit's distortions matches dit's rate.
+
 Usage:
     python -m venv /tmp/xc && /tmp/xc/bin/pip install pyinform statsmodels numpy
     /tmp/xc/bin/python tools/crosscheck.py               # recompute expected.json
     /tmp/xc/bin/python tools/crosscheck.py --regenerate  # also redraw inputs.json (seeded)
+    python -m venv /tmp/ditv && /tmp/ditv/bin/pip install dit numpy
+    /tmp/ditv/bin/python tools/crosscheck.py --dit       # rd_dit.json
 
 The inputs are drawn with numpy's default_rng(SEED); regenerating with the same numpy
 gives the same file. Commit both JSON files.
@@ -37,6 +47,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DIR = ROOT / "tests" / "fixtures" / "crosscheck"
 INPUTS = DIR / "inputs.json"
 EXPECTED = DIR / "expected.json"
+RD_DIT = DIR / "rd_dit.json"
+RD_SOURCE = [0.4, 0.3, 0.2, 0.1]
+# |x - y| / 3 on letters 0..3: a distortion that is not Hamming.
+RD_MATRIX = [[abs(x - y) / 3 for y in range(4)] for x in range(4)]
 
 
 def generate():
@@ -179,11 +193,40 @@ def expected(inputs):
     return out
 
 
+def rate_distortion_dit():
+    """dit's rate-distortion points (beta in bits per unit distortion, D, R in bits)."""
+    import dit
+    from dit.rate_distortion.blahut_arimoto import blahut_arimoto
+    from dit.rate_distortion.curves import RDCurve
+
+    d = dit.Distribution([str(i) for i in range(len(RD_SOURCE))], RD_SOURCE)
+    out = {"dit": dit.__version__, "source": RD_SOURCE, "matrix": RD_MATRIX, "cases": []}
+    for method in ("sp", "ba"):
+        c = RDCurve(d, beta_min=0.5, beta_max=10, beta_num=20, method=method)
+        out["cases"].append({
+            "distortion": "hamming", "method": method,
+            "points": [[float(b), float(x), float(r)] for b, x, r in zip(c.betas, c.distortions, c.rates)],
+        })
+    m = np.array(RD_MATRIX)
+    points = []
+    for beta in np.linspace(0.5, 10, 20):
+        np.random.seed(0)  # dit's restarts draw from numpy's global generator
+        (r, x), _ = blahut_arimoto(np.array(RD_SOURCE), beta, distortion=lambda px, q: m)
+        points.append([float(beta), float(x), float(r)])
+    out["cases"].append({"distortion": "matrix", "method": "ba", "points": points})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--regenerate", action="store_true", help="redraw the input sequences (seeded)")
+    ap.add_argument("--dit", action="store_true", help="write rd_dit.json from dit instead")
     args = ap.parse_args()
     DIR.mkdir(parents=True, exist_ok=True)
+    if args.dit:
+        RD_DIT.write_text(json.dumps(rate_distortion_dit(), indent=1) + "\n")
+        print(f"wrote {RD_DIT.relative_to(ROOT)}")
+        return 0
     if args.regenerate or not INPUTS.exists():
         INPUTS.write_text(json.dumps(generate()) + "\n")
         print(f"wrote {INPUTS.relative_to(ROOT)}")

@@ -1,5 +1,6 @@
 //! `tokit bench`: throughput of whole forward passes and of host ops, measured the same
-//! way as `tools/bench_torch.py` so the two can be compared as a ratio.
+//! way as `tools/bench_torch.py` so the two can be compared as a ratio; the Granger map
+//! against separate forwards; Blahut-Arimoto against `tools/ba_numpy.py`.
 
 use crate::engine::Engine;
 use crate::session::{ForwardSpec, LoadOptions};
@@ -80,5 +81,96 @@ pub fn matmul(n: usize, repeat: usize) -> Result<String> {
         backend.name(),
         t.as_secs_f64() * 1e3,
         flops / t.as_secs_f64() / 1e9
+    ))
+}
+
+/// The Granger map of `n` tokens (one call, the variants batched with shared-prefix reuse)
+/// against what it replaces: `n` separate forward calls, the clean one and one per
+/// ablated source position.
+pub fn granger(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<String> {
+    ensure!(n >= 2, "bench granger: --tokens must be at least 2");
+    let m = engine.load_model(model, &LoadOptions::default())?;
+    let vocab = m.info().vocab_size as u64;
+    let tokens: Vec<u32> = (0..n as u64)
+        .map(|i| ((i * 7919 + 1) % vocab) as u32)
+        .collect();
+    let input = crate::engine::AnalyzeInput {
+        model: Some(m.clone()),
+        tokens: Some(tokens.clone()),
+        ..Default::default()
+    };
+    let map = best(repeat, || engine.analyze("granger_map", &input).map(|_| ()))?;
+    let method = m.info().default_ablation.clone();
+    let variant = |j: usize| tokit_sdk::Variant {
+        ablate: vec![j],
+        method: Some(method.clone()),
+        replace_with: None,
+    };
+    let all = ForwardSpec {
+        variants: (0..n - 1).map(variant).collect(),
+        ..Default::default()
+    };
+    let batched = best(repeat, || m.forward(&tokens, &all).map(|_| ()))?;
+    let separate = best(repeat, || {
+        m.forward(&tokens, &ForwardSpec::default())?;
+        for j in 0..n - 1 {
+            let spec = ForwardSpec {
+                variants: vec![variant(j)],
+                ..Default::default()
+            };
+            m.forward(&tokens, &spec)?;
+        }
+        Ok(())
+    })?;
+    Ok(format!(
+        "model {} ({}), {n} tokens, ablation {method}\ngranger_map (one batched call): {:.1} ms (its forward call alone: {:.1} ms)\n{n} separate forwards:          {:.1} ms\nratio: {:.3}",
+        m.path.display(),
+        m.arch,
+        map.as_secs_f64() * 1e3,
+        batched.as_secs_f64() * 1e3,
+        separate.as_secs_f64() * 1e3,
+        map.as_secs_f64() / separate.as_secs_f64(),
+    ))
+}
+
+/// Blahut-Arimoto (`rate_distortion` at slope `beta`, no restarts) on the problem
+/// tools/ba_numpy.py builds: `p(x) ∝ x mod 7 + 1`,
+/// `d(x, y) = ((31x + 17y) mod 64 + |x − y| mod 64) / 64` (exact in f32 and f64).
+pub fn ba(engine: &Engine, n: usize, beta: f64, tol: f64, repeat: usize) -> Result<String> {
+    ensure!(n >= 2, "bench ba: --size must be at least 2");
+    let total: f64 = (0..n).map(|x| (x % 7 + 1) as f64).sum();
+    let d: Vec<f32> = (0..n * n)
+        .map(|k| {
+            let (x, y) = (k / n, k % n);
+            ((x * 31 + y * 17) % 64 + x.abs_diff(y) % 64) as f32 / 64.0
+        })
+        .collect();
+    // The law goes as JSON (f64, exact weights); the matrix as a tensor.
+    let law: Vec<f64> = (0..n).map(|x| (x % 7 + 1) as f64 / total).collect();
+    let mut params = serde_json::Map::new();
+    params.insert("source".into(), serde_json::json!(law));
+    params.insert("beta".into(), serde_json::json!(beta));
+    params.insert("tol".into(), serde_json::json!(tol));
+    params.insert("restarts".into(), serde_json::json!(0));
+    params.insert("max_iter".into(), serde_json::json!(1_000_000));
+    let input = crate::engine::AnalyzeInput {
+        tensors: vec![("distortion".into(), Tensor::new(vec![n, n], d)?)],
+        params,
+        ..Default::default()
+    };
+    let mut last = None;
+    let t = best(repeat, || {
+        last = Some(engine.analyze("rate_distortion", &input)?);
+        Ok(())
+    })?;
+    let r = last.expect("ran");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(format!(
+        "ba {n}x{n} beta {beta} tol {tol:e}: {:.1} ms, {} iterations, converged {}, threads {threads}\nrate {:.15} nats\ndistortion {:.15}",
+        t.as_secs_f64() * 1e3,
+        r.scalars.get("iterations").copied().unwrap_or(f64::NAN),
+        r.scalars.get("converged").copied().unwrap_or(0.0) == 1.0,
+        r.scalars.get("rate").copied().unwrap_or(f64::NAN),
+        r.scalars.get("distortion").copied().unwrap_or(f64::NAN),
     ))
 }

@@ -91,7 +91,8 @@ pub enum Command {
         #[arg(long)]
         trace: bool,
     },
-    /// Measure throughput: `bench forward MODEL --tokens N` or `bench matmul --size N`.
+    /// Measure throughput: `bench forward MODEL --tokens N`, `bench matmul --size N`,
+    /// `bench granger MODEL --tokens N`, `bench ba --size N`.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
@@ -126,6 +127,25 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 1024)]
         size: usize,
         #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
+    /// Granger map of N tokens (one batched call) against N separate ablated forwards.
+    Granger {
+        model: String,
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// Blahut-Arimoto on the size × size problem of tools/ba_numpy.py, to --tol.
+    Ba {
+        #[arg(long, default_value_t = 1000)]
+        size: usize,
+        #[arg(long, default_value_t = 8.0)]
+        beta: f64,
+        #[arg(long, default_value_t = 1e-10)]
+        tol: f64,
+        #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
 }
@@ -197,6 +217,17 @@ pub fn run(cli: Cli) -> Result<()> {
             BenchWhat::Matmul { size, repeat } => {
                 println!("{}", crate::bench::matmul(size, repeat)?)
             }
+            BenchWhat::Granger {
+                model,
+                tokens,
+                repeat,
+            } => println!("{}", crate::bench::granger(&tokit, &model, tokens, repeat)?),
+            BenchWhat::Ba {
+                size,
+                beta,
+                tol,
+                repeat,
+            } => println!("{}", crate::bench::ba(&tokit, size, beta, tol, repeat)?),
         },
         Command::Plugins => {
             if tokit.plugins.plugins.is_empty() {

@@ -213,6 +213,7 @@ impl Engine {
                 .unwrap_or_default(),
             tensors,
             tokens: token_text,
+            plot: rec.get("plot").filter(|v| v.is_object()).cloned(),
             provenance: Provenance {
                 model_path: input.model.as_ref().map(|m| m.path.display().to_string()),
                 model_hash: input.model.as_ref().map(|m| m.fingerprint.clone()),

@@ -242,6 +242,10 @@ pub struct MetricOutput {
     /// Ablation method used, for measures that ablate.
     pub ablation: Option<String>,
     pub notes: Vec<String>,
+    /// How `Result.plot` draws this result (engine `report/plot.rs` documents the keys:
+    /// `kind` `heatmap` or `lines`, tensor names, axis labels with units, a marked
+    /// point); `None` lets the engine pick by the tensors' shapes.
+    pub plot: Option<Value>,
 }
 
 impl MetricOutput {
@@ -266,6 +270,7 @@ impl MetricOutput {
             "params": self.params,
             "ablation": self.ablation,
             "notes": self.notes,
+            "plot": self.plot,
         });
         Ok(serde_json::to_string(&rec)?)
     }

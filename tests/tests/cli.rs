@@ -121,8 +121,64 @@ fn every_script_in_scripts_runs() {
         if path.extension().is_some_and(|e| e == "rhai") {
             let out = ok(&tokit(&["run", path.to_str().unwrap()]));
             assert!(!out.is_empty(), "{} printed nothing", path.display());
+            // Scripts announce each plot they draw as `plot: PATH`; open every one.
+            for plot in out.lines().filter_map(|l| l.strip_prefix("plot: ")) {
+                check_plot(
+                    &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("..")
+                        .join(plot),
+                );
+            }
             n += 1;
         }
     }
     assert!(n >= 1);
+}
+
+/// A plot file is a valid SVG (XML with an `<svg>` root and non-numeric `<text>` labels,
+/// the axis descriptions) or PNG (decodes, has pixels, is not blank).
+fn check_plot(path: &std::path::Path) {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => {
+            let s =
+                std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let doc = roxmltree::Document::parse(&s)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                doc.root_element().tag_name().name(),
+                "svg",
+                "{}",
+                path.display()
+            );
+            let labels: Vec<&str> = doc
+                .descendants()
+                .filter(|n| n.has_tag_name("text"))
+                .filter_map(|n| n.text().map(str::trim))
+                .filter(|t| t.parse::<f64>().is_err() && !t.is_empty())
+                .collect();
+            // Title and two axis descriptions at least.
+            assert!(labels.len() >= 3, "{}: labels {labels:?}", path.display());
+        }
+        Some("png") => {
+            let file =
+                std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+                .read_info()
+                .unwrap();
+            let mut buf = vec![0; reader.output_buffer_size()];
+            let info = reader.next_frame(&mut buf).unwrap();
+            assert!(
+                info.width >= 200 && info.height >= 200,
+                "{}",
+                path.display()
+            );
+            let px = &buf[..info.buffer_size()];
+            assert!(
+                px.iter().any(|&b| b < 100),
+                "{}: blank image",
+                path.display()
+            );
+        }
+        _ => panic!("{}: not a plot file", path.display()),
+    }
 }

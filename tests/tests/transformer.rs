@@ -380,7 +380,7 @@ fn hooks_have_documented_shapes() {
         );
         assert_eq!(
             info.hooks.len(),
-            3 + pos_embed as usize + 10 * info.n_layers,
+            3 + pos_embed as usize + 11 * info.n_layers,
             "{name}: {:?}",
             info.hooks
         );
@@ -400,7 +400,7 @@ fn hooks_have_documented_shapes() {
                 "hook_k" | "hook_v" => vec![hkv, t, dh],
                 "hook_scores" | "hook_pattern" => vec![h, t, t],
                 "hook_post" => vec![t, dm],
-                "hook_logits" => vec![t, vocab],
+                "hook_logits" | "hook_lens_logits" => vec![t, vocab],
                 _ => vec![t, d],
             };
             assert_eq!(out[hook].shape(), &want[..], "{name} {hook}");

@@ -9,6 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use tokit_compute::Tensor;
 
+pub mod plot;
+
 /// Where a result came from.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Provenance {
@@ -39,6 +41,8 @@ pub struct Report {
     /// Token text per position, when the input was text (table row labels).
     pub tokens: Vec<String>,
     pub provenance: Provenance,
+    /// The plot spec the metric declared (`plot.rs`), if any.
+    pub plot: Option<Value>,
 }
 
 /// A number as JSON (NaN and infinities as null, never an invalid file).
@@ -82,6 +86,7 @@ impl Report {
             "tokens": self.tokens,
             "tensors": tensors,
             "provenance": self.provenance,
+            "plot": self.plot,
         })
     }
 

@@ -1,6 +1,6 @@
 //! tokit's functions and types in Rhai (DESIGN.md, "User surfaces"):
 //! `load_model`, `Model.info/encode/decode/forward/hooks`, `analyze`, `Result.value/unit/
-//! scalars/tensors/table/save`, `metrics()`, `plugins()`, `call_plugin`, `Tensor`.
+//! scalars/tensors/table/save/plot`, `metrics()`, `plugins()`, `call_plugin`, `Tensor`.
 
 use super::convert::*;
 use crate::engine::{AnalyzeInput, Engine};
@@ -456,6 +456,30 @@ fn register_report(rhai: &mut rhai::Engine) {
         "save",
         |r: &mut ScriptReport, path: &str| -> RhaiResult<()> {
             anyhow_rt(r.0.save(std::path::Path::new(path)))
+        },
+    );
+    rhai.register_fn(
+        "plot",
+        |r: &mut ScriptReport, path: &str| -> RhaiResult<()> {
+            anyhow_rt(crate::report::plot::plot(
+                &r.0,
+                std::path::Path::new(path),
+                &Default::default(),
+            ))
+        },
+    );
+    rhai.register_fn(
+        "plot",
+        |r: &mut ScriptReport, path: &str, spec: Map| -> RhaiResult<()> {
+            let spec = match to_json(&Dynamic::from_map(spec))? {
+                Value::Object(m) => m,
+                _ => return err("plot: the spec must be a map"),
+            };
+            anyhow_rt(crate::report::plot::plot(
+                &r.0,
+                std::path::Path::new(path),
+                &spec,
+            ))
         },
     );
     rhai.register_fn("to_string", |r: &mut ScriptReport| {

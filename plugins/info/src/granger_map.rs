@@ -48,20 +48,16 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         .and_then(|v| v.as_u64())
         .map(|v| v as u32);
     let v = info.vocab_size;
-    let clean = model.logits(tokens)?.to_vec()?;
     let fail = |e: thermo::ThermoError| Error::msg(format!("granger_map: {e}"));
     let row = |t: usize| t * v..(t + 1) * v;
-    // −ln p(x_t | x_<t) of the clean pass, once per position (index t; t = 0 unused).
-    let clean_surprisal: Vec<f64> = (0..t_len)
-        .map(|t| {
-            if t == 0 {
-                Ok(f64::NAN)
-            } else {
-                thermo::surprisal(&clean[row(t - 1)], tokens[t] as usize, 1.0)
-            }
-        })
-        .collect::<std::result::Result<_, _>>()
-        .map_err(fail)?;
+    let logits = |o: &std::collections::BTreeMap<String, tokit_sdk::Tensor>| {
+        o.get("logits")
+            .ok_or_else(|| Error::msg("granger_map: the model returned no logits"))?
+            .to_vec()
+    };
+    // The clean pass rides along as a variant of the first call (the runner's shared
+    // reference), with −ln p(x_t | x_<t) once per position (index t; t = 0 unused).
+    let mut clean: Option<(Vec<f32>, Vec<f64>)> = None;
 
     let mut kl = vec![f32::NAN; t_len * t_len];
     let mut drop = vec![f32::NAN; t_len * t_len];
@@ -70,7 +66,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     for (c, chunk) in sources.chunks(per_chunk).enumerate() {
         tokit_sdk::check_cancelled()?;
         tokit_sdk::progress((c * per_chunk) as u64, sources.len() as u64, "granger_map");
-        let variants: Vec<Variant> = chunk
+        let mut variants: Vec<Variant> = chunk
             .iter()
             .map(|&j| Variant {
                 ablate: vec![j],
@@ -78,6 +74,10 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
                 replace_with,
             })
             .collect();
+        let first = clean.is_none();
+        if first {
+            variants.insert(0, Variant::default());
+        }
         let out = model.forward(
             tokens,
             &ForwardRequest {
@@ -85,11 +85,26 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
                 capture: vec![],
             },
         )?;
-        for (&j, o) in chunk.iter().zip(&out) {
-            let abl = o
-                .get("logits")
-                .ok_or_else(|| Error::msg("granger_map: the model returned no logits"))?
-                .to_vec()?;
+        let mut outs = out.iter();
+        if first {
+            let c = logits(
+                outs.next()
+                    .ok_or_else(|| Error::msg("granger_map: no output"))?,
+            )?;
+            let s: Vec<f64> = (0..t_len)
+                .map(|t| match t {
+                    0 => Ok(f64::NAN),
+                    _ => thermo::surprisal(&c[row(t - 1)], tokens[t] as usize, 1.0),
+                })
+                .collect::<std::result::Result<_, _>>()
+                .map_err(fail)?;
+            clean = Some((c, s));
+        }
+        let (clean, clean_surprisal) = clean
+            .as_ref()
+            .ok_or_else(|| Error::msg("granger_map: no clean pass"))?;
+        for (&j, o) in chunk.iter().zip(outs) {
+            let abl = logits(o)?;
             // Target t (the token predicted by row t − 1) for every t > j.
             for t in j + 1..t_len {
                 let (p, q) = (&clean[row(t - 1)], &abl[row(t - 1)]);
@@ -129,6 +144,11 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         estimator: "exact per pair (ablation)".into(),
         params,
         ablation: Some(method),
+        plot: Some(json!({
+            "kind": "heatmap", "z": "granger_kl", "title": "Granger map G[t, j]",
+            "x_label": "ablated source position j", "y_label": "predicted position t",
+            "z_label": format!("KL ({unit})"),
+        })),
         ..Default::default()
     };
     out.notes.push(

@@ -271,6 +271,10 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         let m: Vec<f32> = lambda.iter().zip(&a).map(|(l, a)| l - a).collect();
         let neg = tr.increments.iter().filter(|&&x| x < 0.0).count();
         out.value = Some(lambda[n - 1] as f64);
+        out.plot = Some(json!({
+            "kind": "lines", "y": ["lambda", "A", "M"], "title": "semantic information flow Λ_n = A_n + M_n",
+            "x_label": "response step n", "y_label": format!("information ({unit})"),
+        }));
         out = out
             .scalar("predictable_A", a[n - 1] as f64)
             .scalar("martingale_M", m[n - 1] as f64)
@@ -340,6 +344,10 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         .filter(|(m, se)| *m + 3.0 * se.max(0.0) < -1e-9)
         .count();
     out.value = Some(lm * scale);
+    out.plot = Some(json!({
+        "kind": "lines", "y": ["mean_increment", "mean_step_kl"], "title": "mean information increment per step",
+        "x_label": "response step n", "y_label": format!("information ({unit})"),
+    }));
     out.estimator = format!("monte-carlo over {samples} sampled responses; {estimator}");
     out = out
         .scalar("se", lse * scale)

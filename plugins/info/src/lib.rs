@@ -5,9 +5,12 @@
 //! and real series with no model (transfer entropy, active information, directed
 //! information, Granger causality, exact M2/M5 toy oracles: [`streams`]).
 
+pub mod attention;
 pub mod elbo;
 pub mod granger_map;
 pub mod information_flow;
+pub mod logit_lens;
+pub mod sequence_kl;
 pub mod streams;
 pub mod thermo;
 pub mod token_stats;
@@ -23,7 +26,7 @@ use tokit_sdk::{
 /// Metrics of the next-token law at every position.
 pub struct TokenInfo;
 
-const METRICS: [(&str, &str, &str); 8] = [
+const METRICS: [(&str, &str, &str); 11] = [
     ("token_stats", "nats", "all per-token values (surprisal, entropy, rank, free/internal energy, heat capacity); value = cross-entropy"),
     ("surprisal", "nats", "surprisal −ln p(x_t | x_<t) of each token; value = its mean (cross-entropy)"),
     ("entropy", "nats", "entropy of the next-token law at each position; value = its mean"),
@@ -31,6 +34,9 @@ const METRICS: [(&str, &str, &str); 8] = [
     ("perplexity", "", "exp(cross-entropy), with a delta-method standard error"),
     ("granger_map", "nats", "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens"),
     ("information_flow", "nats", "semantic information flow from a prompt (the first `prompt_tokens` tokens) to a response (M5, reconstruction): Λ_n, its Doob decomposition A_n + M_n, share of negative increments; exact mixture over `alternatives` with `prior`, or null-context by ablating the prompt; `samples` > 0 draws responses and estimates the directed information E Λ_N with its standard error"),
+    ("logit_lens", "nats", "logit lens: every layer's residual stream through the model's final norm and unembedding (hook blocks.{i}.hook_lens_logits); per layer and token the lens law's entropy, KL(p_out ‖ p_layer) and the observed token's rank; value = mean KL"),
+    ("attention_energetics", "nats", "attention as a Boltzmann law per layer and head (M7): free energy, mean energy, entropy, k90; token-mixing summaries (M13): lag profile, locality within `window`, mass above the diagonal; from a model's blocks.*.attn.hook_scores or a `scores` tensor [.., T_q, T_k]; value = mean attention entropy"),
+    ("sequence_kl", "nats", "rate a model spends against a reference on a sequence (M4): Σ over response steps (t ≥ prompt_tokens) of the exact KL(p_model ‖ p_ref) per step, the reference given as an input tensor `reference_logits` [T, V] on the same tokens; also the sampled log-ratio; value = the sum"),
     ("boltzmann", "nats", "Boltzmann view of each next-token law (M1): free energy F = −T ln Z, internal energy U, entropy H = (U − F)/T, heat capacity C = Var(E)/T²; value = mean C. Takes a model and text, or a `logits` tensor [N, V] whose rows are laws"),
 ];
 
@@ -90,6 +96,22 @@ fn params(metric: &str) -> Vec<ParamSpec> {
             ParamSpec::new("seed", "integer", json!(0), "sampling seed"),
         ]);
     }
+    if metric == "sequence_kl" {
+        p.push(ParamSpec::new(
+            "prompt_tokens",
+            "integer",
+            json!(1),
+            "the response starts here: steps t ≥ prompt_tokens are summed",
+        ));
+    }
+    if metric == "attention_energetics" {
+        p.push(ParamSpec::new(
+            "window",
+            "integer",
+            json!(4),
+            "locality: share of attention mass on keys with |i − j| < window",
+        ));
+    }
     if metric == "granger_map" {
         p.extend([
             ParamSpec::new(
@@ -123,7 +145,7 @@ impl Metric for TokenInfo {
                 name: name.to_string(),
                 description: doc.to_string(),
                 unit: unit.to_string(),
-                needs_model: *name != "boltzmann",
+                needs_model: !matches!(*name, "boltzmann" | "attention_energetics"),
                 reconstruction: *name == "information_flow",
                 params: params(name),
             })
@@ -150,6 +172,15 @@ impl Metric for TokenInfo {
         }
         if input.metric == "granger_map" {
             return granger_map::compute(input, scale, &unit);
+        }
+        if input.metric == "attention_energetics" {
+            return attention::compute(input, scale, &unit);
+        }
+        if input.metric == "sequence_kl" {
+            return sequence_kl::compute(input, temperature, scale, &unit);
+        }
+        if input.metric == "logit_lens" {
+            return logit_lens::compute(input, temperature, scale, &unit);
         }
         if input.metric == "boltzmann" && input.model.is_none() {
             return boltzmann_rows(input, temperature, scale, &unit, params);

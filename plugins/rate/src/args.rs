@@ -238,6 +238,8 @@ pub struct Record {
     pub tensors: Vec<(String, Vec<f32>, Vec<usize>)>,
     pub params: Map<String, Value>,
     pub notes: Vec<String>,
+    /// How `Result.plot` draws it (engine `report/plot.rs`).
+    pub plot: Option<Value>,
 }
 
 impl Record {
@@ -262,6 +264,13 @@ impl Record {
             .map(|&v| if v.is_finite() { v as f32 } else { f32::NAN })
             .collect();
         self.tensors.push((name.to_string(), d, shape.to_vec()));
+    }
+
+    /// Plot curve columns `y` against column `x` (labels carry units).
+    pub fn plot_lines(&mut self, x: &str, y: &[&str], x_label: &str, y_label: &str) {
+        self.plot = Some(serde_json::json!({
+            "kind": "lines", "x": x, "y": y, "x_label": x_label, "y_label": y_label,
+        }));
     }
 
     /// A 1-D column of a curve table.

@@ -340,7 +340,8 @@ impl RdProblem {
         })
     }
 
-    /// One BA run from the log output law `lq0`.
+    /// One BA run from the log output law `lq0`: the dense exponential-domain kernel
+    /// ([`crate::ba_dense`]) for large problems at finite β, else the log domain.
     pub fn run_from(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
         Self::check_beta(beta)?;
         opts.check()?;
@@ -350,11 +351,33 @@ impl RdProblem {
                 ..self.zero_rate_point()
             });
         }
+        if beta.is_finite() && self.nx * self.ny >= crate::ba_dense::DENSE_MIN {
+            self.run_dense(beta, lq0, opts)
+        } else {
+            self.run_log(beta, lq0, opts)
+        }
+    }
+
+    /// [`Self::run_from`] on the dense kernel.
+    pub fn run_dense(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
+        let kernel = crate::ba_dense::Kernel::new(self, beta, &self.dshift);
+        let q0 = lq0.iter().map(|l| l.exp()).collect();
+        let (q, iterations, converged) = kernel.run(q0, opts.tol, opts.max_iter)?;
+        let lq: Vec<f64> = q.iter().map(|&v| ln0(v)).collect();
+        // The reported channel, (D, R) and bound come from the log-domain evaluation of
+        // the final output law, as in the log-domain run.
+        let mut lqq = vec![0.0; self.nx * self.ny];
+        self.channel_from(&lq, beta, &mut lqq)?;
+        let lq = self.output_law(&lqq);
+        self.finish(beta, lqq, lq, iterations, converged)
+    }
+
+    /// [`Self::run_from`] in the log domain.
+    pub fn run_log(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
         let mut lq = lq0.to_vec();
         let mut lqq = vec![0.0; self.nx * self.ny];
         let mut prev: Option<(f64, f64)> = None;
         let (mut converged, mut iterations) = (false, 0);
-        let mut cur = (0.0, 0.0);
         for it in 1..=opts.max_iter {
             iterations = it;
             if it % 1024 == 0 {
@@ -362,7 +385,7 @@ impl RdProblem {
             }
             self.channel_from(&lq, beta, &mut lqq)?;
             lq = self.output_law(&lqq);
-            cur = self.eval_log(&lqq, &lq);
+            let cur = self.eval_log(&lqq, &lq);
             if let Some((d0, r0)) = prev {
                 if (cur.0 - d0).abs() < opts.tol && (cur.1 - r0).abs() < opts.tol {
                     converged = true;
@@ -371,7 +394,19 @@ impl RdProblem {
             }
             prev = Some(cur);
         }
-        let (distortion, rate) = cur;
+        self.finish(beta, lqq, lq, iterations, converged)
+    }
+
+    /// The point of a finished run: `(D, R)` of the log channel, Blahut's bound.
+    fn finish(
+        &self,
+        beta: f64,
+        lqq: Vec<f64>,
+        lq: Vec<f64>,
+        iterations: usize,
+        converged: bool,
+    ) -> Result<RdPoint> {
+        let (distortion, rate) = self.eval_log(&lqq, &lq);
         if !distortion.is_finite() || !rate.is_finite() {
             bail!("Blahut–Arimoto produced a non-finite result at β = {beta} (distortion {distortion}, rate {rate})");
         }

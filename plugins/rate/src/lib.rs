@@ -15,14 +15,19 @@
 //! * `rate_reward_is` — the frontier from reward samples by self-normalised importance
 //!   sampling, with effective sample size and standard errors (reconstruction).
 //!
+//! * `token_semantic_rd` — on a model: R(D) of the top-k next-token law with distortion
+//!   1 − cos between embedding (or unembedding) rows, and the corpus operating point.
+//!
 //! Inputs that are laws or matrices are JSON parameters (f64) or, failing that, input
 //! tensors of the same name (f32). All math is f64; result tensors are f32.
 
 pub mod args;
+pub mod ba_dense;
 pub mod blahut_arimoto;
 pub mod capacity;
 pub mod directed;
 pub mod reward;
+pub mod semantic;
 pub mod util;
 
 use args::{Args, Record};
@@ -255,7 +260,7 @@ fn is_params() -> Vec<ParamSpec> {
     ]
 }
 
-const DEFS: [Def; 8] = [
+const DEFS: [Def; 9] = [
     Def {
         name: "rate_distortion",
         unit: "nats",
@@ -312,7 +317,40 @@ const DEFS: [Def; 8] = [
         doc: "reconstruction (M4): the KL-tilt frontier (ρ, R) estimated from reward samples of the reference by self-normalised importance sampling, with effective sample size and standard errors; value = rate",
         params: is_params,
     },
+    Def {
+        name: "token_semantic_rd",
+        unit: "nats",
+        reconstruction: false,
+        doc: "token-semantic R(D) on a model: the next-token law at `position` over its top_k tokens, distortion 1 − cos between the tokens' embedding rows (or an `unembedding` tensor [V, d] with rows: \"unembedding\"), the Blahut–Arimoto curve; and the corpus operating point D = cross-entropy, R = H(mean law) − cross-entropy; value = H of the top-k law",
+        params: semantic_params,
+    },
 ];
+
+fn semantic_params() -> Vec<ParamSpec> {
+    let mut v = vec![
+        p(
+            "top_k",
+            "integer",
+            json!(16),
+            "tokens of the next-token law kept (renormalised)",
+        ),
+        p(
+            "position",
+            "integer",
+            Value::Null,
+            "row whose law is the source (default: the last, predicting the token after the text)",
+        ),
+        p(
+            "rows",
+            "string",
+            json!("embedding"),
+            "`embedding` (hook_embed) or `unembedding` (input tensor `unembedding` [V, d])",
+        ),
+        p("num_points", "integer", json!(31), "points of the β grid"),
+    ];
+    v.extend(ba_params(100_000, 1));
+    v
+}
 
 impl Metric for RateMetrics {
     fn specs() -> Vec<MetricSpec> {
@@ -321,7 +359,7 @@ impl Metric for RateMetrics {
                 name: d.name.to_string(),
                 description: d.doc.to_string(),
                 unit: d.unit.to_string(),
-                needs_model: false,
+                needs_model: d.name == "token_semantic_rd",
                 reconstruction: d.reconstruction,
                 params: (d.params)(),
             })
@@ -339,7 +377,11 @@ impl Metric for RateMetrics {
             })?;
             args.tensors.push((name.clone(), data, shape));
         }
-        let rec = evaluate(&args)?;
+        let rec = if input.metric == "token_semantic_rd" {
+            semantic::compute(input, &args)?
+        } else {
+            evaluate(&args)?
+        };
         let mut out = MetricOutput {
             value: rec.value,
             unit: rec.unit,
@@ -347,6 +389,7 @@ impl Metric for RateMetrics {
             scalars: rec.scalars,
             params: rec.params,
             notes: rec.notes,
+            plot: rec.plot,
             ..Default::default()
         };
         for (name, data, shape) in &rec.tensors {
@@ -379,7 +422,7 @@ pub fn evaluate(args: &Args) -> Result<Record> {
 }
 
 /// A record with the unit and the effective parameters filled in.
-fn record(args: &Args, estimator: &str) -> Result<(Record, Unit)> {
+pub(crate) fn record(args: &Args, estimator: &str) -> Result<(Record, Unit)> {
     let unit = Unit::parse(&args.str_or("unit", "nats")?)?;
     let mut rec = Record {
         unit: unit.name().into(),
@@ -391,7 +434,7 @@ fn record(args: &Args, estimator: &str) -> Result<(Record, Unit)> {
     Ok((rec, unit))
 }
 
-fn ba_options(
+pub(crate) fn ba_options(
     args: &Args,
     rec: &mut Record,
     max_iter: usize,
@@ -487,7 +530,7 @@ fn rd_point_record(rec: &mut Record, pt: &RdPoint, prob: &RdProblem, unit: Unit)
 
 /// A curve of BA points as equal-length columns. `x_name`/`x` relabel the distortion axis
 /// (the channel form reports reward = shift − distortion).
-fn rd_curve_record(
+pub(crate) fn rd_curve_record(
     rec: &mut Record,
     pts: &[RdPoint],
     prob: &RdProblem,
@@ -510,6 +553,21 @@ fn rd_curve_record(
     }
     rec.column("rate", &col(&|p| p.rate * s));
     rec.column("lower_bound", &col(&|p| p.lower_bound * s));
+    let u = unit.name();
+    match reward_shift {
+        Some(_) => rec.plot_lines(
+            "reward",
+            &["rate"],
+            "expected reward ρ",
+            &format!("rate R ({u})"),
+        ),
+        None => rec.plot_lines(
+            "distortion",
+            &["rate"],
+            "distortion D",
+            &format!("rate R ({u})"),
+        ),
+    }
     rec.column("converged", &col(&|p| if p.converged { 1.0 } else { 0.0 }));
     rec.scalar("points", pts.len() as f64);
     rec.flag("all_converged", pts.iter().all(|p| p.converged));
@@ -632,6 +690,12 @@ fn closed_form(args: &Args) -> Result<Record> {
     if args.has("distortions") {
         rec.column("distortion", &targets);
         rec.column("rate", &rates);
+        rec.plot_lines(
+            "distortion",
+            &["rate"],
+            "distortion D",
+            &format!("rate R ({})", unit.name()),
+        );
     } else {
         rec.value = Some(rates[0]);
         rec.scalar("rate", rates[0]);
@@ -838,6 +902,12 @@ fn directed_rd(args: &Args) -> Result<Record> {
             rec.column("distortion", &col(&|p| p.distortion));
             rec.column("rate", &col(&|p| p.rate * s));
             rec.column("directed_information", &col(&|p| di(p) * s));
+            rec.plot_lines(
+                "distortion",
+                &["rate"],
+                "distortion D per letter",
+                &format!("rate R ({} per letter)", unit.name()),
+            );
             rec.column("converged", &col(&|p| if p.converged { 1.0 } else { 0.0 }));
             rec.flag("all_converged", pts.iter().all(|p| p.converged));
             rec.scalar(
@@ -956,6 +1026,12 @@ fn rate_reward(args: &Args) -> Result<Record> {
             rec.column("lambda", &lambdas);
             rec.column("reward", &ts.iter().map(|t| t.reward).collect::<Vec<f64>>());
             rec.column("kl", &ts.iter().map(|t| t.kl * s).collect::<Vec<f64>>());
+            rec.plot_lines(
+                "reward",
+                &["kl"],
+                "expected reward ρ",
+                &format!("KL to the reference ({})", unit.name()),
+            );
             rec.column("log_z", &ts.iter().map(|t| t.log_z).collect::<Vec<f64>>());
         }
     }
@@ -1160,6 +1236,12 @@ fn rate_reward_is(args: &Args) -> Result<Record> {
         rec.column(
             "se_rate",
             &col(&|e| e.boot_se_rate.unwrap_or(e.se_rate) * s),
+        );
+        rec.plot_lines(
+            "reward",
+            &["rate"],
+            "expected reward ρ (IS estimate)",
+            &format!("KL to the reference ({})", unit.name()),
         );
     } else {
         let e = &es[0];

@@ -36,6 +36,14 @@ pub trait Decoder: Send {
     fn block(&self, i: usize, x: Tensor, cx: &mut Cx) -> Result<Tensor>;
     /// Final norm (`ln_final.hook_normalized`) and unembedding: logits `[n, V]`.
     fn head(&self, x: Tensor, cx: &mut Cx) -> Result<Tensor>;
+    /// The same final norm and unembedding without hooks, applied to a layer's residual
+    /// stream `[n, d]`: the logit lens (`blocks.{i}.hook_lens_logits`). A family whose
+    /// head does not read the residual stream this way keeps the default.
+    fn lens(&self, _x: &Tensor) -> Result<Tensor> {
+        Err(Error::msg(
+            "transformer: this family offers no logit lens (blocks.{i}.hook_lens_logits)",
+        ))
+    }
 }
 
 /// Keys and values of every layer, `[Hkv, T, dh]` (keys after rotary embedding).
@@ -135,7 +143,7 @@ impl Cx<'_, '_> {
     }
 
     /// Whether the host captures or intervenes at `name` in this call (`active_hooks`).
-    fn active(&self, name: &str) -> bool {
+    pub fn active(&self, name: &str) -> bool {
         self.call.hook_active(name)
     }
 

@@ -232,4 +232,10 @@ impl Decoder for Gpt2 {
         )?;
         h.matmul_t(self.lm_head.as_ref().unwrap_or(&self.wte))
     }
+
+    fn lens(&self, x: &Tensor) -> Result<Tensor> {
+        self.ln_f
+            .forward(x, self.cfg.eps)?
+            .matmul_t(self.lm_head.as_ref().unwrap_or(&self.wte))
+    }
 }

@@ -23,6 +23,7 @@
 //! | `blocks.{i}.mlp.hook_post` (input of the down projection) | `[T, d_mlp]` |
 //! | `blocks.{i}.hook_mlp_out` | `[T, d]` |
 //! | `blocks.{i}.hook_resid_post` | `[T, d]` |
+//! | `blocks.{i}.hook_lens_logits` (logit lens: final norm and unembedding of `hook_resid_post`; computed only when captured; capture only) | `[T, V]` |
 //! | `ln_final.hook_normalized` | `[T, d]` |
 //! | `hook_logits` | `[T, V]` |
 //! | `diffusion.hook_mask` (LLaDA only: 1 where the token is the mask token, else 0) | `[T]` |
@@ -151,6 +152,7 @@ pub fn hook_names(n_layers: usize, pos_embed: bool) -> Vec<String> {
             "mlp.hook_post",
             "hook_mlp_out",
             "hook_resid_post",
+            "hook_lens_logits",
         ] {
             hooks.push(format!("blocks.{i}.{h}"));
         }

@@ -182,6 +182,14 @@ pub struct Llada {
 }
 
 impl Llada {
+    /// The output projection, `ff_out` or the tied embedding.
+    fn unembed(&self, h: &Tensor) -> Result<Tensor> {
+        match &self.ff_out {
+            Some(head) => head.forward(h),
+            None => h.matmul_t(&self.wte),
+        }
+    }
+
     pub fn load(src: &ModelSource) -> Result<Llada> {
         let cfg = Config::read(src)?;
         let (d, m, dh, v) = (cfg.d, cfg.d_mlp, cfg.head_dim, cfg.vocab);
@@ -335,9 +343,10 @@ impl Decoder for Llada {
             "ln_final.hook_normalized",
             self.ln_f.forward(&x, self.cfg.eps)?,
         )?;
-        match &self.ff_out {
-            Some(head) => head.forward(&h),
-            None => h.matmul_t(&self.wte),
-        }
+        self.unembed(&h)
+    }
+
+    fn lens(&self, x: &Tensor) -> Result<Tensor> {
+        self.unembed(&self.ln_f.forward(x, self.cfg.eps)?)
     }
 }

@@ -313,4 +313,9 @@ impl Decoder for Llama {
         )?;
         h.matmul_t(self.lm_head.as_ref().unwrap_or(&self.embed))
     }
+
+    fn lens(&self, x: &Tensor) -> Result<Tensor> {
+        x.rms_norm(Some(&self.norm), self.cfg.eps)?
+            .matmul_t(self.lm_head.as_ref().unwrap_or(&self.embed))
+    }
 }

@@ -103,12 +103,24 @@ impl Shared {
     }
 }
 
+/// The logit lens of layer `i` (`blocks.{i}.hook_lens_logits`, final norm and unembedding
+/// of its residual stream), computed only when the host captures it. Capture only: the
+/// forward continues from the residual stream, so an intervention here changes nothing.
+fn lens(model: &dyn Decoder, i: usize, x: &Tensor, cx: &mut Cx) -> Result<()> {
+    let name = format!("blocks.{i}.hook_lens_logits");
+    if cx.active(&name) {
+        cx.rows(&name, model.lens(x)?)?;
+    }
+    Ok(())
+}
+
 /// Run `model` over `cx`'s rows of `tokens` (the tokens at `cx.positions()`).
 fn run(model: &dyn Decoder, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor> {
     let mut x = model.embed(cx, tokens)?;
     for i in 0..model.n_layers() {
         tokit_sdk::check_cancelled()?;
         x = model.block(i, x, cx)?;
+        lens(model, i, &x, cx)?;
     }
     let x = cx.last_rows(x)?;
     let logits = model.head(x, cx)?;
@@ -200,9 +212,12 @@ fn batched(
     for i in 0..model.n_layers() {
         tokit_sdk::check_cancelled()?;
         xr = model.block(i, xr, &mut reference!())?;
+        lens(model, i, &xr, &mut reference!())?;
         for &v in &suffixes {
             if let (false, Some(x)) = (changed[v], xs[v].take()) {
-                xs[v] = Some(model.block(i, x, &mut suffix!(v))?);
+                let x = model.block(i, x, &mut suffix!(v))?;
+                lens(model, i, &x, &mut suffix!(v))?;
+                xs[v] = Some(x);
             }
         }
         record.clear();

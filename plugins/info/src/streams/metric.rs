@@ -865,6 +865,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`series`") && e.contains("element 1"), "{e}");
+        // A history longer than the series.
+        let e = run(&input(
+            "transfer_entropy",
+            json!({ "source": [0, 1, 0], "target": [1, 0, 1], "k": 5 }),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("transfer_entropy") && e.contains("longer than"),
+            "{e}"
+        );
+        let e = run(&input("active_info", json!({ "series": [0, 1], "k": 4 })))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("active_info") && e.contains("longer than"),
+            "{e}"
+        );
         let e = run(&input("info_flow", json!({ "n": 40 })))
             .unwrap_err()
             .to_string();
