@@ -192,6 +192,24 @@ fn attention_is_bidirectional_and_pattern_mass_lies_above_the_diagonal() {
     assert!(max_diff(out["logits"].data(), &a) <= 1e-5);
 }
 
+/// The logit lens of the last layer is the model's own output; earlier layers differ.
+#[test]
+fn logit_lens_of_the_last_layer_is_the_output() {
+    for name in ["llada", "llada_tied_bias"] {
+        let m = load(name);
+        let r = reference(name);
+        let last = m.info().n_layers - 1;
+        let spec = ForwardSpec {
+            capture: vec!["blocks.*.hook_lens_logits".into()],
+            ..Default::default()
+        };
+        let out = m.forward(&r.tokens, &spec).unwrap().remove(0);
+        let lens = &out[format!("blocks.{last}.hook_lens_logits").as_str()];
+        assert_eq!(lens.data(), out["logits"].data(), "{name}");
+        assert!(max_diff(out["blocks.0.hook_lens_logits"].data(), out["logits"].data()) > 1e-3);
+    }
+}
+
 #[test]
 fn hook_mask_marks_the_masked_positions() {
     let m = load("llada");
