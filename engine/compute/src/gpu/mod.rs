@@ -7,7 +7,9 @@
 //! permute, slice and concat; one gather serves embedding and index_select; one row
 //! kernel serves softmax, log-softmax and the reductions; attention is two batched
 //! matmuls around a mask kernel and the row softmax (the `[H, Tq, Tk]` scores are
-//! materialised, which also gives the hooks their scores and pattern for free).
+//! materialised, which also gives the hooks their scores and pattern for free). The
+//! state-space ops (Mamba2) are a depthwise causal conv kernel and two recurrence
+//! kernels: the SSD scan walks time one thread per (head, p) instead of chunking.
 //!
 //! Adding an op: a `.wgsl` file with `main` (binding 0 is the u32 parameter words,
 //! then inputs, then outputs; see `common.wgsl`), a [`Kernel`] constant and a method
@@ -890,6 +892,8 @@ impl Backend for GpuBackend {
         chunk: usize,
     ) -> Result<Tensor> {
         let (t, h, p, g, n) = crate::cpu::scan_dims("ssd_scan", x, a, b, Some(c), h0)?;
+        // `chunk` is checked but unused: the kernel runs the recurrence, which equals the
+        // chunked form to float rounding.
         if chunk == 0 {
             bail!("ssd_scan: chunk size must be at least 1");
         }
