@@ -400,6 +400,37 @@ fn ssm_states_at_chosen_positions() {
 }
 
 #[test]
+fn ssm_ops_stay_on_the_device_and_reject_bad_shapes_like_the_cpu() {
+    // Its own device, so the counters see only this test.
+    let Ok(g) = GpuBackend::new(true, Some(1)) else {
+        eprintln!("gpu_ops: skipped, no adapter");
+        return;
+    };
+    let [x, a, b, c, h0] = scan_case(8, 2, 3, 1, 4, 50);
+    let (u, w) = (rand(&[8, 6], 51, 1.0), rand(&[6, 4], 52, 1.0));
+    let conv = g.conv1d_causal(&u, &w, None, None).unwrap();
+    let y = g.ssd_scan(&x, &a, &b, &c, Some(&h0), 4).unwrap();
+    let states = g.ssm_states(&x, &a, &b, None, &[7]).unwrap();
+    assert!(!conv.on_host() && !y.on_host() && !states.on_host());
+    let s = g.stats();
+    assert_eq!((s.readbacks, s.cpu_fallbacks), (0, 0), "{s:?}");
+
+    let bad = Tensor::zeros(vec![8, 3]);
+    let cases: [(&str, &dyn Fn(&dyn Backend) -> anyhow::Result<Tensor>); 4] = [
+        ("conv weight", &|be| be.conv1d_causal(&u, &bad, None, None)),
+        ("scan decay", &|be| be.ssd_scan(&x, &bad, &b, &c, None, 4)),
+        ("scan chunk", &|be| be.ssd_scan(&x, &a, &b, &c, None, 0)),
+        ("states position", &|be| {
+            be.ssm_states(&x, &a, &b, None, &[8])
+        }),
+    ];
+    for (what, f) in cases {
+        let (ge, ce) = (f(&g).unwrap_err(), f(cpu()).unwrap_err());
+        assert_eq!(ge.to_string(), ce.to_string(), "{what}");
+    }
+}
+
+#[test]
 fn results_stay_on_the_device_and_read_back_once() {
     // Its own device, so the counters see only this test.
     let Ok(g) = GpuBackend::new(true, Some(1)) else {
