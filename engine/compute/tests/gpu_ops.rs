@@ -416,7 +416,8 @@ fn ssm_ops_stay_on_the_device_and_reject_bad_shapes_like_the_cpu() {
     assert_eq!((s.readbacks, s.cpu_fallbacks), (0, 0), "{s:?}");
 
     let bad = Tensor::zeros(vec![8, 3]);
-    let cases: [(&str, &dyn Fn(&dyn Backend) -> anyhow::Result<Tensor>); 4] = [
+    type Op<'a> = &'a dyn Fn(&dyn Backend) -> anyhow::Result<Tensor>;
+    let cases: [(&str, Op); 4] = [
         ("conv weight", &|be| be.conv1d_causal(&u, &bad, None, None)),
         ("scan decay", &|be| be.ssd_scan(&x, &bad, &b, &c, None, 4)),
         ("scan chunk", &|be| be.ssd_scan(&x, &a, &b, &c, None, 0)),
