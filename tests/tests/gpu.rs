@@ -1,6 +1,7 @@
 //! Whole models through the GPU backend (`backend: Gpu`, software adapters included):
-//! the Transformer fixtures' logits against transformers to 1e-4, captured hooks against
-//! the CPU backend with one readback per captured tensor, and backend selection.
+//! the Transformer, Mamba2 and LLaDA fixtures' logits against their references to 1e-4
+//! with no op falling back to the CPU, captured hooks against the CPU backend with one
+//! readback per captured tensor, and backend selection.
 //!
 //! The host backend is process-wide, so the tests of this file take turns ([`LOCK`]).
 //! Without any adapter each test prints why and passes.
@@ -43,15 +44,21 @@ fn gpu_engine() -> Option<Arc<Engine>> {
     }
 }
 
+/// `tests/fixtures/<family>/<name>`, e.g. `transformer/gpt2`.
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/transformer")
+        .join("fixtures")
         .join(name)
 }
 
-fn reference(name: &str) -> (Vec<u32>, Vec<f32>) {
+fn read_reference(name: &str) -> Value {
     let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
-    let r: Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The reference's tokens and logits (rows concatenated).
+fn reference(name: &str) -> (Vec<u32>, Vec<f32>) {
+    let r = read_reference(name);
     let tokens = r["tokens"]
         .as_array()
         .unwrap()
@@ -91,12 +98,12 @@ fn transformer_fixtures_match_transformers_on_the_gpu() {
     );
     let mut report = Vec::new();
     for name in [
-        "gpt2",
-        "llama_gqa_tied",
-        "llama_untied_llama3",
-        "qwen2",
-        "mistral_window",
-        "llama_old_layout",
+        "transformer/gpt2",
+        "transformer/llama_gqa_tied",
+        "transformer/llama_untied_llama3",
+        "transformer/qwen2",
+        "transformer/mistral_window",
+        "transformer/llama_old_layout",
     ] {
         let (tokens, want) = reference(name);
         let m = e
@@ -136,6 +143,100 @@ fn transformer_fixtures_match_transformers_on_the_gpu() {
             1,
             "{name}: only the logits"
         );
+        assert_eq!(second.cpu_fallbacks, before.cpu_fallbacks, "{name}");
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+/// Mamba2 (the conv and SSD scan kernels: full pass, the state path through
+/// `ssm_states`, and greedy decoding from the cached conv and SSM states) and LLaDA
+/// (bidirectional attention, plus its attention-ablation references) on the GPU.
+#[test]
+fn mamba2_and_llada_fixtures_match_their_references_on_the_gpu() {
+    let _turn = turn();
+    let Some(e) = gpu_engine() else { return };
+    let load = |name: &str| {
+        e.load_model(fixture(name).to_str().unwrap(), &LoadOptions::default())
+            .unwrap_or_else(|err| panic!("loading {name}: {err:#}"))
+    };
+    let logits = |m: &tokit_engine::Model, tokens: &[u32], spec: &ForwardSpec| {
+        m.forward(tokens, spec)
+            .unwrap()
+            .remove(0)
+            .remove("logits")
+            .unwrap()
+    };
+    let mut report = Vec::new();
+    for name in ["mamba2/g1_chunk7_tied", "mamba2/g2_chunk8_untied"] {
+        let (tokens, want) = reference(name);
+        let r = read_reference(name);
+        let m = load(name);
+        let before = total_stats();
+        let d = max_diff(logits(&m, &tokens, &ForwardSpec::default()).data(), &want);
+        let after = total_stats();
+        // The state path: every position's state, then y = S C.
+        let states = ForwardSpec {
+            capture: vec!["blocks.*.ssm.hook_state".into()],
+            ..Default::default()
+        };
+        let ds = max_diff(logits(&m, &tokens, &states).data(), &want);
+        let opts = tokit_engine::GenerateOptions {
+            max_tokens: r["greedy"].as_array().unwrap().len(),
+            temperature: 0.0,
+            ..Default::default()
+        };
+        let greedy = tokit_engine::generate::generate(&m, &tokens, &opts).unwrap();
+        let want_greedy: Vec<u32> = r["greedy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        report.push(format!(
+            "{name}: max |Δlogit| = {d:.2e} (state path {ds:.2e}), {} dispatches, {} \
+             readbacks; greedy decoding matches",
+            after.dispatches - before.dispatches,
+            after.readbacks - before.readbacks,
+        ));
+        assert!(d <= 1e-4, "{name}: max |Δlogit| = {d}");
+        assert!(ds <= 1e-4, "{name} state path: max |Δlogit| = {ds}");
+        assert_eq!(greedy, want_greedy, "{name}: greedy decoding");
+        assert_eq!(
+            total_stats().cpu_fallbacks,
+            before.cpu_fallbacks,
+            "{name}: an op ran on the CPU"
+        );
+    }
+    for name in ["llada/llada", "llada/llada_tied_bias"] {
+        let (tokens, want) = reference(name);
+        let r = read_reference(name);
+        let m = load(name);
+        let before = total_stats();
+        let d = max_diff(logits(&m, &tokens, &ForwardSpec::default()).data(), &want);
+        let mut worst = d;
+        for a in r["ablations"].as_array().unwrap() {
+            let spec = ForwardSpec {
+                variants: vec![tokit_sdk::Variant {
+                    ablate: serde_json::from_value(a["ablate"].clone()).unwrap(),
+                    method: Some("attention".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let want: Vec<f32> = serde_json::from_value::<Vec<Vec<f32>>>(a["logits"].clone())
+                .unwrap()
+                .concat();
+            worst = worst.max(max_diff(logits(&m, &tokens, &spec).data(), &want));
+        }
+        report.push(format!(
+            "{name}: max |Δlogit| = {d:.2e} (with attention ablations {worst:.2e})"
+        ));
+        assert!(worst <= 1e-4, "{name}: max |Δlogit| = {worst}");
+        assert_eq!(
+            total_stats().cpu_fallbacks,
+            before.cpu_fallbacks,
+            "{name}: an op ran on the CPU"
+        );
     }
     eprintln!("{}", report.join("\n"));
 }
@@ -143,7 +244,7 @@ fn transformer_fixtures_match_transformers_on_the_gpu() {
 #[test]
 fn captured_hooks_read_back_once_and_match_the_cpu() {
     let _turn = turn();
-    let name = "llama_gqa_tied";
+    let name = "transformer/llama_gqa_tied";
     let (tokens, _) = reference(name);
     let spec = ForwardSpec {
         capture: vec!["*".into()],

@@ -311,6 +311,127 @@ fn layout_ops() {
 }
 
 #[test]
+fn conv1d_causal_with_and_without_bias_and_prefix() {
+    for (t, c, k) in [(7, 5, 4), (1, 6, 4), (9, 3, 1), (300, 3, 2)] {
+        let x = rand(&[t, c], 26, 1.0);
+        let w = rand(&[c, k], 27, 1.0);
+        let bias = rand(&[c], 28, 1.0);
+        let prefix = rand(&[k - 1, c], 29, 1.0);
+        for (bi, pre) in [
+            (None, None),
+            (Some(&bias), None),
+            (None, Some(&prefix)),
+            (Some(&bias), Some(&prefix)),
+        ] {
+            both!(
+                format!(
+                    "conv1d_causal {t}x{c} K {k} {} {}",
+                    bi.is_some(),
+                    pre.is_some()
+                ),
+                |be| be.conv1d_causal(&x, &w, bi, pre)
+            );
+        }
+    }
+}
+
+/// A scan's inputs `(x, a, B, C, h0)`; decays in [0.5, 1) with some exactly 0.
+fn scan_case(t: usize, h: usize, p: usize, g: usize, n: usize, seed: u64) -> [Tensor; 5] {
+    let a: Vec<f32> = rand(&[t, h], seed, 1.0)
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % 7 == 3 { 0.0 } else { 0.75 + 0.25 * v })
+        .collect();
+    [
+        rand(&[t, h, p], seed + 1, 1.0),
+        Tensor::new(vec![t, h], a).unwrap(),
+        rand(&[t, g, n], seed + 2, 1.0),
+        rand(&[t, g, n], seed + 3, 1.0),
+        rand(&[h, p, n], seed + 4, 1.0),
+    ]
+}
+
+#[test]
+fn ssd_scan_matches_the_chunked_cpu_scan() {
+    for (t, h, p, g, n, chunk) in [
+        (13, 4, 3, 2, 5, 4),
+        (40, 4, 16, 1, 8, 7),
+        (40, 4, 16, 2, 8, 8),
+        (9, 3, 2, 3, 4, 1),
+        (1, 2, 3, 1, 4, 8),
+        (200, 2, 4, 1, 16, 64),
+    ] {
+        let [x, a, b, c, h0] = scan_case(t, h, p, g, n, 30);
+        for init in [None, Some(&h0)] {
+            both!(
+                format!(
+                    "ssd_scan T {t} H {h} P {p} G {g} N {n} chunk {chunk} h0 {}",
+                    init.is_some()
+                ),
+                |be| be.ssd_scan(&x, &a, &b, &c, init, chunk)
+            );
+        }
+    }
+}
+
+#[test]
+fn ssm_states_at_chosen_positions() {
+    let (t, h, p, g, n) = (20, 4, 3, 2, 5);
+    let [x, a, b, _, h0] = scan_case(t, h, p, g, n, 40);
+    let all: Vec<usize> = (0..t).collect();
+    for positions in [&all[..], &[19, 0, 7, 7, 3], &[0], &[5, 2], &[]] {
+        for init in [None, Some(&h0)] {
+            both!(
+                format!("ssm_states at {positions:?} h0 {}", init.is_some()),
+                |be| be.ssm_states(&x, &a, &b, init, positions)
+            );
+        }
+    }
+    // One decoding step from a carried state.
+    let [x, a, b, _, h0] = scan_case(1, h, p, g, n, 41);
+    both!("ssm_states step", |be| be.ssm_states(
+        &x,
+        &a,
+        &b,
+        Some(&h0),
+        &[0]
+    ));
+}
+
+#[test]
+fn ssm_ops_stay_on_the_device_and_reject_bad_shapes_like_the_cpu() {
+    // Its own device, so the counters see only this test.
+    let Ok(g) = GpuBackend::new(true, Some(1)) else {
+        eprintln!("gpu_ops: skipped, no adapter");
+        return;
+    };
+    let [x, a, b, c, h0] = scan_case(8, 2, 3, 1, 4, 50);
+    let (u, w) = (rand(&[8, 6], 51, 1.0), rand(&[6, 4], 52, 1.0));
+    let conv = g.conv1d_causal(&u, &w, None, None).unwrap();
+    let y = g.ssd_scan(&x, &a, &b, &c, Some(&h0), 4).unwrap();
+    let states = g.ssm_states(&x, &a, &b, None, &[7]).unwrap();
+    assert!(!conv.on_host() && !y.on_host() && !states.on_host());
+    let s = g.stats();
+    assert_eq!((s.readbacks, s.cpu_fallbacks), (0, 0), "{s:?}");
+
+    let bad = Tensor::zeros(vec![8, 3]);
+    type Op<'a> = &'a dyn Fn(&dyn Backend) -> anyhow::Result<Tensor>;
+    let cases: [(&str, Op); 4] = [
+        ("conv weight", &|be| be.conv1d_causal(&u, &bad, None, None)),
+        ("scan decay", &|be| be.ssd_scan(&x, &bad, &b, &c, None, 4)),
+        ("scan chunk", &|be| be.ssd_scan(&x, &a, &b, &c, None, 0)),
+        ("states position", &|be| {
+            be.ssm_states(&x, &a, &b, None, &[8])
+        }),
+    ];
+    for (what, f) in cases {
+        let (ge, ce) = (f(&g).unwrap_err(), f(cpu()).unwrap_err());
+        assert_eq!(ge.to_string(), ce.to_string(), "{what}");
+    }
+}
+
+#[test]
 fn results_stay_on_the_device_and_read_back_once() {
     // Its own device, so the counters see only this test.
     let Ok(g) = GpuBackend::new(true, Some(1)) else {
@@ -361,10 +482,12 @@ fn transitional_cpu_path_gives_the_cpu_result() {
     let Some(g) = gpu() else { return };
     let x = rand(&[3, 5], 25, 1.0);
     let on_device = g.unary(UnaryOp::Exp, &x).unwrap();
+    let before = tokit_compute::gpu::total_stats().cpu_fallbacks;
     let via_cpu = g
         .on_cpu("test_exp", |c| c.unary(UnaryOp::Exp, &on_device))
         .unwrap();
     assert!(via_cpu.on_host());
+    assert!(tokit_compute::gpu::total_stats().cpu_fallbacks > before);
     let direct = cpu().unary(UnaryOp::Exp, &on_device).unwrap();
     assert_eq!(via_cpu.data(), direct.data());
     // Its result feeds the next GPU op like any host tensor.

@@ -20,6 +20,8 @@ use anyhow::{Context, Result};
 pub(crate) use attention::check as attention_dims;
 #[cfg(feature = "gpu")]
 pub(crate) use layout::reshape;
+#[cfg(feature = "gpu")]
+pub(crate) use ssm::{conv_dims, scan_dims};
 
 use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 

@@ -28,16 +28,13 @@ fn dims<const N: usize>(op: &str, what: &str, t: &Tensor, layout: &str) -> Resul
     }
 }
 
-/// Depthwise causal 1-D convolution over time: `x [T, C]`, `w [C, K]`, optional `bias [C]`
-/// and `prefix [K-1, C]` (the inputs just before `x`; zeros when absent). Returns `[T, C]`:
-/// `y[t, c] = bias[c] + Σ_k w[c, k] · in[t + k - (K - 1), c]` (torch `conv1d` with
-/// `groups = C`, `padding = K - 1`, first `T` outputs).
-pub(crate) fn conv1d_causal(
+/// Checked shapes of a causal convolution: `(T, C, K)`.
+pub(crate) fn conv_dims(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     prefix: Option<&Tensor>,
-) -> Result<Tensor> {
+) -> Result<(usize, usize, usize)> {
     const OP: &str = "conv1d_causal";
     let [t, c] = dims(OP, "x", x, "[T, C]")?;
     let [wc, k] = dims(OP, "weight", w, "[C, K]")?;
@@ -66,6 +63,20 @@ pub(crate) fn conv1d_causal(
             );
         }
     }
+    Ok((t, c, k))
+}
+
+/// Depthwise causal 1-D convolution over time: `x [T, C]`, `w [C, K]`, optional `bias [C]`
+/// and `prefix [K-1, C]` (the inputs just before `x`; zeros when absent). Returns `[T, C]`:
+/// `y[t, c] = bias[c] + Σ_k w[c, k] · in[t + k - (K - 1), c]` (torch `conv1d` with
+/// `groups = C`, `padding = K - 1`, first `T` outputs).
+pub(crate) fn conv1d_causal(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    prefix: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (t, c, k) = conv_dims(x, w, bias, prefix)?;
     // Padded input [K-1 + T, C].
     let mut input = prefix.map_or_else(|| vec![0f32; (k - 1) * c], |p| p.to_vec());
     input.extend_from_slice(x.data());
@@ -90,7 +101,7 @@ pub(crate) fn conv1d_causal(
 }
 
 /// Checked shapes of a scan: `(T, H, P, G, N)`.
-fn scan_dims(
+pub(crate) fn scan_dims(
     op: &str,
     x: &Tensor,
     a: &Tensor,

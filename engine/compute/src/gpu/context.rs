@@ -44,6 +44,8 @@ pub struct GpuStats {
     pub pipelines: u64,
     /// Output buffers served from the pool instead of allocated.
     pub pool_hits: u64,
+    /// Ops run on the CPU for want of a kernel ([`super::GpuBackend::on_cpu`]).
+    pub cpu_fallbacks: u64,
 }
 
 /// Counts of every device in the process (see [`total_stats`]).
@@ -61,6 +63,7 @@ struct Counters {
     dispatches: AtomicU64,
     pipelines: AtomicU64,
     pool_hits: AtomicU64,
+    cpu_fallbacks: AtomicU64,
 }
 
 impl Counters {
@@ -72,6 +75,7 @@ impl Counters {
             dispatches: AtomicU64::new(0),
             pipelines: AtomicU64::new(0),
             pool_hits: AtomicU64::new(0),
+            cpu_fallbacks: AtomicU64::new(0),
         }
     }
 
@@ -84,6 +88,7 @@ impl Counters {
             dispatches: g(&self.dispatches),
             pipelines: g(&self.pipelines),
             pool_hits: g(&self.pool_hits),
+            cpu_fallbacks: g(&self.cpu_fallbacks),
         }
     }
 }
@@ -182,6 +187,11 @@ impl Context {
     }
 
     /// Bumps one counter of this device and of the process total.
+    /// Counts one op run on the CPU instead.
+    pub fn count_fallback(&self) {
+        self.count(|c| &c.cpu_fallbacks);
+    }
+
     fn count(&self, which: fn(&Counters) -> &AtomicU64) {
         which(&self.counters).fetch_add(1, Ordering::Relaxed);
         which(&TOTAL).fetch_add(1, Ordering::Relaxed);

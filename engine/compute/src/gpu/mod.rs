@@ -7,7 +7,9 @@
 //! permute, slice and concat; one gather serves embedding and index_select; one row
 //! kernel serves softmax, log-softmax and the reductions; attention is two batched
 //! matmuls around a mask kernel and the row softmax (the `[H, Tq, Tk]` scores are
-//! materialised, which also gives the hooks their scores and pattern for free).
+//! materialised, which also gives the hooks their scores and pattern for free). The
+//! state-space ops (Mamba2) are a depthwise causal conv kernel and two recurrence
+//! kernels: the SSD scan walks time one thread per (head, p) instead of chunking.
 //!
 //! Adding an op: a `.wgsl` file with `main` (binding 0 is the u32 parameter words,
 //! then inputs, then outputs; see `common.wgsl`), a [`Kernel`] constant and a method
@@ -44,6 +46,9 @@ const NORM: Kernel = kernel!("norm");
 const ROPE: Kernel = kernel!("rope");
 const MATMUL: Kernel = kernel!("matmul");
 const ATTN_MASK: Kernel = kernel!("attn_mask");
+const CONV1D: Kernel = kernel!("conv1d");
+const SSD_SCAN: Kernel = kernel!("ssd_scan");
+const SSM_STATES: Kernel = kernel!("ssm_states");
 
 /// Most dimensions the strided kernels (binary, copy) index.
 const MAX_DIMS: usize = 8;
@@ -202,8 +207,8 @@ impl GpuBackend {
     }
 
     /// Transitional path for an op without a kernel: runs it on the CPU (reading the
-    /// inputs back, the result is uploaded by the next GPU op) and logs, once per op,
-    /// that it did.
+    /// inputs back, the result is uploaded by the next GPU op), logs, once per op, that
+    /// it did, and counts every call in [`GpuStats::cpu_fallbacks`].
     pub fn on_cpu<R>(
         &self,
         op: &'static str,
@@ -215,11 +220,21 @@ impl GpuBackend {
             tracing::warn!("gpu backend: `{op}` has no GPU kernel yet; running it on the CPU");
         }
         drop(seen);
+        self.ctx.count_fallback();
         f(&self.cpu)
     }
 
     fn dev(&self, t: &Tensor) -> Result<Dev> {
         Ok(Dev(self.ctx.buffer_of(t)?))
+    }
+
+    /// The device buffer of an optional operand, or `stand_in` when it is absent (the
+    /// kernel's flag then skips it; a binding cannot be empty).
+    fn dev_or(&self, t: Option<&Tensor>, stand_in: &Dev) -> Result<Dev> {
+        match t {
+            Some(t) => self.dev(t),
+            None => Ok(Dev(Arc::clone(&stand_in.0))),
+        }
     }
 
     fn out(&self, shape: Vec<usize>, buf: GpuBuf) -> Tensor {
@@ -848,7 +863,23 @@ impl Backend for GpuBackend {
         bias: Option<&Tensor>,
         prefix: Option<&Tensor>,
     ) -> Result<Tensor> {
-        self.on_cpu("conv1d_causal", |c| c.conv1d_causal(x, weight, bias, prefix))
+        let (t, c, k) = crate::cpu::conv_dims(x, weight, bias, prefix)?;
+        let n = t * c;
+        if n == 0 {
+            return Ok(Tensor::zeros(vec![t, c]));
+        }
+        let (xb, wb) = (self.dev(x)?, self.dev(weight)?);
+        let (bb, pb) = (self.dev_or(bias, &xb)?, self.dev_or(prefix, &xb)?);
+        let y = self.ctx.alloc(n)?;
+        let p = u32s(&[n, c, k, bias.is_some() as usize, prefix.is_some() as usize]);
+        self.ctx.dispatch(
+            CONV1D,
+            &[],
+            &p,
+            &[xb.buf(), wb.buf(), bb.buf(), pb.buf(), &y],
+            elementwise_grid(n),
+        );
+        Ok(self.out(vec![t, c], y))
     }
 
     fn ssd_scan(
@@ -860,7 +891,30 @@ impl Backend for GpuBackend {
         h0: Option<&Tensor>,
         chunk: usize,
     ) -> Result<Tensor> {
-        self.on_cpu("ssd_scan", |cpu| cpu.ssd_scan(x, a, b, c, h0, chunk))
+        let (t, h, p, g, n) = crate::cpu::scan_dims("ssd_scan", x, a, b, Some(c), h0)?;
+        // `chunk` is checked but unused: the kernel runs the recurrence, which equals the
+        // chunked form to float rounding.
+        if chunk == 0 {
+            bail!("ssd_scan: chunk size must be at least 1");
+        }
+        let rows = h * p;
+        if t * rows == 0 {
+            return Ok(Tensor::zeros(vec![t, h, p]));
+        }
+        let (xb, ab, bb, cb) = (self.dev(x)?, self.dev(a)?, self.dev(b)?, self.dev(c)?);
+        let hb = self.dev_or(h0, &xb)?;
+        // The running states (kernel-private scratch, at least one word).
+        let state = self.ctx.alloc((rows * n).max(1))?;
+        let y = self.ctx.alloc(t * rows)?;
+        let params = u32s(&[rows, h, p, n, g, t, h0.is_some() as usize]);
+        self.ctx.dispatch(
+            SSD_SCAN,
+            &[],
+            &params,
+            &[xb.buf(), ab.buf(), bb.buf(), cb.buf(), hb.buf(), &state, &y],
+            elementwise_grid(rows),
+        );
+        Ok(self.out(vec![t, h, p], y))
     }
 
     fn ssm_states(
@@ -871,7 +925,40 @@ impl Backend for GpuBackend {
         h0: Option<&Tensor>,
         positions: &[usize],
     ) -> Result<Tensor> {
-        self.on_cpu("ssm_states", |c| c.ssm_states(x, a, b, h0, positions))
+        let (t, h, p, g, n) = crate::cpu::scan_dims("ssm_states", x, a, b, None, h0)?;
+        if let Some(&bad) = positions.iter().find(|&&q| q >= t) {
+            bail!("ssm_states: position {bad} is beyond the {t} positions of x");
+        }
+        let shape = vec![positions.len(), h, p, n];
+        let size = h * p * n;
+        if positions.is_empty() || size == 0 {
+            return Ok(Tensor::zeros(shape));
+        }
+        // Output slots grouped by time step (CSR): offsets of steps 0..=last, then slots.
+        let last = positions.iter().max().map_or(0, |m| m + 1);
+        let mut slots: Vec<usize> = (0..positions.len()).collect();
+        slots.sort_by_key(|&k| positions[k]);
+        let mut order = vec![0u32; last + 1];
+        for &q in positions {
+            order[q + 1] += 1;
+        }
+        for i in 0..last {
+            order[i + 1] += order[i];
+        }
+        order.extend(slots.iter().map(|&k| k as u32));
+        let (xb, ab, bb) = (self.dev(x)?, self.dev(a)?, self.dev(b)?);
+        let hb = self.dev_or(h0, &xb)?;
+        let ob = self.upload_u32(&order)?;
+        let y = self.ctx.alloc(positions.len() * size)?;
+        let params = u32s(&[size, h, p, n, g, last, h0.is_some() as usize]);
+        self.ctx.dispatch(
+            SSM_STATES,
+            &[],
+            &params,
+            &[xb.buf(), ab.buf(), bb.buf(), hb.buf(), &ob, &y],
+            elementwise_grid(size),
+        );
+        Ok(self.out(shape, y))
     }
 
     fn sync(&self) -> Result<()> {
@@ -939,13 +1026,11 @@ impl GpuBackend {
         }
         let xb = self.dev(x)?;
         // Absent operands bind x in their place; the kernel's flags skip them.
-        let opt = |t: Option<&Tensor>| -> Result<Dev> {
-            match t {
-                Some(t) => self.dev(t),
-                None => Ok(Dev(Arc::clone(&xb.0))),
-            }
-        };
-        let (g, w, b) = (opt(gate)?, opt(weight)?, opt(bias)?);
+        let (g, w, b) = (
+            self.dev_or(gate, &xb)?,
+            self.dev_or(weight, &xb)?,
+            self.dev_or(bias, &xb)?,
+        );
         let y = self.ctx.alloc(n)?;
         let rows = n / d;
         let p = [
