@@ -206,7 +206,12 @@ fn logit_lens_of_the_last_layer_is_the_output() {
         let out = m.forward(&r.tokens, &spec).unwrap().remove(0);
         let lens = &out[format!("blocks.{last}.hook_lens_logits").as_str()];
         assert_eq!(lens.data(), out["logits"].data(), "{name}");
-        assert!(max_diff(out["blocks.0.hook_lens_logits"].data(), out["logits"].data()) > 1e-3);
+        assert!(
+            max_diff(
+                out["blocks.0.hook_lens_logits"].data(),
+                out["logits"].data()
+            ) > 1e-3
+        );
     }
 }
 
@@ -560,4 +565,25 @@ fn generate_from_the_cli_and_rhai() {
     };
     assert_eq!(ints(&r[0]), want("tokens"));
     assert_eq!(ints(&r[1]), want("order"));
+}
+
+/// Next-token metrics refuse a bidirectional model and point at `elbo`.
+#[test]
+fn next_token_metrics_refuse_a_masked_diffusion_model() {
+    let m = load("llada");
+    let r = reference("llada");
+    for metric in ["surprisal", "token_stats", "granger_map", "logit_lens"] {
+        let input = tokit_engine::engine::AnalyzeInput {
+            model: Some(m.clone()),
+            text: None,
+            tokens: Some(r.tokens.clone()),
+            params: Default::default(),
+            tensors: vec![],
+        };
+        let err = format!("{:#}", engine().analyze(metric, &input).unwrap_err());
+        assert!(
+            err.contains(metric) && err.contains("not causal") && err.contains("elbo"),
+            "{err}"
+        );
+    }
 }

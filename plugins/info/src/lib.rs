@@ -20,7 +20,7 @@ use serde_json::json;
 pub use streams::StreamInfo;
 use token_stats::{PositionStats, TokenStatsOptions};
 use tokit_sdk::{
-    bail, Error, Metric, MetricInput, MetricOutput, MetricSpec, ParamSpec, Result, Tensor,
+    bail, ensure, Error, Metric, MetricInput, MetricOutput, MetricSpec, ParamSpec, Result, Tensor,
 };
 
 /// Metrics of the next-token law at every position.
@@ -137,6 +137,40 @@ fn params(metric: &str) -> Vec<ParamSpec> {
     p
 }
 
+/// Metrics that read logits row t − 1 as the law of token t. On a bidirectional model
+/// (a masked-diffusion mask predictor) that row is no next-token law, so they refuse it.
+const NEXT_TOKEN_METRICS: &[&str] = &[
+    "surprisal",
+    "cross_entropy",
+    "token_stats",
+    "entropy",
+    "perplexity",
+    "boltzmann",
+    "granger_map",
+    "information_flow",
+    "sequence_kl",
+    "logit_lens",
+];
+
+fn refuse_non_causal(input: &MetricInput) -> Result<()> {
+    let (Some(model), true) = (
+        &input.model,
+        NEXT_TOKEN_METRICS.contains(&input.metric.as_str()),
+    ) else {
+        return Ok(());
+    };
+    let info = model.info()?;
+    ensure!(
+        info.causal,
+        "{}: model `{}` is not causal (its logits at position t are a law of the masked token t \
+         given the whole sequence, not of the next token); this metric needs next-token laws. \
+         For a masked-diffusion model use `elbo` (its likelihood bound) or `attention_energetics`",
+        input.metric,
+        info.arch
+    );
+    Ok(())
+}
+
 impl Metric for TokenInfo {
     fn specs() -> Vec<MetricSpec> {
         METRICS
@@ -167,6 +201,7 @@ impl Metric for TokenInfo {
         params.insert("temperature".into(), json!(temperature));
         params.insert("unit".into(), json!(unit));
 
+        refuse_non_causal(input)?;
         if input.metric == "information_flow" {
             return information_flow::compute(input, scale, &unit);
         }
