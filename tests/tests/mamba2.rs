@@ -363,7 +363,7 @@ fn hooks_have_documented_shapes_and_the_state_path_agrees() {
         let u = |k: &str| x[k].as_u64().unwrap() as usize;
         let (t, d, vocab) = (r.tokens.len(), info.d_model, info.vocab_size);
         let (h, p, n, g) = (u("n_heads"), u("head_dim"), u("state_size"), u("n_groups"));
-        assert_eq!(info.hooks.len(), 3 + 9 * info.n_layers);
+        assert_eq!(info.hooks.len(), 3 + 10 * info.n_layers);
         let out = m
             .forward(
                 &r.tokens,
@@ -380,7 +380,7 @@ fn hooks_have_documented_shapes_and_the_state_path_agrees() {
                 "hook_B" | "hook_C" => vec![t, g, n],
                 "hook_dt" | "hook_decay" => vec![t, h],
                 "hook_state" => vec![t, h, p, n],
-                "hook_logits" => vec![t, vocab],
+                "hook_logits" | "hook_lens_logits" => vec![t, vocab],
                 _ => vec![t, d],
             };
             assert_eq!(out[hook].shape(), &want[..], "{name} {hook}");
@@ -389,6 +389,15 @@ fn hooks_have_documented_shapes_and_the_state_path_agrees() {
             .data()
             .iter()
             .all(|&a| a > 0.0 && a < 1.0));
+        // The logit lens of the last layer is the output; the first layer's differs.
+        let last = format!("blocks.{}.hook_lens_logits", info.n_layers - 1);
+        assert_eq!(out[last.as_str()].data(), out["logits"].data(), "{name}");
+        assert!(
+            max_diff(
+                out["blocks.0.hook_lens_logits"].data(),
+                out["logits"].data()
+            ) > 1e-3
+        );
         // Listening to the state runs the recurrent form; the chunked scan agrees.
         let chunked = clean(&m, &r.tokens);
         assert!(

@@ -36,6 +36,7 @@
 //! | `blocks.{i}.ssm.hook_dt` (Δ_t), `blocks.{i}.ssm.hook_decay` (a_t) | `[T, H]` |
 //! | `blocks.{i}.ssm.hook_state` (S_t after each position; computed only when listened to) | `[T, H, P, N]` |
 //! | `blocks.{i}.ssm.hook_y` (scan output with the D skip, before the gated norm) | `[T, H, P]` |
+//! | `blocks.{i}.hook_lens_logits` (logit lens: `norm_f` and the head on `hook_resid_post`; only when captured) | `[T, V]` |
 //! | `ln_final.hook_normalized` | `[T, d]` |
 //! | `hook_logits` | `[T, V]` |
 //!
@@ -264,6 +265,7 @@ pub fn hook_names(n_layers: usize) -> Vec<String> {
             "ssm.hook_state",
             "ssm.hook_y",
             "hook_resid_post",
+            "hook_lens_logits",
         ] {
             hooks.push(format!("blocks.{i}.{h}"));
         }
@@ -348,6 +350,13 @@ impl Mamba2 {
         for i in 0..self.cfg.layers {
             tokit_sdk::check_cancelled()?;
             x = self.block(i, x, p)?;
+            // The logit lens: this layer's residual stream through the final norm and the
+            // head. Capture only (the forward goes on from `x`), computed only when captured.
+            let lens = format!("blocks.{i}.hook_lens_logits");
+            if p.active(&lens) {
+                let h = x.rms_norm(Some(&self.norm_f), self.cfg.eps)?;
+                p.hook(&lens, h.matmul_t(&self.head)?)?;
+            }
         }
         if p.last_only {
             let n = tokens.len();
