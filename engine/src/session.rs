@@ -25,6 +25,39 @@ pub enum Action {
     Add(Tensor),
     /// Replace with a tensor of the same shape (patching from a cache).
     Replace(Tensor),
+    /// Attention knockout on pre-softmax scores `[H, Tq, Tk]`: key columns `keys` of the
+    /// heads `heads` (every head when empty) become −∞.
+    Knockout {
+        keys: Vec<usize>,
+        heads: Vec<usize>,
+    },
+}
+
+impl Action {
+    fn knockout(x: &Tensor, keys: &[usize], heads: &[usize], name: &str) -> Result<Tensor> {
+        let &[h, tq, tk] = x.shape() else {
+            bail!(
+                "intervention knockout at {name}: expected attention scores [heads, queries, keys], found shape {:?}",
+                x.shape()
+            );
+        };
+        if let Some(&j) = keys.iter().find(|&&j| j >= tk) {
+            bail!("intervention knockout at {name}: key {j} is beyond the {tk} keys");
+        }
+        if let Some(&i) = heads.iter().find(|&&i| i >= h) {
+            bail!("intervention knockout at {name}: head {i} is beyond the {h} heads");
+        }
+        let mut d = x.data().to_vec();
+        let all: Vec<usize> = (0..h).collect();
+        for &hd in if heads.is_empty() { &all } else { heads } {
+            for row in d[hd * tq * tk..(hd + 1) * tq * tk].chunks_mut(tk) {
+                for &j in keys {
+                    row[j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Tensor::new(x.shape().to_vec(), d)
+    }
 }
 
 /// An intervention: `action` at every hook matching `pattern`, in the listed variants
@@ -97,6 +130,7 @@ impl HookCtx {
                     );
                     r.clone()
                 }
+                Action::Knockout { keys, heads } => Action::knockout(x, keys, heads, name)?,
             };
             current = Some(y);
         }
@@ -585,12 +619,47 @@ impl ModelInner {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct JsonForward {
     #[serde(default)]
     variants: Vec<Variant>,
     #[serde(default)]
     capture: Vec<String>,
+    #[serde(default)]
+    interventions: Vec<JsonIntervention>,
+}
+
+/// A metric's intervention (`tokit_sdk::InterventionRequest` as JSON).
+#[derive(Deserialize)]
+struct JsonIntervention {
+    hook: String,
+    #[serde(flatten)]
+    action: JsonAction,
+    #[serde(default)]
+    variants: Option<Vec<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum JsonAction {
+    Zero,
+    Scale { factor: f32 },
+    Knockout { keys: Vec<usize>, heads: Vec<usize> },
+}
+
+impl From<JsonIntervention> for Intervention {
+    fn from(j: JsonIntervention) -> Intervention {
+        let action = match j.action {
+            JsonAction::Zero => Action::Zero,
+            JsonAction::Scale { factor } => Action::Scale(factor),
+            JsonAction::Knockout { keys, heads } => Action::Knockout { keys, heads },
+        };
+        Intervention {
+            pattern: j.hook,
+            action,
+            variants: j.variants,
+        }
+    }
 }
 
 impl ForwardTarget for ModelInner {
@@ -600,16 +669,14 @@ impl ForwardTarget for ModelInner {
 
     fn forward_json(&self, tokens: &[u32], options: &str) -> Result<Vec<Vec<(String, Tensor)>>> {
         let req: JsonForward = if options.trim().is_empty() {
-            JsonForward {
-                variants: vec![],
-                capture: vec![],
-            }
+            JsonForward::default()
         } else {
             serde_json::from_str(options).context("model_forward options")?
         };
         let spec = ForwardSpec {
             variants: req.variants,
             capture: req.capture,
+            interventions: req.interventions.into_iter().map(Into::into).collect(),
             ..Default::default()
         };
         Ok(self

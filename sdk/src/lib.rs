@@ -20,8 +20,8 @@ pub use arch::{ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Vari
 pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
 pub use metric::{
-    ForwardOutput, ForwardRequest, Metric, MetricInput, MetricOutput, MetricSpec, ModelRef,
-    ParamSpec,
+    ForwardOutput, ForwardRequest, InterventionAction, InterventionRequest, Metric, MetricInput,
+    MetricOutput, MetricSpec, ModelRef, ParamSpec,
 };
 pub use serde_json;
 pub use tensor::{AttnMask, Tensor};

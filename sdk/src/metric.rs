@@ -157,6 +157,37 @@ pub struct ForwardRequest {
     pub variants: Vec<Variant>,
     /// Hook-name patterns to capture (`blocks.*.hook_resid_post`).
     pub capture: Vec<String>,
+    /// Changes the host makes at hook points (applied before capture).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interventions: Vec<InterventionRequest>,
+}
+
+/// A change the host makes at every hook point matching `hook`, in the listed variants
+/// (all when `None`).
+#[derive(Clone, Debug, Serialize)]
+pub struct InterventionRequest {
+    pub hook: String,
+    #[serde(flatten)]
+    pub action: InterventionAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<usize>>,
+}
+
+/// What an [`InterventionRequest`] does (JSON: `{"op": "knockout", "keys": [..], ..}`).
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum InterventionAction {
+    Zero,
+    Scale {
+        factor: f32,
+    },
+    /// Attention knockout on pre-softmax scores `[H, Tq, Tk]` (`blocks.{i}.attn.hook_scores`):
+    /// the key columns `keys` (absolute positions) of the heads `heads` (every head when
+    /// empty) become −∞, so those heads' softmax renormalises over the other keys.
+    Knockout {
+        keys: Vec<usize>,
+        heads: Vec<usize>,
+    },
 }
 
 /// Outputs of [`ModelRef::forward`], per variant: `"logits"` and captured hooks.

@@ -208,9 +208,20 @@ fn intervention(d: &Dynamic) -> RhaiResult<Intervention> {
         )? as f32),
         "add" => Action::Add(tensor("add")?),
         "replace" => Action::Replace(tensor("replace")?),
+        "knockout" => Action::Knockout {
+            keys: int_list(
+                map_get(&m, "keys")
+                    .ok_or("intervention knockout: missing `keys` (key positions)")?,
+                "intervention knockout: keys",
+            )?,
+            heads: match map_get(&m, "heads") {
+                Some(h) => int_list(h, "intervention knockout: heads")?,
+                None => vec![],
+            },
+        },
         other => {
             return err(format!(
-                "intervention: unknown op `{other}` (zero, scale, add, replace)"
+                "intervention: unknown op `{other}` (zero, scale, add, replace, knockout)"
             ))
         }
     };

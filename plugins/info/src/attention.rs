@@ -141,6 +141,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
             &ForwardRequest {
                 variants: vec![Variant::default()],
                 capture: vec!["blocks.*.attn.hook_scores".into()],
+                ..Default::default()
             },
         )?;
         let out = out

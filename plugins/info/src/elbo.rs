@@ -229,6 +229,7 @@ impl Metric for Elbo {
                 let request = ForwardRequest {
                     variants,
                     capture: vec![],
+                    ..Default::default()
                 };
                 let outs = model.forward(tokens, &request)?;
                 if outs.len() != chunk.len() {

@@ -11,7 +11,10 @@
 
 use crate::thermo;
 use serde_json::json;
-use tokit_sdk::{Error, ForwardRequest, MetricInput, MetricOutput, Result, Variant};
+use tokit_sdk::{
+    Error, ForwardRequest, InterventionAction, InterventionRequest, MetricInput, MetricOutput,
+    ModelInfo, Result, Variant,
+};
 
 /// Logits buffers kept in memory at once (bytes).
 const CHUNK_BYTES: usize = 256 << 20;
@@ -27,11 +30,16 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
             "granger_map: {t_len} tokens exceed max_tokens = {max_tokens} (the map needs T forward variants; raise it deliberately)"
         )));
     }
-    let method = match input.params.get("method").and_then(|m| m.as_str()) {
-        Some(m) => m.to_string(),
-        None => info.default_ablation.clone(),
+    let knockout = head_knockout(input, &info)?;
+    let method = match (
+        &knockout,
+        input.params.get("method").and_then(|m| m.as_str()),
+    ) {
+        (Some((layer, head, _)), _) => format!("attention_knockout(layer {layer}, head {head})"),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => info.default_ablation.clone(),
     };
-    if !info.ablation_methods.contains(&method) {
+    if knockout.is_none() && !info.ablation_methods.contains(&method) {
         return Err(Error::msg(format!(
             "granger_map: {} models do not support ablation method `{method}` (supported: {})",
             info.arch,
@@ -66,23 +74,43 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     for (c, chunk) in sources.chunks(per_chunk).enumerate() {
         tokit_sdk::check_cancelled()?;
         tokit_sdk::progress((c * per_chunk) as u64, sources.len() as u64, "granger_map");
+        let first = clean.is_none();
         let mut variants: Vec<Variant> = chunk
             .iter()
-            .map(|&j| Variant {
-                ablate: vec![j],
-                method: Some(method.clone()),
-                replace_with,
+            .map(|&j| match knockout {
+                // Every position stays; the intervention removes j from one head.
+                Some(_) => Variant::default(),
+                None => Variant {
+                    ablate: vec![j],
+                    method: Some(method.clone()),
+                    replace_with,
+                },
             })
             .collect();
-        let first = clean.is_none();
         if first {
             variants.insert(0, Variant::default());
         }
+        let interventions = match &knockout {
+            Some((_, head, hook)) => chunk
+                .iter()
+                .enumerate()
+                .map(|(i, &j)| InterventionRequest {
+                    hook: hook.clone(),
+                    action: InterventionAction::Knockout {
+                        keys: vec![j],
+                        heads: vec![*head],
+                    },
+                    variants: Some(vec![i + usize::from(first)]),
+                })
+                .collect(),
+            None => vec![],
+        };
         let out = model.forward(
             tokens,
             &ForwardRequest {
                 variants,
-                capture: vec![],
+                interventions,
+                ..Default::default()
             },
         )?;
         let mut outs = out.iter();
@@ -161,4 +189,41 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         .tensor("granger_logprob_drop", &drop, &[t_len, t_len])?
         .tensor("lag_profile", &lag, &[t_len])?;
     Ok(out)
+}
+
+/// `layer` and `head` given: the per-head map, by attention knockout at that layer's
+/// pre-softmax scores (the head stops attending to j; every other head and layer still
+/// sees it). Returns the layer, the head and the hook name.
+fn head_knockout(input: &MetricInput, info: &ModelInfo) -> Result<Option<(usize, usize, String)>> {
+    let get = |k: &str| input.params.get(k).filter(|v| !v.is_null());
+    let (layer, head) = match (get("layer"), get("head")) {
+        (None, None) => return Ok(None),
+        (Some(l), Some(h)) => (
+            l.as_u64()
+                .ok_or_else(|| Error::msg("granger_map: `layer` must be a non-negative integer"))?
+                as usize,
+            h.as_u64()
+                .ok_or_else(|| Error::msg("granger_map: `head` must be a non-negative integer"))?
+                as usize,
+        ),
+        _ => {
+            return Err(Error::msg(
+                "granger_map: the per-head map needs both `layer` and `head`",
+            ))
+        }
+    };
+    if input.params.get("method").is_some_and(|m| !m.is_null()) {
+        return Err(Error::msg(
+            "granger_map: `method` and `layer`/`head` exclude each other (the per-head map knocks out attention)",
+        ));
+    }
+    let hook = format!("blocks.{layer}.attn.hook_scores");
+    if !info.hooks.contains(&hook) {
+        return Err(Error::msg(format!(
+            "granger_map: the per-head map knocks out attention at `{hook}`, which {} models do not offer{}",
+            info.arch,
+            if layer >= info.n_layers { format!(" (they have {} layers)", info.n_layers) } else { String::new() }
+        )));
+    }
+    Ok(Some((layer, head, hook)))
 }

@@ -39,7 +39,7 @@ fn response_rows(
                 method: Some(method.into()),
                 replace_with: None,
             }],
-            capture: vec![],
+            ..Default::default()
         },
     };
     let out = model.forward(&seq, &request)?;

@@ -32,7 +32,7 @@ const METRICS: [(&str, &str, &str); 11] = [
     ("entropy", "nats", "entropy of the next-token law at each position; value = its mean"),
     ("cross_entropy", "nats", "mean surprisal over the scored tokens, with standard error and perplexity"),
     ("perplexity", "", "exp(cross-entropy), with a delta-method standard error"),
-    ("granger_map", "nats", "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens"),
+    ("granger_map", "nats", "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens; layer + head: the per-head map by attention knockout"),
     ("information_flow", "nats", "semantic information flow from a prompt (the first `prompt_tokens` tokens) to a response (M5, reconstruction): Λ_n, its Doob decomposition A_n + M_n, share of negative increments; exact mixture over `alternatives` with `prior`, or null-context by ablating the prompt; `samples` > 0 draws responses and estimates the directed information E Λ_N with its standard error"),
     ("logit_lens", "nats", "logit lens: every layer's residual stream through the model's final norm and unembedding (hook blocks.{i}.hook_lens_logits); per layer and token the lens law's entropy, KL(p_out ‖ p_layer) and the observed token's rank; value = mean KL"),
     ("attention_energetics", "nats", "attention as a Boltzmann law per layer and head (M7): free energy, mean energy, entropy, k90; token-mixing summaries (M13): lag profile, locality within `window`, mass above the diagonal; from a model's blocks.*.attn.hook_scores or a `scores` tensor [.., T_q, T_k]; value = mean attention entropy"),
@@ -131,6 +131,18 @@ fn params(metric: &str) -> Vec<ParamSpec> {
                 "integer",
                 json!(512),
                 "refuse longer texts (T forward variants)",
+            ),
+            ParamSpec::new(
+                "layer",
+                "integer",
+                json!(null),
+                "with `head`: the per-head map, knocking out that head's attention to j",
+            ),
+            ParamSpec::new(
+                "head",
+                "integer",
+                json!(null),
+                "head of `layer` (see `layer`)",
             ),
         ]);
     }

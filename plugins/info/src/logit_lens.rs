@@ -49,6 +49,7 @@ pub fn compute(
             &ForwardRequest {
                 variants: vec![Variant::default()],
                 capture: chunk.iter().map(|&l| hook(l)).collect(),
+                ..Default::default()
             },
         )?;
         let out = out

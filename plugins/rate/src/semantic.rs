@@ -88,6 +88,7 @@ pub fn compute(input: &MetricInput, args: &Args) -> Result<Record> {
                 &ForwardRequest {
                     variants: vec![Variant::default()],
                     capture: vec!["hook_embed".into()],
+                    ..Default::default()
                 },
             )?;
             let e = out
