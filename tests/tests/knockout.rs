@@ -109,7 +109,7 @@ fn per_head_granger_map_matches_direct_knockouts() {
     let m = load("transformer/llama_gqa_tied");
     let r = granger(&m, json!({ "layer": 1, "head": 2 })).unwrap();
     assert_eq!(
-        r.ablation.as_deref(),
+        r.provenance.ablation.as_deref(),
         Some("attention_knockout(layer 1, head 2)")
     );
     let g = r.tensors["granger_kl"].data().to_vec();
