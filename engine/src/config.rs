@@ -141,3 +141,21 @@ impl Config {
         dirs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_weights_default_to_f32_and_parse_from_ron_and_the_cli() {
+        assert_eq!(Config::default().gpu_weights, GpuWeights::F32);
+        let c: Config = ron::from_str("(gpu_weights: F16)").unwrap();
+        assert_eq!(c.gpu_weights, GpuWeights::F16);
+        assert_eq!("F16".parse::<GpuWeights>(), Ok(GpuWeights::F16));
+        let err = "bf16".parse::<GpuWeights>().unwrap_err();
+        assert!(
+            err.contains("`bf16`") && err.contains("f32 or f16"),
+            "{err}"
+        );
+    }
+}
