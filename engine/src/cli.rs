@@ -1,7 +1,7 @@
 //! The `tokit` command line: run scripts, list plugins, inspect models, run forward
 //! passes and analyses from the shell.
 
-use crate::config::{BackendChoice, Config};
+use crate::config::{BackendChoice, Config, GpuWeights};
 use crate::engine::{AnalyzeInput, Engine};
 use crate::script::ScriptHost;
 use crate::session::{ForwardSpec, LoadOptions};
@@ -23,6 +23,9 @@ pub struct Cli {
     /// Compute backend: auto, cpu or gpu.
     #[arg(long, global = true)]
     pub backend: Option<BackendChoice>,
+    /// GPU weight storage: f32 (default) or f16 (half the memory; changes the numbers).
+    #[arg(long = "gpu-weights", global = true)]
+    pub gpu_weights: Option<GpuWeights>,
     /// Extra plugin directory (repeatable), searched first.
     #[arg(long = "plugin-dir", global = true)]
     pub plugin_dirs: Vec<PathBuf>,
@@ -184,6 +187,9 @@ pub fn engine(cli: &Cli) -> Result<Engine> {
     };
     if let Some(b) = cli.backend {
         config.backend = b;
+    }
+    if let Some(w) = cli.gpu_weights {
+        config.gpu_weights = w;
     }
     let mut dirs = cli.plugin_dirs.clone();
     dirs.append(&mut config.plugin_dirs);

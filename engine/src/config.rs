@@ -28,6 +28,30 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
+/// How the GPU backend stores model weights (compute is f32 either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GpuWeights {
+    /// Weights as uploaded: the same numbers as the CPU backend.
+    #[default]
+    F32,
+    /// Weight matrices rounded to half precision: half the device memory, logits
+    /// change (opt-in; see the README's "GPU backend").
+    F16,
+}
+
+impl std::str::FromStr for GpuWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(GpuWeights::F32),
+            "f16" => Ok(GpuWeights::F16),
+            _ => Err(format!(
+                "unknown gpu weight storage `{s}` (expected f32 or f16)"
+            )),
+        }
+    }
+}
+
 /// Limits that stop runaway scripts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -57,6 +81,8 @@ pub struct Config {
     /// Extra plugin directories, searched before the built-in ones.
     pub plugin_dirs: Vec<PathBuf>,
     pub backend: BackendChoice,
+    /// Weight storage on the GPU backend (ignored on the CPU).
+    pub gpu_weights: GpuWeights,
     /// Compute threads (None = all cores).
     pub threads: Option<usize>,
     pub script: ScriptLimits,
@@ -113,5 +139,23 @@ impl Config {
             }
         }
         dirs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_weights_default_to_f32_and_parse_from_ron_and_the_cli() {
+        assert_eq!(Config::default().gpu_weights, GpuWeights::F32);
+        let c: Config = ron::from_str("(gpu_weights: F16)").unwrap();
+        assert_eq!(c.gpu_weights, GpuWeights::F16);
+        assert_eq!("F16".parse::<GpuWeights>(), Ok(GpuWeights::F16));
+        let err = "bf16".parse::<GpuWeights>().unwrap_err();
+        assert!(
+            err.contains("`bf16`") && err.contains("f32 or f16"),
+            "{err}"
+        );
     }
 }

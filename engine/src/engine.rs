@@ -269,6 +269,8 @@ fn select_backend(config: &Config) -> Result<String> {
             let auto = config.backend == BackendChoice::Auto;
             match tokit_compute::GpuBackend::new(!auto, config.threads) {
                 Ok(gpu) => {
+                    let f16 = config.gpu_weights == crate::config::GpuWeights::F16;
+                    let gpu = gpu.with_f16_weights(f16);
                     let name = tokit_compute::Backend::name(&gpu);
                     tracing::info!("backend: {name}");
                     host().set_backend(Arc::new(gpu));

@@ -11,7 +11,7 @@ pub mod repl;
 pub mod report;
 pub mod session;
 
-pub use config::{BackendChoice, Config};
+pub use config::{BackendChoice, Config, GpuWeights};
 pub use engine::{AnalyzeInput, Engine};
 pub use generate::GenerateOptions;
 pub use report::Report;

@@ -50,6 +50,9 @@ pub struct Tensor {
     shape: Vec<usize>,
     storage: Arc<Storage>,
     numel: usize,
+    /// Model weights (set by the host when it hands them to plugins): a device backend
+    /// may store them at lower precision when asked to (see `GpuBackend`).
+    weight: bool,
 }
 
 impl fmt::Debug for Tensor {
@@ -90,6 +93,7 @@ impl Tensor {
             shape,
             storage: host_storage(data),
             numel,
+            weight: false,
         })
     }
 
@@ -108,7 +112,20 @@ impl Tensor {
             shape,
             storage: Arc::new(s),
             numel,
+            weight: false,
         })
+    }
+
+    /// The same tensor marked as model weights (kept by clones and reshapes; results
+    /// of ops are never weights).
+    pub fn into_weight(mut self) -> Tensor {
+        self.weight = true;
+        self
+    }
+
+    /// Whether this tensor holds model weights (see [`Tensor::into_weight`]).
+    pub fn is_weight(&self) -> bool {
+        self.weight
     }
 
     /// The device copy, if there is one.
@@ -134,6 +151,7 @@ impl Tensor {
             shape,
             storage: host_storage(Arc::new(vec![0.0; n])),
             numel: n,
+            weight: false,
         }
     }
 
@@ -144,6 +162,7 @@ impl Tensor {
             shape,
             storage: host_storage(Arc::new(vec![value; n])),
             numel: n,
+            weight: false,
         }
     }
 
@@ -153,6 +172,7 @@ impl Tensor {
             shape: Vec::new(),
             storage: host_storage(Arc::new(vec![v])),
             numel: 1,
+            weight: false,
         }
     }
 
@@ -208,6 +228,7 @@ impl Tensor {
             shape,
             storage: Arc::clone(&self.storage),
             numel: want,
+            weight: self.weight,
         })
     }
 }
@@ -252,6 +273,15 @@ mod tests {
         assert!(Arc::ptr_eq(t.arc(), r.arc()));
         drop((t, r));
         assert_eq!(u.into_vec(), vec![1.0; 4]);
+    }
+
+    #[test]
+    fn the_weight_mark_survives_clones_and_reshapes_but_not_new_tensors() {
+        let w = Tensor::new(vec![2, 2], vec![1.0; 4]).unwrap();
+        assert!(!w.is_weight());
+        let w = w.into_weight();
+        assert!(w.clone().is_weight() && w.with_shape(vec![4]).unwrap().is_weight());
+        assert!(!Tensor::new(vec![4], w.to_vec()).unwrap().is_weight());
     }
 
     #[test]

@@ -397,7 +397,7 @@ unsafe extern "C" fn host_weight(
     status(err, || {
         let h = unsafe { ctx_host(ctx) };
         let t = h.source(source)?.tensor(unsafe { text(name)? })?;
-        unsafe { *out = h.insert(t) };
+        unsafe { *out = h.insert(t.into_weight()) };
         Ok(())
     })
 }

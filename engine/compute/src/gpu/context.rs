@@ -8,6 +8,9 @@
 //! because commands in an encoder run in order. Nothing is ever written with
 //! `queue.write_buffer` (which would run before already recorded commands): uploads and
 //! kernel parameters go into fresh buffers filled at creation.
+//!
+//! A buffer holds f32s, or (for weights stored at half precision) IEEE halves packed two
+//! to a u32 word, element `2i` in the low half, as WGSL's `unpack2x16float` reads them.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -46,6 +49,10 @@ pub struct GpuStats {
     pub pool_hits: u64,
     /// Ops run on the CPU for want of a kernel ([`super::GpuBackend::on_cpu`]).
     pub cpu_fallbacks: u64,
+    /// Bytes of the host → device tensor copies (what uploaded weights occupy).
+    pub upload_bytes: u64,
+    /// Half-precision device copies widened to f32 for an op that reads only f32.
+    pub widenings: u64,
 }
 
 /// Counts of every device in the process (see [`total_stats`]).
@@ -64,6 +71,8 @@ struct Counters {
     pipelines: AtomicU64,
     pool_hits: AtomicU64,
     cpu_fallbacks: AtomicU64,
+    upload_bytes: AtomicU64,
+    widenings: AtomicU64,
 }
 
 impl Counters {
@@ -76,6 +85,8 @@ impl Counters {
             pipelines: AtomicU64::new(0),
             pool_hits: AtomicU64::new(0),
             cpu_fallbacks: AtomicU64::new(0),
+            upload_bytes: AtomicU64::new(0),
+            widenings: AtomicU64::new(0),
         }
     }
 
@@ -89,6 +100,8 @@ impl Counters {
             pipelines: g(&self.pipelines),
             pool_hits: g(&self.pool_hits),
             cpu_fallbacks: g(&self.cpu_fallbacks),
+            upload_bytes: g(&self.upload_bytes),
+            widenings: g(&self.widenings),
         }
     }
 }
@@ -192,9 +205,18 @@ impl Context {
         self.count(|c| &c.cpu_fallbacks);
     }
 
+    /// Counts one half-precision copy widened to f32.
+    pub fn count_widening(&self) {
+        self.count(|c| &c.widenings);
+    }
+
     fn count(&self, which: fn(&Counters) -> &AtomicU64) {
-        which(&self.counters).fetch_add(1, Ordering::Relaxed);
-        which(&TOTAL).fetch_add(1, Ordering::Relaxed);
+        self.add(which, 1);
+    }
+
+    fn add(&self, which: fn(&Counters) -> &AtomicU64, n: u64) {
+        which(&self.counters).fetch_add(n, Ordering::Relaxed);
+        which(&TOTAL).fetch_add(n, Ordering::Relaxed);
     }
 
     fn check_size(&self, bytes: u64) -> Result<()> {
@@ -236,11 +258,12 @@ impl Context {
             buf: Some(buf),
             numel,
             pooled: true,
+            half: false,
         })
     }
 
-    /// A buffer holding `data` (f32 or u32 words), outside the pool.
-    fn upload_words(self: &Arc<Self>, bytes: &[u8], numel: usize) -> Result<GpuBuf> {
+    /// A buffer holding `bytes` (f32, u32 or packed f16 words: `half`), outside the pool.
+    fn upload_words(self: &Arc<Self>, bytes: &[u8], numel: usize, half: bool) -> Result<GpuBuf> {
         self.check_size(bytes.len() as u64)?;
         let contents: Cow<[u8]> = if bytes.is_empty() {
             Cow::Owned(vec![0u8; 4])
@@ -259,20 +282,33 @@ impl Context {
             buf: Some(buf),
             numel,
             pooled: false,
+            half,
         })
     }
 
     pub fn upload_f32(self: &Arc<Self>, data: &[f32]) -> Result<GpuBuf> {
-        self.upload_words(bytemuck::cast_slice(data), data.len())
+        self.upload_words(bytemuck::cast_slice(data), data.len(), false)
     }
 
     pub fn upload_u32(self: &Arc<Self>, data: &[u32]) -> Result<GpuBuf> {
-        self.upload_words(bytemuck::cast_slice(data), data.len())
+        self.upload_words(bytemuck::cast_slice(data), data.len(), false)
+    }
+
+    /// `data` rounded to the nearest half (ties to even), packed two to a word.
+    fn upload_f16(self: &Arc<Self>, data: &[f32]) -> Result<GpuBuf> {
+        let mut halves: Vec<u16> = data
+            .iter()
+            .map(|&x| half::f16::from_f32(x).to_bits())
+            .collect();
+        // Whole words: an odd count gets one padding half.
+        halves.resize(data.len().div_ceil(2) * 2, 0);
+        self.upload_words(bytemuck::cast_slice(&halves), data.len(), true)
     }
 
     /// The device buffer of `t`: its own if it was made on this device, else an upload
-    /// of its host data, cached on the tensor so that weights are copied once.
-    pub fn buffer_of(self: &Arc<Self>, t: &Tensor) -> Result<Arc<dyn DeviceData>> {
+    /// of its host data (as packed halves when `half`), cached on the tensor so that
+    /// weights are copied once. A cached copy is returned as it is, f32 or half.
+    pub fn buffer_of(self: &Arc<Self>, t: &Tensor, half: bool) -> Result<Arc<dyn DeviceData>> {
         if let Some(d) = t.device() {
             if d.as_any()
                 .downcast_ref::<GpuBuf>()
@@ -281,8 +317,14 @@ impl Context {
                 return Ok(Arc::clone(d));
             }
         }
-        let up: Arc<dyn DeviceData> = Arc::new(self.upload_f32(t.data())?);
+        let buf = if half {
+            self.upload_f16(t.data())?
+        } else {
+            self.upload_f32(t.data())?
+        };
         self.count(|c| &c.uploads);
+        self.add(|c| &c.upload_bytes, buf.raw().size());
+        let up: Arc<dyn DeviceData> = Arc::new(buf);
         if t.device().is_none() {
             return Ok(Arc::clone(t.cache_device(up)));
         }
@@ -401,12 +443,17 @@ impl Context {
         Ok(())
     }
 
-    /// Copies `numel` f32s of `buf` to the host, after all recorded work.
-    fn read(&self, buf: &wgpu::Buffer, numel: usize) -> Result<Vec<f32>> {
+    /// Copies `numel` f32s (or packed halves: `half`) of `buf` to the host, as f32s,
+    /// after all recorded work.
+    fn read(&self, buf: &wgpu::Buffer, numel: usize, half: bool) -> Result<Vec<f32>> {
         if numel == 0 {
             return Ok(Vec::new());
         }
-        let bytes = numel as u64 * 4;
+        let bytes = if half {
+            numel.div_ceil(2) as u64 * 4
+        } else {
+            numel as u64 * 4
+        };
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: bytes,
@@ -438,7 +485,14 @@ impl Context {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| anyhow!("gpu: cannot map the readback buffer: {e}"))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            if half {
+                bytemuck::cast_slice::<u8, u16>(&view)[..numel]
+                    .iter()
+                    .map(|&h| half::f16::from_bits(h).to_f32())
+                    .collect()
+            } else {
+                bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            }
         };
         staging.unmap();
         self.count(|c| &c.readbacks);
@@ -452,18 +506,24 @@ pub(crate) struct GpuBuf {
     buf: Option<wgpu::Buffer>,
     numel: usize,
     pooled: bool,
+    /// Packed halves rather than f32s.
+    half: bool,
 }
 
 impl GpuBuf {
     pub fn raw(&self) -> &wgpu::Buffer {
         self.buf.as_ref().expect("buffer present until drop")
     }
+
+    pub fn is_half(&self) -> bool {
+        self.half
+    }
 }
 
 impl DeviceData for GpuBuf {
     fn read(&self) -> Vec<f32> {
         self.ctx
-            .read(self.raw(), self.numel)
+            .read(self.raw(), self.numel, self.half)
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 

@@ -1,10 +1,10 @@
 // Tiled batched matrix product C[b] = op(A[b]) @ op(B[b]) with optional transposes:
 // 64x64 output tiles, 16-deep k steps through workgroup memory, 16x16 threads each
 // accumulating a 4x4 block. OFF holds each batch's element offsets into A and B (so
-// broadcast batches cost nothing). P: [M, N, K, trans_a, trans_b].
+// broadcast batches cost nothing). P: [M, N, K, trans_a, trans_b]. B is the weight
+// operand W (binding 2, f32 or packed halves: weight_f32.wgsl / weight_f16.wgsl).
 
 @group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read> OFF: array<u32>;
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;
 
@@ -64,7 +64,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: v
             let gk2 = k0 + kk;
             var vb = 0.0;
             if (gn < N && gk2 < K) {
-                vb = B[boff + select(gk2 * N + gn, gn * K + gk2, tb)];
+                vb = load_w(boff + select(gk2 * N + gn, gn * K + gk2, tb));
             }
             Bs[kk * BN + nn] = vb;
         }

@@ -15,6 +15,16 @@
 //! then inputs, then outputs; see `common.wgsl`), a [`Kernel`] constant and a method
 //! that validates shapes, allocates the output and calls `Context::dispatch`. An op
 //! without a kernel yet may use [`GpuBackend::on_cpu`], which logs that it does.
+//!
+//! Weight storage ([`GpuBackend::with_f16_weights`], off by default because it changes
+//! the numbers): model weights ([`Tensor::is_weight`], matrices only) whose first
+//! device use is as matmul's B operand or a gather table (embeddings) are uploaded as
+//! halves, packed two to a u32 and widened in the kernel with core WGSL's
+//! `unpack2x16float`, so arithmetic stays f32. Core WGSL rather than `enable f16`: the
+//! same kernels and the same numbers on every adapter, with or without `shader-f16`
+//! (which also needs 16-bit storage access), and no second code path to keep in step.
+//! Any other op reading such a copy gets it widened to f32 first (counted in
+//! [`GpuStats::widenings`]).
 
 mod context;
 
@@ -37,18 +47,45 @@ macro_rules! kernel {
     };
 }
 
+/// A kernel reading a weight operand `W` (binding 2) through `load_w`: its f32 and its
+/// packed-half variants, indexed by whether the weights are halves.
+macro_rules! weight_kernels {
+    ($name:literal) => {
+        [
+            Kernel {
+                name: $name,
+                source: concat!(
+                    include_str!("weight_f32.wgsl"),
+                    include_str!(concat!($name, ".wgsl"))
+                ),
+            },
+            Kernel {
+                name: concat!($name, "_f16"),
+                source: concat!(
+                    include_str!("weight_f16.wgsl"),
+                    include_str!(concat!($name, ".wgsl"))
+                ),
+            },
+        ]
+    };
+}
+
 const UNARY: Kernel = kernel!("unary");
 const BINARY: Kernel = kernel!("binary");
 const COPY: Kernel = kernel!("copy");
-const GATHER: Kernel = kernel!("gather");
+const GATHER: [Kernel; 2] = weight_kernels!("gather");
 const ROWS: Kernel = kernel!("rows");
 const NORM: Kernel = kernel!("norm");
 const ROPE: Kernel = kernel!("rope");
-const MATMUL: Kernel = kernel!("matmul");
+const MATMUL: [Kernel; 2] = weight_kernels!("matmul");
+const WIDEN: Kernel = weight_kernels!("widen")[1];
 const ATTN_MASK: Kernel = kernel!("attn_mask");
 const CONV1D: Kernel = kernel!("conv1d");
 const SSD_SCAN: Kernel = kernel!("ssd_scan");
 const SSM_STATES: Kernel = kernel!("ssm_states");
+
+/// The largest finite half; weights beyond it stay f32.
+const HALF_MAX: f32 = 65504.0;
 
 /// Most dimensions the strided kernels (binary, copy) index.
 const MAX_DIMS: usize = 8;
@@ -66,7 +103,8 @@ pub struct AdapterSummary {
     pub driver: String,
     /// Whether the adapter is a real GPU rather than a software rasteriser.
     pub hardware: bool,
-    /// Whether it offers `shader-f16` (recorded; weights are stored as f32 for now).
+    /// Whether it offers `shader-f16` (recorded; half weights do not need it, see the
+    /// module docs).
     pub shader_f16: bool,
 }
 
@@ -128,6 +166,8 @@ pub struct GpuBackend {
     cpu: CpuBackend,
     /// Ops already reported as running on the CPU (each is logged once).
     fallbacks: Mutex<Vec<&'static str>>,
+    /// Store model weights as halves (see the module docs).
+    f16_weights: bool,
 }
 
 /// A tensor's device buffer, kept alive while a dispatch uses it.
@@ -194,7 +234,15 @@ impl GpuBackend {
             adapter,
             cpu: CpuBackend::try_new(threads)?,
             fallbacks: Mutex::new(Vec::new()),
+            f16_weights: false,
         })
+    }
+
+    /// Stores model weights as halves when `on` (see the module docs): half the device
+    /// memory for weights, at the cost of rounding each weight to 11 significant bits.
+    pub fn with_f16_weights(mut self, on: bool) -> GpuBackend {
+        self.f16_weights = on;
+        self
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -224,8 +272,41 @@ impl GpuBackend {
         f(&self.cpu)
     }
 
+    /// The device buffer of `t` as f32s (a half copy is widened into a fresh buffer).
     fn dev(&self, t: &Tensor) -> Result<Dev> {
-        Ok(Dev(self.ctx.buffer_of(t)?))
+        let d = Dev(self.ctx.buffer_of(t, false)?);
+        if !d.buf().is_half() {
+            return Ok(d);
+        }
+        let n = t.numel();
+        let y = self.ctx.alloc(n)?;
+        self.ctx
+            .dispatch(WIDEN, &[], &[n as u32], &[&y, d.buf()], elementwise_grid(n));
+        self.ctx.count_widening();
+        Ok(Dev(Arc::new(y)))
+    }
+
+    /// The device buffer of an operand that kernels can read as halves (matmul's B, a
+    /// gather table): uploaded as halves when it is a weight matrix seen for the first
+    /// time and half storage is on.
+    fn dev_weight(&self, t: &Tensor) -> Result<Dev> {
+        let half = self.f16_weights && t.is_weight() && t.ndim() >= 2 && t.device().is_none();
+        let half = half && {
+            // Weights beyond the half range would turn into infinities.
+            let fits = t
+                .data()
+                .iter()
+                .all(|x| !x.is_finite() || x.abs() <= HALF_MAX);
+            if !fits {
+                tracing::warn!(
+                    "gpu backend: a weight of shape {:?} exceeds the half range (±{HALF_MAX}); \
+                     storing it as f32",
+                    t.shape()
+                );
+            }
+            fits
+        };
+        Ok(Dev(self.ctx.buffer_of(t, half)?))
     }
 
     /// The device buffer of an optional operand, or `stand_in` when it is absent (the
@@ -344,7 +425,7 @@ impl GpuBackend {
         let off = self.upload_u32(offsets)?;
         let p = [m as u32, n as u32, k as u32, trans_a as u32, trans_b as u32];
         self.ctx.dispatch(
-            MATMUL,
+            MATMUL[b.is_half() as usize],
             &[],
             &p,
             &[a, b, &off, out],
@@ -475,7 +556,12 @@ fn reduce_code(op: ReduceOp) -> u32 {
 
 impl Backend for GpuBackend {
     fn name(&self) -> String {
-        format!("gpu: {}", self.adapter)
+        let weights = if self.f16_weights {
+            ", f16 weights"
+        } else {
+            ""
+        };
+        format!("gpu: {}{weights}", self.adapter)
     }
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
@@ -532,7 +618,7 @@ impl Backend for GpuBackend {
             }
             offs.extend([oa as u32, ob as u32]);
         }
-        let (xa, xb) = (self.dev(a)?, self.dev(b)?);
+        let (xa, xb) = (self.dev(a)?, self.dev_weight(b)?);
         let out = self.ctx.alloc(nbatch * m * n)?;
         self.matmul_raw(xa.buf(), xb.buf(), &offs, (m, n, k), trans_a, trans_b, &out)?;
         Ok(self.out(out_shape, out))
@@ -979,15 +1065,15 @@ impl GpuBackend {
         if numel == 0 {
             return Ok(Tensor::zeros(shape));
         }
-        let x = self.dev(a)?;
+        let x = self.dev_weight(a)?;
         let ib = self.upload_u32(idx)?;
         let y = self.ctx.alloc(numel)?;
         let p = u32s(&[numel, idx.len(), len, inner]);
         self.ctx.dispatch(
-            GATHER,
+            GATHER[x.buf().is_half() as usize],
             &[],
             &p,
-            &[x.buf(), &ib, &y],
+            &[&ib, x.buf(), &y],
             elementwise_grid(numel),
         );
         Ok(self.out(shape, y))
