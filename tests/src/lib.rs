@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: build the plugin libraries once, make an
 //! engine that finds them, and write small model directories.
 
+mod fixtures;
+pub use fixtures::{fixture, load_fixture, logits, max_diff, reference, Reference};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokit_engine::{Config, Engine};

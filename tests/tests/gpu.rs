@@ -6,7 +6,7 @@
 //! The host backend is process-wide, so the tests of this file take turns ([`LOCK`]).
 //! Without any adapter each test prints why and passes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -44,13 +44,6 @@ fn gpu_engine() -> Option<Arc<Engine>> {
     }
 }
 
-/// `tests/fixtures/<family>/<name>`, e.g. `transformer/gpt2`.
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
 fn read_reference(name: &str) -> Value {
     let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -58,33 +51,8 @@ fn read_reference(name: &str) -> Value {
 
 /// The reference's tokens and logits (rows concatenated).
 fn reference(name: &str) -> (Vec<u32>, Vec<f32>) {
-    let r = read_reference(name);
-    let tokens = r["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect();
-    let logits = r["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect();
-    (tokens, logits)
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
-        .fold(0.0, f32::max)
+    let r = tokit_tests::reference(name);
+    (r.tokens, r.logits)
 }
 
 #[test]

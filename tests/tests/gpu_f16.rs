@@ -4,10 +4,8 @@
 //! saying so. Software adapters included; without any adapter the test prints why and
 //! passes.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::Value;
 use tokit_compute::gpu::total_stats;
 use tokit_engine::{BackendChoice, Config, Engine, ForwardSpec, GpuWeights, LoadOptions};
 use tokit_tests::*;
@@ -37,32 +35,6 @@ fn engine(weights: GpuWeights) -> anyhow::Result<Arc<Engine>> {
     Ok(Arc::new(Engine::new(config)?))
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
-/// The reference's tokens and logits (rows concatenated).
-fn reference(name: &str) -> (Vec<u32>, Vec<f32>) {
-    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
-    let r: Value = serde_json::from_str(&text).unwrap();
-    let tokens = r["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect();
-    let logits = r["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().iter())
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    (tokens, logits)
-}
-
 /// Logits of one forward on `e`, and the bytes uploaded to the device meanwhile (the
 /// weights, on a fresh load).
 fn forward(e: &Engine, name: &str, tokens: &[u32]) -> (Vec<f32>, u64) {
@@ -76,6 +48,12 @@ fn forward(e: &Engine, name: &str, tokens: &[u32]) -> (Vec<f32>, u64) {
         .remove(0);
     let logits = out["logits"].to_vec();
     (logits, total_stats().upload_bytes - before.upload_bytes)
+}
+
+/// The reference's tokens and logits (rows concatenated).
+fn reference(name: &str) -> (Vec<u32>, Vec<f32>) {
+    let r = tokit_tests::reference(name);
+    (r.tokens, r.logits)
 }
 
 #[test]

@@ -2,25 +2,17 @@
 //! per-head Granger map built on it.
 
 use serde_json::json;
-use std::path::Path;
+
 use tokit_engine::session::{Action, ForwardSpec, Intervention};
-use tokit_engine::{AnalyzeInput, LoadOptions, Model};
+use tokit_engine::{AnalyzeInput, Model};
 use tokit_sdk::Variant;
 use tokit_tests::*;
-
-fn load(path: &str) -> Model {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(path);
-    engine()
-        .load_model(dir.to_str().unwrap(), &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("loading {path}: {e:#}"))
-}
 
 const TOKENS: [u32; 10] = [5, 17, 3, 9, 42, 7, 64, 23, 11, 80];
 
 fn logits(m: &Model, spec: &ForwardSpec) -> Vec<f32> {
-    m.forward(&TOKENS, spec).unwrap().remove(0)["logits"]
+    tokit_tests::logits(m, &TOKENS, spec)
+        .remove(0)
         .data()
         .to_vec()
 }
@@ -36,18 +28,11 @@ fn knockout(pattern: &str, keys: Vec<usize>, heads: Vec<usize>) -> ForwardSpec {
     }
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// Knocking key j out of every head of every layer is the `attention` ablation of j.
 #[test]
 fn knockout_everywhere_is_attention_ablation() {
     for name in ["transformer/gpt2", "transformer/llama_gqa_tied"] {
-        let m = load(name);
+        let m = load_fixture(name);
         for j in [0, 4] {
             let ko = logits(&m, &knockout("blocks.*.attn.hook_scores", vec![j], vec![]));
             let ablated = logits(
@@ -77,7 +62,7 @@ fn knockout_everywhere_is_attention_ablation() {
 
 #[test]
 fn knockout_errors_name_the_hook_and_the_bound() {
-    let m = load("transformer/gpt2");
+    let m = load_fixture("transformer/gpt2");
     let err = |spec: ForwardSpec| format!("{:#}", m.forward(&TOKENS, &spec).unwrap_err());
     let e = err(knockout("blocks.0.attn.hook_scores", vec![10], vec![]));
     assert!(
@@ -106,7 +91,7 @@ fn granger(m: &Model, params: serde_json::Value) -> anyhow::Result<tokit_engine:
 /// head knocked out of key j, as a direct forward computes it.
 #[test]
 fn per_head_granger_map_matches_direct_knockouts() {
-    let m = load("transformer/llama_gqa_tied");
+    let m = load_fixture("transformer/llama_gqa_tied");
     let r = granger(&m, json!({ "layer": 1, "head": 2 })).unwrap();
     assert_eq!(
         r.provenance.ablation.as_deref(),
@@ -154,7 +139,7 @@ fn per_head_granger_map_matches_direct_knockouts() {
 
 #[test]
 fn per_head_granger_map_errors() {
-    let m = load("transformer/gpt2");
+    let m = load_fixture("transformer/gpt2");
     let e = format!("{:#}", granger(&m, json!({ "layer": 0 })).unwrap_err());
     assert!(e.contains("both `layer` and `head`"), "{e}");
     let e = format!(
@@ -170,7 +155,7 @@ fn per_head_granger_map_errors() {
         granger(&m, json!({ "layer": 0, "head": 0, "method": "attention" })).unwrap_err()
     );
     assert!(e.contains("exclude each other"), "{e}");
-    let mamba = load("mamba2/g1_chunk7_tied");
+    let mamba = load_fixture("mamba2/g1_chunk7_tied");
     let e = format!(
         "{:#}",
         granger(&mamba, json!({ "layer": 0, "head": 0 })).unwrap_err()

@@ -4,60 +4,18 @@
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use tokit_engine::{ForwardSpec, LoadOptions, Model, Tensor};
+use tokit_engine::{ForwardSpec, LoadOptions, Model};
 use tokit_sdk::Variant;
 use tokit_tests::*;
 
 const FIXTURES: [&str; 2] = ["llada", "llada_tied_bias"];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/llada")
-        .join(name)
-}
-
-struct Reference {
-    tokens: Vec<u32>,
-    masked: Vec<usize>,
-    logits: Vec<f32>,
-    ablations: Vec<(Vec<usize>, Vec<f32>)>,
-}
-
-fn flat(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect()
-}
-
-fn ints(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
+    tokit_tests::fixture(&format!("llada/{name}"))
 }
 
 fn reference(name: &str) -> Reference {
-    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
-    let r: Value = serde_json::from_str(&text).unwrap();
-    Reference {
-        tokens: ints(&r["tokens"]).into_iter().map(|t| t as u32).collect(),
-        masked: ints(&r["masked"]),
-        logits: flat(&r["logits"]),
-        ablations: r["ablations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| (ints(&a["ablate"]), flat(&a["logits"])))
-            .collect(),
-    }
+    tokit_tests::reference(&format!("llada/{name}"))
 }
 
 fn load_with(dir: &Path, opts: &LoadOptions) -> anyhow::Result<Model> {
@@ -67,22 +25,6 @@ fn load_with(dir: &Path, opts: &LoadOptions) -> anyhow::Result<Model> {
 fn load(name: &str) -> Model {
     load_with(&fixture(name), &LoadOptions::default())
         .unwrap_or_else(|e| panic!("loading {name}: {e:#}"))
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn logits(m: &Model, tokens: &[u32], spec: &ForwardSpec) -> Vec<Tensor> {
-    m.forward(tokens, spec)
-        .unwrap()
-        .into_iter()
-        .map(|mut o| o.remove("logits").unwrap())
-        .collect()
 }
 
 fn clean(m: &Model, tokens: &[u32]) -> Vec<f32> {

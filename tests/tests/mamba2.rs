@@ -15,64 +15,15 @@ use tokit_tests::*;
 const FIXTURES: [&str; 2] = ["g1_chunk7_tied", "g2_chunk8_untied"];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/mamba2")
-        .join(name)
-}
-
-struct Reference {
-    tokens: Vec<u32>,
-    logits: Vec<f32>,
-    greedy: Vec<u32>,
+    tokit_tests::fixture(&format!("mamba2/{name}"))
 }
 
 fn reference(name: &str) -> Reference {
-    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
-    let r: Value = serde_json::from_str(&text).unwrap();
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    Reference {
-        tokens: ids(&r["tokens"]),
-        logits: r["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_f64().unwrap() as f32)
-            })
-            .collect(),
-        greedy: ids(&r["greedy"]),
-    }
+    tokit_tests::reference(&format!("mamba2/{name}"))
 }
 
 fn load(name: &str) -> Model {
-    engine()
-        .load_model(fixture(name).to_str().unwrap(), &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("loading {name}: {e:#}"))
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn logits(m: &Model, tokens: &[u32], spec: &ForwardSpec) -> Vec<Tensor> {
-    m.forward(tokens, spec)
-        .unwrap()
-        .into_iter()
-        .map(|mut o| o.remove("logits").unwrap())
-        .collect()
+    load_fixture(&format!("mamba2/{name}"))
 }
 
 fn clean(m: &Model, tokens: &[u32]) -> Tensor {

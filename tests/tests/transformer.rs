@@ -19,61 +19,11 @@ const FIXTURES: [&str; 6] = [
 ];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/transformer")
-        .join(name)
-}
-
-struct Reference {
-    tokens: Vec<u32>,
-    logits: Vec<f32>,
-    greedy: Vec<u32>,
-    /// (ablated positions, logits) with the `attention` method.
-    ablations: Vec<(Vec<usize>, Vec<f32>)>,
-}
-
-fn flat(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect()
+    tokit_tests::fixture(&format!("transformer/{name}"))
 }
 
 fn reference(name: &str) -> Reference {
-    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
-    let r: Value = serde_json::from_str(&text).unwrap();
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    Reference {
-        tokens: ids(&r["tokens"]),
-        logits: flat(&r["logits"]),
-        greedy: ids(&r["greedy"]),
-        ablations: r["ablations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| {
-                let pos = a["ablate"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as usize)
-                    .collect();
-                (pos, flat(&a["logits"]))
-            })
-            .collect(),
-    }
+    tokit_tests::reference(&format!("transformer/{name}"))
 }
 
 fn load(name: &str) -> Model {
@@ -84,22 +34,6 @@ fn load_with(name: &str, opts: &LoadOptions) -> Model {
     engine()
         .load_model(fixture(name).to_str().unwrap(), opts)
         .unwrap_or_else(|e| panic!("loading {name}: {e:#}"))
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn logits(m: &Model, tokens: &[u32], spec: &ForwardSpec) -> Vec<Tensor> {
-    m.forward(tokens, spec)
-        .unwrap()
-        .into_iter()
-        .map(|mut o| o.remove("logits").unwrap())
-        .collect()
 }
 
 fn clean(m: &Model, tokens: &[u32]) -> Tensor {
