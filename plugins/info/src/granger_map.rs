@@ -219,17 +219,18 @@ impl Clean {
     ) -> Result<Vec<(f64, f64)>, ThermoError> {
         (j + 1..tokens.len())
             .map(|t| {
-                let (r, x) = (t - 1, tokens[t] as usize);
-                let (d, s_abl) = self.pair(r, &abl[r * self.vocab..(r + 1) * self.vocab], x)?;
-                // ln p(x_t | clean) − ln p(x_t | ablated) = s_ablated − s_clean.
-                let s_clean = self.scans[r].surprisal(self.logits[r * self.vocab + x] as f64);
-                Ok((d, s_abl - s_clean))
+                let r = t - 1;
+                self.pair(
+                    r,
+                    &abl[r * self.vocab..(r + 1) * self.vocab],
+                    tokens[t] as usize,
+                )
             })
             .collect()
     }
 
-    /// `KL(p_r ‖ q)` and `−ln q(x)` for clean row `r` and the ablated row `q` (logits):
-    /// one scan of `q`, one pass for the KL. The same arithmetic as [`thermo::kl`] and
+    /// `KL(p_r ‖ q)` and `ln p_r(x) − ln q(x)` for clean row `r` and the ablated row `q`
+    /// (logits): one scan of `q`, one pass for the KL. The same arithmetic as [`thermo::kl`] and
     /// [`thermo::surprisal`] (masked entries of `p` contribute 0, an entry masked in `q`
     /// only makes the KL `+inf`), with `p`'s scan and probabilities computed once per row.
     fn pair(&self, r: usize, q: &[f32], x: usize) -> Result<(f64, f64), ThermoError> {
@@ -239,7 +240,15 @@ impl Clean {
             &self.probs[span],
             &self.scans[r],
         );
+        if x >= self.vocab {
+            return Err(ThermoError::TokenOutOfRange {
+                token: x,
+                vocab: self.vocab,
+            });
+        }
         let sq = Scan::new(q, 1.0, None)?;
+        // ln p(x) − ln q(x) = s_q(x) − s_p(x).
+        let drop = sq.surprisal(q[x] as f64) - sp.surprisal(zp[x] as f64);
         let mut sum = 0.0f64;
         for ((&zp, &zq), &pv) in zp.iter().zip(q).zip(p) {
             let lp = sp.log_prob(zp as f64);
@@ -248,12 +257,12 @@ impl Clean {
             }
             let lq = sq.log_prob(zq as f64);
             if lq == f64::NEG_INFINITY {
-                return Ok((f64::INFINITY, sq.surprisal(q[x] as f64)));
+                return Ok((f64::INFINITY, drop));
             }
             if pv > 0.0 {
                 sum += pv * (lp - lq);
             }
         }
-        Ok((sum.max(0.0), sq.surprisal(q[x] as f64)))
+        Ok((sum.max(0.0), drop))
     }
 }
