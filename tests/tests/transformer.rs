@@ -211,7 +211,12 @@ fn last_only_equals_the_last_row_of_a_full_pass() {
         // Variants with last_only: one row each.
         let spec = ForwardSpec {
             last_only: true,
-            variants: vec![Variant::default(), ablate(&[3])],
+            variants: vec![
+                Variant::default(),
+                ablate(&[3]),
+                ablate(&[10]),
+                ablate(&[0]),
+            ],
             ..Default::default()
         };
         let out = logits(&m, &t[..31], &spec);

@@ -8,8 +8,13 @@
 //! variants of one forward call (in chunks bounded by memory), so architectures can reuse
 //! the shared prefix. The ablation method is the model's default unless given, and is
 //! recorded in the result, because values from different methods are not comparable.
+//!
+//! Cost per pair: one scan of the ablated row (its log-sum-exp) and one pass for the KL
+//! against the clean row's probabilities, computed once per row. Both log-probabilities
+//! come from the same [`Scan`] arithmetic, so an ablation that leaves a row unchanged gives
+//! exactly 0 (KL and drop).
 
-use crate::thermo;
+use crate::thermo::{self, Scan, ThermoError};
 use serde_json::json;
 use tokit_sdk::{
     Error, ForwardRequest, InterventionAction, InterventionRequest, MetricInput, MetricOutput,
@@ -57,15 +62,14 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         .map(|v| v as u32);
     let v = info.vocab_size;
     let fail = |e: thermo::ThermoError| Error::msg(format!("granger_map: {e}"));
-    let row = |t: usize| t * v..(t + 1) * v;
     let logits = |o: &std::collections::BTreeMap<String, tokit_sdk::Tensor>| {
         o.get("logits")
             .ok_or_else(|| Error::msg("granger_map: the model returned no logits"))?
             .to_vec()
     };
     // The clean pass rides along as a variant of the first call (the runner's shared
-    // reference), with −ln p(x_t | x_<t) once per position (index t; t = 0 unused).
-    let mut clean: Option<(Vec<f32>, Vec<f64>)> = None;
+    // reference); each of its rows is scanned once.
+    let mut clean: Option<Clean> = None;
 
     let mut kl = vec![f32::NAN; t_len * t_len];
     let mut drop = vec![f32::NAN; t_len * t_len];
@@ -119,28 +123,42 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
                 outs.next()
                     .ok_or_else(|| Error::msg("granger_map: no output"))?,
             )?;
-            let s: Vec<f64> = (0..t_len)
-                .map(|t| match t {
-                    0 => Ok(f64::NAN),
-                    _ => thermo::surprisal(&c[row(t - 1)], tokens[t] as usize, 1.0),
-                })
-                .collect::<std::result::Result<_, _>>()
-                .map_err(fail)?;
-            clean = Some((c, s));
+            clean = Some(Clean::new(c, v).map_err(fail)?);
         }
-        let (clean, clean_surprisal) = clean
+        let clean = clean
             .as_ref()
             .ok_or_else(|| Error::msg("granger_map: no clean pass"))?;
-        for (&j, o) in chunk.iter().zip(outs) {
-            let abl = logits(o)?;
-            // Target t (the token predicted by row t − 1) for every t > j.
-            for t in j + 1..t_len {
-                let (p, q) = (&clean[row(t - 1)], &abl[row(t - 1)]);
-                let d = thermo::kl(p, q).map_err(fail)?;
-                let s_abl = thermo::surprisal(q, tokens[t] as usize, 1.0).map_err(fail)?;
+        let abls = outs.map(logits).collect::<Result<Vec<_>>>()?;
+        // The sources of the chunk are independent: spread them over the cores, every
+        // `threads`-th to each (earlier sources have more targets).
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(chunk.len());
+        let columns = std::thread::scope(|sc| {
+            let workers: Vec<_> = (0..threads)
+                .map(|k| {
+                    let abls = &abls;
+                    sc.spawn(move || {
+                        (k..chunk.len())
+                            .step_by(threads)
+                            .map(|i| (i, clean.column(chunk[i], &abls[i], tokens)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .map_err(|_| Error::msg("granger_map: a worker thread panicked"))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (i, column) in columns.into_iter().flatten() {
+            let j = chunk[i];
+            for (t, (d, dr)) in (j + 1..t_len).zip(column.map_err(fail)?) {
                 kl[t * t_len + j] = (d * scale) as f32;
-                // ln p(x_t | clean) − ln p(x_t | ablated) = s_ablated − s_clean.
-                drop[t * t_len + j] = ((s_abl - clean_surprisal[t]) * scale) as f32;
+                drop[t * t_len + j] = (dr * scale) as f32;
             }
         }
     }
@@ -226,4 +244,90 @@ fn head_knockout(input: &MetricInput, info: &ModelInfo) -> Result<Option<(usize,
         )));
     }
     Ok(Some((layer, head, hook)))
+}
+
+/// The clean pass: its logits `[T, V]`, the scan of each row and its probabilities in f64.
+struct Clean {
+    logits: Vec<f32>,
+    vocab: usize,
+    scans: Vec<Scan>,
+    probs: Vec<f64>,
+}
+
+impl Clean {
+    fn new(logits: Vec<f32>, vocab: usize) -> Result<Clean, ThermoError> {
+        let scans = logits
+            .chunks(vocab)
+            .map(|r| Scan::new(r, 1.0, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let probs = logits
+            .chunks(vocab)
+            .zip(&scans)
+            .flat_map(|(r, s)| r.iter().map(|&z| s.log_prob(z as f64).exp()))
+            .collect();
+        Ok(Clean {
+            logits,
+            vocab,
+            scans,
+            probs,
+        })
+    }
+
+    /// Column `j` of the map from the logits `abl` `[T, V]` of the run with `j` ablated:
+    /// the KL and the log-probability drop of every target `t > j` (predicted by row
+    /// `t − 1`), in nats.
+    fn column(
+        &self,
+        j: usize,
+        abl: &[f32],
+        tokens: &[u32],
+    ) -> Result<Vec<(f64, f64)>, ThermoError> {
+        (j + 1..tokens.len())
+            .map(|t| {
+                let r = t - 1;
+                self.pair(
+                    r,
+                    &abl[r * self.vocab..(r + 1) * self.vocab],
+                    tokens[t] as usize,
+                )
+            })
+            .collect()
+    }
+
+    /// `KL(p_r ‖ q)` and `ln p_r(x) − ln q(x)` for clean row `r` and the ablated row `q`
+    /// (logits): one scan of `q`, one pass for the KL. The same arithmetic as [`thermo::kl`] and
+    /// [`thermo::surprisal`] (masked entries of `p` contribute 0, an entry masked in `q`
+    /// only makes the KL `+inf`), with `p`'s scan and probabilities computed once per row.
+    fn pair(&self, r: usize, q: &[f32], x: usize) -> Result<(f64, f64), ThermoError> {
+        let span = r * self.vocab..(r + 1) * self.vocab;
+        let (zp, p, sp) = (
+            &self.logits[span.clone()],
+            &self.probs[span],
+            &self.scans[r],
+        );
+        if x >= self.vocab {
+            return Err(ThermoError::TokenOutOfRange {
+                token: x,
+                vocab: self.vocab,
+            });
+        }
+        let sq = Scan::new(q, 1.0, None)?;
+        // ln p(x) − ln q(x) = s_q(x) − s_p(x).
+        let drop = sq.surprisal(q[x] as f64) - sp.surprisal(zp[x] as f64);
+        let mut sum = 0.0f64;
+        for ((&zp, &zq), &pv) in zp.iter().zip(q).zip(p) {
+            let lp = sp.log_prob(zp as f64);
+            if lp == f64::NEG_INFINITY {
+                continue;
+            }
+            let lq = sq.log_prob(zq as f64);
+            if lq == f64::NEG_INFINITY {
+                return Ok((f64::INFINITY, drop));
+            }
+            if pv > 0.0 {
+                sum += pv * (lp - lq);
+            }
+        }
+        Ok((sum.max(0.0), drop))
+    }
 }

@@ -14,6 +14,10 @@
 //!   full `[T, ..]` tensors (the reference's rows `< j` joined to its own).
 //! - **Cached** (`last_only` generation steps): rows after the prefix held in the model's
 //!   KV cache, with keys and values from it; its hooks see the new rows only.
+//! - **Stacked** (batched calls nobody hooks): several variants' rows stacked into one
+//!   `[Σ rows, d]` matrix, so each weight matrix is read once per layer for all of them;
+//!   attention runs per variant (a [`Group`]), against the reference's keys and values of
+//!   the rows before its own. No hooks run in it.
 //!
 //! Hooks nobody listens to (`ForwardCall::hook_active`) are skipped outright: no host call,
 //! no full-length tensor built, and attention runs fused unless the layer's score or
@@ -69,6 +73,12 @@ impl Record {
     }
 }
 
+/// One variant's rows in a Stacked pass: positions `start..T`, key mask `keep`.
+pub(crate) struct Group<'c> {
+    pub(crate) start: usize,
+    pub(crate) keep: Option<&'c [bool]>,
+}
+
 pub(crate) enum Kind<'c> {
     Inline,
     Reference {
@@ -81,6 +91,11 @@ pub(crate) enum Kind<'c> {
     Cached {
         k: &'c [Tensor],
         v: &'c [Tensor],
+    },
+    Stacked {
+        /// The clean pass's keys and values of this layer (rows before a group's start).
+        reference: Option<&'c Record>,
+        groups: &'c [Group<'c>],
     },
 }
 
@@ -114,12 +129,18 @@ pub struct Cx<'c, 'a> {
 impl Cx<'_, '_> {
     /// Absolute positions of the rows being computed.
     pub fn positions(&self) -> Vec<usize> {
-        (self.start..self.len).collect()
+        match &self.kind {
+            Kind::Stacked { groups, .. } => groups.iter().flat_map(|g| g.start..self.len).collect(),
+            _ => (self.start..self.len).collect(),
+        }
     }
 
     /// Number of rows being computed.
     pub fn rows_len(&self) -> usize {
-        self.len - self.start
+        match &self.kind {
+            Kind::Stacked { groups, .. } => groups.iter().map(|g| self.len - g.start).sum(),
+            _ => self.len - self.start,
+        }
     }
 
     /// Hook a `[n, ..]` activation (rows on axis 0).
@@ -138,6 +159,17 @@ impl Cx<'_, '_> {
             return Ok(x);
         }
         self.tail = true;
+        if let Kind::Stacked { groups, .. } = &self.kind {
+            // Each group's last row.
+            let ends: Vec<usize> = groups
+                .iter()
+                .scan(0, |end, g| {
+                    *end += self.len - g.start;
+                    Some(*end - 1)
+                })
+                .collect();
+            return x.index_select(0, &ends);
+        }
         let n = self.rows_len();
         x.slice(0, n - 1, n)
     }
@@ -207,6 +239,9 @@ impl Cx<'_, '_> {
                 }
                 Ok(t)
             }
+            Kind::Stacked { .. } => Err(Error::msg(format!(
+                "transformer: hook `{name}` is active in a stacked pass (stacking needs a call with no hooks)"
+            ))),
         }
     }
 
@@ -242,6 +277,9 @@ impl Cx<'_, '_> {
                 let p = if is_k { &k[layer] } else { &v[layer] };
                 prefix(p, self.start)?
             }
+            Kind::Stacked { .. } => {
+                return Err(Error::msg("transformer: a stacked pass keeps no keys"))
+            }
         };
         if let Some(out) = self.kv_out.as_deref_mut() {
             if is_k { &mut out.k } else { &mut out.v }.push(full.clone());
@@ -263,6 +301,9 @@ impl Cx<'_, '_> {
         v: Tensor,
         a: &Attn,
     ) -> Result<Tensor> {
+        if let Kind::Stacked { reference, groups } = &self.kind {
+            return stacked_attention(*reference, groups, self.len, q, k, v, a);
+        }
         let name = |s: &str| format!("blocks.{layer}.attn.{s}");
         let q = self.heads(&name("hook_q"), q)?;
         let k = self.kv(layer, &name("hook_k"), k, true)?;
@@ -293,6 +334,49 @@ impl Cx<'_, '_> {
             .matmul(&v)?
             .reshape(&[a.heads as isize, n, a.head_dim as isize])
     }
+}
+
+/// Attention of a Stacked pass: `q [H, Σ n, dh]`, `k`, `v` `[Hkv, Σ n, dh]` hold the
+/// groups' rows one after another; each group attends to the reference's keys before its
+/// start and to its own. Returns `[H, Σ n, dh]`.
+fn stacked_attention(
+    reference: Option<&Record>,
+    groups: &[Group],
+    len: usize,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    a: &Attn,
+) -> Result<Tensor> {
+    let (rk, rv) = reference.map_or((None, None), |r| (r.k.as_ref(), r.v.as_ref()));
+    let mut out = Vec::with_capacity(groups.len());
+    let mut off = 0;
+    for g in groups {
+        let n = len - g.start;
+        let own = |t: &Tensor| t.slice(1, off, off + n);
+        let full = |t: &Tensor, prefix: Option<&Tensor>| -> Result<Tensor> {
+            if g.start == 0 {
+                return own(t);
+            }
+            let p = prefix.ok_or_else(|| Error::msg("transformer: reference keys missing"))?;
+            Tensor::concat(&[&p.slice(1, 0, g.start)?, &own(t)?], 1)
+        };
+        let mask = AttnMask {
+            causal: a.causal,
+            q_offset: g.start,
+            key_keep: g.keep.map(<[bool]>::to_vec),
+            window: a.window,
+        };
+        out.push(Tensor::attention(
+            &own(&q)?,
+            &full(&k, rk)?,
+            &full(&v, rv)?,
+            &mask,
+            a.scale,
+        )?);
+        off += n;
+    }
+    Tensor::concat(&out.iter().collect::<Vec<_>>(), 1)
 }
 
 /// `[n, H * dh]` → `[H, n, dh]`.

@@ -9,16 +9,21 @@
 //!   prefix shared with the previous call's tokens; the cache then holds this call's keys
 //!   and values.
 //!
-//! - A bidirectional model (`ModelInfo::causal` false, LLaDA): every variant runs Inline,
-//!   since a change at any position moves every position's logits (no prefix to share, no
-//!   KV cache).
+//! - A bidirectional model (`ModelInfo::causal` false, LLaDA): every variant runs from
+//!   position 0, since a change at any position moves every position's logits (no prefix
+//!   to share, no KV cache).
+//! - Several variants and no hook listened to: the variants' rows (suffixes, or whole
+//!   sequences when there is no prefix to share) are stacked into one Stacked pass per
+//!   layer, so the linear layers read each weight matrix once for all variants rather than
+//!   once per variant (at small sizes weight reads dominate); attention runs per variant.
 //!
 //! A variant that an intervention changed (a hook returned a different tensor) during a
 //! Reference, Suffix or Cached pass is recomputed from scratch in an Inline pass, where
 //! interventions take effect; its hooks run again and captures are overwritten with the
 //! full-length values.
 
-use crate::cx::{Cx, Decoder, Kind, Kv, Record};
+use crate::cx::{Cx, Decoder, Group, Kind, Kv, Record};
+use serde_json::Value;
 use tokit_sdk::{bail, ForwardCall, ModelInfo, Result, Tensor};
 
 /// The keys and values of the last clean sequence, for generation (`last_only`).
@@ -151,7 +156,11 @@ pub fn forward(
     }
     let clean = plans.iter().any(|p| p.first == len);
     let reuse = plans.iter().any(|p| p.first > 0 && p.first < len);
-    if n == 1 || !(clean || reuse) || !info.causal {
+    let share = info.causal && (clean || reuse);
+    if n > 1 && hookless(call) {
+        return stacked(model, call, &plans, &shared, share);
+    }
+    if n == 1 || !share {
         for (v, p) in plans.iter().enumerate() {
             let logits = {
                 let mut c = shared
@@ -164,6 +173,119 @@ pub fn forward(
         return Ok(());
     }
     batched(model, call, &plans, &shared, &mut changed)
+}
+
+/// Whether the host listens to no hook in this call (it lists none).
+fn hookless(call: &ForwardCall) -> bool {
+    call.option("active_hooks")
+        .and_then(Value::as_array)
+        .is_some_and(|l| l.is_empty())
+}
+
+/// Several variants and no hooks: with `share`, the clean pass once and every variant's
+/// suffix stacked on top of it; without, every variant from position 0, stacked.
+fn stacked(
+    model: &dyn Decoder,
+    call: &mut ForwardCall,
+    plans: &[Plan],
+    s: &Shared,
+    share: bool,
+) -> Result<()> {
+    let len = s.len;
+    let tokens = call.tokens().to_vec();
+    let first = |p: &Plan| if share { p.first } else { 0 };
+    let (mirrors, rows): (Vec<usize>, Vec<usize>) =
+        (0..plans.len()).partition(|&v| first(&plans[v]) == len);
+    let groups: Vec<Group> = rows
+        .iter()
+        .map(|&v| Group {
+            start: first(&plans[v]),
+            keep: plans[v].keep.as_deref(),
+        })
+        .collect();
+    let seq: Vec<u32> = rows
+        .iter()
+        .flat_map(|&v| plans[v].seq[first(&plans[v])..].iter().copied())
+        .collect();
+    let mut changed = vec![false; plans.len()];
+    let mut record = Record::default();
+    macro_rules! reference {
+        () => {
+            s.cx(
+                call,
+                &mut changed,
+                Kind::Reference {
+                    mirrors: &mirrors,
+                    record: &mut record,
+                },
+                None,
+            )
+        };
+    }
+    macro_rules! stack {
+        () => {
+            s.cx(
+                call,
+                &mut changed,
+                Kind::Stacked {
+                    reference: Some(&record),
+                    groups: &groups,
+                },
+                None,
+            )
+        };
+    }
+
+    let mut xr = match share {
+        true => Some(model.embed(&mut reference!(), &tokens)?),
+        false => None,
+    };
+    let mut xs = match groups.is_empty() {
+        true => None,
+        false => Some(model.embed(&mut stack!(), &seq)?),
+    };
+    for i in 0..model.n_layers() {
+        tokit_sdk::check_cancelled()?;
+        record.clear();
+        if let Some(x) = xr.take() {
+            xr = Some(model.block(i, x, &mut reference!())?);
+        }
+        if let Some(x) = xs.take() {
+            xs = Some(model.block(i, x, &mut stack!())?);
+        }
+    }
+    let logits_ref = match xr {
+        Some(x) => {
+            let mut c = reference!();
+            let x = c.last_rows(x)?;
+            Some(model.head(x, &mut c)?)
+        }
+        None => None,
+    };
+    if let Some(x) = xs {
+        let mut c = stack!();
+        let x = c.last_rows(x)?;
+        let l = model.head(x, &mut c)?;
+        let mut off = 0;
+        for (g, &v) in groups.iter().zip(&rows) {
+            let n = if s.last_only { 1 } else { len - g.start };
+            let own = l.slice(0, off, off + n)?;
+            off += n;
+            let logits = match &logits_ref {
+                Some(r) if !s.last_only && g.start > 0 => {
+                    Tensor::concat(&[&r.slice(0, 0, g.start)?, &own], 0)?
+                }
+                _ => own,
+            };
+            call.emit(v, "logits", logits);
+        }
+    }
+    if let Some(r) = logits_ref {
+        for &m in &mirrors {
+            call.emit(m, "logits", r.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Several variants in one pass: the clean prefix once, each variant's suffix on top of it.
