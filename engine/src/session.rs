@@ -14,7 +14,7 @@ use tokit_compute::Tensor;
 use tokit_model::gguf::Gguf;
 use tokit_model::{HfConfig, Tokenizer, Weights};
 use tokit_sdk::abi::{ForwardArgs, LoadArgs, ModelId, Str, TensorId, TensorSink};
-use tokit_sdk::{ModelInfo, Variant};
+use tokit_sdk::{InterventionAction, InterventionRequest, ModelInfo, Variant};
 
 /// What to do to an activation at a hook point.
 #[derive(Clone, Debug)]
@@ -626,38 +626,21 @@ struct JsonForward {
     #[serde(default)]
     capture: Vec<String>,
     #[serde(default)]
-    interventions: Vec<JsonIntervention>,
+    interventions: Vec<InterventionRequest>,
 }
 
-/// A metric's intervention (`tokit_sdk::InterventionRequest` as JSON).
-#[derive(Deserialize)]
-struct JsonIntervention {
-    hook: String,
-    #[serde(flatten)]
-    action: JsonAction,
-    #[serde(default)]
-    variants: Option<Vec<usize>>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum JsonAction {
-    Zero,
-    Scale { factor: f32 },
-    Knockout { keys: Vec<usize>, heads: Vec<usize> },
-}
-
-impl From<JsonIntervention> for Intervention {
-    fn from(j: JsonIntervention) -> Intervention {
-        let action = match j.action {
-            JsonAction::Zero => Action::Zero,
-            JsonAction::Scale { factor } => Action::Scale(factor),
-            JsonAction::Knockout { keys, heads } => Action::Knockout { keys, heads },
+/// A metric's intervention, as the SDK sends it.
+impl From<InterventionRequest> for Intervention {
+    fn from(r: InterventionRequest) -> Intervention {
+        let action = match r.action {
+            InterventionAction::Zero => Action::Zero,
+            InterventionAction::Scale { factor } => Action::Scale(factor),
+            InterventionAction::Knockout { keys, heads } => Action::Knockout { keys, heads },
         };
         Intervention {
-            pattern: j.hook,
+            pattern: r.hook,
             action,
-            variants: j.variants,
+            variants: r.variants,
         }
     }
 }

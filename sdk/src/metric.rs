@@ -164,17 +164,17 @@ pub struct ForwardRequest {
 
 /// A change the host makes at every hook point matching `hook`, in the listed variants
 /// (all when `None`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InterventionRequest {
     pub hook: String,
     #[serde(flatten)]
     pub action: InterventionAction,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<Vec<usize>>,
 }
 
 /// What an [`InterventionRequest`] does (JSON: `{"op": "knockout", "keys": [..], ..}`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum InterventionAction {
     Zero,
