@@ -61,6 +61,97 @@ pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     (outer, shape[axis], inner)
 }
 
+/// The shapes of a matmul (see `Backend::matmul`): `[batch..., m, n]` from `a [..., m, k]`
+/// and `b [..., k, n]` (either transposed), checked.
+pub struct MatmulDims {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// The broadcast batch dimensions.
+    pub batch: Vec<usize>,
+}
+
+pub fn matmul_dims(sa: &[usize], sb: &[usize], trans_a: bool, trans_b: bool) -> Result<MatmulDims> {
+    if sa.len() < 2 || sb.len() < 2 {
+        bail!(
+            "matmul: both operands need at least 2 dimensions, got a {sa:?} and b {sb:?} \
+             (expected a [..., m, k] and b [..., k, n])"
+        );
+    }
+    let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+    let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
+    let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
+    if k != kb {
+        bail!(
+            "matmul: inner dimensions differ: a {sa:?} vs b {sb:?} (k = {k} vs {kb}; \
+             trans_a = {trans_a}, trans_b = {trans_b})"
+        );
+    }
+    let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+    let batch = broadcast_shape(ba, bb).map_err(|_| {
+        anyhow::anyhow!(
+            "matmul: batch dimensions {ba:?} of a {sa:?} and {bb:?} of b {sb:?} do not \
+             broadcast (expected equal sizes or 1)"
+        )
+    })?;
+    Ok(MatmulDims { m, k, n, batch })
+}
+
+/// Checks that `axes` permutes the axes of `shape`; true when it is the identity.
+pub fn check_permutation(shape: &[usize], axes: &[usize]) -> Result<bool> {
+    let mut seen = vec![false; shape.len()];
+    let valid = axes.len() == shape.len()
+        && axes
+            .iter()
+            .all(|&ax| ax < shape.len() && !std::mem::replace(&mut seen[ax], true));
+    if !valid {
+        bail!(
+            "permute: axes {axes:?} are not a permutation of 0..{} for shape {shape:?}",
+            shape.len()
+        );
+    }
+    Ok(axes.iter().enumerate().all(|(i, &ax)| i == ax))
+}
+
+/// `(T, dh, half)` of a rotary embedding of `x [..., T, dh]`, checked against the
+/// positions and the `half` inverse frequencies.
+pub fn rope_dims(
+    s: &[usize],
+    positions: &[usize],
+    inv_freq: &[f32],
+) -> Result<(usize, usize, usize)> {
+    if s.len() < 2 {
+        bail!("rope: x must be [..., T, dh] (normally [H, T, dh]), got shape {s:?}");
+    }
+    let (t, dh) = (s[s.len() - 2], s[s.len() - 1]);
+    if positions.len() != t {
+        bail!(
+            "rope: {} positions given for x {s:?} (expected one per token, T = {t})",
+            positions.len()
+        );
+    }
+    let half = inv_freq.len();
+    if 2 * half > dh {
+        bail!(
+            "rope: rotary width 2 * {half} = {} exceeds the head dimension of x {s:?} \
+             (expected 2 * inv_freq.len() <= {dh})",
+            2 * half
+        );
+    }
+    Ok((t, dh, half))
+}
+
+/// The rotary cos/sin tables `[T, half]`: the f32 angle `p * f`, its cos/sin evaluated in
+/// f64 and rounded once (every backend uses these, so they agree bit for bit).
+pub fn rope_tables(positions: &[usize], inv_freq: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    positions
+        .iter()
+        .flat_map(|&p| inv_freq.iter().map(move |&f| (p as f32 * f) as f64))
+        .map(|theta| (theta.cos() as f32, theta.sin() as f32))
+        .unzip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

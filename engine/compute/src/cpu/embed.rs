@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 use super::elementwise::PAR_CHUNK;
+use crate::shape::{rope_dims, rope_tables};
 use crate::Tensor;
 
 pub(crate) fn embedding(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
@@ -48,34 +49,9 @@ pub(crate) fn rope(
     interleaved: bool,
 ) -> Result<Tensor> {
     let s = x.shape();
-    if s.len() < 2 {
-        bail!("rope: x must be [..., T, dh] (normally [H, T, dh]), got shape {s:?}");
-    }
-    let (t, dh) = (s[s.len() - 2], s[s.len() - 1]);
-    if positions.len() != t {
-        bail!(
-            "rope: {} positions given for x {s:?} (expected one per token, T = {t})",
-            positions.len()
-        );
-    }
-    let half = inv_freq.len();
-    if 2 * half > dh {
-        bail!(
-            "rope: rotary width 2 * {half} = {} exceeds the head dimension of x {s:?} \
-             (expected 2 * inv_freq.len() <= {dh})",
-            2 * half
-        );
-    }
-    // cos/sin table [T, half].
-    let mut cos = vec![0f32; t * half];
-    let mut sin = vec![0f32; t * half];
-    for (ti, &p) in positions.iter().enumerate() {
-        for (i, &f) in inv_freq.iter().enumerate() {
-            let theta = (p as f32 * f) as f64;
-            cos[ti * half + i] = theta.cos() as f32;
-            sin[ti * half + i] = theta.sin() as f32;
-        }
-    }
+    let (t, dh, half) = rope_dims(s, positions, inv_freq)?;
+    // cos/sin tables [T, half].
+    let (cos, sin) = rope_tables(positions, inv_freq);
     let mut out = x.to_vec();
     if dh == 0 || half == 0 || out.is_empty() {
         return Tensor::new(s.to_vec(), out);

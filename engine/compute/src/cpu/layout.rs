@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 use super::elementwise::PAR_CHUNK;
-use crate::shape::{normalize_axis, split_at_axis, strides};
+use crate::shape::{check_permutation, normalize_axis, split_at_axis, strides};
 use crate::Tensor;
 
 pub(crate) fn reshape(a: &Tensor, shape: &[isize]) -> Result<Tensor> {
@@ -63,18 +63,7 @@ fn fill_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) 
 
 pub(crate) fn permute(a: &Tensor, axes: &[usize]) -> Result<Tensor> {
     let s = a.shape();
-    let mut seen = vec![false; s.len()];
-    let valid = axes.len() == s.len()
-        && axes
-            .iter()
-            .all(|&ax| ax < s.len() && !std::mem::replace(&mut seen[ax], true));
-    if !valid {
-        bail!(
-            "permute: axes {axes:?} are not a permutation of 0..{} for shape {s:?}",
-            s.len()
-        );
-    }
-    if axes.iter().enumerate().all(|(i, &ax)| i == ax) {
+    if check_permutation(s, axes)? {
         return Ok(a.clone());
     }
     let out_shape: Vec<usize> = axes.iter().map(|&ax| s[ax]).collect();

@@ -5,37 +5,16 @@
 //! batches are folded into one tall matrix, so `x [B, T, d] @ W^T` is a single large
 //! GEMM rather than B small ones.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::gemm::{gemm, GemmJob, MatRef};
-use crate::shape::{broadcast_shape, strides};
+use crate::shape::{matmul_dims, strides, MatmulDims};
 use crate::Tensor;
 
 pub(crate) fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
     let (sa, sb) = (a.shape(), b.shape());
-    if sa.len() < 2 || sb.len() < 2 {
-        bail!(
-            "matmul: both operands need at least 2 dimensions, got a {sa:?} and b {sb:?} \
-             (expected a [..., m, k] and b [..., k, n])"
-        );
-    }
-    let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
-    let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
-    let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
-    let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
-    if k != kb {
-        bail!(
-            "matmul: inner dimensions differ: a {sa:?} vs b {sb:?} (k = {k} vs {kb}; \
-             trans_a = {trans_a}, trans_b = {trans_b})"
-        );
-    }
+    let MatmulDims { m, k, n, batch } = matmul_dims(sa, sb, trans_a, trans_b)?;
     let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
-    let batch = broadcast_shape(ba, bb).map_err(|_| {
-        anyhow::anyhow!(
-            "matmul: batch dimensions {ba:?} of a {sa:?} and {bb:?} of b {sb:?} do not \
-             broadcast (expected equal sizes or 1)"
-        )
-    })?;
     let nbatch: usize = batch.iter().product();
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
@@ -140,6 +119,7 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shape::broadcast_shape;
     use crate::testutil::{assert_close, Rng};
 
     /// Reference: explicit loops over broadcast batches with f64 accumulation.

@@ -30,9 +30,12 @@ mod context;
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 
-use crate::shape::{broadcast_shape, normalize_axis, split_at_axis, strides};
+use crate::shape::{
+    broadcast_shape, check_permutation, matmul_dims, normalize_axis, rope_dims, rope_tables,
+    split_at_axis, strides, MatmulDims,
+};
 use crate::tensor::DeviceData;
 use crate::{AttnMask, Backend, BinaryOp, CpuBackend, ReduceOp, Tensor, UnaryOp};
 pub use context::{total_stats, GpuStats};
@@ -566,29 +569,8 @@ impl Backend for GpuBackend {
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         let (sa, sb) = (a.shape(), b.shape());
-        if sa.len() < 2 || sb.len() < 2 {
-            bail!(
-                "matmul: both operands need at least 2 dimensions, got a {sa:?} and b {sb:?} \
-                 (expected a [..., m, k] and b [..., k, n])"
-            );
-        }
-        let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
-        let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
-        let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
-        let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
-        if k != kb {
-            bail!(
-                "matmul: inner dimensions differ: a {sa:?} vs b {sb:?} (k = {k} vs {kb}; \
-                 trans_a = {trans_a}, trans_b = {trans_b})"
-            );
-        }
+        let MatmulDims { m, k, n, batch } = matmul_dims(sa, sb, trans_a, trans_b)?;
         let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
-        let batch = broadcast_shape(ba, bb).map_err(|_| {
-            anyhow!(
-                "matmul: batch dimensions {ba:?} of a {sa:?} and {bb:?} of b {sb:?} do not \
-                 broadcast (expected equal sizes or 1)"
-            )
-        })?;
         let nbatch: usize = batch.iter().product();
         let mut out_shape = batch.clone();
         out_shape.extend([m, n]);
@@ -752,38 +734,13 @@ impl Backend for GpuBackend {
         interleaved: bool,
     ) -> Result<Tensor> {
         let s = x.shape();
-        if s.len() < 2 {
-            bail!("rope: x must be [..., T, dh] (normally [H, T, dh]), got shape {s:?}");
-        }
-        let (t, dh) = (s[s.len() - 2], s[s.len() - 1]);
-        if positions.len() != t {
-            bail!(
-                "rope: {} positions given for x {s:?} (expected one per token, T = {t})",
-                positions.len()
-            );
-        }
-        let half = inv_freq.len();
-        if 2 * half > dh {
-            bail!(
-                "rope: rotary width 2 * {half} = {} exceeds the head dimension of x {s:?} \
-                 (expected 2 * inv_freq.len() <= {dh})",
-                2 * half
-            );
-        }
+        let (t, dh, half) = rope_dims(s, positions, inv_freq)?;
         let n = x.numel();
         if n == 0 {
             return Ok(Tensor::zeros(s.to_vec()));
         }
-        // cos/sin of the f32 angle, in f64 and rounded once, exactly as the CPU does
-        // (GPU sin/cos are far less accurate for large angles).
-        let (mut cos, mut sin) = (Vec::with_capacity(t * half), Vec::with_capacity(t * half));
-        for &p in positions {
-            for &f in inv_freq {
-                let theta = (p as f32 * f) as f64;
-                cos.push(theta.cos() as f32);
-                sin.push(theta.sin() as f32);
-            }
-        }
+        // The host's tables (GPU sin/cos are far less accurate for large angles).
+        let (cos, sin) = rope_tables(positions, inv_freq);
         let xb = self.dev(x)?;
         let (cb, sb) = (self.ctx.upload_f32(&cos)?, self.ctx.upload_f32(&sin)?);
         let y = self.ctx.alloc(n)?;
@@ -828,18 +785,7 @@ impl Backend for GpuBackend {
 
     fn permute(&self, a: &Tensor, axes: &[usize]) -> Result<Tensor> {
         let s = a.shape();
-        let mut seen = vec![false; s.len()];
-        let valid = axes.len() == s.len()
-            && axes
-                .iter()
-                .all(|&ax| ax < s.len() && !std::mem::replace(&mut seen[ax], true));
-        if !valid {
-            bail!(
-                "permute: axes {axes:?} are not a permutation of 0..{} for shape {s:?}",
-                s.len()
-            );
-        }
-        if axes.iter().enumerate().all(|(i, &ax)| i == ax) {
+        if check_permutation(s, axes)? {
             return Ok(a.clone());
         }
         Self::check_dims("permute", s)?;
