@@ -152,6 +152,45 @@ pub fn rope_tables(positions: &[usize], inv_freq: &[f32]) -> (Vec<f32>, Vec<f32>
         .unzip()
 }
 
+/// The axis and result shape of `slice(axis, start..end)` on `shape`, checked.
+pub fn slice_shape(
+    shape: &[usize],
+    axis: isize,
+    start: usize,
+    end: usize,
+) -> Result<(usize, Vec<usize>)> {
+    let ax = normalize_axis("slice", axis, shape)?;
+    let n = shape[ax];
+    if start > end || end > n {
+        bail!(
+            "slice: range {start}..{end} is out of bounds for axis {axis} of shape {shape:?} \
+             (expected start <= end <= {n})"
+        );
+    }
+    let mut out = shape.to_vec();
+    out[ax] = end - start;
+    Ok((ax, out))
+}
+
+/// The axis and result shape of concatenating `shapes` along `axis`, checked.
+pub fn concat_shape(shapes: &[&[usize]], axis: isize) -> Result<(usize, Vec<usize>)> {
+    let Some(first) = shapes.first() else {
+        bail!("concat: no tensors given (expected at least one)");
+    };
+    let ax = normalize_axis("concat", axis, first)?;
+    for s in shapes {
+        if s.len() != first.len() || (0..s.len()).any(|d| d != ax && s[d] != first[d]) {
+            bail!(
+                "concat: shapes {shapes:?} differ outside axis {axis} (expected all \
+                 dimensions except {ax} to match)"
+            );
+        }
+    }
+    let mut out = first.to_vec();
+    out[ax] = shapes.iter().map(|s| s[ax]).sum();
+    Ok((ax, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 use super::elementwise::PAR_CHUNK;
-use crate::shape::{check_permutation, normalize_axis, split_at_axis, strides};
+use crate::shape::{
+    check_permutation, concat_shape, normalize_axis, slice_shape, split_at_axis, strides,
+};
 use crate::Tensor;
 
 pub(crate) fn reshape(a: &Tensor, shape: &[isize]) -> Result<Tensor> {
@@ -93,17 +95,8 @@ pub(crate) fn permute(a: &Tensor, axes: &[usize]) -> Result<Tensor> {
 }
 
 pub(crate) fn slice(a: &Tensor, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-    let ax = normalize_axis("slice", axis, a.shape())?;
+    let (ax, shape) = slice_shape(a.shape(), axis, start, end)?;
     let (outer, n, inner) = split_at_axis(a.shape(), ax);
-    if start > end || end > n {
-        bail!(
-            "slice: range {start}..{end} is out of bounds for axis {axis} of shape {:?} \
-             (expected start <= end <= {n})",
-            a.shape()
-        );
-    }
-    let mut shape = a.shape().to_vec();
-    shape[ax] = end - start;
     if start == 0 && end == n {
         return Ok(a.clone());
     }
@@ -118,24 +111,10 @@ pub(crate) fn slice(a: &Tensor, axis: isize, start: usize, end: usize) -> Result
 }
 
 pub(crate) fn concat(parts: &[&Tensor], axis: isize) -> Result<Tensor> {
-    let Some(first) = parts.first() else {
-        bail!("concat: no tensors given (expected at least one)");
-    };
-    let ax = normalize_axis("concat", axis, first.shape())?;
     let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
-    for s in &shapes {
-        let same_rank = s.len() == first.ndim();
-        if !same_rank || (0..s.len()).any(|d| d != ax && s[d] != first.shape()[d]) {
-            bail!(
-                "concat: shapes {shapes:?} differ outside axis {axis} (expected all \
-                 dimensions except {ax} to match)"
-            );
-        }
-    }
-    let (outer, _, inner) = split_at_axis(first.shape(), ax);
-    let total: usize = shapes.iter().map(|s| s[ax]).sum();
-    let mut shape = first.shape().to_vec();
-    shape[ax] = total;
+    let (ax, shape) = concat_shape(&shapes, axis)?;
+    let (outer, _, inner) = split_at_axis(&shape, ax);
+    let total = shape[ax];
     let row = total * inner;
     let mut out = vec![0f32; outer * row];
     fill_rows(&mut out, row, |r, o| {

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Result};
 
 use crate::shape::{
-    broadcast_shape, check_permutation, matmul_dims, normalize_axis, rope_dims, rope_tables,
-    split_at_axis, strides, MatmulDims,
+    broadcast_shape, check_permutation, concat_shape, matmul_dims, normalize_axis, rope_dims,
+    rope_tables, slice_shape, split_at_axis, strides, MatmulDims,
 };
 use crate::tensor::DeviceData;
 use crate::{AttnMask, Backend, BinaryOp, CpuBackend, ReduceOp, Tensor, UnaryOp};
@@ -803,17 +803,8 @@ impl Backend for GpuBackend {
     }
 
     fn slice(&self, a: &Tensor, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-        let ax = normalize_axis("slice", axis, a.shape())?;
+        let (ax, shape) = slice_shape(a.shape(), axis, start, end)?;
         let (_, n, inner) = split_at_axis(a.shape(), ax);
-        if start > end || end > n {
-            bail!(
-                "slice: range {start}..{end} is out of bounds for axis {axis} of shape {:?} \
-                 (expected start <= end <= {n})",
-                a.shape()
-            );
-        }
-        let mut shape = a.shape().to_vec();
-        shape[ax] = end - start;
         if start == 0 && end == n {
             return Ok(a.clone());
         }
@@ -830,23 +821,9 @@ impl Backend for GpuBackend {
     }
 
     fn concat(&self, parts: &[&Tensor], axis: isize) -> Result<Tensor> {
-        let Some(first) = parts.first() else {
-            bail!("concat: no tensors given (expected at least one)");
-        };
-        let ax = normalize_axis("concat", axis, first.shape())?;
         let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
-        for s in &shapes {
-            let same_rank = s.len() == first.ndim();
-            if !same_rank || (0..s.len()).any(|d| d != ax && s[d] != first.shape()[d]) {
-                bail!(
-                    "concat: shapes {shapes:?} differ outside axis {axis} (expected all \
-                     dimensions except {ax} to match)"
-                );
-            }
-        }
-        Self::check_dims("concat", first.shape())?;
-        let mut shape = first.shape().to_vec();
-        shape[ax] = shapes.iter().map(|s| s[ax]).sum();
+        let (ax, shape) = concat_shape(&shapes, axis)?;
+        Self::check_dims("concat", &shape)?;
         let numel: usize = shape.iter().product();
         if numel == 0 {
             return Ok(Tensor::zeros(shape));
