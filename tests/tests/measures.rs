@@ -413,3 +413,55 @@ fn ablation_measures_on_a_model_without_ablation_are_clear_errors() {
     );
     assert!(e.contains("toylm") && e.contains("support none"), "{e}");
 }
+
+/// `sequence_kl` (the rate a model spends against a reference): 0 against itself, and
+/// against a uniform reference the per-step KL is ln V − H(p_t) and the log-ratio is
+/// Σ (ln V − surprisal), closed forms checked against `token_stats`.
+#[test]
+fn sequence_kl_closed_forms() {
+    let name = "llama_gqa_tied";
+    let m = load(name);
+    let toks = tokens(name);
+    let (t, v) = (toks.len(), m.info().vocab_size);
+    let own = m
+        .forward(&toks, &Default::default())
+        .unwrap()
+        .remove(0)
+        .remove("logits")
+        .unwrap();
+    let run = |reference: tokit_engine::Tensor| {
+        engine()
+            .analyze(
+                "sequence_kl",
+                &AnalyzeInput {
+                    model: Some(m.clone()),
+                    tokens: Some(toks.clone()),
+                    tensors: vec![("reference_logits".into(), reference)],
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
+    let zero = run(own);
+    assert_eq!(zero.value, Some(0.0));
+    assert_eq!(zero.scalars["log_ratio"], 0.0);
+
+    let uniform = run(tokit_engine::Tensor::zeros(vec![t, v]));
+    let stats = analyze("token_stats", &m, &toks, serde_json::json!({})).unwrap();
+    let (h, s) = (data(&stats, "entropy"), data(&stats, "surprisal"));
+    let ln_v = (v as f64).ln();
+    let step = data(&uniform, "step_kl");
+    let (mut total, mut ratio) = (0.0, 0.0);
+    for i in 1..t {
+        let want = ln_v - h[i] as f64;
+        assert!(
+            (step[i] as f64 - want).abs() < 1e-5,
+            "step {i}: {} vs {want}",
+            step[i]
+        );
+        total += want;
+        ratio += ln_v - s[i] as f64;
+    }
+    assert!((uniform.value.unwrap() - total).abs() < 1e-4);
+    assert!((uniform.scalars["log_ratio"] - ratio).abs() < 1e-4);
+}
