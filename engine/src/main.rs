@@ -5,6 +5,13 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = tokit_engine::cli::Cli::parse();
+    if cli.verbose == 0 && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // Mesa's Vulkan device-select layer probes for a Wayland display during the GPU probe
+        // and prints "XDG_RUNTIME_DIR is invalid" twice on every headless machine, even for
+        // CPU-only work. The layer only orders devices, so switching it off hides no error;
+        // with -v it stays on. Set before any thread starts (environment writes race reads).
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     let default = match cli.verbose {
         0 => "warn",
         1 => "info",

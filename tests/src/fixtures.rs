@@ -71,13 +71,25 @@ pub fn load_fixture(path: &str) -> Model {
         .unwrap_or_else(|e| panic!("loading {path}: {e:#}"))
 }
 
-/// Largest absolute difference of two equally long slices.
+/// Largest absolute difference of two equally long slices; NaN when any difference is NaN
+/// (a NaN on either side, or infinities of one sign), so `max_diff(..) < tol` fails then.
+/// (`f32::max` would drop the NaN and let an all-NaN output pass.)
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        .fold(0.0, nan_max)
+}
+
+/// The larger of two numbers, NaN when either is NaN (unlike `f32::max`, which drops it):
+/// the fold for "worst error so far".
+pub fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// The logits of every variant of one forward call.

@@ -182,3 +182,23 @@ fn check_plot(path: &std::path::Path) {
         _ => panic!("{}: not a plot file", path.display()),
     }
 }
+
+/// On a headless machine the GPU probe must not print Mesa's Wayland noise
+/// ("XDG_RUNTIME_DIR is invalid") for CPU-only work; with -v the layer stays on.
+#[test]
+fn quiet_on_a_headless_machine() {
+    ensure_built();
+    let out = std::process::Command::new(
+        target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)),
+    )
+    .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+    .args(["info", "tests/fixtures/transformer/gpt2"])
+    .env_remove("NODEVICE_SELECT")
+    .env_remove("XDG_RUNTIME_DIR")
+    .env_remove("WAYLAND_DISPLAY")
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "stderr not empty:\n{stderr}");
+}

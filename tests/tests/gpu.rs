@@ -38,7 +38,7 @@ fn gpu_engine() -> Option<Arc<Engine>> {
             Some(e)
         }
         Err(e) => {
-            eprintln!("gpu: skipped, {e:#}");
+            missing_prerequisite("gpu", format!("{e:#}"));
             None
         }
     }
@@ -194,7 +194,7 @@ fn mamba2_and_llada_fixtures_match_their_references_on_the_gpu() {
             let want: Vec<f32> = serde_json::from_value::<Vec<Vec<f32>>>(a["logits"].clone())
                 .unwrap()
                 .concat();
-            worst = worst.max(max_diff(logits(&m, &tokens, &spec).data(), &want));
+            worst = nan_max(worst, max_diff(logits(&m, &tokens, &spec).data(), &want));
         }
         report.push(format!(
             "{name}: max |Δlogit| = {d:.2e} (with attention ablations {worst:.2e})"

@@ -3,8 +3,10 @@
 //! once, pipelines are compiled once and buffers are reused.
 //!
 //! Runs on any adapter, software ones included (lavapipe in CI); with none at all each
-//! test prints why and passes.
+//! test prints why and passes, except under CI, where it fails.
 #![cfg(feature = "gpu")]
+
+mod common;
 
 use std::sync::OnceLock;
 
@@ -20,7 +22,7 @@ fn gpu() -> Option<&'static GpuBackend> {
             Some(g)
         }
         Err(e) => {
-            eprintln!("gpu_ops: skipped, {e:#}");
+            common::no_adapter("gpu_ops", format!("{e:#}"));
             None
         }
     })
@@ -402,9 +404,9 @@ fn ssm_states_at_chosen_positions() {
 #[test]
 fn ssm_ops_stay_on_the_device_and_reject_bad_shapes_like_the_cpu() {
     // Its own device, so the counters see only this test.
-    let Ok(g) = GpuBackend::new(true, Some(1)) else {
-        eprintln!("gpu_ops: skipped, no adapter");
-        return;
+    let g = match GpuBackend::new(true, Some(1)) {
+        Ok(g) => g,
+        Err(e) => return common::no_adapter("gpu_ops", format!("{e:#}")),
     };
     let [x, a, b, c, h0] = scan_case(8, 2, 3, 1, 4, 50);
     let (u, w) = (rand(&[8, 6], 51, 1.0), rand(&[6, 4], 52, 1.0));
@@ -434,9 +436,9 @@ fn ssm_ops_stay_on_the_device_and_reject_bad_shapes_like_the_cpu() {
 #[test]
 fn results_stay_on_the_device_and_read_back_once() {
     // Its own device, so the counters see only this test.
-    let Ok(g) = GpuBackend::new(true, Some(1)) else {
-        eprintln!("gpu_ops: skipped, no adapter");
-        return;
+    let g = match GpuBackend::new(true, Some(1)) {
+        Ok(g) => g,
+        Err(e) => return common::no_adapter("gpu_ops", format!("{e:#}")),
     };
     let x = rand(&[4, 16], 23, 1.0);
     let w = rand(&[16, 16], 24, 1.0);

@@ -56,8 +56,8 @@ impl HfConfig {
                 path.display()
             );
         };
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading model config {}", file.display()))?;
+        let text =
+            crate::read::read_text_bounded(&file, "model config", crate::read::CONFIG_LIMIT)?;
         HfConfig::parse(&text, file)
     }
 
@@ -187,8 +187,14 @@ impl HfConfig {
         Err(self.wrong_type(field, EXPECTED, v))
     }
 
+    /// A number; infinities are allowed (`time_step_limit` uses them), NaN never is: no
+    /// config field means "not a number", and one would silently poison every result.
     fn as_f64(&self, field: &str, v: &Value) -> Result<f64> {
-        value_to_f64(v).ok_or_else(|| self.wrong_type(field, "a number", v))
+        match value_to_f64(v) {
+            Some(f) if f.is_nan() => Err(self.wrong_type(field, "a number (not NaN)", v)),
+            Some(f) => Ok(f),
+            None => Err(self.wrong_type(field, "a number", v)),
+        }
     }
 
     fn as_str<'a>(&self, field: &str, v: &'a Value) -> Result<&'a str> {
@@ -207,7 +213,8 @@ impl HfConfig {
         self.as_usize(field, v)
     }
 
-    /// A required number; `"Infinity"`, `"-Infinity"` and `"NaN"` read as the special floats.
+    /// A required number; `"Infinity"` and `"-Infinity"` read as the infinities, `"NaN"` is
+    /// an error.
     pub fn get_f64(&self, field: &str) -> Result<f64> {
         let v = self.required(field, "a number")?;
         self.as_f64(field, v)
@@ -528,7 +535,9 @@ mod tests {
         assert_eq!(lim[0], 0.0);
         assert_eq!(lim[1], f64::INFINITY);
         assert_eq!(c.get_f64("a").unwrap(), f64::NEG_INFINITY);
-        assert!(c.get_f64("b").unwrap().is_nan());
+        // NaN parses (the value keeps it) but is refused as a number, naming the field.
+        let e = c.get_f64("b").unwrap_err().to_string();
+        assert!(e.contains("`b`") && e.contains("not NaN"), "{e}");
         assert_eq!(c.get_f64("c").unwrap(), f64::INFINITY);
         assert_eq!(c.get_str("s").unwrap(), "Infinity and NaN stay text");
         assert_eq!(c.get_str("t").unwrap(), "say \"NaN\" -Infinity");
@@ -547,7 +556,7 @@ mod tests {
         let lim = c.f64_array("time_step_limit").unwrap();
         assert_eq!(lim, vec![0.0, f64::INFINITY]);
         assert_eq!(c.get_f64("lo").unwrap(), f64::NEG_INFINITY);
-        assert!(c.opt_f64("n").unwrap().unwrap().is_nan());
+        assert!(c.opt_f64("n").is_err(), "NaN is refused");
         assert_eq!(c.get_f64("x").unwrap(), 1.5);
         assert_eq!(c.value()["time_step_limit"][1], Value::from("Infinity"));
     }

@@ -382,10 +382,18 @@ impl Gguf {
             .unwrap_or_else(|| path.display().to_string());
         let file =
             File::open(path).map_err(|e| anyhow!("opening GGUF file {}: {e}", path.display()))?;
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| anyhow!("reading the size of {}: {e}", path.display()))?
-            .len();
+            .map_err(|e| anyhow!("reading the size of {}: {e}", path.display()))?;
+        // mmap of a directory or a device fails with an OS message ("No such device") that
+        // names neither; say what it is instead.
+        if meta.is_dir() {
+            bail!("{name}: is a directory, expected a GGUF file");
+        }
+        if !meta.is_file() {
+            bail!("{name}: not a regular file (a device, pipe or socket), expected a GGUF file");
+        }
+        let len = meta.len();
         if len == 0 {
             bail!("{name}: the file is empty (expected a GGUF file, starting with \"GGUF\")");
         }

@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod gguf;
+pub mod read;
 pub mod tokenizer;
 pub mod weights;
 

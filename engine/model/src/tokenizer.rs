@@ -56,8 +56,7 @@ impl Tokenizer {
     /// Reads a Hugging Face `tokenizer.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|e| anyhow!("reading tokenizer {}: {e}", path.display()))?;
+        let bytes = crate::read::read_bounded(path, "tokenizer", crate::read::TOKENIZER_LIMIT)?;
         let tok = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
             anyhow!(
                 "{}: not a tokenizer this version of the tokenizers library can read: {e}",

@@ -428,8 +428,8 @@ fn list_safetensors(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Reads a sharded checkpoint's index: its weight map and the shard files, each verified to
 /// exist, in sorted order.
 fn read_index(dir: &Path, index_path: &Path) -> Result<(BTreeMap<String, String>, Vec<PathBuf>)> {
-    let text = std::fs::read_to_string(index_path)
-        .with_context(|| format!("reading {}", index_path.display()))?;
+    let text =
+        crate::read::read_text_bounded(index_path, "safetensors index", crate::read::INDEX_LIMIT)?;
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not valid JSON", index_path.display()))?;
     let map = value
@@ -462,6 +462,20 @@ fn read_index(dir: &Path, index_path: &Path) -> Result<(BTreeMap<String, String>
     shard_names.dedup();
     let mut shards = Vec::with_capacity(shard_names.len());
     for shard in shard_names {
+        // A shard is a file of the model directory: a name that climbs out of it
+        // (`../../etc/passwd`) or is absolute is refused rather than followed.
+        let inside = Path::new(shard)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            bail!(
+                "{}: weight_map names shard {:?}, which is outside the model directory {} \
+                 (expected a file name such as model-00001-of-00002.safetensors)",
+                index_path.display(),
+                shard,
+                dir.display()
+            );
+        }
         let p = dir.join(shard);
         if !p.is_file() {
             bail!(
@@ -1020,6 +1034,18 @@ mod tests {
         let e = Weights::open(dir.path()).unwrap_err().to_string();
         assert!(e.contains(s2) && e.contains("missing"), "{e}");
         assert_ne!(fingerprint(dir.path()), fp);
+
+        // A shard outside the model directory is refused, not followed.
+        for shard in [
+            "../model-00001-of-00002.safetensors",
+            "/etc/passwd",
+            "a/../../x",
+        ] {
+            let evil = serde_json::json!({"weight_map": {"a": shard}});
+            std::fs::write(dir.path().join(INDEX_FILE), evil.to_string()).unwrap();
+            let e = Weights::open(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("outside the model directory"), "{shard}: {e}");
+        }
     }
 
     #[test]

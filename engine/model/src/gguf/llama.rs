@@ -230,6 +230,41 @@ pub fn gguf_config(g: &Gguf) -> Result<Value> {
         .ok_or_else(|| {
             anyhow!("{file}: metadata `llama.attention.layer_norm_rms_epsilon` is missing")
         })?;
+    if !(eps.is_finite() && eps > 0.0) {
+        bail!(
+            "{file}: metadata `llama.attention.layer_norm_rms_epsilon` is {eps}; expected a \
+             finite number > 0"
+        );
+    }
+    let rope_theta = g.opt_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
+    if !(rope_theta.is_finite() && rope_theta > 0.0) {
+        bail!(
+            "{file}: metadata `llama.rope.freq_base` is {rope_theta}; expected a finite number > 0"
+        );
+    }
+    // The layer count is checked against the blocks the file holds, before anyone sizes
+    // per-layer tables by it (a corrupt 2^31 would otherwise allocate gigabytes).
+    let layers = g.get_usize(&key("block_count"))?;
+    let present = g
+        .tensors()
+        .iter()
+        .filter_map(|t| {
+            t.name
+                .strip_prefix("blk.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |m| m + 1);
+    if layers != present {
+        bail!(
+            "{file}: metadata `llama.block_count` is {layers}, but the file holds tensors of \
+             {present} blocks (blk.0 to blk.{})",
+            present.saturating_sub(1)
+        );
+    }
     let vocab_size = match g.opt_u64(&key("vocab_size"))? {
         Some(v) => v as usize,
         None => match g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
@@ -254,18 +289,12 @@ pub fn gguf_config(g: &Gguf) -> Result<Value> {
         "intermediate_size".into(),
         json!(g.get_usize(&key("feed_forward_length"))?),
     );
-    c.insert(
-        "num_hidden_layers".into(),
-        json!(g.get_usize(&key("block_count"))?),
-    );
+    c.insert("num_hidden_layers".into(), json!(layers));
     c.insert("num_attention_heads".into(), json!(heads.n_head));
     c.insert("num_key_value_heads".into(), json!(heads.n_kv));
     c.insert("head_dim".into(), json!(head_dim));
     c.insert("rms_norm_eps".into(), json!(eps));
-    c.insert(
-        "rope_theta".into(),
-        json!(g.opt_f64(&key("rope.freq_base"))?.unwrap_or(10000.0)),
-    );
+    c.insert("rope_theta".into(), json!(rope_theta));
     if let Some(scaling) = rope_scaling(g)? {
         c.insert("rope_scaling".into(), scaling);
     }

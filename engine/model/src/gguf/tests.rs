@@ -537,6 +537,55 @@ fn llama_config_errors() {
     let mut w = tiny_llama(false);
     w.kv_u32("llama.rope.dimension_count", 2); // a second entry: the file is corrupt
     assert!(open_err(&w.to_bytes()).contains("appears twice"));
+
+    // Sizes and numbers that would poison or blow up a model are refused, naming the key.
+    for (key, value, says) in [
+        (
+            "llama.block_count",
+            MetaValue::U32(1 << 31),
+            "holds tensors of 2 blocks",
+        ),
+        (
+            "llama.block_count",
+            MetaValue::U32(3),
+            "`llama.block_count` is 3",
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            MetaValue::F32(f32::NAN),
+            "NaN",
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            MetaValue::F32(-1e-5),
+            "finite number > 0",
+        ),
+        (
+            "llama.rope.freq_base",
+            MetaValue::F32(0.0),
+            "`llama.rope.freq_base` is 0",
+        ),
+    ] {
+        let mut w = tiny_llama(false);
+        w.set_kv(key, value);
+        let (_d, g) = open_ok(&w);
+        let e = gguf_config(&g).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains(says), "{key}: {e}");
+    }
+}
+
+#[test]
+fn a_directory_or_device_is_not_a_gguf_file() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("model.gguf");
+    std::fs::create_dir(&dir).unwrap();
+    let e = Gguf::open(&dir).unwrap_err().to_string();
+    assert!(e.contains("model.gguf: is a directory"), "{e}");
+    #[cfg(unix)]
+    {
+        let e = Gguf::open("/dev/zero").unwrap_err().to_string();
+        assert!(e.contains("zero: not a regular file"), "{e}");
+    }
 }
 
 #[test]

@@ -92,6 +92,15 @@ impl GgufWriter {
         self
     }
 
+    /// Replaces the value of a metadata entry already added (or adds it).
+    pub fn set_kv(&mut self, key: &str, value: MetaValue) -> &mut Self {
+        match self.kvs.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value,
+            None => self.kvs.push((key.to_owned(), value)),
+        }
+        self
+    }
+
     /// Adds a metadata entry.
     pub fn kv(&mut self, key: &str, value: MetaValue) -> &mut Self {
         self.kvs.push((key.to_owned(), value));
