@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference values for the SmolLM2 real-model test (run by hand; outputs committed):
 token ids of a fixed English text, its mean next-token cross-entropy (nats), and float32
-logits at every position for a fixed set of vocabulary ids (every 97th id plus each
+logits at every position for a fixed set of vocabulary ids (every 193rd id plus each
 position's 16 largest), from transformers loading the same Q4_1 GGUF (dequantised to
 float32).
 
@@ -33,10 +33,10 @@ ce = torch.nn.functional.cross_entropy(logits[:-1].double(), torch.tensor(ids[1:
 # The logits compared: a stride through the vocabulary and every position's top 16, so
 # both the tail and the tokens that carry the probability mass are covered.
 top = torch.topk(logits, 16, dim=-1).indices.flatten().tolist()
-logit_ids = sorted(set(range(0, logits.shape[1], 97)) | set(top))
+logit_ids = sorted(set(range(0, logits.shape[1], 193)) | set(top))
 print(json.dumps({"file": f, "text": TEXT, "ids": ids, "mean_cross_entropy_nats": ce,
                   "transformers": __import__("transformers").__version__,
                   "torch": torch.__version__,
                   "logit_ids": logit_ids,
-                  "logits": [[float(v) for v in row] for row in logits[:, logit_ids].tolist()]},
+                  "logits": [[round(float(v), 6) for v in row] for row in logits[:, logit_ids].tolist()]},
                  indent=None, separators=(",", ":")))
