@@ -570,6 +570,62 @@ fn read_header(file: &mut File, name: &str, len: u64) -> Result<(u64, Vec<u8>)> 
     Ok((n, header))
 }
 
+/// Checks one header entry before the safetensors crate sees it, so that a lying header
+/// gives an error naming the tensor: a known dtype, a shape whose size does not overflow,
+/// and data offsets that span exactly that many bytes inside the file.
+fn check_entry(file: &str, tensor: &str, entry: &Value, available: u64) -> Result<()> {
+    let bad = |what: String| anyhow!("{file}: tensor `{tensor}`: {what} (corrupt header)");
+    let dtype: Dtype = entry
+        .get("dtype")
+        .cloned()
+        .and_then(|d| serde_json::from_value(d).ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "dtype {} is not a safetensors dtype",
+                entry["dtype"]
+            ))
+        })?;
+    let shape = entry
+        .get("shape")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
+        .ok_or_else(|| bad(format!("shape {} is not a list of sizes", entry["shape"])))?;
+    let bits = shape
+        .iter()
+        .try_fold(dtype.bitsize() as u64, |acc, &d| acc.checked_mul(d))
+        .filter(|b| b % 8 == 0)
+        .ok_or_else(|| {
+            bad(format!(
+                "shape {shape:?} of {dtype:?} overflows or is not whole bytes"
+            ))
+        })?;
+    let offsets = entry
+        .get("data_offsets")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
+        .filter(|o| o.len() == 2)
+        .ok_or_else(|| {
+            bad(format!(
+                "data_offsets {} is not [start, end]",
+                entry["data_offsets"]
+            ))
+        })?;
+    let (start, end) = (offsets[0], offsets[1]);
+    if start > end || end > available {
+        return Err(bad(format!(
+            "data_offsets [{start}, {end}] do not lie within the {available} data bytes of the file"
+        )));
+    }
+    if end - start != bits / 8 {
+        return Err(bad(format!(
+            "shape {shape:?} of {dtype:?} needs {} bytes but data_offsets [{start}, {end}] give {}",
+            bits / 8,
+            end - start
+        )));
+    }
+    Ok(())
+}
+
 /// Opens and validates one safetensors file.
 fn open_file(path: &Path) -> Result<WeightFile> {
     let name = file_name(path);
@@ -587,18 +643,21 @@ fn open_file(path: &Path) -> Result<WeightFile> {
     let obj = json
         .as_object()
         .ok_or_else(|| anyhow!("{name}: corrupt header: not a JSON object"))?;
-    let declared = obj
+    let available = len - 8 - n;
+    // The end of the data the header declares: past the file's end, the file was cut short.
+    let last = obj
         .iter()
         .filter(|(k, _)| k.as_str() != "__metadata__")
-        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
-        .max()
-        .unwrap_or(0);
-    let available = len - 8 - n;
-    if declared > available {
+        .filter_map(|(k, v)| Some((v.get("data_offsets")?.get(1)?.as_u64()?, k)))
+        .max();
+    if let Some((declared, tensor)) = last.filter(|(end, _)| *end > available) {
         bail!(
-            "{name}: truncated or corrupt: header declares {declared} data bytes but the file \
-             has {available}"
+            "{name}: truncated or corrupt: header declares {declared} data bytes (to the end of \
+             tensor `{tensor}`) but the file has {available}"
         );
+    }
+    for (tensor, entry) in obj.iter().filter(|(k, _)| k.as_str() != "__metadata__") {
+        check_entry(&name, tensor, entry, available)?;
     }
     // SAFETY: the map is read-only. Mutating the file while it is mapped (which no part of
     // tokit does; `save_safetensors` replaces files by rename, leaving existing maps intact)
@@ -956,8 +1015,8 @@ mod tests {
         let e = Weights::open(dir.path()).unwrap_err().to_string();
         assert_eq!(
             e,
-            "model.safetensors: truncated or corrupt: header declares 4096 data bytes but the \
-             file has 1000"
+            "model.safetensors: truncated or corrupt: header declares 4096 data bytes (to the end \
+             of tensor `x`) but the file has 1000"
         );
         // Cut inside the header.
         std::fs::write(&path, &bytes[..20]).unwrap();
