@@ -57,12 +57,20 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
         let bytes = crate::read::read_bounded(path, "tokenizer", crate::read::TOKENIZER_LIMIT)?;
-        let tok = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
-            anyhow!(
-                "{}: not a tokenizer this version of the tokenizers library can read: {e}",
-                path.display()
-            )
-        })?;
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            bail!("{}: not valid JSON ({e})", path.display());
+        }
+        // The tokenizers library panics on some malformed files (an `expect` in its decoder
+        // deserialiser, found by fuzzing): that is an error about the file, not a crash.
+        let tok = catch_quietly(|| tokenizers::Tokenizer::from_bytes(&bytes))
+            .map_err(|p| anyhow!("the tokenizers library panicked: {p}"))
+            .and_then(|r| r.map_err(|e| anyhow!("{e}")))
+            .map_err(|e| {
+                anyhow!(
+                    "{}: not a tokenizer this version of the tokenizers library can read: {e}",
+                    path.display()
+                )
+            })?;
         Ok(Tokenizer::Hf(Box::new(tok)))
     }
 
@@ -298,4 +306,33 @@ mod tests {
             .to_string();
         assert!(e.contains("tokenizer.json"), "{e}");
     }
+}
+
+thread_local! {
+    /// Set while [`catch_quietly`] runs on this thread: its panics are errors, not news.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(message)` without printing it: the panic hook that
+/// is installed once stays silent on a thread inside this call and defers to the previous
+/// hook everywhere else.
+fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    })
 }
