@@ -15,6 +15,7 @@
 //!
 //! [`Tensor`]: tokit_compute::Tensor
 
+pub mod atomic;
 pub mod config;
 pub mod gguf;
 pub mod read;

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -740,19 +740,7 @@ pub fn save_f32(
         .with_context(|| format!("{}: serializing the header", path.display()))?;
     header.resize(header.len().next_multiple_of(8), b' ');
 
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name(path),
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let write = || -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    crate::atomic::write_atomically(path, |w| {
         w.write_all(&(header.len() as u64).to_le_bytes())?;
         w.write_all(&header)?;
         let mut buf = Vec::with_capacity(1 << 16);
@@ -765,26 +753,9 @@ pub fn save_f32(
                 w.write_all(&buf)?;
             }
         }
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
         Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!(e).context(format!("writing {}", tmp.display())));
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!(e).context(format!(
-            "renaming {} to {}",
-            tmp.display(),
-            path.display()
-        )));
-    }
-    Ok(())
+    })
 }
-
-static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// 64-bit FNV-1a.
 struct Fnv(u64);

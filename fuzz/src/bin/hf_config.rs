@@ -2,10 +2,23 @@
 //! architecture uses, on the fields they read.
 
 const FIELDS: &[&str] = &[
-    "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "intermediate_size", "vocab_size", "rms_norm_eps",
-    "layer_norm_epsilon", "head_dim", "sliding_window", "max_position_embeddings",
-    "time_step_limit", "n_layers", "d_model", "mask_token_id", "chunk_size",
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "rms_norm_eps",
+    "layer_norm_epsilon",
+    "head_dim",
+    "sliding_window",
+    "max_position_embeddings",
+    "time_step_limit",
+    "n_layers",
+    "d_model",
+    "mask_token_id",
+    "chunk_size",
 ];
 
 fn main() {

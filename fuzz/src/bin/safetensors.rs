@@ -10,9 +10,11 @@ fn main() {
             return;
         };
         for name in w.names() {
-            if w.shape(&name)
-                .is_some_and(|s| s.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).is_some_and(|n| n <= tokit_fuzz::MAX_ELEMENTS))
-            {
+            if w.shape(&name).is_some_and(|s| {
+                s.iter()
+                    .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+                    .is_some_and(|n| n <= tokit_fuzz::MAX_ELEMENTS)
+            }) {
                 let _ = w.read_f32(&name);
             }
         }
