@@ -2,17 +2,16 @@
 //! The CLI, the Rhai API and the REPL all go through it.
 
 use crate::config::{BackendChoice, Config};
+use crate::model::{LoadOptions, Model};
 use crate::plugin::host::host;
-use crate::plugin::{Plugin, PluginSet, Text};
+use crate::plugin::{MetricCall, Plugin, PluginSet};
 use crate::report::{Provenance, Report};
-use crate::session::{LoadOptions, Model};
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokit_compute::{CpuBackend, Tensor};
-use tokit_sdk::abi::{MetricArgs, NamedTensor, ResultSink, Str, TensorId};
 
 /// What an analysis gets.
 #[derive(Clone, Default)]
@@ -107,63 +106,17 @@ impl Engine {
             );
         }
         let params = Value::Object(input.params.clone()).to_string();
-        let ids: Vec<(String, TensorId)> = input
-            .tensors
-            .iter()
-            .map(|(n, t)| (n.clone(), host().insert(t.clone())))
-            .collect();
-        let named: Vec<NamedTensor> = ids
-            .iter()
-            .map(|(n, id)| NamedTensor {
-                name: Str::new(n),
-                tensor: *id,
+        let ret = plugin
+            .compute_metric(&MetricCall {
+                metric,
+                params: &params,
+                model: input.model.as_ref().map_or(0, |m| m.id),
+                tokens: &tokens,
+                inputs: &input.tensors,
             })
-            .collect();
-        let args = MetricArgs {
-            struct_size: std::mem::size_of::<MetricArgs>() as u32,
-            metric: Str::new(metric),
-            params: Str::new(&params),
-            model: input.model.as_ref().map_or(0, |m| m.id),
-            tokens: tokens.as_ptr(),
-            n_tokens: tokens.len(),
-            inputs: named.as_ptr(),
-            n_inputs: named.len(),
-        };
-        struct Collect {
-            record: Text,
-            tensors: Vec<(String, TensorId)>,
-        }
-        unsafe extern "C" fn record(ctx: *mut std::ffi::c_void, json: Str) {
-            let c = unsafe { &mut *(ctx as *mut Collect) };
-            c.record.0.push_str(unsafe { json.to_str() }.unwrap_or(""));
-        }
-        unsafe extern "C" fn tensor(ctx: *mut std::ffi::c_void, name: Str, t: TensorId) {
-            let c = unsafe { &mut *(ctx as *mut Collect) };
-            c.tensors
-                .push((unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
-        }
-        let mut collect = Collect {
-            record: Text::new(),
-            tensors: Vec::new(),
-        };
-        let sink = ResultSink {
-            ctx: &mut collect as *mut Collect as *mut std::ffi::c_void,
-            record,
-            tensor,
-        };
-        let status = plugin.call(metric, |vt, err| unsafe {
-            (vt.metric_compute)(&args, &sink, err)
-        });
-        crate::progress::finish();
-        for (_, id) in &ids {
-            host().release(*id);
-        }
-        let mut tensors = BTreeMap::new();
-        for (name, id) in collect.tensors {
-            tensors.insert(name, host().take(id)?);
-        }
-        status.with_context(|| format!("metric `{metric}`"))?;
-        let rec: Value = serde_json::from_str(&collect.record.0).with_context(|| {
+            .with_context(|| format!("metric `{metric}`"))?;
+        let tensors: BTreeMap<String, Tensor> = ret.tensors.into_iter().collect();
+        let rec: Value = serde_json::from_str(&ret.record).with_context(|| {
             format!(
                 "plugin {}: metric `{metric}` returned an invalid record",
                 plugin.name()

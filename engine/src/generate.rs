@@ -6,7 +6,7 @@
 
 mod diffusion;
 
-use crate::session::{ForwardSpec, Model};
+use crate::model::{ForwardSpec, Model};
 use anyhow::{ensure, Result};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use tokit_engine::session::{Action, ForwardSpec, Intervention};
+use tokit_engine::{Action, ForwardSpec, Intervention};
 use tokit_engine::{AnalyzeInput, Model};
 use tokit_sdk::Variant;
 use tokit_tests::*;

@@ -3,7 +3,7 @@
 //! the models metric plugins may run, the compute backend and the cancellation flag.
 
 use super::ops;
-use crate::session::HookCtx;
+use crate::hooks::HookCtx;
 use anyhow::{anyhow, Result};
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -447,7 +447,11 @@ unsafe extern "C" fn host_hook(
     status(err, || {
         let h = host();
         let name = unsafe { text(name)? };
-        // SAFETY: `hooks` is the HookCtx the engine put in ForwardArgs for this call.
+        if hooks.is_null() {
+            anyhow::bail!("hook `{name}`: no hook context (ForwardArgs::hooks is null)");
+        }
+        // SAFETY: `hooks` is the HookCtx `PluginModel::forward` put in ForwardArgs; the
+        // plugin passes it back only during that forward call, while it is alive.
         let ctx = unsafe { &mut *(hooks as *mut HookCtx) };
         let t = h.get(tensor)?;
         match ctx.apply(variant as usize, name, t)? {

@@ -9,10 +9,10 @@ mod helper;
 mod watch;
 
 use crate::engine::Engine;
+use crate::model::Model;
 use crate::plugin::host::host;
 use crate::plugin::PluginSet;
 use crate::script::ScriptHost;
-use crate::session::Model;
 use anyhow::{anyhow, Context, Result};
 use rhai::{Array, Dynamic, Map, Scope, AST};
 use rustyline::error::ReadlineError;

@@ -4,8 +4,9 @@
 
 use super::convert::*;
 use crate::engine::{AnalyzeInput, Engine};
+use crate::hooks::{Action, Intervention};
+use crate::model::{ForwardSpec, LoadOptions, Model};
 use crate::report::Report;
-use crate::session::{Action, ForwardSpec, Intervention, LoadOptions, Model};
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
 use std::sync::Arc;
