@@ -1,7 +1,7 @@
 //! Hook points of one forward pass: what to capture and which interventions to apply.
 //! The plugin passes every activation through `HostApi::hook`; the host hands it to the
 //! [`HookCtx`] of the running call. This module knows nothing of plugins or the host
-//! (docs/architecture.md, "Layers").
+//! (docs/architecture.md, "Layers inside the engine").
 
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The plugin ABI's promises (DESIGN.md "The stable ABI", issue "Done when").
+//! The plugin ABI's promises (docs/architecture.md, "The ABI").
 
 use tokit_engine::{AnalyzeInput, ForwardSpec, LoadOptions};
 use tokit_tests::*;

@@ -376,7 +376,7 @@ fn hooks_have_documented_shapes_and_the_state_path_agrees() {
     }
 }
 
-/// MEASURES.md M12 on a real layer: the SSD mixing matrix from `ssm_memory` reproduces the
+/// docs/measures.md M12 on a real layer: the SSD mixing matrix from `ssm_memory` reproduces the
 /// layer's scan output `y − D x = M x`, the kernel is the product of decays, and the
 /// memory length is `1 / mean(−ln a)`.
 #[test]

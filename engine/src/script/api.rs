@@ -1,4 +1,4 @@
-//! tokit's functions and types in Rhai (DESIGN.md, "User surfaces"):
+//! tokit's functions and types in Rhai (README.md, "Rhai"):
 //! `load_model`, `Model.info/encode/decode/forward/hooks`, `analyze`, `Result.value/unit/
 //! scalars/tensors/table/save/plot`, `metrics()`, `plugins()`, `call_plugin`, `Tensor`.
 
