@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokit_compute::{CpuBackend, Tensor};
+use tokit_sdk::MetricRecord;
 
 /// What an analysis gets.
 #[derive(Clone, Default)]
@@ -116,7 +117,7 @@ impl Engine {
             })
             .with_context(|| format!("metric `{metric}`"))?;
         let tensors: BTreeMap<String, Tensor> = ret.tensors.into_iter().collect();
-        let rec: Value = serde_json::from_str(&ret.record).with_context(|| {
+        let rec: MetricRecord = serde_json::from_str(&ret.record).with_context(|| {
             format!(
                 "plugin {}: metric `{metric}` returned an invalid record",
                 plugin.name()
@@ -126,55 +127,26 @@ impl Engine {
             Some(m) => tokens.iter().map(|&t| m.token_str(t)).collect(),
             None => Vec::new(),
         };
-        let f = |k: &str| {
-            rec.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
         Ok(Report {
             metric: metric.to_string(),
             plugin: plugin.name().to_string(),
             plugin_version: plugin.desc.version.clone(),
             description: spec.description.clone(),
             reconstruction: spec.reconstruction,
-            value: rec.get("value").and_then(Value::as_f64),
-            unit: f("unit"),
-            estimator: f("estimator"),
-            scalars: rec
-                .get("scalars")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            params: rec
-                .get("params")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-            notes: rec
-                .get("notes")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            value: rec.value,
+            unit: rec.unit,
+            estimator: rec.estimator,
+            scalars: rec.scalars,
+            params: rec.params,
+            notes: rec.notes,
             tensors,
             tokens: token_text,
-            plot: rec.get("plot").filter(|v| v.is_object()).cloned(),
+            plot: rec.plot.filter(|v| v.is_object()),
             provenance: Provenance {
                 model_path: input.model.as_ref().map(|m| m.path.display().to_string()),
                 model_hash: input.model.as_ref().map(|m| m.fingerprint.clone()),
                 arch: input.model.as_ref().map(|m| m.arch.clone()),
-                ablation: rec
-                    .get("ablation")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                ablation: rec.ablation,
                 backend: self.backend_name.clone(),
                 tokit_version: env!("CARGO_PKG_VERSION").to_string(),
                 created_unix: std::time::SystemTime::now()

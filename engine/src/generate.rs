@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// How to sample.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GenerateOptions {
     /// New tokens (`gen_length` of a masked-diffusion model).
     #[serde(alias = "gen_length")]

@@ -9,57 +9,46 @@ use std::sync::Arc;
 use tokit_compute::{Backend, Tensor};
 use tokit_sdk::{InterventionAction, InterventionRequest};
 
-/// What to do to an activation at a hook point.
-#[derive(Clone, Debug)]
-pub enum Action {
-    Zero,
-    Scale(f32),
-    /// Add a vector (steering), broadcast against the activation.
-    Add(Tensor),
-    /// Replace with a tensor of the same shape (patching from a cache).
-    Replace(Tensor),
-    /// Attention knockout on pre-softmax scores `[H, Tq, Tk]`: key columns `keys` of the
-    /// heads `heads` (every head when empty) become −∞.
-    Knockout {
-        keys: Vec<usize>,
-        heads: Vec<usize>,
-    },
+/// An intervention at hook points: the SDK's one intervention type, with the host's
+/// tensors for `add` and `replace`.
+pub type Intervention = tokit_sdk::Intervention<Tensor>;
+
+/// What an [`Intervention`] does to an activation.
+pub type Action = InterventionAction<Tensor>;
+
+/// A metric plugin's intervention (tensors as plain values) on the host's tensors.
+pub fn from_request(r: InterventionRequest) -> Result<Intervention> {
+    let hook = r.hook.clone();
+    r.try_map(|v| {
+        Tensor::new(v.shape, v.data).with_context(|| format!("intervention at {hook}: value"))
+    })
 }
 
-impl Action {
-    fn knockout(x: &Tensor, keys: &[usize], heads: &[usize], name: &str) -> Result<Tensor> {
-        let &[h, tq, tk] = x.shape() else {
-            bail!(
-                "intervention knockout at {name}: expected attention scores [heads, queries, keys], found shape {:?}",
-                x.shape()
-            );
-        };
-        if let Some(&j) = keys.iter().find(|&&j| j >= tk) {
-            bail!("intervention knockout at {name}: key {j} is beyond the {tk} keys");
-        }
-        if let Some(&i) = heads.iter().find(|&&i| i >= h) {
-            bail!("intervention knockout at {name}: head {i} is beyond the {h} heads");
-        }
-        let mut d = x.data().to_vec();
-        let all: Vec<usize> = (0..h).collect();
-        for &hd in if heads.is_empty() { &all } else { heads } {
-            for row in d[hd * tq * tk..(hd + 1) * tq * tk].chunks_mut(tk) {
-                for &j in keys {
-                    row[j] = f32::NEG_INFINITY;
-                }
+/// Attention knockout on pre-softmax scores `[H, Tq, Tk]`: key columns `keys` of the heads
+/// `heads` (every head when empty) become −∞.
+fn knockout(x: &Tensor, keys: &[usize], heads: &[usize], name: &str) -> Result<Tensor> {
+    let &[h, tq, tk] = x.shape() else {
+        bail!(
+            "intervention knockout at {name}: expected attention scores [heads, queries, keys], found shape {:?}",
+            x.shape()
+        );
+    };
+    if let Some(&j) = keys.iter().find(|&&j| j >= tk) {
+        bail!("intervention knockout at {name}: key {j} is beyond the {tk} keys");
+    }
+    if let Some(&i) = heads.iter().find(|&&i| i >= h) {
+        bail!("intervention knockout at {name}: head {i} is beyond the {h} heads");
+    }
+    let mut d = x.data().to_vec();
+    let all: Vec<usize> = (0..h).collect();
+    for &hd in if heads.is_empty() { &all } else { heads } {
+        for row in d[hd * tq * tk..(hd + 1) * tq * tk].chunks_mut(tk) {
+            for &j in keys {
+                row[j] = f32::NEG_INFINITY;
             }
         }
-        Tensor::new(x.shape().to_vec(), d)
     }
-}
-
-/// An intervention: `action` at every hook matching `pattern`, in the listed variants
-/// (all when `None`).
-#[derive(Clone, Debug)]
-pub struct Intervention {
-    pub pattern: String,
-    pub action: Action,
-    pub variants: Option<Vec<usize>>,
+    Tensor::new(x.shape().to_vec(), d)
 }
 
 /// Glob match where `*` matches any run of characters (`blocks.*.hook_resid_post`).
@@ -102,7 +91,7 @@ impl HookCtx {
     pub fn apply(&mut self, variant: usize, name: &str, t: Tensor) -> Result<Option<Tensor>> {
         let mut current: Option<Tensor> = None;
         for iv in &self.interventions {
-            if !glob_match(&iv.pattern, name)
+            if !glob_match(&iv.hook, name)
                 || iv.variants.as_ref().is_some_and(|v| !v.contains(&variant))
             {
                 continue;
@@ -111,11 +100,11 @@ impl HookCtx {
             let b = &self.backend;
             let y = match &iv.action {
                 Action::Zero => Tensor::zeros(x.shape().to_vec()),
-                Action::Scale(s) => b.affine(x, *s, 0.0)?,
-                Action::Add(v) => b
+                Action::Scale { factor } => b.affine(x, *factor, 0.0)?,
+                Action::Add { value: v } => b
                     .binary(tokit_compute::BinaryOp::Add, x, v)
                     .with_context(|| format!("intervention add at {name}"))?,
-                Action::Replace(r) => {
+                Action::Replace { value: r } => {
                     ensure!(
                         r.shape() == x.shape(),
                         "intervention replace at {name}: replacement has shape {:?}, the activation {:?}",
@@ -124,7 +113,7 @@ impl HookCtx {
                     );
                     r.clone()
                 }
-                Action::Knockout { keys, heads } => Action::knockout(x, keys, heads, name)?,
+                Action::Knockout { keys, heads } => knockout(x, keys, heads, name)?,
             };
             current = Some(y);
         }
@@ -138,21 +127,5 @@ impl HookCtx {
             );
         }
         Ok(current)
-    }
-}
-
-/// A metric's intervention, as the SDK sends it.
-impl From<InterventionRequest> for Intervention {
-    fn from(r: InterventionRequest) -> Intervention {
-        let action = match r.action {
-            InterventionAction::Zero => Action::Zero,
-            InterventionAction::Scale { factor } => Action::Scale(factor),
-            InterventionAction::Knockout { keys, heads } => Action::Knockout { keys, heads },
-        };
-        Intervention {
-            pattern: r.hook,
-            action,
-            variants: r.variants,
-        }
     }
 }

@@ -20,7 +20,7 @@ fn logits(m: &Model, spec: &ForwardSpec) -> Vec<f32> {
 fn knockout(pattern: &str, keys: Vec<usize>, heads: Vec<usize>) -> ForwardSpec {
     ForwardSpec {
         interventions: vec![Intervention {
-            pattern: pattern.into(),
+            hook: pattern.into(),
             action: Action::Knockout { keys, heads },
             variants: None,
         }],

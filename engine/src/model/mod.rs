@@ -224,7 +224,7 @@ impl ModelInner {
         for p in spec
             .capture
             .iter()
-            .chain(spec.interventions.iter().map(|i| &i.pattern))
+            .chain(spec.interventions.iter().map(|i| &i.hook))
         {
             ensure!(
                 info.hooks.iter().any(|h| glob_match(p, h)),
@@ -258,7 +258,7 @@ impl ModelInner {
             .filter(|h| {
                 spec.capture
                     .iter()
-                    .chain(spec.interventions.iter().map(|i| &i.pattern))
+                    .chain(spec.interventions.iter().map(|i| &i.hook))
                     .any(|p| glob_match(p, h))
             })
             .collect();
@@ -331,7 +331,11 @@ impl ForwardTarget for ModelInner {
         let spec = ForwardSpec {
             variants: req.variants,
             capture: req.capture,
-            interventions: req.interventions.into_iter().map(Into::into).collect(),
+            interventions: req
+                .interventions
+                .into_iter()
+                .map(crate::hooks::from_request)
+                .collect::<Result<_>>()?,
             ..Default::default()
         };
         Ok(self
