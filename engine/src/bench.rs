@@ -3,7 +3,7 @@
 //! against separate forwards; Blahut-Arimoto against `tools/ba_numpy.py`.
 
 use crate::engine::Engine;
-use crate::session::{ForwardSpec, LoadOptions};
+use crate::model::{ForwardSpec, LoadOptions};
 use anyhow::{ensure, Result};
 use std::time::{Duration, Instant};
 use tokit_compute::Tensor;

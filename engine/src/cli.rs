@@ -3,8 +3,8 @@
 
 use crate::config::{BackendChoice, Config, GpuWeights};
 use crate::engine::{AnalyzeInput, Engine};
+use crate::model::{ForwardSpec, LoadOptions};
 use crate::script::ScriptHost;
-use crate::session::{ForwardSpec, LoadOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

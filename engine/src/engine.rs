@@ -2,17 +2,17 @@
 //! The CLI, the Rhai API and the REPL all go through it.
 
 use crate::config::{BackendChoice, Config};
+use crate::model::{LoadOptions, Model};
 use crate::plugin::host::host;
-use crate::plugin::{Plugin, PluginSet, Text};
+use crate::plugin::{MetricCall, Plugin, PluginSet};
 use crate::report::{Provenance, Report};
-use crate::session::{LoadOptions, Model};
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokit_compute::{CpuBackend, Tensor};
-use tokit_sdk::abi::{MetricArgs, NamedTensor, ResultSink, Str, TensorId};
+use tokit_sdk::MetricRecord;
 
 /// What an analysis gets.
 #[derive(Clone, Default)]
@@ -107,63 +107,17 @@ impl Engine {
             );
         }
         let params = Value::Object(input.params.clone()).to_string();
-        let ids: Vec<(String, TensorId)> = input
-            .tensors
-            .iter()
-            .map(|(n, t)| (n.clone(), host().insert(t.clone())))
-            .collect();
-        let named: Vec<NamedTensor> = ids
-            .iter()
-            .map(|(n, id)| NamedTensor {
-                name: Str::new(n),
-                tensor: *id,
+        let ret = plugin
+            .compute_metric(&MetricCall {
+                metric,
+                params: &params,
+                model: input.model.as_ref().map_or(0, |m| m.id),
+                tokens: &tokens,
+                inputs: &input.tensors,
             })
-            .collect();
-        let args = MetricArgs {
-            struct_size: std::mem::size_of::<MetricArgs>() as u32,
-            metric: Str::new(metric),
-            params: Str::new(&params),
-            model: input.model.as_ref().map_or(0, |m| m.id),
-            tokens: tokens.as_ptr(),
-            n_tokens: tokens.len(),
-            inputs: named.as_ptr(),
-            n_inputs: named.len(),
-        };
-        struct Collect {
-            record: Text,
-            tensors: Vec<(String, TensorId)>,
-        }
-        unsafe extern "C" fn record(ctx: *mut std::ffi::c_void, json: Str) {
-            let c = unsafe { &mut *(ctx as *mut Collect) };
-            c.record.0.push_str(unsafe { json.to_str() }.unwrap_or(""));
-        }
-        unsafe extern "C" fn tensor(ctx: *mut std::ffi::c_void, name: Str, t: TensorId) {
-            let c = unsafe { &mut *(ctx as *mut Collect) };
-            c.tensors
-                .push((unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
-        }
-        let mut collect = Collect {
-            record: Text::new(),
-            tensors: Vec::new(),
-        };
-        let sink = ResultSink {
-            ctx: &mut collect as *mut Collect as *mut std::ffi::c_void,
-            record,
-            tensor,
-        };
-        let status = plugin.call(metric, |vt, err| unsafe {
-            (vt.metric_compute)(&args, &sink, err)
-        });
-        crate::progress::finish();
-        for (_, id) in &ids {
-            host().release(*id);
-        }
-        let mut tensors = BTreeMap::new();
-        for (name, id) in collect.tensors {
-            tensors.insert(name, host().take(id)?);
-        }
-        status.with_context(|| format!("metric `{metric}`"))?;
-        let rec: Value = serde_json::from_str(&collect.record.0).with_context(|| {
+            .with_context(|| format!("metric `{metric}`"))?;
+        let tensors: BTreeMap<String, Tensor> = ret.tensors.into_iter().collect();
+        let rec: MetricRecord = serde_json::from_str(&ret.record).with_context(|| {
             format!(
                 "plugin {}: metric `{metric}` returned an invalid record",
                 plugin.name()
@@ -173,55 +127,26 @@ impl Engine {
             Some(m) => tokens.iter().map(|&t| m.token_str(t)).collect(),
             None => Vec::new(),
         };
-        let f = |k: &str| {
-            rec.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
         Ok(Report {
             metric: metric.to_string(),
             plugin: plugin.name().to_string(),
             plugin_version: plugin.desc.version.clone(),
             description: spec.description.clone(),
             reconstruction: spec.reconstruction,
-            value: rec.get("value").and_then(Value::as_f64),
-            unit: f("unit"),
-            estimator: f("estimator"),
-            scalars: rec
-                .get("scalars")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            params: rec
-                .get("params")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-            notes: rec
-                .get("notes")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            value: rec.value,
+            unit: rec.unit,
+            estimator: rec.estimator,
+            scalars: rec.scalars,
+            params: rec.params,
+            notes: rec.notes,
             tensors,
             tokens: token_text,
-            plot: rec.get("plot").filter(|v| v.is_object()).cloned(),
+            plot: rec.plot.filter(|v| v.is_object()),
             provenance: Provenance {
                 model_path: input.model.as_ref().map(|m| m.path.display().to_string()),
                 model_hash: input.model.as_ref().map(|m| m.fingerprint.clone()),
                 arch: input.model.as_ref().map(|m| m.arch.clone()),
-                ablation: rec
-                    .get("ablation")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                ablation: rec.ablation,
                 backend: self.backend_name.clone(),
                 tokit_version: env!("CARGO_PKG_VERSION").to_string(),
                 created_unix: std::time::SystemTime::now()

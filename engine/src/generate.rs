@@ -6,7 +6,7 @@
 
 mod diffusion;
 
-use crate::session::{ForwardSpec, Model};
+use crate::model::{ForwardSpec, Model};
 use anyhow::{ensure, Result};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// How to sample.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GenerateOptions {
     /// New tokens (`gen_length` of a masked-diffusion model).
     #[serde(alias = "gen_length")]

@@ -5,17 +5,19 @@
 pub mod config;
 pub mod engine;
 pub mod generate;
+pub mod hooks;
+pub mod model;
 pub mod plugin;
 pub mod progress;
 pub mod repl;
 pub mod report;
-pub mod session;
 
 pub use config::{BackendChoice, Config, GpuWeights};
 pub use engine::{AnalyzeInput, Engine};
 pub use generate::GenerateOptions;
+pub use hooks::{Action, Intervention};
+pub use model::{ForwardSpec, LoadOptions, Model};
 pub use report::Report;
-pub use session::{Action, ForwardSpec, Intervention, LoadOptions, Model};
 pub use tokit_compute::Tensor;
 pub mod bench;
 pub mod cli;

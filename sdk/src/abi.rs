@@ -1,6 +1,6 @@
 //! The stable C ABI between the tokit engine (the host) and its plugins, major version 1.
 //!
-//! Rules every change must keep (DESIGN.md, "The stable ABI"):
+//! Rules every change must keep (docs/architecture.md, "The ABI"):
 //! - Only `#[repr(C)]` structs of plain C types cross the boundary: no Rust enums, `String`,
 //!   `Vec`, `Box`, trait objects or generics. Status codes and dtypes are integers so an
 //!   unknown value from a newer peer is data, not undefined behaviour.

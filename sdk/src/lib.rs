@@ -12,17 +12,21 @@ mod arch;
 mod error;
 mod export;
 mod host;
+mod intervention;
 mod metric;
 pub mod ops;
+mod record;
 mod tensor;
 
 pub use arch::{ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
 pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
+pub use intervention::{Intervention, InterventionAction, InterventionRequest, Values};
 pub use metric::{
-    ForwardOutput, ForwardRequest, InterventionAction, InterventionRequest, Metric, MetricInput,
-    MetricOutput, MetricSpec, ModelRef, ParamSpec,
+    ForwardOutput, ForwardRequest, Metric, MetricInput, MetricOutput, MetricSpec, ModelRef,
+    ParamSpec,
 };
+pub use record::MetricRecord;
 pub use serde_json;
 pub use tensor::{AttnMask, Tensor};
 

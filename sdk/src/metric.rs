@@ -5,6 +5,8 @@ use crate::abi::{ForwardArgs, ModelId, Str, TensorSink};
 use crate::arch::{ModelInfo, Variant};
 use crate::error::{Error, Result};
 use crate::host::{api, check, TextBuf};
+use crate::intervention::InterventionRequest;
+use crate::record::MetricRecord;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -162,34 +164,6 @@ pub struct ForwardRequest {
     pub interventions: Vec<InterventionRequest>,
 }
 
-/// A change the host makes at every hook point matching `hook`, in the listed variants
-/// (all when `None`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InterventionRequest {
-    pub hook: String,
-    #[serde(flatten)]
-    pub action: InterventionAction,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variants: Option<Vec<usize>>,
-}
-
-/// What an [`InterventionRequest`] does (JSON: `{"op": "knockout", "keys": [..], ..}`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum InterventionAction {
-    Zero,
-    Scale {
-        factor: f32,
-    },
-    /// Attention knockout on pre-softmax scores `[H, Tq, Tk]` (`blocks.{i}.attn.hook_scores`):
-    /// the key columns `keys` (absolute positions) of the heads `heads` (every head when
-    /// empty) become −∞, so those heads' softmax renormalises over the other keys.
-    Knockout {
-        keys: Vec<usize>,
-        heads: Vec<usize>,
-    },
-}
-
 /// Outputs of [`ModelRef::forward`], per variant: `"logits"` and captured hooks.
 pub type ForwardOutput = Vec<BTreeMap<String, Tensor>>;
 
@@ -256,7 +230,7 @@ impl ModelRef {
     }
 }
 
-/// A metric's result: the record of DESIGN.md "Metrics and results" (the host adds the
+/// A metric's result: its [`MetricRecord`] plus named tensors (the host adds the
 /// metric name, plugin, version and provenance).
 #[derive(Debug, Default)]
 pub struct MetricOutput {
@@ -292,17 +266,21 @@ impl MetricOutput {
         Ok(self)
     }
 
+    /// The record this output sends through the ABI (everything but the tensors).
+    pub fn record(&self) -> MetricRecord {
+        MetricRecord {
+            value: self.value,
+            unit: self.unit.clone(),
+            estimator: self.estimator.clone(),
+            scalars: self.scalars.clone(),
+            params: self.params.clone(),
+            ablation: self.ablation.clone(),
+            notes: self.notes.clone(),
+            plot: self.plot.clone(),
+        }
+    }
+
     pub(crate) fn record_json(&self) -> Result<String> {
-        let rec = serde_json::json!({
-            "value": self.value,
-            "unit": self.unit,
-            "estimator": self.estimator,
-            "scalars": self.scalars,
-            "params": self.params,
-            "ablation": self.ablation,
-            "notes": self.notes,
-            "plot": self.plot,
-        });
-        Ok(serde_json::to_string(&rec)?)
+        Ok(serde_json::to_string(&self.record())?)
     }
 }

@@ -1,4 +1,4 @@
-//! The plugin ABI's promises (DESIGN.md "The stable ABI", issue "Done when").
+//! The plugin ABI's promises (docs/architecture.md, "The ABI").
 
 use tokit_engine::{AnalyzeInput, ForwardSpec, LoadOptions};
 use tokit_tests::*;
@@ -120,7 +120,7 @@ fn hooks_capture_and_interventions_cross_the_abi() {
             &[5, 6, 7],
             &ForwardSpec {
                 interventions: vec![tokit_engine::Intervention {
-                    pattern: "hook_embed".into(),
+                    hook: "hook_embed".into(),
                     action: tokit_engine::Action::Zero,
                     variants: None,
                 }],
@@ -135,8 +135,10 @@ fn hooks_capture_and_interventions_cross_the_abi() {
             &[5, 6, 7],
             &ForwardSpec {
                 interventions: vec![tokit_engine::Intervention {
-                    pattern: "hook_embed".into(),
-                    action: tokit_engine::Action::Replace(clean["hook_embed"].clone()),
+                    hook: "hook_embed".into(),
+                    action: tokit_engine::Action::Replace {
+                        value: clean["hook_embed"].clone(),
+                    },
                     variants: None,
                 }],
                 ..Default::default()

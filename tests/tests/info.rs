@@ -1,4 +1,4 @@
-//! MEASURES.md M1 test values through the whole stack (Rhai → engine → info plugin).
+//! docs/measures.md M1 test values through the whole stack (Rhai → engine → info plugin).
 
 use tokit_engine::script::ScriptHost;
 use tokit_tests::*;

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use tokit_engine::session::{Action, ForwardSpec, Intervention};
+use tokit_engine::{Action, ForwardSpec, Intervention};
 use tokit_engine::{AnalyzeInput, Model};
 use tokit_sdk::Variant;
 use tokit_tests::*;
@@ -20,7 +20,7 @@ fn logits(m: &Model, spec: &ForwardSpec) -> Vec<f32> {
 fn knockout(pattern: &str, keys: Vec<usize>, heads: Vec<usize>) -> ForwardSpec {
     ForwardSpec {
         interventions: vec![Intervention {
-            pattern: pattern.into(),
+            hook: pattern.into(),
             action: Action::Knockout { keys, heads },
             variants: None,
         }],

@@ -165,7 +165,7 @@ fn decoding_steps_equal_full_prefills() {
         let zero = ForwardSpec {
             last_only: true,
             interventions: vec![Intervention {
-                pattern: "blocks.0.ssm.hook_y".into(),
+                hook: "blocks.0.ssm.hook_y".into(),
                 action: Action::Zero,
                 variants: None,
             }],
@@ -360,8 +360,10 @@ fn hooks_have_documented_shapes_and_the_state_path_agrees() {
             let spec = ForwardSpec {
                 capture: vec!["blocks.*.ssm.hook_state".into()],
                 interventions: vec![Intervention {
-                    pattern: hook.clone(),
-                    action: Action::Replace(out[hook].clone()),
+                    hook: hook.clone(),
+                    action: Action::Replace {
+                        value: out[hook].clone(),
+                    },
                     variants: None,
                 }],
                 ..Default::default()
@@ -376,7 +378,7 @@ fn hooks_have_documented_shapes_and_the_state_path_agrees() {
     }
 }
 
-/// MEASURES.md M12 on a real layer: the SSD mixing matrix from `ssm_memory` reproduces the
+/// docs/measures.md M12 on a real layer: the SSD mixing matrix from `ssm_memory` reproduces the
 /// layer's scan output `y − D x = M x`, the kernel is the product of decays, and the
 /// memory length is `1 / mean(−ln a)`.
 #[test]

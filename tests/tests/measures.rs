@@ -1,5 +1,6 @@
-//! Model-based measures on the Transformer fixtures (issues 6 and 7): the logit lens
-//! against PyTorch, attention energetics, and their errors on models that cannot offer them.
+//! Model-based measures on the Transformer fixtures (docs/measures.md M7, M11, M13): the
+//! logit lens against PyTorch, attention energetics, and their errors on models that
+//! cannot offer them.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

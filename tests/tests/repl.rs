@@ -216,6 +216,10 @@ fn tab_completes_hook_names_of_a_loaded_model_and_commands_work() {
     r.eval(":models", "m: toylm (plugin toylm");
     r.eval(":plugins", "architecture toylm");
     r.eval(":help load_model", "load_model(");
+    // A function's documentation and example come with its signature.
+    r.eval(":help analyze", "Compute a metric and return its Result.");
+    r.eval(":help forward", "`capture`: hook patterns to return");
+    r.eval(":help value", "Result.value");
     r.eval(":backend", "cpu");
     // Metric names complete inside `analyze("`; :help shows a metric's parameters.
     r.keys(r#"analyze("surpr"#);

@@ -64,7 +64,7 @@ fn variants(vs: Vec<Variant>) -> ForwardSpec {
 
 fn intervene(pattern: &str, action: Action, variants: Option<Vec<usize>>) -> Intervention {
     Intervention {
-        pattern: pattern.into(),
+        hook: pattern.into(),
         action,
         variants,
     }
@@ -382,7 +382,13 @@ fn replacing_with_the_captured_activation_reproduces_the_logits_exactly() {
         let base = cap["logits"].data().to_vec();
         for hook in &m.info().hooks {
             let spec = ForwardSpec {
-                interventions: vec![intervene(hook, Action::Replace(cap[hook].clone()), None)],
+                interventions: vec![intervene(
+                    hook,
+                    Action::Replace {
+                        value: cap[hook].clone(),
+                    },
+                    None,
+                )],
                 ..Default::default()
             };
             assert_eq!(
@@ -402,7 +408,7 @@ fn replacing_with_the_captured_activation_reproduces_the_logits_exactly() {
         let spec = ForwardSpec {
             interventions: vec![intervene(
                 "blocks.*.attn.hook_pattern",
-                Action::Scale(0.0),
+                Action::Scale { factor: 0.0 },
                 None,
             )],
             ..Default::default()
@@ -432,12 +438,14 @@ fn interventions_in_batched_calls_match_separate_runs() {
         intervene("hook_embed", Action::Zero, Some(vec![1])),
         intervene(
             "blocks.1.hook_resid_pre",
-            Action::Add(steer.clone()),
+            Action::Add {
+                value: steer.clone(),
+            },
             Some(vec![0, 2]),
         ),
         intervene(
             "blocks.0.attn.hook_pattern",
-            Action::Scale(0.5),
+            Action::Scale { factor: 0.5 },
             Some(vec![3]),
         ),
     ];
@@ -691,7 +699,7 @@ fn bench_unfused_attention_cost() {
     let scores = ForwardSpec {
         interventions: vec![intervene(
             "blocks.*.attn.hook_scores",
-            Action::Scale(1.0),
+            Action::Scale { factor: 1.0 },
             None,
         )],
         ..Default::default()

@@ -18,7 +18,7 @@
 //! the ordering that directed-information measures use for this model.
 
 use super::{GenerateOptions, Generation};
-use crate::session::{ForwardSpec, Model};
+use crate::model::{ForwardSpec, Model};
 use anyhow::{bail, ensure, Result};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;

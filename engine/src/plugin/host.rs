@@ -3,7 +3,7 @@
 //! the models metric plugins may run, the compute backend and the cancellation flag.
 
 use super::ops;
-use crate::session::HookCtx;
+use crate::hooks::HookCtx;
 use anyhow::{anyhow, Result};
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -48,8 +48,10 @@ static HOST: OnceLock<Host> = OnceLock::new();
 static API: OnceLock<HostApiBox> = OnceLock::new();
 
 struct HostApiBox(HostApi);
-// SAFETY: the table holds function pointers and a pointer to the immutable static `HOST`.
+// SAFETY: the table holds function pointers and a pointer to the static `HOST`, whose
+// state is behind locks and atomics.
 unsafe impl Send for HostApiBox {}
+// SAFETY: as for `Send`: nothing in the table is mutated after it is built.
 unsafe impl Sync for HostApiBox {}
 
 /// The process's host.
@@ -208,19 +210,33 @@ impl Host {
 
 // ---- the extern "C" functions of the table ------------------------------------------
 
+// The functions below are called by plugins, which keep the ABI's rules (docs/architecture.md,
+// "The ABI"): a `Str`, an input array or a sink is valid for the duration of the call, an
+// array pointer points at as many elements as its length says, and an out-pointer is
+// writable. `HostApi::ctx` is the process's static `Host`, so `host()` is used instead of
+// dereferencing it.
+
 /// # Safety
-/// `ctx` is the pointer the host put in the table.
-unsafe fn ctx_host<'a>(ctx: *mut c_void) -> &'a Host {
-    unsafe { &*(ctx as *const Host) }
+/// `s` points at `len` bytes valid for `'a` (a `Str` a plugin passes for one call).
+unsafe fn text<'a>(s: Str) -> Result<&'a str> {
+    // SAFETY: the caller's contract.
+    unsafe { s.to_str() }.map_err(|e| anyhow!("invalid UTF-8 from plugin: {e}"))
 }
 
-unsafe fn text<'a>(s: Str) -> Result<&'a str> {
-    unsafe { s.to_str() }.map_err(|e| anyhow!("invalid UTF-8 from plugin: {e}"))
+/// # Safety
+/// When `len > 0`, `ptr` points at `len` initialised elements valid for `'a`.
+unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if len == 0 || ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
 }
 
 pub(crate) fn write_sink(sink: *const TextSink, text: &str) {
     if !sink.is_null() {
-        // SAFETY: plugin-provided sink valid during the call.
+        // SAFETY: a plugin-provided sink, valid during the call.
         unsafe { ((*sink).write)((*sink).ctx, Str::new(text)) }
     }
 }
@@ -258,8 +274,9 @@ impl std::fmt::Display for Cancelled {
 impl std::error::Error for Cancelled {}
 
 unsafe extern "C" fn host_log(_ctx: *mut c_void, level: u32, target: Str, msg: Str) {
-    let target = unsafe { target.to_str() }.unwrap_or("plugin");
-    let msg = unsafe { msg.to_str() }.unwrap_or("<invalid UTF-8>");
+    // SAFETY: both strings are borrowed for this call.
+    let (target, msg) = unsafe { (text(target), text(msg)) };
+    let (target, msg) = (target.unwrap_or("plugin"), msg.unwrap_or("<invalid UTF-8>"));
     match level {
         abi::LOG_ERROR => tracing::error!(plugin = target, "{msg}"),
         abi::LOG_WARN => tracing::warn!(plugin = target, "{msg}"),
@@ -269,17 +286,18 @@ unsafe extern "C" fn host_log(_ctx: *mut c_void, level: u32, target: Str, msg: S
     }
 }
 
-unsafe extern "C" fn host_is_cancelled(ctx: *mut c_void) -> bool {
-    unsafe { ctx_host(ctx) }.is_cancelled()
+unsafe extern "C" fn host_is_cancelled(_ctx: *mut c_void) -> bool {
+    host().is_cancelled()
 }
 
 unsafe extern "C" fn host_progress(_ctx: *mut c_void, done: u64, total: u64, label: Str) {
-    let label = unsafe { label.to_str() }.unwrap_or("");
+    // SAFETY: borrowed for this call.
+    let label = unsafe { text(label) }.unwrap_or("");
     crate::progress::report(done, total, label);
 }
 
 unsafe extern "C" fn host_tensor_new(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     data: *const f32,
     len: usize,
     shape: *const i64,
@@ -288,54 +306,47 @@ unsafe extern "C" fn host_tensor_new(
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let h = unsafe { ctx_host(ctx) };
-        let shape: Vec<usize> = if ndim == 0 {
-            Vec::new()
-        } else {
-            unsafe { std::slice::from_raw_parts(shape, ndim) }
-                .iter()
-                .map(|&d| {
-                    usize::try_from(d).map_err(|_| anyhow!("tensor_new: negative dimension {d}"))
-                })
-                .collect::<Result<_>>()?
-        };
-        let values = if len == 0 {
-            Vec::new()
-        } else {
-            unsafe { std::slice::from_raw_parts(data, len) }.to_vec()
-        };
-        let t = Tensor::new(shape, values)?;
+        let h = host();
+        // SAFETY: `shape` holds `ndim` and `data` holds `len` elements for this call.
+        let (dims, values) = unsafe { (slice(shape, ndim), slice(data, len)) };
+        let shape: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| anyhow!("tensor_new: negative dimension {d}")))
+            .collect::<Result<_>>()?;
+        let t = Tensor::new(shape, values.to_vec())?;
+        // SAFETY: `out` is the caller's writable out-pointer.
         unsafe { *out = h.insert(t) };
         Ok(())
     })
 }
 
-unsafe extern "C" fn host_tensor_retain(ctx: *mut c_void, t: TensorId) -> Status {
-    if unsafe { ctx_host(ctx) }.retain(t) {
+unsafe extern "C" fn host_tensor_retain(_ctx: *mut c_void, t: TensorId) -> Status {
+    if host().retain(t) {
         Status::OK
     } else {
         Status::ERROR
     }
 }
 
-unsafe extern "C" fn host_tensor_release(ctx: *mut c_void, t: TensorId) {
-    unsafe { ctx_host(ctx) }.release(t)
+unsafe extern "C" fn host_tensor_release(_ctx: *mut c_void, t: TensorId) {
+    host().release(t)
 }
 
 unsafe extern "C" fn host_tensor_read(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     t: TensorId,
     out: *mut TensorView,
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let h = unsafe { ctx_host(ctx) };
+        let h = host();
         let map = lock(&h.tensors);
         let slot = map
             .get(&t)
             .ok_or_else(|| anyhow!("tensor_read: unknown tensor handle {t}"))?;
         // The data and shape buffers live on the heap with the slot, so the view stays
         // valid while the plugin holds its reference.
+        // SAFETY: `out` is the caller's writable out-pointer.
         unsafe {
             *out = TensorView {
                 data: slot.tensor.data().as_ptr() as *const c_void,
@@ -353,7 +364,7 @@ unsafe extern "C" fn host_tensor_read(
 }
 
 unsafe extern "C" fn host_op(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     name: Str,
     inputs: *const TensorId,
     n_inputs: usize,
@@ -362,54 +373,54 @@ unsafe extern "C" fn host_op(
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let h = unsafe { ctx_host(ctx) };
-        let name = unsafe { text(name)? };
-        let ids = if n_inputs == 0 {
-            &[][..]
-        } else {
-            unsafe { std::slice::from_raw_parts(inputs, n_inputs) }
+        let h = host();
+        if attrs.is_null() {
+            anyhow::bail!("op: no attributes (null OpAttrs)");
+        }
+        // SAFETY: the name, the `n_inputs` input ids and the attribute struct with its
+        // `n_ints` and `n_floats` arrays are borrowed for this call.
+        let (name, ids, attrs) = unsafe { (text(name)?, slice(inputs, n_inputs), &*attrs) };
+        // SAFETY: as above.
+        let (ints, floats) = unsafe {
+            (
+                slice(attrs.ints, attrs.n_ints),
+                slice(attrs.floats, attrs.n_floats),
+            )
         };
         let tensors: Vec<Tensor> = ids.iter().map(|&id| h.get(id)).collect::<Result<_>>()?;
-        let attrs = unsafe { &*attrs };
-        let ints = if attrs.n_ints == 0 {
-            &[][..]
-        } else {
-            unsafe { std::slice::from_raw_parts(attrs.ints, attrs.n_ints) }
-        };
-        let floats = if attrs.n_floats == 0 {
-            &[][..]
-        } else {
-            unsafe { std::slice::from_raw_parts(attrs.floats, attrs.n_floats) }
-        };
         let result = ops::run(h.backend().as_ref(), name, &tensors, ints, floats)?;
+        // SAFETY: `out` is the caller's writable out-pointer.
         unsafe { *out = h.insert(result) };
         Ok(())
     })
 }
 
 unsafe extern "C" fn host_weight(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     source: SourceId,
     name: Str,
     out: *mut TensorId,
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let h = unsafe { ctx_host(ctx) };
-        let t = h.source(source)?.tensor(unsafe { text(name)? })?;
+        let h = host();
+        // SAFETY: borrowed for this call.
+        let name = unsafe { text(name)? };
+        let t = h.source(source)?.tensor(name)?;
+        // SAFETY: `out` is the caller's writable out-pointer.
         unsafe { *out = h.insert(t.into_weight()) };
         Ok(())
     })
 }
 
 unsafe extern "C" fn host_weight_index(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     source: SourceId,
     out: *const TextSink,
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let h = unsafe { ctx_host(ctx) };
+        let h = host();
         write_sink(out, &h.source(source)?.index_json());
         Ok(())
     })
@@ -423,14 +434,15 @@ unsafe extern "C" fn host_tokenize(
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let which = unsafe { text(tokenizer)? };
-        let input = unsafe { text(text_)? };
+        // SAFETY: both strings are borrowed for this call.
+        let (which, input) = unsafe { (text(tokenizer)?, text(text_)?) };
         let tok = if which == "bytes" {
             tokit_model::Tokenizer::Bytes
         } else {
             tokit_model::Tokenizer::from_file(which)?
         };
         let ids = tok.encode(input)?;
+        // SAFETY: `out` is the caller's sink, valid for this call.
         unsafe { ((*out).put)((*out).ctx, ids.as_ptr(), ids.len()) };
         Ok(())
     })
@@ -446,15 +458,22 @@ unsafe extern "C" fn host_hook(
 ) -> Status {
     status(err, || {
         let h = host();
+        // SAFETY: borrowed for this call.
         let name = unsafe { text(name)? };
-        // SAFETY: `hooks` is the HookCtx the engine put in ForwardArgs for this call.
+        if hooks.is_null() {
+            anyhow::bail!("hook `{name}`: no hook context (ForwardArgs::hooks is null)");
+        }
+        // SAFETY: `hooks` is the HookCtx `PluginModel::forward` put in ForwardArgs; the
+        // plugin passes it back only during that forward call, while it is alive.
         let ctx = unsafe { &mut *(hooks as *mut HookCtx) };
         let t = h.get(tensor)?;
         match ctx.apply(variant as usize, name, t)? {
             None => {
                 h.retain(tensor);
+                // SAFETY: `out` is the caller's writable out-pointer.
                 unsafe { *out = tensor };
             }
+            // SAFETY: as above.
             Some(new) => unsafe { *out = h.insert(new) },
         }
         Ok(())
@@ -462,34 +481,36 @@ unsafe extern "C" fn host_hook(
 }
 
 unsafe extern "C" fn host_model_info(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     model: ModelId,
     out: *const TextSink,
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let h = unsafe { ctx_host(ctx) };
+        let h = host();
         write_sink(out, &h.model(model)?.info_json()?);
         Ok(())
     })
 }
 
 unsafe extern "C" fn host_model_forward(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     model: ModelId,
     args: *const ForwardArgs,
     out: *const TensorSink,
     err: *const TextSink,
 ) -> Status {
     status(err, || {
-        let h = unsafe { ctx_host(ctx) };
-        let args = unsafe { &*args };
-        let tokens = if args.n_tokens == 0 {
-            &[][..]
-        } else {
-            unsafe { std::slice::from_raw_parts(args.tokens, args.n_tokens) }
+        let h = host();
+        if args.is_null() {
+            anyhow::bail!("model_forward: no arguments (null ForwardArgs)");
+        }
+        // SAFETY: the arguments, their `n_tokens` tokens and options are borrowed for this
+        // call.
+        let (tokens, options) = unsafe {
+            let args = &*args;
+            (slice(args.tokens, args.n_tokens), text(args.options)?)
         };
-        let options = unsafe { text(args.options)? };
         if h.is_cancelled() {
             return Err(Cancelled.into());
         }
@@ -497,6 +518,7 @@ unsafe extern "C" fn host_model_forward(
         for (v, outputs) in variants.into_iter().enumerate() {
             for (name, t) in outputs {
                 let id = h.insert(t);
+                // SAFETY: `out` is the caller's sink, valid for this call; it takes over `id`.
                 unsafe { ((*out).put)((*out).ctx, v as u32, Str::new(&name), id) };
             }
         }

@@ -1,9 +1,18 @@
 //! Plugins: find plugin libraries, load a private copy of each (never unloaded), check
 //! the ABI, `init` with the host table, and call into them with poisoning on panic.
+//!
+//! [`Plugin`] is the one safe face of a loaded library: every call through its function
+//! table (`describe`, `action`, `model_load`, `model_info`, `model_forward`, `model_free`,
+//! `metric_compute`) is made here and nowhere else, and a model a plugin created is a
+//! [`PluginModel`] that frees itself. The ABI rules are in docs/architecture.md.
 
 pub mod host;
 mod ops;
+mod set;
 
+pub use set::PluginSet;
+
+use crate::hooks::HookCtx;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,7 +21,11 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use tokit_sdk::abi::{self, PluginEntry, PluginVTable, Status, Str, TextSink};
+use tokit_compute::Tensor;
+use tokit_sdk::abi::{
+    self, ForwardArgs, LoadArgs, MetricArgs, ModelId, NamedTensor, PluginEntry, PluginVTable,
+    ResultSink, SourceId, Status, Str, TensorId, TensorSink, TextSink,
+};
 use tokit_sdk::{ArchSpec, MetricSpec};
 
 /// A plugin's self-description (`describe()`).
@@ -45,19 +58,21 @@ pub struct Plugin {
 }
 
 /// Collects text a plugin writes into a sink.
-pub(crate) struct Text(pub String);
+struct Text(String);
 
 unsafe extern "C" fn write_text(ctx: *mut c_void, s: Str) {
-    // SAFETY: ctx is a `Text` owned by the caller for the duration of the call.
+    // SAFETY: ctx is the `Text` whose `sink()` made this sink; it outlives the call the
+    // sink is passed to, and `s` is valid during this callback (ABI rule for `Str`).
     let t = unsafe { &mut *(ctx as *mut Text) };
     t.0.push_str(unsafe { s.to_str() }.unwrap_or("<invalid UTF-8>"));
 }
 
 impl Text {
-    pub fn new() -> Text {
+    fn new() -> Text {
         Text(String::new())
     }
-    pub fn sink(&mut self) -> TextSink {
+    /// A sink writing into `self`; valid while `self` is neither moved nor dropped.
+    fn sink(&mut self) -> TextSink {
         TextSink {
             ctx: self as *mut Text as *mut c_void,
             write: write_text,
@@ -120,6 +135,8 @@ impl Plugin {
         let _ = std::fs::remove_file(&copy);
         let lib = lib.with_context(|| format!("plugin {shown}: not a loadable library"))?;
         let lib: &'static libloading::Library = Box::leak(Box::new(lib));
+        // SAFETY: the symbol is a `static PluginEntry` exported by `export_plugin!`; we read
+        // its address only (the type `*const PluginEntry` is what the SDK declares).
         let entry: *const PluginEntry = unsafe {
             *lib.get::<*const PluginEntry>(abi::ENTRY_SYMBOL.as_bytes())
                 .with_context(|| {
@@ -129,7 +146,8 @@ impl Plugin {
                     )
                 })?
         };
-        // SAFETY: for a data symbol libloading yields its address; the entry is static.
+        // SAFETY: for a data symbol libloading yields its address; the entry is static and
+        // the library is never unloaded.
         let entry: &'static PluginEntry = unsafe { &*entry };
         // Only `abi_major` is guaranteed readable in every ABI; check it first.
         if entry.abi_major != abi::ABI_MAJOR {
@@ -162,6 +180,8 @@ impl Plugin {
             );
         }
         let mut vt: *const PluginVTable = std::ptr::null();
+        // SAFETY: `init` is the ABI-checked entry's function; the host table is a static and
+        // `vt` a live out-pointer.
         let st = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
             (entry.init)(host::api(), &mut vt)
         }))
@@ -169,6 +189,8 @@ impl Plugin {
         if st != Status::OK || vt.is_null() {
             bail!("plugin {shown}: init failed (status {})", st.0);
         }
+        // SAFETY: non-null, returned by `init`; plugins return a static table, and the
+        // library is never unloaded. Its size is checked before any field is read.
         let vtable: &'static PluginVTable = unsafe { &*vt };
         if (vtable.struct_size as usize) < std::mem::size_of::<PluginVTable>() {
             bail!(
@@ -194,11 +216,8 @@ impl Plugin {
             vtable,
             poisoned: Mutex::new(None),
         };
-        let mut out = Text::new();
-        p.call("describe", |vt, err| unsafe {
-            (vt.describe)(&out.sink(), err)
-        })?;
-        p.desc = serde_json::from_str(&out.0)
+        let json = p.describe()?;
+        p.desc = serde_json::from_str(&json)
             .with_context(|| format!("plugin {shown}: invalid describe() JSON"))?;
         tracing::debug!(plugin = %p.desc.name, file = %shown, "loaded plugin");
         Ok(p)
@@ -231,7 +250,8 @@ impl Plugin {
     }
 
     /// Call into the plugin: refuse if poisoned, poison on panic, turn statuses into errors.
-    pub(crate) fn call(
+    /// The only way to reach the function table; `f` gets it and the error sink.
+    fn call(
         &self,
         what: &str,
         f: impl FnOnce(&'static PluginVTable, *const TextSink) -> Status,
@@ -269,12 +289,23 @@ impl Plugin {
         }
     }
 
+    /// The plugin's self-description, as JSON.
+    fn describe(&self) -> Result<String> {
+        let mut out = Text::new();
+        let sink = out.sink();
+        // SAFETY: both sinks point at locals that outlive the call.
+        self.call("describe", |vt, err| unsafe { (vt.describe)(&sink, err) })?;
+        Ok(out.0)
+    }
+
     /// Run a plugin-specific action (JSON in, JSON out).
     pub fn action(&self, name: &str, args: &Value) -> Result<Value> {
         let args = args.to_string();
         let mut out = Text::new();
+        let sink = out.sink();
+        // SAFETY: the strings and sinks point at locals that outlive the call.
         self.call(name, |vt, err| unsafe {
-            (vt.action)(Str::new(name), Str::new(&args), &out.sink(), err)
+            (vt.action)(Str::new(name), Str::new(&args), &sink, err)
         })?;
         if out.0.trim().is_empty() {
             return Ok(Value::Null);
@@ -287,163 +318,224 @@ impl Plugin {
         })
     }
 
-    pub(crate) fn vtable(&self) -> &'static PluginVTable {
-        self.vtable
-    }
-}
-
-/// The plugins an engine uses.
-#[derive(Clone, Default)]
-pub struct PluginSet {
-    pub plugins: Vec<Arc<Plugin>>,
-    /// Files that failed to load, with the reason.
-    pub failures: Vec<(PathBuf, String)>,
-}
-
-impl PluginSet {
-    /// Load every plugin file in `dirs` (first one wins for duplicate names).
-    pub fn discover(dirs: &[PathBuf]) -> PluginSet {
-        let mut set = PluginSet::default();
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                tracing::debug!(dir = %dir.display(), "plugin directory not readable; skipped");
-                continue;
-            };
-            let mut files: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| is_plugin_file(p))
-                .collect();
-            files.sort();
-            for f in files {
-                if let Err(e) = set.add_file(&f) {
-                    tracing::warn!("{e:#}");
-                    set.failures.push((f, format!("{e:#}")));
-                }
-            }
+    /// Build a model of architecture `arch` (`model_load`); the plugin reads its weights
+    /// from the host's weight source `weights` during the call.
+    pub(crate) fn load_model(
+        self: &Arc<Plugin>,
+        load: &ModelLoad<'_>,
+        weights: SourceId,
+    ) -> Result<PluginModel> {
+        let args = LoadArgs {
+            struct_size: std::mem::size_of::<LoadArgs>() as u32,
+            arch: Str::new(load.arch),
+            path: Str::new(load.path),
+            config: Str::new(load.config),
+            options: Str::new(load.options),
+            weights,
+        };
+        let mut raw: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `args` borrows strings that outlive the call; `raw` is a live out-pointer.
+        self.call("model_load", |vt, err| unsafe {
+            (vt.model_load)(&args, &mut raw, err)
+        })?;
+        if raw.is_null() {
+            bail!("plugin {}: model_load returned no model", self.name());
         }
-        set
-    }
-
-    /// Load one plugin file into the set.
-    pub fn add_file(&mut self, path: &Path) -> Result<Arc<Plugin>> {
-        let p = Plugin::load(path)?;
-        if let Some(other) = self.plugins.iter().find(|q| q.name() == p.name()) {
-            if other.path != p.path {
-                tracing::warn!(
-                    "plugin {} at {} shadowed by {}",
-                    p.name(),
-                    p.path.display(),
-                    other.path.display()
-                );
-            }
-            return Ok(other.clone());
-        }
-        self.plugins.push(p.clone());
-        Ok(p)
-    }
-
-    /// Swap in a fresh copy of the plugin loaded from `path` (rebuilt on disk): returns
-    /// the old and the new version. Work that holds the old one keeps it (models made
-    /// through it keep calling it until re-created); on failure the set is unchanged.
-    pub fn reload(&mut self, path: &Path) -> Result<(Arc<Plugin>, Arc<Plugin>)> {
-        let canonical = path
-            .canonicalize()
-            .with_context(|| format!("plugin {}: cannot open", path.display()))?;
-        let i = self
-            .plugins
-            .iter()
-            .position(|p| p.path == canonical)
-            .ok_or_else(|| anyhow!("no plugin is loaded from {}", path.display()))?;
-        let new = Plugin::reload(&canonical)?;
-        if new.name() != self.plugins[i].name() {
-            tracing::warn!(
-                "plugin {} now calls itself {}",
-                self.plugins[i].name(),
-                new.name()
-            );
-        }
-        let old = std::mem::replace(&mut self.plugins[i], new.clone());
-        Ok((old, new))
-    }
-
-    pub fn get(&self, name: &str) -> Result<Arc<Plugin>> {
-        self.plugins
-            .iter()
-            .find(|p| p.name() == name)
-            .cloned()
-            .ok_or_else(|| {
-                anyhow!(
-                    "no plugin named `{name}` is loaded (loaded: {})",
-                    self.names().join(", ")
-                )
-            })
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.plugins.iter().map(|p| p.name().to_string()).collect()
-    }
-
-    /// The plugin and architecture name serving `key` (an architecture name or a
-    /// config.json `model_type`).
-    pub fn find_arch(&self, key: &str) -> Option<(Arc<Plugin>, String)> {
-        let by_name = self.plugins.iter().find_map(|p| {
-            p.desc
-                .architectures
-                .iter()
-                .find(|a| a.name == key)
-                .map(|a| (p.clone(), a.name.clone()))
-        });
-        by_name.or_else(|| {
-            self.plugins.iter().find_map(|p| {
-                p.desc
-                    .architectures
-                    .iter()
-                    .find(|a| a.model_types.iter().any(|m| m == key))
-                    .map(|a| (p.clone(), a.name.clone()))
-            })
+        Ok(PluginModel {
+            plugin: self.clone(),
+            raw: Mutex::new(RawModel(raw)),
         })
     }
 
-    /// Every architecture as `name (model_types...)`, for error messages.
-    pub fn arch_list(&self) -> String {
-        let v: Vec<String> = self
-            .plugins
+    /// Compute a metric (`metric_compute`). The inputs are lent to the plugin for the
+    /// call; the returned tensors are owned by the caller, also when the call failed (it
+    /// then gets the error, after every emitted reference was taken over).
+    pub(crate) fn compute_metric(&self, call: &MetricCall<'_>) -> Result<MetricReturn> {
+        let h = host::host();
+        let ids: Vec<(&str, TensorId)> = call
+            .inputs
             .iter()
-            .flat_map(|p| p.desc.architectures.iter())
-            .map(|a| format!("{} ({})", a.name, a.model_types.join(", ")))
+            .map(|(n, t)| (n.as_str(), h.insert(t.clone())))
             .collect();
-        if v.is_empty() {
-            "none: no architecture plugin is loaded".into()
-        } else {
-            v.join("; ")
+        let named: Vec<NamedTensor> = ids
+            .iter()
+            .map(|(n, id)| NamedTensor {
+                name: Str::new(n),
+                tensor: *id,
+            })
+            .collect();
+        let args = MetricArgs {
+            struct_size: std::mem::size_of::<MetricArgs>() as u32,
+            metric: Str::new(call.metric),
+            params: Str::new(call.params),
+            model: call.model,
+            tokens: call.tokens.as_ptr(),
+            n_tokens: call.tokens.len(),
+            inputs: named.as_ptr(),
+            n_inputs: named.len(),
+        };
+        struct Collect {
+            record: String,
+            tensors: Vec<(String, TensorId)>,
         }
+        unsafe extern "C" fn record(ctx: *mut c_void, json: Str) {
+            // SAFETY: ctx is the `Collect` below, alive for the whole call; `json` is valid
+            // during this callback.
+            let c = unsafe { &mut *(ctx as *mut Collect) };
+            c.record.push_str(unsafe { json.to_str() }.unwrap_or(""));
+        }
+        unsafe extern "C" fn tensor(ctx: *mut c_void, name: Str, t: TensorId) {
+            // SAFETY: as in `record`; the plugin hands over one reference to `t`.
+            let c = unsafe { &mut *(ctx as *mut Collect) };
+            c.tensors
+                .push((unsafe { name.to_str() }.unwrap_or("?").to_string(), t));
+        }
+        let mut collect = Collect {
+            record: String::new(),
+            tensors: Vec::new(),
+        };
+        let sink = ResultSink {
+            ctx: &mut collect as *mut Collect as *mut c_void,
+            record,
+            tensor,
+        };
+        // SAFETY: `args` points at `tokens`, `named` and strings alive through the call;
+        // `sink` at `collect`, which is not touched until the call returns.
+        let status = self.call(call.metric, |vt, err| unsafe {
+            (vt.metric_compute)(&args, &sink, err)
+        });
+        crate::progress::finish();
+        for (_, id) in &ids {
+            h.release(*id);
+        }
+        let mut tensors = Vec::with_capacity(collect.tensors.len());
+        for (name, id) in collect.tensors {
+            tensors.push((name, h.take(id)?));
+        }
+        status?;
+        Ok(MetricReturn {
+            record: collect.record,
+            tensors,
+        })
+    }
+}
+
+/// What [`Plugin::load_model`] passes to `model_load` (strings as the ABI's `LoadArgs`).
+pub(crate) struct ModelLoad<'a> {
+    pub arch: &'a str,
+    pub path: &'a str,
+    /// Normalised config.json.
+    pub config: &'a str,
+    /// The user's load options, a JSON object.
+    pub options: &'a str,
+}
+
+/// What [`Plugin::compute_metric`] passes to `metric_compute`.
+pub(crate) struct MetricCall<'a> {
+    pub metric: &'a str,
+    /// Parameters, a JSON object.
+    pub params: &'a str,
+    /// The model to measure, or 0.
+    pub model: ModelId,
+    pub tokens: &'a [u32],
+    pub inputs: &'a [(String, Tensor)],
+}
+
+/// What a metric returned: its record (JSON) and its named tensors.
+pub(crate) struct MetricReturn {
+    pub record: String,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+/// The pointer `model_load` returned.
+struct RawModel(*mut c_void);
+// SAFETY: plugin models are `Send` (the SDK requires `Architecture: Send`); every use goes
+// through the Mutex in `PluginModel`, so no two threads touch one at a time.
+unsafe impl Send for RawModel {}
+
+/// A model instance a plugin created: calls into it go through its plugin, and it is
+/// freed (`model_free`) when dropped.
+pub struct PluginModel {
+    plugin: Arc<Plugin>,
+    raw: Mutex<RawModel>,
+}
+
+impl PluginModel {
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
     }
 
-    pub fn find_metric(&self, name: &str) -> Result<(Arc<Plugin>, MetricSpec)> {
-        self.plugins
-            .iter()
-            .find_map(|p| {
-                p.desc
-                    .metrics
-                    .iter()
-                    .find(|m| m.name == name)
-                    .map(|m| (p.clone(), m.clone()))
+    /// The model's description (`model_info`), as JSON.
+    pub(crate) fn info_json(&self) -> Result<String> {
+        let raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Text::new();
+        let sink = out.sink();
+        // SAFETY: `raw` is this plugin's live model (freed only in Drop), held locked;
+        // the sinks point at locals that outlive the call.
+        self.plugin.call("model_info", |vt, err| unsafe {
+            (vt.model_info)(raw.0, &sink, err)
+        })?;
+        Ok(out.0)
+    }
+
+    /// One forward call (`model_forward`) with `options` (JSON, `ForwardArgs::options`);
+    /// activations pass through `hooks`. Returns every emitted `(variant, name, tensor)`;
+    /// emitted references are taken over even when the call fails.
+    pub(crate) fn forward(
+        &self,
+        tokens: &[u32],
+        options: &str,
+        hooks: &mut HookCtx,
+    ) -> Result<Vec<(u32, String, Tensor)>> {
+        let args = ForwardArgs {
+            struct_size: std::mem::size_of::<ForwardArgs>() as u32,
+            tokens: tokens.as_ptr(),
+            n_tokens: tokens.len(),
+            options: Str::new(options),
+            hooks: hooks as *mut HookCtx as *mut c_void,
+        };
+        struct Collect(Vec<(u32, String, TensorId)>);
+        unsafe extern "C" fn put(ctx: *mut c_void, variant: u32, name: Str, t: TensorId) {
+            // SAFETY: ctx is the `Collect` below, alive for the whole call; `name` is valid
+            // during this callback.
+            let c = unsafe { &mut *(ctx as *mut Collect) };
+            c.0.push((
+                variant,
+                unsafe { name.to_str() }.unwrap_or("?").to_string(),
+                t,
+            ));
+        }
+        let mut collect = Collect(Vec::new());
+        let sink = TensorSink {
+            ctx: &mut collect as *mut Collect as *mut c_void,
+            put,
+        };
+        let status = {
+            let raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: `raw` is this plugin's live model, held locked for the call; `args`
+            // points at `tokens`, `options` and `hooks`, all alive through the call, and the
+            // host reaches `hooks` only during it (`host_hook`).
+            self.plugin.call("forward", |vt, err| unsafe {
+                (vt.model_forward)(raw.0, &args, &sink, err)
             })
-            .ok_or_else(|| {
-                let known: Vec<String> = self
-                    .plugins
-                    .iter()
-                    .flat_map(|p| p.desc.metrics.iter().map(|m| m.name.clone()))
-                    .collect();
-                anyhow!(
-                    "unknown metric `{name}` (known: {})",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                )
-            })
+        };
+        let h = host::host();
+        let mut out = Vec::with_capacity(collect.0.len());
+        for (v, name, id) in collect.0 {
+            out.push((v, name, h.take(id)?));
+        }
+        status?;
+        Ok(out)
+    }
+}
+
+impl Drop for PluginModel {
+    fn drop(&mut self) {
+        let raw = self.raw.get_mut().unwrap_or_else(|e| e.into_inner()).0;
+        // A poisoned plugin is not called again, not even to free.
+        if !raw.is_null() && self.plugin.poisoned().is_none() {
+            // SAFETY: created by this plugin's `model_load`, freed once, here.
+            unsafe { (self.plugin.vtable.model_free)(raw) };
+        }
     }
 }

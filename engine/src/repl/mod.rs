@@ -9,10 +9,10 @@ mod helper;
 mod watch;
 
 use crate::engine::Engine;
+use crate::model::Model;
 use crate::plugin::host::host;
 use crate::plugin::PluginSet;
 use crate::script::ScriptHost;
-use crate::session::Model;
 use anyhow::{anyhow, Context, Result};
 use rhai::{Array, Dynamic, Map, Scope, AST};
 use rustyline::error::ReadlineError;
@@ -82,6 +82,8 @@ pub(crate) struct State {
     names: Arc<RwLock<Names>>,
     /// Signatures of every registered function (`name(a: T) -> R`).
     signatures: Vec<String>,
+    /// tokit's functions with their documentation, for `:help`.
+    docs: Vec<FunctionDoc>,
 }
 
 impl State {
@@ -96,6 +98,7 @@ impl State {
         let mut signatures = host.rhai.gen_fn_signatures(true);
         signatures.sort();
         signatures.dedup();
+        let docs = function_docs(&host.rhai);
         let mut s = State {
             host,
             functions: AST::empty(),
@@ -105,6 +108,7 @@ impl State {
             out,
             names,
             signatures,
+            docs,
         };
         s.refresh_names();
         s
@@ -517,11 +521,17 @@ impl State {
                 ));
             }
         }
+        let documented: Vec<&FunctionDoc> = self.docs.iter().filter(|d| d.name == name).collect();
+        for d in &documented {
+            lines.push(d.signature.clone());
+            lines.extend(d.doc.lines().map(|l| format!("  {l}")));
+        }
         let prefix = format!("{name}(");
         lines.extend(
             self.signatures
                 .iter()
                 .filter(|s| s.starts_with(&prefix))
+                .filter(|s| !documented.iter().any(|d| &d.signature == *s))
                 .cloned(),
         );
         lines.extend(
@@ -537,6 +547,70 @@ impl State {
         }
         self.out.line(lines.join("\n"));
     }
+}
+
+/// A registered function (or property) and its documentation.
+#[derive(Debug)]
+struct FunctionDoc {
+    /// What `:help` looks up: the function's or property's name.
+    name: String,
+    /// `name(a: T) -> R`, or `Type.property` for a property.
+    signature: String,
+    /// The doc comment without its `///` leaders.
+    doc: String,
+}
+
+/// The documented functions registered in `rhai` (Rhai keeps doc comments as metadata).
+fn function_docs(rhai: &rhai::Engine) -> Vec<FunctionDoc> {
+    let Ok(json) = rhai.gen_fn_metadata_to_json(false) else {
+        return vec![];
+    };
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    let Some(functions) = v.get("functions").and_then(|f| f.as_array()) else {
+        return vec![];
+    };
+    let mut docs: Vec<FunctionDoc> = functions
+        .iter()
+        .filter_map(|f| {
+            let name = f.get("name")?.as_str()?;
+            let comments = f.get("docComments")?.as_array()?;
+            let doc = comments
+                .iter()
+                .filter_map(|c| c.as_str())
+                .flat_map(str::lines)
+                .map(|l| {
+                    l.trim_start_matches("///")
+                        .strip_prefix(' ')
+                        .unwrap_or(l.trim_start_matches("///"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let signature = f.get("signature")?.as_str()?.to_string();
+            Some(match name.strip_prefix("get$") {
+                Some(prop) => {
+                    let ty = f
+                        .get("params")
+                        .and_then(|p| p.get(0))
+                        .and_then(|p| p.get("type"))
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("")
+                        .trim_start_matches("&mut ");
+                    FunctionDoc {
+                        name: prop.to_string(),
+                        signature: format!("{ty}.{prop}"),
+                        doc,
+                    }
+                }
+                None => FunctionDoc {
+                    name: name.to_string(),
+                    signature,
+                    doc,
+                },
+            })
+        })
+        .collect();
+    docs.sort_by(|a, b| a.signature.cmp(&b.signature));
+    docs
 }
 
 /// `print` in scripts goes through [`Out`].
@@ -718,6 +792,59 @@ pub fn watch_script(tokit: Arc<Engine>, script: &Path) -> Result<()> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendChoice, Config};
+
+    #[test]
+    fn help_has_the_docs_of_every_tokit_function() {
+        let config = Config {
+            no_default_plugins: true,
+            backend: BackendChoice::Cpu,
+            ..Default::default()
+        };
+        let host = ScriptHost::new(Arc::new(Engine::new(config).unwrap()));
+        let docs = function_docs(&host.rhai);
+        let find = |name: &str| docs.iter().filter(|d| d.name == name).collect::<Vec<_>>();
+        let analyze = find("analyze");
+        assert_eq!(analyze.len(), 1, "{docs:?}");
+        assert!(
+            analyze[0].signature.starts_with("analyze("),
+            "{:?}",
+            analyze[0]
+        );
+        assert!(analyze[0].doc.contains("Example:") && !analyze[0].doc.contains("///"));
+        assert_eq!(find("forward").len(), 2);
+        let value = find("value");
+        assert_eq!(value.len(), 1);
+        assert_eq!(value[0].signature, "Result.value");
+        for name in [
+            "load_model",
+            "info",
+            "hooks",
+            "encode",
+            "decode",
+            "generate",
+            "metrics",
+            "plugins",
+            "call_plugin",
+            "tensor",
+            "shape",
+            "sum",
+            "table",
+            "save",
+            "plot",
+            "to_json",
+        ] {
+            assert!(
+                find(name).iter().all(|d| !d.doc.is_empty()) && !find(name).is_empty(),
+                "{name}"
+            );
         }
     }
 }

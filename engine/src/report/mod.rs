@@ -23,7 +23,7 @@ pub struct Provenance {
     pub created_unix: u64,
 }
 
-/// One measured result (DESIGN.md, "Metrics and results").
+/// One measured result (docs/architecture.md, "One metric").
 #[derive(Clone, Debug)]
 pub struct Report {
     pub metric: String,

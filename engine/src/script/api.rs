@@ -1,20 +1,50 @@
-//! tokit's functions and types in Rhai (DESIGN.md, "User surfaces"):
-//! `load_model`, `Model.info/encode/decode/forward/hooks`, `analyze`, `Result.value/unit/
-//! scalars/tensors/table/save/plot`, `metrics()`, `plugins()`, `call_plugin`, `Tensor`.
+//! tokit's functions and types in Rhai (README.md, "Rhai"): `load_model`, the `Model`
+//! methods, `analyze` and its `Result`, `metrics()`, `plugins()`, `call_plugin`, `Tensor`.
+//!
+//! Every function is registered with its documentation (`def!`), which Rhai keeps as
+//! metadata: `:help name` in the REPL prints it.
 
 use super::convert::*;
+use super::options::{forward_spec, options};
 use crate::engine::{AnalyzeInput, Engine};
+use crate::model::{ForwardSpec, LoadOptions, Model};
 use crate::report::Report;
-use crate::session::{Action, ForwardSpec, Intervention, LoadOptions, Model};
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Dynamic, FuncRegistration, Map};
 use serde_json::Value;
 use std::sync::Arc;
 use tokit_compute::Tensor;
-use tokit_sdk::Variant;
 
 /// A result as scripts see it.
 #[derive(Clone)]
 pub struct ScriptReport(pub Arc<Report>);
+
+/// `doc` as Rhai doc-comment lines (`/// ...`).
+fn comments(doc: &str) -> String {
+    doc.trim()
+        .lines()
+        .map(|l| format!("/// {}", l.trim_end()).trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Register `$f` as the function `$name` with its documentation (a macro because rhai's
+/// bound on return types is not nameable outside it).
+macro_rules! def {
+    ($rhai:expr, $name:expr, $doc:expr, $f:expr $(,)?) => {
+        FuncRegistration::new($name)
+            .with_comments([comments($doc)])
+            .register_into_engine($rhai, $f)
+    };
+}
+
+/// Register `$f` as the property getter `$name` with its documentation.
+macro_rules! get {
+    ($rhai:expr, $name:expr, $doc:expr, $f:expr $(,)?) => {
+        FuncRegistration::new_getter($name)
+            .with_comments([comments($doc)])
+            .register_into_engine($rhai, $f)
+    };
+}
 
 pub fn register(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
     register_model(rhai, tokit.clone());
@@ -22,8 +52,15 @@ pub fn register(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
     register_report(rhai);
 
     let t = tokit.clone();
-    rhai.register_fn(
+    def!(
+        rhai,
         "analyze",
+        "Compute a metric and return its Result.
+`args` holds the inputs: `model` (a Model), `text` or `tokens` (token ids), `inputs`
+(a map of Tensors); every other key is a parameter of the metric (`:help METRIC`
+lists them; an unknown one is an error).
+Example: let r = analyze(\"surprisal\", #{ model: m, text: \"Let there be light\", unit: \"bits\" });
+         print(r.value);",
         move |metric: &str, args: Map| -> RhaiResult<ScriptReport> {
             let input = analyze_input(&args)?;
             Ok(ScriptReport(Arc::new(anyhow_rt(
@@ -32,54 +69,89 @@ pub fn register(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
         },
     );
     let t = tokit.clone();
-    rhai.register_fn("metrics", move || -> RhaiResult<Array> {
-        t.metrics()
-            .into_iter()
-            .map(|(plugin, spec)| {
-                let mut v = serde_json::to_value(&spec).unwrap_or(Value::Null);
-                if let Value::Object(m) = &mut v {
-                    m.insert("plugin".into(), Value::String(plugin));
-                }
-                from_json(&v)
-            })
-            .collect()
-    });
+    def!(
+        rhai,
+        "metrics",
+        "Every metric of the loaded plugins: an array of maps with `name`, `plugin`,
+`description`, `unit`, `needs_model`, `reconstruction` and `params`.
+Example: for m in metrics() { print(m.name); }",
+        move || -> RhaiResult<Array> {
+            t.metrics()
+                .into_iter()
+                .map(|(plugin, spec)| {
+                    let mut v = serde_json::to_value(&spec).unwrap_or(Value::Null);
+                    if let Value::Object(m) = &mut v {
+                        m.insert("plugin".into(), Value::String(plugin));
+                    }
+                    from_json(&v)
+                })
+                .collect()
+        },
+    );
     let t = tokit.clone();
-    rhai.register_fn("plugins", move || -> RhaiResult<Array> {
-        t.plugins
-            .plugins
-            .iter()
-            .map(|p| {
-                from_json(&serde_json::json!({
-                    "name": p.desc.name, "version": p.desc.version, "kind": p.desc.kind,
-                    "abi": format!("{}.{}", p.abi.0, p.abi.1), "file": p.path.display().to_string(),
-                    "architectures": p.desc.architectures.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
-                    "metrics": p.desc.metrics.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
-                }))
-            })
-            .collect()
-    });
+    def!(
+        rhai,
+        "plugins",
+        "The loaded plugins: an array of maps with `name`, `version`, `kind`, `abi`, `file`,
+`architectures` and `metrics`.
+Example: print(plugins().map(|p| p.name));",
+        move || -> RhaiResult<Array> {
+            t.plugins
+                .plugins
+                .iter()
+                .map(|p| {
+                    from_json(&serde_json::json!({
+                        "name": p.desc.name, "version": p.desc.version, "kind": p.desc.kind,
+                        "abi": format!("{}.{}", p.abi.0, p.abi.1), "file": p.path.display().to_string(),
+                        "architectures": p.desc.architectures.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+                        "metrics": p.desc.metrics.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+                    }))
+                })
+                .collect()
+        },
+    );
     let t = tokit.clone();
-    rhai.register_fn(
+    def!(
+        rhai,
         "call_plugin",
+        "Run a plugin's own action with a map of arguments; returns what it returns.
+Example: call_plugin(\"arllm\", \"fit\", #{ text_file: \"corpus.txt\", order: 3, out: \"out/my-model\" });",
         move |plugin: &str, action: &str, args: Map| -> RhaiResult<Dynamic> {
             let v = to_json(&Dynamic::from_map(args))?;
             from_json(&anyhow_rt(t.action(plugin, action, &v))?)
         },
     );
-    rhai.register_fn("read_file", |path: &str| -> RhaiResult<String> {
-        rt(std::fs::read_to_string(path).map_err(|e| format!("read_file {path}: {e}")))
-    });
+    def!(
+        rhai,
+        "read_file",
+        "The text of a file.
+Example: let text = read_file(\"scripts/data/genesis-1-11.txt\");",
+        |path: &str| -> RhaiResult<String> {
+            rt(std::fs::read_to_string(path).map_err(|e| format!("read_file {path}: {e}")))
+        },
+    );
     let t = tokit;
-    rhai.register_fn("out_dir", move || -> String {
-        t.config
-            .output_dir
-            .clone()
-            .unwrap_or_else(|| "out".into())
-            .display()
-            .to_string()
-    });
-    rhai.register_fn("tensor", |a: Array| tensor_from_array(&a));
+    def!(
+        rhai,
+        "out_dir",
+        "The output directory (`output_dir` in tokit.ron, else `out`).
+Example: r.save(out_dir() + \"/r.json\");",
+        move || -> String {
+            t.config
+                .output_dir
+                .clone()
+                .unwrap_or_else(|| "out".into())
+                .display()
+                .to_string()
+        },
+    );
+    def!(
+        rhai,
+        "tensor",
+        "A Tensor from a (nested) array of numbers; the nesting gives the shape.
+Example: let t = tensor([[1.0, 2.0], [3.0, 4.0]]);   // shape [2, 2]",
+        |a: Array| tensor_from_array(&a),
+    );
 }
 
 fn analyze_input(args: &Map) -> RhaiResult<AnalyzeInput> {
@@ -117,6 +189,7 @@ fn analyze_input(args: &Map) -> RhaiResult<AnalyzeInput> {
                 }
                 None => return err("analyze: `inputs` must be a map of tensors"),
             },
+            // A metric's parameters: checked against its declaration by the engine.
             _ => {
                 input.params.insert(k.to_string(), to_json(v)?);
             }
@@ -141,116 +214,38 @@ fn model_info_map(m: &Model) -> RhaiResult<Dynamic> {
     from_json(&v)
 }
 
-fn forward_spec(opts: &Map) -> RhaiResult<(ForwardSpec, bool)> {
-    let mut spec = ForwardSpec::default();
-    let mut many = false;
-    for (k, v) in opts {
-        match k.as_str() {
-            "capture" => spec.capture = strings(v, "forward: capture")?,
-            "ablate" => {
-                let method = opts.get("method").and_then(|m| m.clone().into_string().ok());
-                spec.variants = vec![Variant { ablate: int_list(v, "forward: ablate")?, method, replace_with: None }];
-            }
-            "method" | "replace_with" => {}
-            "variants" => {
-                many = true;
-                let a = v.clone().try_cast::<Array>().ok_or("forward: `variants` must be an array of maps")?;
-                spec.variants = a
-                    .iter()
-                    .map(|d| rt(rhai::serde::from_dynamic::<Variant>(d).map_err(|e| format!("forward: variant: {e}"))))
-                    .collect::<RhaiResult<_>>()?;
-            }
-            "interventions" => {
-                let a = v.clone().try_cast::<Array>().ok_or("forward: `interventions` must be an array of maps")?;
-                spec.interventions = a.iter().map(intervention).collect::<RhaiResult<_>>()?;
-            }
-            other => return err(format!("forward: unknown option `{other}` (capture, ablate, method, variants, interventions)")),
-        }
-    }
-    if let Some(r) = opts.get("replace_with") {
-        let tok = r
-            .as_int()
-            .map_err(|_| "forward: replace_with must be a token id")?;
-        for v in &mut spec.variants {
-            v.replace_with = Some(tok as u32);
-        }
-    }
-    Ok((spec, many))
-}
-
-fn intervention(d: &Dynamic) -> RhaiResult<Intervention> {
-    let m = d
-        .clone()
-        .try_cast::<Map>()
-        .ok_or("forward: each intervention is a map #{hook, op, value}")?;
-    let pattern = map_get(&m, "hook")
-        .ok_or("intervention: missing `hook`")?
-        .clone()
-        .into_string()
-        .map_err(|_| "intervention: `hook` must be a string")?;
-    let op = map_get(&m, "op")
-        .ok_or("intervention: missing `op`")?
-        .clone()
-        .into_string()
-        .map_err(|_| "intervention: `op` must be a string")?;
-    let value = map_get(&m, "value");
-    let tensor = |what: &str| -> RhaiResult<Tensor> {
-        let v = value.ok_or_else(|| format!("intervention {what}: missing `value` (a Tensor)"))?;
-        v.clone()
-            .try_cast::<Tensor>()
-            .ok_or_else(|| format!("intervention {what}: `value` must be a Tensor").into())
-    };
-    let action = match op.as_str() {
-        "zero" => Action::Zero,
-        "scale" => Action::Scale(number(
-            value.ok_or("intervention scale: missing `value`")?,
-            "intervention scale",
-        )? as f32),
-        "add" => Action::Add(tensor("add")?),
-        "replace" => Action::Replace(tensor("replace")?),
-        "knockout" => Action::Knockout {
-            keys: int_list(
-                map_get(&m, "keys")
-                    .ok_or("intervention knockout: missing `keys` (key positions)")?,
-                "intervention knockout: keys",
-            )?,
-            heads: match map_get(&m, "heads") {
-                Some(h) => int_list(h, "intervention knockout: heads")?,
-                None => vec![],
-            },
-        },
-        other => {
-            return err(format!(
-                "intervention: unknown op `{other}` (zero, scale, add, replace, knockout)"
-            ))
-        }
-    };
-    let variants = match map_get(&m, "variants") {
-        Some(v) => Some(int_list(v, "intervention: variants")?),
-        None => None,
-    };
-    Ok(Intervention {
-        pattern,
-        action,
-        variants,
-    })
-}
-
 fn outputs_map(o: std::collections::BTreeMap<String, Tensor>) -> Map {
     o.into_iter()
         .map(|(k, t)| (k.into(), Dynamic::from(t)))
         .collect()
 }
 
+/// Generation options from a map (unknown keys are errors).
+fn generate_options(opts: Map, what: &str) -> RhaiResult<crate::GenerateOptions> {
+    options(opts, &format!("{what}: options"))
+}
+
 fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
     rhai.register_type_with_name::<Model>("Model");
     let t = tokit.clone();
-    rhai.register_fn("load_model", move |path: &str| -> RhaiResult<Model> {
-        anyhow_rt(t.load_model(path, &LoadOptions::default()))
-    });
-    let t = tokit;
-    rhai.register_fn(
+    def!(
+        rhai,
         "load_model",
+        "Load a model: a directory in Hugging Face layout (config.json, *.safetensors,
+tokenizer.json), a .gguf file, or a name from `models` in tokit.ron. The plugin is chosen
+by the config's `model_type`.
+Example: let m = load_model(\"out/quickstart/arllm-genesis-o2\");",
+        move |path: &str| -> RhaiResult<Model> {
+            anyhow_rt(t.load_model(path, &LoadOptions::default()))
+        },
+    );
+    let t = tokit;
+    def!(
+        rhai,
+        "load_model",
+        "Load a model with options: `arch` names the architecture to use instead of the
+config's; every other key goes to the plugin as a load option.
+Example: let m = load_model(\"models/llada\", #{ arch: \"llada\", mask_token_id: 118 });",
         move |path: &str, opts: Map| -> RhaiResult<Model> {
             let mut lo = LoadOptions::default();
             for (k, v) in opts {
@@ -266,36 +261,82 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
             anyhow_rt(t.load_model(path, &lo))
         },
     );
-    rhai.register_fn("info", |m: &mut Model| model_info_map(m));
-    rhai.register_fn("hooks", |m: &mut Model| -> Array {
-        m.info()
-            .hooks
-            .iter()
-            .map(|h| Dynamic::from(h.clone()))
-            .collect()
-    });
-    rhai.register_fn("encode", |m: &mut Model, text: &str| -> RhaiResult<Array> {
-        Ok(ids_to_array(&anyhow_rt(m.encode(text))?))
-    });
-    rhai.register_fn(
+    def!(
+        rhai,
+        "info",
+        "The model's description: architecture, vocabulary size, context length, hook
+points, ablation methods, path, plugin, fingerprint.
+Example: print(m.info().vocab_size);",
+        |m: &mut Model| model_info_map(m),
+    );
+    def!(
+        rhai,
+        "hooks",
+        "The model's hook point names (patterns in `capture` and interventions match them).
+Example: print(m.hooks());",
+        |m: &mut Model| -> Array {
+            m.info()
+                .hooks
+                .iter()
+                .map(|h| Dynamic::from(h.clone()))
+                .collect()
+        },
+    );
+    def!(
+        rhai,
+        "encode",
+        "Token ids of a text, with the model's tokenizer.
+Example: let ids = m.encode(\"In the beginning\");",
+        |m: &mut Model, text: &str| -> RhaiResult<Array> {
+            Ok(ids_to_array(&anyhow_rt(m.encode(text))?))
+        },
+    );
+    def!(
+        rhai,
         "decode",
+        "The text of token ids, with the model's tokenizer.
+Example: print(m.decode(ids));",
         |m: &mut Model, ids: Array| -> RhaiResult<String> {
             anyhow_rt(m.decode(&token_ids(&ids, "decode")?))
         },
     );
-    rhai.register_fn("token_str", |m: &mut Model, id: i64| -> String {
-        u32::try_from(id)
-            .map(|i| m.token_str(i))
-            .unwrap_or_default()
-    });
-    rhai.register_fn("forward", |m: &mut Model, ids: Array| -> RhaiResult<Map> {
-        let out = anyhow_rt(m.forward(&token_ids(&ids, "forward")?, &ForwardSpec::default()))?;
-        Ok(outputs_map(out.into_iter().next().unwrap_or_default()))
-    });
-    rhai.register_fn(
+    def!(
+        rhai,
+        "token_str",
+        "The readable text of one token id (the id itself without a tokenizer).
+Example: print(m.token_str(42));",
+        |m: &mut Model, id: i64| -> String {
+            u32::try_from(id)
+                .map(|i| m.token_str(i))
+                .unwrap_or_default()
+        },
+    );
+    def!(
+        rhai,
         "forward",
+        "Run the model on token ids: a map with `logits` (a Tensor [T, V]).
+Example: let out = m.forward(ids); print(out.logits.shape());",
+        |m: &mut Model, ids: Array| -> RhaiResult<Map> {
+            let out = anyhow_rt(m.forward(&token_ids(&ids, "forward")?, &ForwardSpec::default()))?;
+            Ok(outputs_map(out.into_iter().next().unwrap_or_default()))
+        },
+    );
+    def!(
+        rhai,
+        "forward",
+        "Run the model with options (an unknown key is an error):
+`capture`: hook patterns to return (`*` matches any run of characters);
+`ablate`: positions to remove from what later positions condition on, with `method`
+(the model's default when absent) and `replace_with` (the token of method `replace`);
+`variants`: an array of `#{ ablate, method, replace_with }`, computed in one call (the
+result is then an array of maps, one per variant);
+`interventions`: an array of `#{ hook, op, value }` with op `zero`, `scale` (value a
+number), `add` or `replace` (value a Tensor), or `#{ hook, op: \"knockout\", keys, heads }`
+at pre-softmax attention scores; `variants: [..]` limits one to those variants.
+Example: let out = m.forward(ids, #{ capture: [\"blocks.*.hook_resid_post\"] });
+         let v = m.forward(ids, #{ variants: [#{}, #{ ablate: [3] }] });",
         |m: &mut Model, ids: Array, opts: Map| -> RhaiResult<Dynamic> {
-            let (spec, many) = forward_spec(&opts)?;
+            let (spec, many) = forward_spec(opts)?;
             let out = anyhow_rt(m.forward(&token_ids(&ids, "forward")?, &spec))?;
             if many {
                 Ok(Dynamic::from_array(
@@ -310,12 +351,16 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
             }
         },
     );
-    rhai.register_fn(
+    def!(
+        rhai,
         "generate",
+        "Generate new token ids after `ids` (an unknown option is an error): `max_tokens`
+(alias `gen_length`), `temperature` (0 = greedy), `top_k`, `top_p`, `seed`, `stop` (token
+ids); masked-diffusion models also `steps`, `block_length`, `cfg_scale`, `remasking`
+(`low_confidence` or `random`).
+Example: print(m.decode(m.generate(ids, #{ max_tokens: 20, temperature: 0.8, top_k: 40, seed: 1 })));",
         |m: &mut Model, ids: Array, opts: Map| -> RhaiResult<Array> {
-            let opts: crate::GenerateOptions =
-                rt(rhai::serde::from_dynamic(&Dynamic::from_map(opts))
-                    .map_err(|e| format!("generate: options: {e}")))?;
+            let opts = generate_options(opts, "generate")?;
             Ok(ids_to_array(&anyhow_rt(crate::generate::generate(
                 m,
                 &token_ids(&ids, "generate")?,
@@ -323,12 +368,16 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
             ))?))
         },
     );
-    rhai.register_fn(
+    def!(
+        rhai,
         "generate_trace",
+        "Like `generate`, and also when each token was chosen: a map with `tokens`, `order`
+(indices into `tokens` in the order they were fixed: the unmasking order of a
+masked-diffusion model) and `step` (the sampling step that fixed each token).
+Example: let g = llada.generate_trace(ids, #{ gen_length: 32, steps: 16, block_length: 8 });
+         print(g.order);",
         |m: &mut Model, ids: Array, opts: Map| -> RhaiResult<Map> {
-            let opts: crate::GenerateOptions =
-                rt(rhai::serde::from_dynamic(&Dynamic::from_map(opts))
-                    .map_err(|e| format!("generate_trace: options: {e}")))?;
+            let opts = generate_options(opts, "generate_trace")?;
             let g = anyhow_rt(crate::generate::generate_traced(
                 m,
                 &token_ids(&ids, "generate_trace")?,
@@ -343,25 +392,50 @@ fn register_model(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
             Ok(out)
         },
     );
-    rhai.register_fn("to_string", |m: &mut Model| {
-        format!("Model({}, {})", m.arch, m.path.display())
-    });
+    def!(
+        rhai,
+        "to_string",
+        "`Model(arch, path)`.",
+        |m: &mut Model| format!("Model({}, {})", m.arch, m.path.display()),
+    );
 }
 
 fn register_tensor(rhai: &mut rhai::Engine) {
     use tokit_compute::ReduceOp;
     rhai.register_type_with_name::<Tensor>("Tensor");
-    rhai.register_fn("shape", |t: &mut Tensor| -> Array {
-        t.shape()
-            .iter()
-            .map(|&d| Dynamic::from_int(d as i64))
-            .collect()
-    });
-    rhai.register_fn("len", |t: &mut Tensor| {
-        t.shape().first().copied().unwrap_or(1) as i64
-    });
-    rhai.register_fn("numel", |t: &mut Tensor| t.numel() as i64);
-    rhai.register_fn("to_array", |t: &mut Tensor| tensor_to_array(t));
+    def!(
+        rhai,
+        "shape",
+        "The tensor's shape, an array of integers.
+Example: print(out.logits.shape());   // [T, V]",
+        |t: &mut Tensor| -> Array {
+            t.shape()
+                .iter()
+                .map(|&d| Dynamic::from_int(d as i64))
+                .collect()
+        },
+    );
+    def!(
+        rhai,
+        "len",
+        "The length of the first dimension (1 for a scalar).
+Example: for i in 0..t.len() { print(t[i]); }",
+        |t: &mut Tensor| t.shape().first().copied().unwrap_or(1) as i64,
+    );
+    def!(
+        rhai,
+        "numel",
+        "The number of elements.
+Example: print(t.numel());",
+        |t: &mut Tensor| t.numel() as i64,
+    );
+    def!(
+        rhai,
+        "to_array",
+        "The tensor as nested arrays of floats.
+Example: print(r.tensors.surprisal.to_array());",
+        |t: &mut Tensor| tensor_to_array(t),
+    );
     rhai.register_indexer_get(|t: &mut Tensor, i: i64| -> RhaiResult<Dynamic> {
         let n = t.shape().first().copied().unwrap_or(0);
         let idx = if i < 0 { i + n as i64 } else { i };
@@ -396,81 +470,173 @@ fn register_tensor(rhai: &mut rhai::Engine) {
             .data()[0] as f64)
         }
     };
-    rhai.register_fn("sum", all(ReduceOp::Sum));
-    rhai.register_fn("mean", all(ReduceOp::Mean));
-    rhai.register_fn("max", all(ReduceOp::Max));
-    rhai.register_fn("min", all(ReduceOp::Min));
-    rhai.register_fn("argmax", |t: &mut Tensor| -> i64 {
-        t.data()
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| {
-                if x > b.1 {
-                    (i, x)
-                } else {
-                    b
-                }
-            })
-            .0 as i64
-    });
-    rhai.register_fn("to_string", |t: &mut Tensor| {
+    def!(
+        rhai,
+        "sum",
+        "The sum of all elements.
+Example: print(t.sum());",
+        all(ReduceOp::Sum),
+    );
+    def!(
+        rhai,
+        "mean",
+        "The mean of all elements.
+Example: print(t.mean());",
+        all(ReduceOp::Mean),
+    );
+    def!(
+        rhai,
+        "max",
+        "The largest element.
+Example: print(t.max());",
+        all(ReduceOp::Max),
+    );
+    def!(
+        rhai,
+        "min",
+        "The smallest element.
+Example: print(t.min());",
+        all(ReduceOp::Min),
+    );
+    def!(
+        rhai,
+        "argmax",
+        "The flat index of the largest element (the first one on ties).
+Example: let next = out.logits[-1].argmax();",
+        |t: &mut Tensor| -> i64 {
+            t.data()
+                .iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| {
+                    if x > b.1 {
+                        (i, x)
+                    } else {
+                        b
+                    }
+                })
+                .0 as i64
+        },
+    );
+    def!(rhai, "to_string", "`Tensor[shape]`.", |t: &mut Tensor| {
         format!("Tensor{:?}", t.shape())
     });
 }
 
 fn register_report(rhai: &mut rhai::Engine) {
     rhai.register_type_with_name::<ScriptReport>("Result");
-    rhai.register_get("value", |r: &mut ScriptReport| {
-        r.0.value.map_or(Dynamic::UNIT, Dynamic::from_float)
-    });
-    rhai.register_get("unit", |r: &mut ScriptReport| r.0.unit.clone());
-    rhai.register_get("metric", |r: &mut ScriptReport| r.0.metric.clone());
-    rhai.register_get("estimator", |r: &mut ScriptReport| r.0.estimator.clone());
-    rhai.register_get("scalars", |r: &mut ScriptReport| -> Map {
-        r.0.scalars
-            .iter()
-            .map(|(k, &v)| (k.into(), Dynamic::from_float(v)))
-            .collect()
-    });
-    rhai.register_get("tensors", |r: &mut ScriptReport| -> Map {
-        r.0.tensors
-            .iter()
-            .map(|(k, t)| (k.into(), Dynamic::from(t.clone())))
-            .collect()
-    });
-    rhai.register_get("params", |r: &mut ScriptReport| -> RhaiResult<Dynamic> {
-        from_json(&Value::Object(r.0.params.clone()))
-    });
-    rhai.register_get("tokens", |r: &mut ScriptReport| -> Array {
-        r.0.tokens
-            .iter()
-            .map(|s| Dynamic::from(s.clone()))
-            .collect()
-    });
-    rhai.register_fn("table", |r: &mut ScriptReport| {
-        r.0.table_text(&[], usize::MAX)
-    });
-    rhai.register_fn("table", |r: &mut ScriptReport, max_rows: i64| {
-        r.0.table_text(&[], max_rows.max(0) as usize)
-    });
-    rhai.register_fn(
+    get!(
+        rhai,
+        "value",
+        "The result's value, when the measure is one number (else `()`).",
+        |r: &mut ScriptReport| r.0.value.map_or(Dynamic::UNIT, Dynamic::from_float),
+    );
+    get!(
+        rhai,
+        "unit",
+        "The unit of the value and the local values.",
+        |r: &mut ScriptReport| r.0.unit.clone(),
+    );
+    get!(
+        rhai,
+        "metric",
+        "The metric's name.",
+        |r: &mut ScriptReport| r.0.metric.clone(),
+    );
+    get!(
+        rhai,
+        "estimator",
+        "How the value was obtained (`exact`, `plug-in`, `monte-carlo`, ...).",
+        |r: &mut ScriptReport| r.0.estimator.clone(),
+    );
+    get!(
+        rhai,
+        "scalars",
+        "Named scalars: standard error (`se`), p-value, ...",
+        |r: &mut ScriptReport| -> Map {
+            r.0.scalars
+                .iter()
+                .map(|(k, &v)| (k.into(), Dynamic::from_float(v)))
+                .collect()
+        },
+    );
+    get!(
+        rhai,
+        "tensors",
+        "Named tensors: per-token values (entry 0 empty, NaN), matrices.",
+        |r: &mut ScriptReport| -> Map {
+            r.0.tensors
+                .iter()
+                .map(|(k, t)| (k.into(), Dynamic::from(t.clone())))
+                .collect()
+        },
+    );
+    get!(
+        rhai,
+        "params",
+        "The parameters the metric used (defaults filled in).",
+        |r: &mut ScriptReport| -> RhaiResult<Dynamic> {
+            from_json(&Value::Object(r.0.params.clone()))
+        },
+    );
+    get!(
+        rhai,
+        "tokens",
+        "The text of each token, when the input was text.",
+        |r: &mut ScriptReport| -> Array {
+            r.0.tokens
+                .iter()
+                .map(|s| Dynamic::from(s.clone()))
+                .collect()
+        },
+    );
+    def!(
+        rhai,
         "table",
+        "The per-token tensors as a text table.
+Example: print(r.table());",
+        |r: &mut ScriptReport| r.0.table_text(&[], usize::MAX),
+    );
+    def!(
+        rhai,
+        "table",
+        "The per-token tensors as a text table of at most `max_rows` rows.
+Example: print(r.table(20));",
+        |r: &mut ScriptReport, max_rows: i64| r.0.table_text(&[], max_rows.max(0) as usize),
+    );
+    def!(
+        rhai,
+        "table",
+        "The named per-token tensors as a text table of at most `max_rows` rows.
+Example: print(r.table([\"surprisal\", \"entropy\"], 20));",
         |r: &mut ScriptReport, columns: Array, max_rows: i64| -> RhaiResult<String> {
             let cols = strings(&Dynamic::from_array(columns), "table: columns")?;
             Ok(r.0.table_text(&cols, max_rows.max(0) as usize))
         },
     );
-    rhai.register_fn("to_json", |r: &mut ScriptReport| -> RhaiResult<String> {
-        rt(serde_json::to_string_pretty(&r.0.to_json()))
-    });
-    rhai.register_fn(
+    def!(
+        rhai,
+        "to_json",
+        "The result's canonical JSON (value, unit, scalars, tensors, provenance, ...).
+Example: print(r.to_json());",
+        |r: &mut ScriptReport| -> RhaiResult<String> {
+            rt(serde_json::to_string_pretty(&r.0.to_json()))
+        },
+    );
+    def!(
+        rhai,
         "save",
+        "Write the result to `.json` or `.csv` (atomically: a temporary file, then a rename).
+Example: r.save(\"out/r.json\"); r.save(\"out/r.csv\");",
         |r: &mut ScriptReport, path: &str| -> RhaiResult<()> {
             anyhow_rt(r.0.save(std::path::Path::new(path)))
         },
     );
-    rhai.register_fn(
+    def!(
+        rhai,
         "plot",
+        "Draw the result to `.svg` or `.png` with the metric's plot spec (or one chosen by
+the tensors' shapes).
+Example: r.plot(\"out/r.svg\");",
         |r: &mut ScriptReport, path: &str| -> RhaiResult<()> {
             anyhow_rt(crate::report::plot::plot(
                 &r.0,
@@ -479,8 +645,13 @@ fn register_report(rhai: &mut rhai::Engine) {
             ))
         },
     );
-    rhai.register_fn(
+    def!(
+        rhai,
         "plot",
+        "Draw the result with a plot spec that overrides the metric's key by key: `kind`
+(`heatmap` or `lines`), `z` / `x` / `y` (tensor names), `index`, `log_y`, `x_label`,
+`y_label`, `z_label`, `title`, `point: #{ x, y, label }`.
+Example: r.plot(\"out/r.png\", #{ kind: \"lines\", y: \"entropy\" });",
         |r: &mut ScriptReport, path: &str, spec: Map| -> RhaiResult<()> {
             let spec = match to_json(&Dynamic::from_map(spec))? {
                 Value::Object(m) => m,
@@ -493,8 +664,13 @@ fn register_report(rhai: &mut rhai::Engine) {
             ))
         },
     );
-    rhai.register_fn("to_string", |r: &mut ScriptReport| {
-        let v = r.0.value.map_or("-".to_string(), |v| format!("{v:.6}"));
-        format!("Result({} = {v} {})", r.0.metric, r.0.unit)
-    });
+    def!(
+        rhai,
+        "to_string",
+        "`Result(metric = value unit)`.",
+        |r: &mut ScriptReport| {
+            let v = r.0.value.map_or("-".to_string(), |v| format!("{v:.6}"));
+            format!("Result({} = {v} {})", r.0.metric, r.0.unit)
+        },
+    );
 }

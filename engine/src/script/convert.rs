@@ -1,6 +1,6 @@
 //! Conversions between Rhai values and tokit's (JSON, token ids, tensors).
 
-use rhai::{Array, Dynamic, EvalAltResult, Map};
+use rhai::{Array, Dynamic, EvalAltResult};
 use serde_json::Value;
 use tokit_compute::Tensor;
 
@@ -43,24 +43,6 @@ pub fn token_ids(a: &Array, what: &str) -> RhaiResult<Vec<u32>> {
 
 pub fn ids_to_array(ids: &[u32]) -> Array {
     ids.iter().map(|&i| Dynamic::from_int(i as i64)).collect()
-}
-
-/// Integers from an int or an array of ints.
-pub fn int_list(d: &Dynamic, what: &str) -> RhaiResult<Vec<usize>> {
-    if let Ok(v) = d.as_int() {
-        return if v >= 0 {
-            Ok(vec![v as usize])
-        } else {
-            err(format!("{what}: negative position {v}"))
-        };
-    }
-    match d.clone().try_cast::<Array>() {
-        Some(a) => token_ids(&a, what).map(|v| v.into_iter().map(|x| x as usize).collect()),
-        None => err(format!(
-            "{what}: expected an integer or an array of integers, found {}",
-            d.type_name()
-        )),
-    }
 }
 
 /// Strings from an array.
@@ -147,8 +129,4 @@ pub fn tensor_to_array(t: &Tensor) -> Dynamic {
         }
     }
     build(t.data(), t.shape())
-}
-
-pub fn map_get<'a>(m: &'a Map, key: &str) -> Option<&'a Dynamic> {
-    m.get(key).filter(|d| !d.is_unit())
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod convert;
+mod options;
 
 use crate::engine::Engine;
 use crate::plugin::host::host;

@@ -1,0 +1,131 @@
+//! Hook points of one forward pass: what to capture and which interventions to apply.
+//! The plugin passes every activation through `HostApi::hook`; the host hands it to the
+//! [`HookCtx`] of the running call. This module knows nothing of plugins or the host
+//! (docs/architecture.md, "Layers inside the engine").
+
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokit_compute::{Backend, Tensor};
+use tokit_sdk::{InterventionAction, InterventionRequest};
+
+/// An intervention at hook points: the SDK's one intervention type, with the host's
+/// tensors for `add` and `replace`.
+pub type Intervention = tokit_sdk::Intervention<Tensor>;
+
+/// What an [`Intervention`] does to an activation.
+pub type Action = InterventionAction<Tensor>;
+
+/// A metric plugin's intervention (tensors as plain values) on the host's tensors.
+pub fn from_request(r: InterventionRequest) -> Result<Intervention> {
+    let hook = r.hook.clone();
+    r.try_map(|v| {
+        Tensor::new(v.shape, v.data).with_context(|| format!("intervention at {hook}: value"))
+    })
+}
+
+/// Attention knockout on pre-softmax scores `[H, Tq, Tk]`: key columns `keys` of the heads
+/// `heads` (every head when empty) become −∞.
+fn knockout(x: &Tensor, keys: &[usize], heads: &[usize], name: &str) -> Result<Tensor> {
+    let &[h, tq, tk] = x.shape() else {
+        bail!(
+            "intervention knockout at {name}: expected attention scores [heads, queries, keys], found shape {:?}",
+            x.shape()
+        );
+    };
+    if let Some(&j) = keys.iter().find(|&&j| j >= tk) {
+        bail!("intervention knockout at {name}: key {j} is beyond the {tk} keys");
+    }
+    if let Some(&i) = heads.iter().find(|&&i| i >= h) {
+        bail!("intervention knockout at {name}: head {i} is beyond the {h} heads");
+    }
+    let mut d = x.data().to_vec();
+    let all: Vec<usize> = (0..h).collect();
+    for &hd in if heads.is_empty() { &all } else { heads } {
+        for row in d[hd * tq * tk..(hd + 1) * tq * tk].chunks_mut(tk) {
+            for &j in keys {
+                row[j] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Tensor::new(x.shape().to_vec(), d)
+}
+
+/// Glob match where `*` matches any run of characters (`blocks.*.hook_resid_post`).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn rec(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| rec(rest, &n[i..])),
+            Some((c, rest)) => n.first() == Some(c) && rec(rest, &n[1..]),
+        }
+    }
+    rec(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Host state of one forward call, reached by plugins through `HostApi::hook`.
+pub struct HookCtx {
+    capture: Vec<String>,
+    interventions: Vec<Intervention>,
+    backend: Arc<dyn Backend>,
+    /// Captured activations per variant, by hook name.
+    pub(crate) captured: Vec<BTreeMap<String, Tensor>>,
+}
+
+impl HookCtx {
+    /// The hooks of one forward call; `backend` runs the interventions' arithmetic.
+    pub fn new(
+        capture: Vec<String>,
+        interventions: Vec<Intervention>,
+        backend: Arc<dyn Backend>,
+    ) -> HookCtx {
+        HookCtx {
+            capture,
+            interventions,
+            backend,
+            captured: vec![],
+        }
+    }
+
+    /// Captures and applies interventions; `Some` when the activation changed.
+    pub fn apply(&mut self, variant: usize, name: &str, t: Tensor) -> Result<Option<Tensor>> {
+        let mut current: Option<Tensor> = None;
+        for iv in &self.interventions {
+            if !glob_match(&iv.hook, name)
+                || iv.variants.as_ref().is_some_and(|v| !v.contains(&variant))
+            {
+                continue;
+            }
+            let x = current.as_ref().unwrap_or(&t);
+            let b = &self.backend;
+            let y = match &iv.action {
+                Action::Zero => Tensor::zeros(x.shape().to_vec()),
+                Action::Scale { factor } => b.affine(x, *factor, 0.0)?,
+                Action::Add { value: v } => b
+                    .binary(tokit_compute::BinaryOp::Add, x, v)
+                    .with_context(|| format!("intervention add at {name}"))?,
+                Action::Replace { value: r } => {
+                    ensure!(
+                        r.shape() == x.shape(),
+                        "intervention replace at {name}: replacement has shape {:?}, the activation {:?}",
+                        r.shape(),
+                        x.shape()
+                    );
+                    r.clone()
+                }
+                Action::Knockout { keys, heads } => knockout(x, keys, heads, name)?,
+            };
+            current = Some(y);
+        }
+        if self.capture.iter().any(|p| glob_match(p, name)) {
+            if self.captured.len() <= variant {
+                self.captured.resize_with(variant + 1, BTreeMap::new);
+            }
+            self.captured[variant].insert(
+                name.to_string(),
+                current.clone().unwrap_or_else(|| t.clone()),
+            );
+        }
+        Ok(current)
+    }
+}

@@ -1,0 +1,347 @@
+//! A loaded model: the plugin's model instance plus the host-side facts around it
+//! (config, tokenizer, provenance), forward passes with captures and interventions.
+
+mod files;
+
+use crate::hooks::{glob_match, HookCtx, Intervention};
+use crate::plugin::host::{host, ForwardTarget};
+use crate::plugin::{ModelLoad, Plugin, PluginModel, PluginSet};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use files::ModelFiles;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokit_compute::Tensor;
+use tokit_model::{HfConfig, Tokenizer};
+use tokit_sdk::abi::ModelId;
+use tokit_sdk::{InterventionRequest, ModelInfo, Variant};
+
+/// A forward request.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardSpec {
+    /// Variants to compute; empty = one clean variant.
+    pub variants: Vec<Variant>,
+    /// Hook patterns to capture (in every variant).
+    pub capture: Vec<String>,
+    pub interventions: Vec<Intervention>,
+    /// Only the last position's logits (`[1, V]`), for generation steps.
+    pub last_only: bool,
+}
+
+/// Outputs per variant: `"logits"` `[T, V]` and captured hooks by name.
+pub type ForwardResult = Vec<BTreeMap<String, Tensor>>;
+
+/// The shared part of a [`Model`].
+pub struct ModelInner {
+    pub id: ModelId,
+    pub plugin: Arc<Plugin>,
+    pub arch: String,
+    pub path: PathBuf,
+    pub config: HfConfig,
+    /// None for models over bare ids (`"tokenizer": "ids"` in config.json).
+    pub tokenizer: Option<Tokenizer>,
+    pub info: ModelInfo,
+    pub fingerprint: String,
+    /// What the model was loaded from and how, so it can be loaded again (reload).
+    pub source: PathBuf,
+    pub options: LoadOptions,
+    /// The plugin's instance (freed when the last clone of the [`Model`] goes).
+    instance: PluginModel,
+}
+
+impl Drop for ModelInner {
+    fn drop(&mut self) {
+        // Metric plugins can no longer reach it; `instance` frees the plugin's model next.
+        host().remove_model(self.id);
+    }
+}
+
+/// A model loaded through an architecture plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct Model(pub Arc<ModelInner>);
+
+/// Options for loading.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoadOptions {
+    /// Architecture to use instead of the one config.json names.
+    pub arch: Option<String>,
+    /// Passed to the plugin as JSON.
+    #[serde(default)]
+    pub options: serde_json::Map<String, Value>,
+}
+
+impl std::ops::Deref for Model {
+    type Target = ModelInner;
+    fn deref(&self) -> &ModelInner {
+        &self.0
+    }
+}
+
+impl Model {
+    /// Load the model directory `path` with the plugin that serves its architecture.
+    pub fn load(plugins: &PluginSet, path: &Path, opts: &LoadOptions) -> Result<Model> {
+        let files = ModelFiles::open(path)?;
+        let config = &files.config;
+        let key = match &opts.arch {
+            Some(a) => a.clone(),
+            None => config
+                .model_type()
+                .map(str::to_string)
+                .or_else(|_| config.architectures().and_then(|a| a.first().cloned().ok_or_else(|| anyhow!("empty"))))
+                .map_err(|_| {
+                    anyhow!(
+                        "{}: neither `model_type` nor `architectures` is set; pass `arch` explicitly",
+                        config.path().display()
+                    )
+                })?,
+        };
+        let (plugin, arch) = plugins
+            .find_arch(&key)
+            .or_else(|| config.architectures().ok().into_iter().flatten().find_map(|a| plugins.find_arch(&a)))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: unknown model_type `{key}`: no loaded plugin provides it (architectures: {})",
+                    config.path().display(),
+                    plugins.arch_list()
+                )
+            })?;
+        let tokenizer = files.tokenizer()?;
+        let ModelFiles {
+            config,
+            weights,
+            location: dir,
+            fingerprint,
+        } = files;
+        let source = host().add_source(Arc::new(weights));
+        let config_json = config.to_json();
+        let options_json = Value::Object(opts.options.clone()).to_string();
+        let path_str = dir.to_string_lossy().to_string();
+        let load = ModelLoad {
+            arch: &arch,
+            path: &path_str,
+            config: &config_json,
+            options: &options_json,
+        };
+        let loaded = plugin.load_model(&load, source);
+        host().remove_source(source);
+        let instance = loaded
+            .with_context(|| format!("loading {} with plugin {}", dir.display(), plugin.name()))?;
+        // On error `instance` is dropped here, which frees the plugin's model.
+        let info = instance
+            .info_json()
+            .and_then(|json| {
+                serde_json::from_str::<ModelInfo>(&json)
+                    .with_context(|| format!("plugin {}: invalid model_info JSON", plugin.name()))
+            })
+            .and_then(|info| {
+                if let Some(t) = &tokenizer {
+                    t.check_vocab(info.vocab_size)
+                        .with_context(|| format!("model {}", dir.display()))?;
+                }
+                Ok(info)
+            })?;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<ModelInner>| {
+            let target: std::sync::Weak<dyn ForwardTarget> = weak.clone();
+            ModelInner {
+                id: host().add_model(target),
+                plugin: plugin.clone(),
+                arch,
+                path: dir,
+                config,
+                tokenizer,
+                info,
+                fingerprint,
+                source: path.to_path_buf(),
+                options: opts.clone(),
+                instance,
+            }
+        });
+        Ok(Model(inner))
+    }
+}
+
+impl Model {
+    /// Load this model again, from the same path with the same options, through the
+    /// plugins in `plugins` (after its plugin was reloaded: the new code makes a new model).
+    pub fn reload(&self, plugins: &PluginSet) -> Result<Model> {
+        Model::load(plugins, &self.source, &self.options)
+    }
+}
+
+impl ModelInner {
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            anyhow!(
+                "model {} has no tokenizer (config.json: \"tokenizer\": \"ids\"); pass token ids",
+                self.path.display()
+            )
+        })
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer()?.encode(text)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer()?.decode(ids)
+    }
+
+    /// Readable text of one token (the id itself when there is no tokenizer).
+    pub fn token_str(&self, id: u32) -> String {
+        self.tokenizer
+            .as_ref()
+            .and_then(|t| t.token_str(id))
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Check tokens and hook patterns against the model.
+    fn validate(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<()> {
+        let info = &self.info;
+        ensure!(!tokens.is_empty(), "forward: no tokens");
+        if let Some((i, &t)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= info.vocab_size)
+        {
+            bail!(
+                "forward: token {t} at position {i} is outside the vocabulary ({} tokens)",
+                info.vocab_size
+            );
+        }
+        if let Some(n) = info.context_length {
+            ensure!(
+                tokens.len() <= n,
+                "forward: {} tokens exceed the model's context of {n}",
+                tokens.len()
+            );
+        }
+        for p in spec
+            .capture
+            .iter()
+            .chain(spec.interventions.iter().map(|i| &i.hook))
+        {
+            ensure!(
+                info.hooks.iter().any(|h| glob_match(p, h)),
+                "hook pattern `{p}` matches no hook point of this {} model (hooks: {})",
+                info.arch,
+                info.hooks.join(", ")
+            );
+        }
+        for v in &spec.variants {
+            v.method_for(info).map_err(|e| anyhow!("{e}"))?;
+            if let Some(&j) = v.ablate.iter().find(|&&j| j >= tokens.len()) {
+                bail!("ablate: position {j} is beyond the {} tokens", tokens.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Run the model on `tokens`.
+    pub fn forward(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<ForwardResult> {
+        self.validate(tokens, spec)?;
+        let variants = if spec.variants.is_empty() {
+            vec![Variant::default()]
+        } else {
+            spec.variants.clone()
+        };
+        // Hook points something listens to, so plugins may take fused paths elsewhere.
+        let active: Vec<&String> = self
+            .info
+            .hooks
+            .iter()
+            .filter(|h| {
+                spec.capture
+                    .iter()
+                    .chain(spec.interventions.iter().map(|i| &i.hook))
+                    .any(|p| glob_match(p, h))
+            })
+            .collect();
+        let options =
+            serde_json::json!({ "variants": variants, "last_only": spec.last_only, "active_hooks": active }).to_string();
+        let mut hooks = HookCtx::new(
+            spec.capture.clone(),
+            spec.interventions.clone(),
+            host().backend(),
+        );
+        let emitted = self.instance.forward(tokens, &options, &mut hooks)?;
+        let mut out: ForwardResult = vec![BTreeMap::new(); variants.len()];
+        for (v, name, t) in emitted {
+            if let Some(slot) = out.get_mut(v as usize) {
+                slot.insert(name, t);
+            }
+        }
+        for (v, caps) in hooks.captured.into_iter().enumerate() {
+            if let Some(slot) = out.get_mut(v) {
+                slot.extend(caps);
+            }
+        }
+        let vocab = self.info.vocab_size;
+        let rows = if spec.last_only { 1 } else { tokens.len() };
+        for (v, o) in out.iter_mut().enumerate() {
+            let logits = o.get_mut("logits").ok_or_else(|| {
+                anyhow!(
+                    "plugin {}: forward emitted no logits for variant {v}",
+                    self.plugin.name()
+                )
+            })?;
+            // A plugin that ignores `last_only` returns every row; keep the last.
+            if spec.last_only && logits.shape() == [tokens.len(), vocab] {
+                *logits = host()
+                    .backend()
+                    .slice(logits, 0, tokens.len() - 1, tokens.len())?;
+            }
+            ensure!(
+                logits.shape() == [rows, vocab],
+                "plugin {}: logits of variant {v} have shape {:?}, expected [{rows}, {vocab}]",
+                self.plugin.name(),
+                logits.shape(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct JsonForward {
+    #[serde(default)]
+    variants: Vec<Variant>,
+    #[serde(default)]
+    capture: Vec<String>,
+    #[serde(default)]
+    interventions: Vec<InterventionRequest>,
+}
+
+impl ForwardTarget for ModelInner {
+    fn info_json(&self) -> Result<String> {
+        Ok(serde_json::to_string(&self.info)?)
+    }
+
+    fn forward_json(&self, tokens: &[u32], options: &str) -> Result<Vec<Vec<(String, Tensor)>>> {
+        let req: JsonForward = if options.trim().is_empty() {
+            JsonForward::default()
+        } else {
+            serde_json::from_str(options).context("model_forward options")?
+        };
+        let spec = ForwardSpec {
+            variants: req.variants,
+            capture: req.capture,
+            interventions: req
+                .interventions
+                .into_iter()
+                .map(crate::hooks::from_request)
+                .collect::<Result<_>>()?,
+            ..Default::default()
+        };
+        Ok(self
+            .forward(tokens, &spec)?
+            .into_iter()
+            .map(|m| m.into_iter().collect())
+            .collect())
+    }
+}
