@@ -129,3 +129,52 @@ impl HookCtx {
         Ok(current)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokit_compute::CpuBackend;
+
+    fn request(json: &str) -> InterventionRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn metric_interventions_apply_with_host_tensors() {
+        let add = from_request(request(
+            r#"{"hook": "blocks.*.hook_resid_post", "op": "add", "value": {"shape": [2], "data": [1, -1]}}"#,
+        ))
+        .unwrap();
+        let scale = from_request(request(
+            r#"{"hook": "blocks.0.*", "op": "scale", "factor": 2, "variants": [1]}"#,
+        ))
+        .unwrap();
+        let mut ctx = HookCtx::new(
+            vec!["blocks.0.hook_resid_post".into()],
+            vec![add, scale],
+            Arc::new(CpuBackend::new(None)),
+        );
+        let x = Tensor::new(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        // Variant 0: the add only; variant 1: add, then scale.
+        let y0 = ctx
+            .apply(0, "blocks.0.hook_resid_post", x.clone())
+            .unwrap()
+            .unwrap();
+        assert_eq!(y0.data(), [2.0, 1.0, 4.0, 3.0]);
+        let y1 = ctx
+            .apply(1, "blocks.0.hook_resid_post", x.clone())
+            .unwrap()
+            .unwrap();
+        assert_eq!(y1.data(), [4.0, 2.0, 8.0, 6.0]);
+        assert_eq!(
+            ctx.captured[1]["blocks.0.hook_resid_post"].data(),
+            y1.data()
+        );
+        // A hook no pattern matches is left alone.
+        assert!(ctx.apply(0, "hook_embed", x).unwrap().is_none());
+        // Values whose shape does not hold their data are refused.
+        let bad =
+            request(r#"{"hook": "h", "op": "replace", "value": {"shape": [3], "data": [1, 2]}}"#);
+        assert!(from_request(bad).is_err());
+    }
+}
