@@ -168,6 +168,9 @@ pub struct TextInput {
 
 impl TextInput {
     fn text(&self) -> Result<Option<String>> {
+        if self.tokens.is_some() && (self.text.is_some() || self.file.is_some()) {
+            bail!("give --tokens or --text/--file, not both (which one should be measured?)");
+        }
         match (&self.text, &self.file) {
             (Some(_), Some(_)) => bail!("give --text or --file, not both"),
             (Some(t), None) => Ok(Some(t.clone())),
@@ -199,6 +202,12 @@ pub fn engine(cli: &Cli) -> Result<Engine> {
 
 pub fn run(cli: Cli) -> Result<()> {
     let tokit = engine(&cli)?;
+    // Where results go when no --output is given: `output_dir` of tokit.ron, else `out`.
+    let out_dir = tokit
+        .config
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out"));
     match cli.command {
         Command::Run {
             script,
@@ -326,7 +335,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             let v0 = out.into_iter().next().unwrap_or_default();
-            let path = output.unwrap_or_else(|| PathBuf::from("out/forward.safetensors"));
+            let path = output.unwrap_or_else(|| out_dir.join("forward.safetensors"));
             let tensors: Vec<(&str, &crate::Tensor)> =
                 v0.iter().map(|(k, t)| (k.as_str(), t)).collect();
             let meta = [
@@ -417,10 +426,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     .ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
                 let v = serde_json::from_str(v)
                     .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
-                a.params.insert(k.to_string(), v);
+                if let Some(old) = a.params.insert(k.to_string(), v) {
+                    bail!("--param {k} given twice (first {old}, then {p}): keep one");
+                }
             }
             let report = tokit.analyze(&metric, &a)?;
-            let path = output.unwrap_or_else(|| PathBuf::from(format!("out/{metric}.json")));
+            let path = output.unwrap_or_else(|| out_dir.join(format!("{metric}.json")));
             report.save(&path)?;
             let v = report.value.map_or("-".to_string(), |v| format!("{v:.6}"));
             println!("{metric} = {v} {} ({})", report.unit, report.estimator);
@@ -434,10 +445,11 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn tokens_of(input: &TextInput, model: Option<&crate::Model>) -> Result<Option<Vec<u32>>> {
+    let text = input.text()?;
     if let Some(t) = &input.tokens {
         return Ok(Some(t.clone()));
     }
-    match (input.text()?, model) {
+    match (text, model) {
         (Some(text), Some(m)) => Ok(Some(m.encode(&text)?)),
         (Some(_), None) => bail!("text given without a model to tokenise it"),
         (None, _) => Ok(None),

@@ -54,7 +54,7 @@ impl std::str::FromStr for GpuWeights {
 
 /// Limits that stop runaway scripts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScriptLimits {
     /// Rhai operations per script run (0 = unlimited).
     pub max_operations: u64,
@@ -74,9 +74,9 @@ impl Default for ScriptLimits {
     }
 }
 
-/// The whole configuration.
+/// The whole configuration. Unknown fields are errors, so a typo is not silently ignored.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Extra plugin directories, searched before the built-in ones.
     pub plugin_dirs: Vec<PathBuf>,
@@ -95,11 +95,31 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parse a RON file; errors name the file and the position.
+    /// Parse and check a RON file; errors name the file and the position or field.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let text = tokit_model::read::read_text_bounded(path, "config", 1 << 20)?;
+        let config: Config =
+            ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Most compute threads accepted: far more than any machine's cores, far fewer than
+    /// would exhaust the system creating them.
+    pub const MAX_THREADS: usize = 1024;
+
+    /// Checks values the types allow but the engine cannot honour.
+    pub fn check(&self) -> Result<()> {
+        if let Some(n) = self.threads {
+            anyhow::ensure!(
+                (1..=Self::MAX_THREADS).contains(&n),
+                "threads: {n} is not between 1 and {} (None uses every core)",
+                Self::MAX_THREADS
+            );
+        }
+        Ok(())
     }
 
     /// `./tokit.ron`, else `$XDG_CONFIG_HOME/tokit/tokit.ron` (or `~/.config/...`), else

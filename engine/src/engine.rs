@@ -34,6 +34,7 @@ pub struct Engine {
 impl Engine {
     /// Set up the backend and load every plugin found on the search path (plus `extra`).
     pub fn new(config: Config) -> Result<Engine> {
+        config.check()?;
         let backend_name = select_backend(&config)?;
         let plugins = PluginSet::discover(&config.plugin_search_path());
         if plugins.plugins.is_empty() {

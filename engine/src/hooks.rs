@@ -52,15 +52,32 @@ fn knockout(x: &Tensor, keys: &[usize], heads: &[usize], name: &str) -> Result<T
 }
 
 /// Glob match where `*` matches any run of characters (`blocks.*.hook_resid_post`).
+///
+/// Iterative, with backtracking only to the last `*` seen: at most
+/// O(|pattern| · |name|) steps and constant stack, whatever the pattern (a recursive
+/// matcher is exponential in the number of stars, e.g. `********************x`).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn rec(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| rec(rest, &n[i..])),
-            Some((c, rest)) => n.first() == Some(c) && rec(rest, &n[1..]),
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    // Where the last star was, and where in `name` its match currently ends.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && p[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if i < p.len() && p[i] == n[j] {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star {
+            // Let the last star swallow one more character and retry after it.
+            star = Some((si, sj + 1));
+            i = si + 1;
+            j = sj + 1;
+        } else {
+            return false;
         }
     }
-    rec(pattern.as_bytes(), name.as_bytes())
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 /// Host state of one forward call, reached by plugins through `HostApi::hook`.
@@ -176,5 +193,35 @@ mod tests {
         let bad =
             request(r#"{"hook": "h", "op": "replace", "value": {"shape": [3], "data": [1, 2]}}"#);
         assert!(from_request(bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob_matches_like_the_recursive_definition_and_stays_fast() {
+        for (p, n, want) in [
+            ("blocks.*.hook_resid_post", "blocks.3.hook_resid_post", true),
+            ("blocks.*.hook_resid_post", "blocks.3.attn.hook_q", false),
+            ("*", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("a*", "a", true),
+            ("*a", "ba", true),
+            ("*a", "ab", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("**x", "abx", true),
+            ("hook_*", "hook_embed", true),
+            ("blocks.*.attn.*", "blocks.10.attn.hook_scores", true),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p} ~ {n}");
+        }
+        // Exponential for a backtracking matcher; immediate here.
+        let name = "a".repeat(200);
+        assert!(!glob_match(&format!("{}x", "*".repeat(40)), &name));
+        assert!(glob_match(&format!("{}a", "*".repeat(40)), &name));
     }
 }

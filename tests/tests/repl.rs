@@ -411,3 +411,35 @@ fn run_watch_reruns_a_saved_script_and_ctrl_c_stops() {
     t.keys("\x03");
     t.p.exp_eof().unwrap();
 }
+
+/// A byte that is not UTF-8 in the input is refused with a message; the REPL goes on.
+#[test]
+fn invalid_utf8_input_does_not_end_the_repl() {
+    use std::io::Write;
+    ensure_built();
+    let mut child = std::process::Command::new(
+        target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)),
+    )
+    .arg("repl")
+    .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+    .env("HOME", tempfile::tempdir().unwrap().path())
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"print(40 + 1);\nprint(\"\xff\xfe\");\nprint(40 + 2);\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("41") && stdout.contains("42"),
+        "{stdout}\n{stderr}"
+    );
+}

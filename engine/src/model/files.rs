@@ -112,12 +112,16 @@ impl ModelFiles {
 }
 
 impl ModelFiles {
-    /// The tokenizer: GGUF-embedded, `tokenizer.json`, bytes, or none for bare ids.
+    /// The tokenizer: GGUF-embedded, `tokenizer.json`, bytes, or none. A model without one
+    /// is normal (`save_pretrained` of a model writes no tokenizer): it works on token ids,
+    /// and only encoding or decoding text is an error.
     pub fn tokenizer(&self) -> Result<Option<Tokenizer>> {
         match &self.weights {
+            FileWeights::Gguf(g) if g.get("tokenizer.ggml.model").is_none() => Ok(None),
             FileWeights::Gguf(g) => Ok(Some(Tokenizer::from_gguf(g)?)),
-            FileWeights::Dir(_, dir) => match self.config.opt_str("tokenizer") {
-                Ok(Some("ids")) => Ok(None),
+            FileWeights::Dir(_, dir) => match self.config.opt_str("tokenizer")? {
+                Some("ids") => Ok(None),
+                None if !dir.join(tokit_model::tokenizer::TOKENIZER_FILE).exists() => Ok(None),
                 _ => Ok(Some(Tokenizer::load(dir, &self.config)?)),
             },
         }

@@ -178,7 +178,9 @@ impl ModelInner {
     fn tokenizer(&self) -> Result<&Tokenizer> {
         self.tokenizer.as_ref().ok_or_else(|| {
             anyhow!(
-                "model {} has no tokenizer (config.json: \"tokenizer\": \"ids\"); pass token ids",
+                "model {} has no tokenizer, so it takes token ids, not text: add its \
+                 tokenizer.json to the model directory (or \"tokenizer\": \"bytes\" to \
+                 config.json for a byte-level model), or pass token ids (--tokens, or ids in a script)",
                 self.path.display()
             )
         })

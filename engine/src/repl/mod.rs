@@ -754,6 +754,10 @@ pub fn run(tokit: Arc<Engine>, scripts: &[PathBuf]) -> Result<()> {
                 }
             }
             Err(ReadlineError::Eof) => break,
+            // A line that is not UTF-8 (a stray byte pasted in) is refused, not fatal.
+            Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                out.line(format!("input ignored: {e}"));
+            }
             Err(e) => return Err(e.into()),
         }
     }
