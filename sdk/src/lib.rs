@@ -14,15 +14,17 @@ mod export;
 mod host;
 mod metric;
 pub mod ops;
+mod params;
 mod tensor;
 
 pub use arch::{ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
 pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
 pub use metric::{
-    ForwardOutput, ForwardRequest, InterventionAction, InterventionRequest, Metric, MetricInput,
-    MetricOutput, MetricSpec, ModelRef, ParamSpec,
+    compute_metric, spec_of, ForwardOutput, ForwardRequest, InterventionAction,
+    InterventionRequest, Metric, MetricInput, MetricOutput, MetricSpec, ModelRef, ParamSpec,
 };
+pub use params::{Array, InfoUnit, ParamValue, Params, RawParams, Unit};
 pub use serde_json;
 pub use tensor::{AttnMask, Tensor};
 
@@ -32,4 +34,5 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::{init, load_erased, ActionFn, ArchEntry, MetricEntry, Registry};
+    pub use crate::params::doc_text;
 }

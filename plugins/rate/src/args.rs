@@ -2,12 +2,12 @@
 //! input tensors as the fallback, and the result record built before it crosses the ABI.
 //!
 //! Keeping these as plain Rust values (no host tensors) lets the unit tests drive every
-//! metric end to end without an engine; `lib.rs` converts at the boundary.
+//! metric end to end without an engine; [`Record::into_output`] converts at the boundary.
 
 use crate::util::{SUM_TOL_F32, SUM_TOL_F64};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use tokit_sdk::{Error, Result};
+use tokit_sdk::{Error, MetricOutput, Result, Unit};
 
 /// A numeric array from a parameter or a tensor.
 #[derive(Clone, Debug)]
@@ -276,6 +276,24 @@ impl Record {
     /// A 1-D column of a curve table.
     pub fn column(&mut self, name: &str, data: &[f64]) {
         self.tensor(name, data, &[data.len()]);
+    }
+
+    /// The record as the host's result.
+    pub fn into_output(self) -> Result<MetricOutput> {
+        let mut out = MetricOutput {
+            value: self.value,
+            unit: Unit::from(self.unit),
+            estimator: self.estimator,
+            scalars: self.scalars,
+            params: self.params,
+            notes: self.notes,
+            plot: self.plot,
+            ..Default::default()
+        };
+        for (name, data, shape) in &self.tensors {
+            out = out.tensor(name, data, shape)?;
+        }
+        Ok(out)
     }
 
     /// Look up a scalar (tests).
