@@ -15,6 +15,74 @@ use std::ffi::c_void;
 /// One metric: its name, description, unit, typed parameters and computation. A plugin
 /// lists each metric type once in `export_plugin!`; the SDK finds it by [`Metric::NAME`],
 /// parses its [`Params`](crate::Params) and calls [`Metric::compute`].
+///
+/// A whole metric, as one file of a plugin (the example of `WRITING_A_METRIC.md`):
+///
+/// ```
+/// //! `token_entropy`: the plug-in entropy of the text's token frequencies.
+/// use std::collections::BTreeMap;
+/// use tokit_sdk::{InfoUnit, Metric, MetricInput, MetricOutput, Result};
+///
+/// pub struct TokenEntropy;
+///
+/// tokit_sdk::params! {
+///     pub struct Params {
+///         /// `nats` or `bits`
+///         unit: InfoUnit = InfoUnit::Nats,
+///         /// leading tokens left out (a prompt)
+///         skip: usize = 0,
+///     }
+/// }
+///
+/// impl Metric for TokenEntropy {
+///     const NAME: &'static str = "token_entropy";
+///     const DESCRIPTION: &'static str = "plug-in entropy of the text's token frequencies";
+///     type Params = Params;
+///
+///     fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+///         let tokens = &input.tokens_at_least(p.skip + 1)?[p.skip..];
+///         let mut counts = BTreeMap::new();
+///         for t in tokens {
+///             *counts.entry(t).or_insert(0usize) += 1;
+///         }
+///         let n = tokens.len() as f64;
+///         let h: f64 = counts.values().map(|&c| c as f64 / n).map(|q| -q * q.ln()).sum();
+///         let out = MetricOutput {
+///             value: Some(p.unit.from_nats(h)),
+///             unit: p.unit.into(),
+///             estimator: "plug-in".into(),
+///             ..Default::default()
+///         };
+///         Ok(out.scalar("distinct", counts.len() as f64))
+///     }
+/// }
+///
+/// // The plugin's table: one line per metric.
+/// tokit_sdk::export_plugin! {
+///     name: "example",
+///     version: "0.1.0",
+///     description: "a worked example",
+///     architectures: [],
+///     metrics: [TokenEntropy],
+/// }
+///
+/// # fn main() {
+/// // What the host sees and what a call computes (no host needed for this metric).
+/// let spec = tokit_sdk::spec_of::<TokenEntropy>();
+/// let names: Vec<&str> = spec.params.iter().map(|p| p.name.as_str()).collect();
+/// assert_eq!(names, ["unit", "skip"]);
+/// let input = MetricInput {
+///     metric: "token_entropy".into(),
+///     params: serde_json::json!({ "unit": "bits" }).as_object().unwrap().clone(),
+///     tokens: vec![7, 8, 7, 8],
+///     model: None,
+///     tensors: Vec::new(),
+/// };
+/// let out = tokit_sdk::compute_metric::<TokenEntropy>(&input).unwrap();
+/// assert!((out.value.unwrap() - 1.0).abs() < 1e-12);
+/// assert_eq!(out.scalars["distinct"], 2.0);
+/// # }
+/// ```
 pub trait Metric: 'static {
     /// The name scripts call it by (`analyze("surprisal", ...)`).
     const NAME: &'static str;

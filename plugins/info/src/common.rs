@@ -65,3 +65,35 @@ pub fn require_causal(input: &MetricInput) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tokit_sdk::{Params, RawParams};
+
+    fn parse(v: serde_json::Value) -> Result<UnitParams> {
+        let m = v.as_object().unwrap().clone();
+        UnitParams::parse(&RawParams::new("granger_map", &m))
+    }
+
+    #[test]
+    fn an_unused_temperature_is_accepted_only_at_its_default() {
+        assert!(parse(json!({}))
+            .unwrap()
+            .refuse_temperature("granger_map")
+            .is_ok());
+        let p = parse(json!({ "temperature": 1.0, "unit": "bits" })).unwrap();
+        assert!(p.refuse_temperature("granger_map").is_ok());
+        assert_eq!(p.unit, InfoUnit::Bits);
+        let e = parse(json!({ "temperature": 0.5 }))
+            .unwrap()
+            .refuse_temperature("granger_map")
+            .unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("granger_map: parameter `temperature` = 0.5 is not used"),
+            "{e}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Per-token (local) Boltzmann quantities of a teacher-forced pass, and their corpus
-//! aggregates: cross-entropy, perplexity, bits per token, mean entropy (MEASURES.md M1).
+//! aggregates: cross-entropy, perplexity, bits per token, mean entropy (`docs/measures.md` M1).
 //!
 //! # Alignment convention
 //!

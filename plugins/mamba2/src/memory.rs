@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn constant_decay_gives_the_closed_forms() {
-        // MEASURES.md T25: a = 0.9 → 1 / (−ln 0.9) = 9.4912 tokens.
+        // `docs/measures.md` T25: a = 0.9 → 1 / (−ln 0.9) = 9.4912 tokens.
         let l = memory_length(std::iter::repeat_n(0.9, 50));
         assert!((l - 9.4912).abs() < 5e-5, "{l}");
         assert!((l - 1.0 / -(0.9f64.ln())).abs() < 1e-12);
