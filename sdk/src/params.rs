@@ -306,7 +306,7 @@ impl<'a> RawParams<'a> {
     pub fn get<T: ParamValue>(&self, name: &str, default: T) -> Result<T> {
         match self.params.get(name).filter(|v| !v.is_null()) {
             Some(v) => T::from_json(v).map_err(|e| self.error(name, e)),
-            None => Ok(T::absent(default, self.tensors.iter().any(|t| *t == name))),
+            None => Ok(T::absent(default, self.tensors.contains(&name))),
         }
     }
 

@@ -30,7 +30,7 @@
 
 use crate::blahut_arimoto::BaOptions;
 use crate::util::{check_matrix, check_pmf, ln0, lse, SplitMix64};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use tokit_sdk::{bail, check_cancelled, Result};
 
 /// Largest `|X|^n · |Y|^n` accepted.
@@ -451,7 +451,8 @@ pub fn marginal_entropy(
     ys: &[usize],
 ) -> f64 {
     let ny = ay.pow(n as u32);
-    let mut m: HashMap<(Vec<usize>, Vec<usize>), f64> = HashMap::new();
+    // Ordered, so the sum (and the reported brute-force check) is the same on every run.
+    let mut m: BTreeMap<(Vec<usize>, Vec<usize>), f64> = BTreeMap::new();
     for (k, &p) in joint.iter().enumerate() {
         if p > 0.0 {
             let (dx, dy) = (digits(k / ny, ax, n), digits(k % ny, ay, n));

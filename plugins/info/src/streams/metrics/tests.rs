@@ -8,7 +8,9 @@ use tokit_sdk::Params;
 
 /// Every stream metric by name, as the host finds it in the plugin's table (checked
 /// against it by `the_table_lists_every_stream_metric`).
-const ALL: [(&str, fn(&MetricInput) -> Result<Record>); 11] = [
+type Run = fn(&MetricInput) -> Result<Record>;
+
+const ALL: [(&str, Run); 11] = [
     (StreamEntropy::NAME, record::<StreamEntropy>),
     (BlockEntropy::NAME, record::<BlockEntropy>),
     (EntropyRate::NAME, record::<EntropyRate>),
