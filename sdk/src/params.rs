@@ -487,6 +487,10 @@ mod tests {
             e.message(),
             "demo: parameter `unit`: expected \"nats\" or \"bits\", found \"hartley\""
         );
+        let e = parse(json!({ "seed": [1, 2] }), &[]).unwrap_err();
+        assert!(e
+            .message()
+            .contains("`seed`: expected a non-negative integer, found [1,2]"));
         let e = parse(json!({ "seed": -1 }), &[]).unwrap_err();
         assert!(e
             .message()

@@ -1,5 +1,6 @@
-//! Reading metric inputs: JSON parameters (f64, preferred for exact work) with named f32
+//! Reading array inputs: JSON parameters (f64, preferred for exact work) with named f32
 //! input tensors as the fallback, and the result record built before it crosses the ABI.
+//! Scalar parameters are typed fields of each metric's `Params` (`tokit_sdk::params!`).
 //!
 //! Keeping these as plain Rust values (no host tensors) lets the unit tests drive every
 //! metric end to end without an engine; [`Record::into_output`] converts at the boundary.
@@ -68,51 +69,6 @@ impl<'a> Args<'a> {
             shown.push_str("...");
         }
         self.err(name, format!("expected {expected}, found {shown}"))
-    }
-
-    pub fn f64_opt(&self, name: &str) -> Result<Option<f64>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.bad(name, "a number", v)),
-        }
-    }
-
-    pub fn f64_or(&self, name: &str, default: f64) -> Result<f64> {
-        Ok(self.f64_opt(name)?.unwrap_or(default))
-    }
-
-    pub fn usize_opt(&self, name: &str) -> Result<Option<usize>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => match (v.as_u64(), v.as_f64()) {
-                (Some(n), _) => Ok(Some(n as usize)),
-                (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < 9.0e15 => {
-                    Ok(Some(f as usize))
-                }
-                _ => Err(self.bad(name, "a non-negative integer", v)),
-            },
-        }
-    }
-
-    pub fn usize_or(&self, name: &str, default: usize) -> Result<usize> {
-        Ok(self.usize_opt(name)?.unwrap_or(default))
-    }
-
-    pub fn str_opt(&self, name: &str) -> Result<Option<String>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(|s| Some(s.to_string()))
-                .ok_or_else(|| self.bad(name, "a string", v)),
-        }
-    }
-
-    pub fn str_or(&self, name: &str, default: &str) -> Result<String> {
-        Ok(self.str_opt(name)?.unwrap_or_else(|| default.to_string()))
     }
 
     /// A numeric array: the parameter (a number, an array of numbers, or a rectangular array of
@@ -343,9 +299,6 @@ mod tests {
         assert!(args.vector_req("missing", "a law").is_err());
         assert!(args.one_of(&["a", "s"]).is_err());
         assert_eq!(args.one_of(&["a", "zz"]).unwrap(), Some("a"));
-        assert_eq!(args.usize_or("s", 0).unwrap(), 3);
-        assert!(args.usize_or("a", 0).is_err());
-        assert!(args.f64_or("str", 0.0).is_err());
     }
 
     #[test]
