@@ -12,7 +12,7 @@
 //!
 //! Cost per pair: one scan of the ablated row (its log-sum-exp) and one pass for the KL
 //! against the clean row's probabilities, computed once per row. Both log-probabilities
-//! come from the same [`Scan`] arithmetic, so an ablation that leaves a row unchanged gives
+//! come from the same `thermo::Scan` arithmetic, so an ablation that leaves a row unchanged gives
 //! exactly 0 (KL and drop).
 
 use crate::common::{require_causal, UnitParams};

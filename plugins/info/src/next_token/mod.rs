@@ -1,5 +1,5 @@
 //! Metrics of the model's next-token law at every position of a text (`docs/measures.md`
-//! M1): one file per metric, all built on one teacher-forced pass ([`score`]).
+//! M1): one file per metric, all built on one teacher-forced pass (`score`).
 //!
 //! Local values are per token: entry t scores token t given x_<t; token 0 has none (NaN).
 

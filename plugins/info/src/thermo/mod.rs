@@ -21,8 +21,8 @@
 //! contribute nothing (never `0 · ∞ = NaN`). A NaN or `+inf` logit, an empty row, a
 //! row that is entirely masked, and a temperature that is not finite and > 0 are errors.
 //!
-//! The identities are standard [S]; reading the LLM as a Boltzmann distribution is the
-//! paper's [P] (`docs/measures.md` M1).
+//! The identities are standard \[S\]; reading the LLM as a Boltzmann distribution is the
+//! paper's \[P\] (`docs/measures.md` M1).
 
 use std::fmt;
 

@@ -235,7 +235,7 @@ impl RdProblem {
     }
 
     /// One BA run from the log output law `lq0`: the dense exponential-domain kernel
-    /// ([`dense`]) for large problems at finite β, else the log domain.
+    /// (`dense.rs`) for large problems at finite β, else the log domain.
     pub fn run_from(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
         Self::check_beta(beta)?;
         opts.check()?;
