@@ -271,6 +271,12 @@ fn flow(input: &MetricInput, p: &Params) -> Result<MetricOutput> {
         }
         Some(m)
     } else {
+        // With alternatives the reference is the exact mixture: no ablation to choose.
+        if let Some(m) = &p.method {
+            return Err(err(format!(
+                "`method` (`{m}`) chooses the ablation of the null-context reference; with `alternatives` the reference is the exact mixture, so leave it out"
+            )));
+        }
         None
     };
     let estimator = if null_method.is_some() {
