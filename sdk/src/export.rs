@@ -38,8 +38,10 @@ pub fn load_erased<A: Architecture>(src: &ModelSource) -> Result<Box<dyn ErasedM
     Ok(Box::new(A::load(src)?))
 }
 
+/// One metric of the table: looked up by `name`.
 pub struct MetricEntry {
-    pub specs: fn() -> Vec<MetricSpec>,
+    pub name: &'static str,
+    pub spec: fn() -> MetricSpec,
     pub compute: fn(&MetricInput) -> Result<MetricOutput>,
 }
 
@@ -143,7 +145,7 @@ unsafe fn text<'a>(s: Str, what: &str) -> Result<&'a str> {
 
 fn describe_json(reg: &Registry) -> Value {
     let archs: Vec<ArchSpec> = reg.architectures.iter().map(|a| (a.spec)()).collect();
-    let metrics: Vec<MetricSpec> = reg.metrics.iter().flat_map(|m| (m.specs)()).collect();
+    let metrics: Vec<MetricSpec> = reg.metrics.iter().map(|m| (m.spec)()).collect();
     let actions: Vec<&str> = reg.actions.iter().map(|(n, _)| *n).collect();
     let kind = match (archs.is_empty(), metrics.is_empty()) {
         (false, true) => "architecture",
@@ -307,7 +309,7 @@ unsafe extern "C" fn metric_compute(
         let entry = reg
             .metrics
             .iter()
-            .find(|m| (m.specs)().iter().any(|s| s.name == metric))
+            .find(|m| m.name == metric)
             .ok_or_else(|| {
                 Error::unsupported(format!("plugin {} has no metric `{metric}`", reg.name))
             })?;
@@ -359,7 +361,10 @@ unsafe extern "C" fn metric_compute(
 }
 
 /// Declare a plugin: its name, version, description, and the architectures, metrics and
-/// actions it provides. Generates the one exported entry symbol.
+/// actions it provides. Generates the one exported entry symbol. `metrics` lists one
+/// [`Metric`](crate::Metric) type per metric; the SDK finds a call's metric by its
+/// [`NAME`](crate::Metric::NAME) (two entries with one name: the first wins, and a unit
+/// test of the plugin should check names are unique).
 ///
 /// ```ignore
 /// tokit_sdk::export_plugin! {
@@ -391,8 +396,9 @@ macro_rules! export_plugin {
                 load: $crate::__private::load_erased::<$arch>,
             }),*],
             metrics: &[$($crate::__private::MetricEntry {
-                specs: <$metric as $crate::Metric>::specs,
-                compute: <$metric as $crate::Metric>::compute,
+                name: <$metric as $crate::Metric>::NAME,
+                spec: $crate::spec_of::<$metric>,
+                compute: $crate::compute_metric::<$metric>,
             }),*],
             actions: &[$($(($aname, $afn as $crate::__private::ActionFn)),*)?],
         };

@@ -15,6 +15,7 @@ mod host;
 mod intervention;
 mod metric;
 pub mod ops;
+mod params;
 mod record;
 mod tensor;
 
@@ -23,9 +24,10 @@ pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
 pub use intervention::{Intervention, InterventionAction, InterventionRequest, Values};
 pub use metric::{
-    ForwardOutput, ForwardRequest, Metric, MetricInput, MetricOutput, MetricSpec, ModelRef,
-    ParamSpec,
+    compute_metric, spec_of, ForwardOutput, ForwardRequest, Metric, MetricInput, MetricOutput,
+    MetricSpec, ModelRef, ParamSpec,
 };
+pub use params::{Array, InfoUnit, ParamValue, Params, RawParams, Unit};
 pub use record::MetricRecord;
 pub use serde_json;
 pub use tensor::{AttnMask, Tensor};
@@ -36,4 +38,5 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::{init, load_erased, ActionFn, ArchEntry, MetricEntry, Registry};
+    pub use crate::params::doc_text;
 }

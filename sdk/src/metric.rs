@@ -6,6 +6,7 @@ use crate::arch::{ModelInfo, Variant};
 use crate::error::{Error, Result};
 use crate::host::{api, check, TextBuf};
 use crate::intervention::InterventionRequest;
+use crate::params::{Params, RawParams, Unit};
 use crate::record::MetricRecord;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -13,16 +14,109 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 
-/// A family of measures (one plugin may export several metric types).
+/// One metric: its name, description, unit, typed parameters and computation. A plugin
+/// lists each metric type once in `export_plugin!`; the SDK finds it by [`Metric::NAME`],
+/// parses its [`Params`](crate::Params) and calls [`Metric::compute`].
+///
+/// A whole metric, as one file of a plugin (the example of `WRITING_A_METRIC.md`):
+///
+/// ```
+/// //! `token_entropy`: the plug-in entropy of the text's token frequencies.
+/// use std::collections::BTreeMap;
+/// use tokit_sdk::{InfoUnit, Metric, MetricInput, MetricOutput, Result};
+///
+/// pub struct TokenEntropy;
+///
+/// tokit_sdk::params! {
+///     pub struct Params {
+///         /// `nats` or `bits`
+///         unit: InfoUnit = InfoUnit::Nats,
+///         /// leading tokens left out (a prompt)
+///         skip: usize = 0,
+///     }
+/// }
+///
+/// impl Metric for TokenEntropy {
+///     const NAME: &'static str = "token_entropy";
+///     const DESCRIPTION: &'static str = "plug-in entropy of the text's token frequencies";
+///     type Params = Params;
+///
+///     fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+///         let tokens = &input.tokens_at_least(p.skip + 1)?[p.skip..];
+///         let mut counts = BTreeMap::new();
+///         for t in tokens {
+///             *counts.entry(t).or_insert(0usize) += 1;
+///         }
+///         let n = tokens.len() as f64;
+///         let h: f64 = counts.values().map(|&c| c as f64 / n).map(|q| -q * q.ln()).sum();
+///         let out = MetricOutput {
+///             value: Some(p.unit.from_nats(h)),
+///             unit: p.unit.into(),
+///             estimator: "plug-in".into(),
+///             ..Default::default()
+///         };
+///         Ok(out.scalar("distinct", counts.len() as f64))
+///     }
+/// }
+///
+/// // The plugin's table: one line per metric.
+/// tokit_sdk::export_plugin! {
+///     name: "example",
+///     version: "0.1.0",
+///     description: "a worked example",
+///     architectures: [],
+///     metrics: [TokenEntropy],
+/// }
+///
+/// # fn main() {
+/// // What the host sees and what a call computes (no host needed for this metric).
+/// let spec = tokit_sdk::spec_of::<TokenEntropy>();
+/// let names: Vec<&str> = spec.params.iter().map(|p| p.name.as_str()).collect();
+/// assert_eq!(names, ["unit", "skip"]);
+/// let input = MetricInput {
+///     metric: "token_entropy".into(),
+///     params: serde_json::json!({ "unit": "bits" }).as_object().unwrap().clone(),
+///     tokens: vec![7, 8, 7, 8],
+///     model: None,
+///     tensors: Vec::new(),
+/// };
+/// let out = tokit_sdk::compute_metric::<TokenEntropy>(&input).unwrap();
+/// assert!((out.value.unwrap() - 1.0).abs() < 1e-12);
+/// assert_eq!(out.scalars["distinct"], 2.0);
+/// # }
+/// ```
 pub trait Metric: 'static {
-    /// The metrics this type computes, with their parameters.
-    fn specs() -> Vec<MetricSpec>
-    where
-        Self: Sized;
-    /// Compute `input.metric`.
-    fn compute(input: &MetricInput) -> Result<MetricOutput>
-    where
-        Self: Sized;
+    /// The name scripts call it by (`analyze("surprisal", ...)`).
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+    /// Unit of the value and of the local values.
+    const UNIT: Unit = Unit::Nats;
+    /// Needs a `model` input (the host refuses a call without one).
+    const NEEDS_MODEL: bool = false;
+    /// The formula is a reconstruction of the paper (`docs/measures.md` marks it [P~]).
+    const RECONSTRUCTION: bool = false;
+    /// The parameters, declared with [`params!`](crate::params).
+    type Params: Params;
+    /// Compute the metric on `input` with the parsed parameters.
+    fn compute(input: &MetricInput, params: Self::Params) -> Result<MetricOutput>;
+}
+
+/// The [`MetricSpec`] of `M`, as the host sees it.
+pub fn spec_of<M: Metric>() -> MetricSpec {
+    MetricSpec {
+        name: M::NAME.into(),
+        description: M::DESCRIPTION.into(),
+        unit: M::UNIT,
+        needs_model: M::NEEDS_MODEL,
+        reconstruction: M::RECONSTRUCTION,
+        params: M::Params::specs(),
+    }
+}
+
+/// Parse `input`'s parameters for `M` and compute it (what the host's call runs).
+pub fn compute_metric<M: Metric>(input: &MetricInput) -> Result<MetricOutput> {
+    let params = M::Params::parse(&input.raw_params())?;
+    M::compute(input, params)
 }
 
 /// Static description of one metric.
@@ -30,11 +124,11 @@ pub trait Metric: 'static {
 pub struct MetricSpec {
     pub name: String,
     pub description: String,
-    /// Unit of the value and of the local values (`nats` unless said otherwise).
-    pub unit: String,
+    /// Unit of the value and of the local values.
+    pub unit: Unit,
     /// Needs a `model` input.
     pub needs_model: bool,
-    /// MEASURES.md marks the formula a reconstruction of the paper ([P~]).
+    /// The formula is a reconstruction of the paper (`docs/measures.md` marks it [P~]).
     #[serde(default)]
     pub reconstruction: bool,
     #[serde(default)]
@@ -73,50 +167,12 @@ pub struct MetricInput {
 }
 
 impl MetricInput {
-    fn param(&self, name: &str) -> Option<&Value> {
-        self.params.get(name).filter(|v| !v.is_null())
-    }
-
-    fn bad(&self, name: &str, expected: &str, v: &Value) -> Error {
-        Error::msg(format!(
-            "{}: parameter `{name}`: expected {expected}, found {v}",
-            self.metric
-        ))
-    }
-
-    pub fn f64_or(&self, name: &str, default: f64) -> Result<f64> {
-        match self.param(name) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| self.bad(name, "a number", v)),
-        }
-    }
-
-    pub fn usize_or(&self, name: &str, default: usize) -> Result<usize> {
-        match self.param(name) {
-            None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| self.bad(name, "a non-negative integer", v)),
-        }
-    }
-
-    pub fn str_or(&self, name: &str, default: &str) -> Result<String> {
-        match self.param(name) {
-            None => Ok(default.to_string()),
-            Some(v) => v
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| self.bad(name, "a string", v)),
-        }
-    }
-
-    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
-        match self.param(name) {
-            None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.bad(name, "true or false", v)),
+    /// The call's parameters, for [`Params::parse`].
+    pub fn raw_params(&self) -> RawParams<'_> {
+        RawParams {
+            metric: &self.metric,
+            params: &self.params,
+            tensors: self.tensors.iter().map(|(n, _)| n.as_str()).collect(),
         }
     }
 
@@ -235,7 +291,7 @@ impl ModelRef {
 #[derive(Debug, Default)]
 pub struct MetricOutput {
     pub value: Option<f64>,
-    pub unit: String,
+    pub unit: Unit,
     /// How the value was obtained (`exact`, `plug-in`, `monte-carlo`, ...).
     pub estimator: String,
     /// Named scalars: standard error, p-value, bias-corrected value, ...
@@ -270,7 +326,7 @@ impl MetricOutput {
     pub fn record(&self) -> MetricRecord {
         MetricRecord {
             value: self.value,
-            unit: self.unit.clone(),
+            unit: self.unit.to_string(),
             estimator: self.estimator.clone(),
             scalars: self.scalars.clone(),
             params: self.params.clone(),

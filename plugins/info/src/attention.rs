@@ -1,4 +1,4 @@
-//! Attention energetics (MEASURES.md M7) and token-mixing summaries (M13), per layer and
+//! `attention_energetics` (`docs/measures.md` M7) and token-mixing summaries (M13), per layer and
 //! head, from pre-softmax attention scores.
 //!
 //! Each query row i of a head is a Boltzmann law over keys with energy `−s_ij`:
@@ -14,9 +14,33 @@
 //! architecture that offers the hook), or from an explicit `scores` tensor whose last axis
 //! is the keys (`[..., T_q, T_k]`; a 2-D tensor is one head of one layer).
 
+use crate::common::UnitParams;
 use crate::thermo;
 use serde_json::json;
-use tokit_sdk::{Error, ForwardRequest, MetricInput, MetricOutput, Result, Variant};
+use tokit_sdk::{Error, ForwardRequest, Metric, MetricInput, MetricOutput, Result, Variant};
+
+pub struct AttentionEnergetics;
+
+tokit_sdk::params! {
+    pub struct Params {
+        #[flatten]
+        common: UnitParams,
+        /// locality: share of attention mass on keys with |i − j| < window
+        window: usize = 4,
+    }
+}
+
+impl Metric for AttentionEnergetics {
+    const NAME: &'static str = "attention_energetics";
+    const DESCRIPTION: &'static str = "attention as a Boltzmann law per layer and head (M7): free energy, mean energy, entropy, k90; token-mixing summaries (M13): lag profile, locality within `window`, mass above the diagonal; from a model's blocks.*.attn.hook_scores or a `scores` tensor [.., T_q, T_k]; value = mean attention entropy";
+    type Params = Params;
+
+    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+        p.common.refuse_temperature(Self::NAME)?;
+        let u = p.common.unit;
+        energetics(input, p.window, u.scale(), u.name())
+    }
+}
 
 /// Summaries of one query row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,8 +145,8 @@ fn head(
     })
 }
 
-pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutput> {
-    let window = input.usize_or("window", 4)?.max(1);
+fn energetics(input: &MetricInput, window: usize, scale: f64, unit: &str) -> Result<MetricOutput> {
+    let window = window.max(1);
     // One entry per layer: ([H, T_q, T_k] scores, H, T_q, T_k).
     let mut blocks: Vec<(Vec<f32>, usize, usize, usize)> = Vec::new();
     let source: String = if input.model.is_some() {
@@ -240,7 +264,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     params.insert("unit".into(), json!(unit));
     let mut out = MetricOutput {
         value: Some(mean(&h)),
-        unit: unit.to_string(),
+        unit: unit.to_string().into(),
         estimator: "exact".into(),
         params,
         plot: Some(json!({

@@ -1,5 +1,5 @@
 //! `elbo`: the likelihood of a response given a prompt, one metric for every architecture
-//! (MEASURES.md M8b).
+//! (`docs/measures.md` M8b).
 //!
 //! - A masked-diffusion model (not causal, with an ablation method `mask_token`: LLaDA)
 //!   gets the low-variance **l-form** of its variational bound, as LLaDA's own likelihood
@@ -23,8 +23,7 @@ use crate::streams::rng::Rng;
 use crate::thermo;
 use serde_json::json;
 use tokit_sdk::{
-    bail, Error, ForwardRequest, Metric, MetricInput, MetricOutput, MetricSpec, ParamSpec, Result,
-    Variant,
+    bail, Error, ForwardRequest, InfoUnit, Metric, MetricInput, MetricOutput, Result, Variant,
 };
 
 /// The `elbo` metric.
@@ -138,37 +137,30 @@ pub fn l_form(
     })
 }
 
-impl Metric for Elbo {
-    fn specs() -> Vec<MetricSpec> {
-        vec![MetricSpec {
-            name: "elbo".into(),
-            description: "negative log-likelihood of the response (tokens after `prompt_tokens`) given the prompt, comparable across architectures (M8b): exact for autoregressive models (sum of surprisals); for masked-diffusion models (LLaDA) the l-form of the variational bound, an upper bound on it, as a Monte Carlo mean with standard error; value in nats for the whole response".into(),
-            unit: "nats".into(),
-            needs_model: true,
-            reconstruction: false,
-            params: vec![
-                ParamSpec::new("prompt_tokens", "integer", json!(1), "leading tokens that are conditioned on and never masked (≥ 1 for autoregressive models)"),
-                ParamSpec::new("draws", "integer", json!(128), "Monte Carlo draws (masked-diffusion models)"),
-                ParamSpec::new("batch", "integer", json!(16), "draws per forward call, their mask counts stratified over 1..L"),
-                ParamSpec::new("seed", "integer", json!(0), "seed of the mask draws"),
-                ParamSpec::new("unit", "string", json!("nats"), "`nats` or `bits`"),
-            ],
-        }]
+tokit_sdk::params! {
+    pub struct Params {
+        /// leading tokens that are conditioned on and never masked (≥ 1 for autoregressive models)
+        prompt_tokens: usize = 1,
+        /// Monte Carlo draws (masked-diffusion models)
+        draws: usize = 128,
+        /// draws per forward call, their mask counts stratified over 1..L
+        batch: usize = 16,
+        /// seed of the mask draws
+        seed: u64 = 0,
+        /// `nats` or `bits`
+        unit: InfoUnit = InfoUnit::Nats,
     }
+}
 
-    fn compute(input: &MetricInput) -> Result<MetricOutput> {
-        let unit = input.str_or("unit", "nats")?;
-        let scale = match unit.as_str() {
-            "nats" => 1.0,
-            "bits" => 1.0 / std::f64::consts::LN_2,
-            other => {
-                bail!("elbo: parameter `unit`: expected \"nats\" or \"bits\", found \"{other}\"")
-            }
-        };
-        let prompt = input.usize_or("prompt_tokens", 1)?;
-        let draws = input.usize_or("draws", 128)?;
-        let batch = input.usize_or("batch", 16)?;
-        let seed = input.usize_or("seed", 0)? as u64;
+impl Metric for Elbo {
+    const NAME: &'static str = "elbo";
+    const DESCRIPTION: &'static str = "negative log-likelihood of the response (tokens after `prompt_tokens`) given the prompt, comparable across architectures (M8b): exact for autoregressive models (sum of surprisals); for masked-diffusion models (LLaDA) the l-form of the variational bound, an upper bound on it, as a Monte Carlo mean with standard error; value in nats for the whole response";
+    const NEEDS_MODEL: bool = true;
+    type Params = Params;
+
+    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+        let (unit, scale) = (p.unit.name(), p.unit.scale());
+        let (prompt, draws, batch, seed) = (p.prompt_tokens, p.draws, p.batch, p.seed);
         let tokens = input.tokens_at_least(prompt + 1)?;
         let model = input.model()?;
         let info = model.info()?;
@@ -180,7 +172,7 @@ impl Metric for Elbo {
             params.insert(k.into(), val);
         }
         let mut out = MetricOutput {
-            unit: unit.clone(),
+            unit: p.unit.into(),
             params,
             ..Default::default()
         };

@@ -1,4 +1,5 @@
-//! Model-based Granger map (MEASURES.md M6, engine proposal consistent with the paper):
+//! `granger_map`: the model-based Granger map (`docs/measures.md` M6, an engine proposal
+//! consistent with the paper):
 //! how much the next-token law at position t depends on the token at an earlier
 //! position j, measured by ablating j.
 //!
@@ -11,35 +12,66 @@
 //!
 //! Cost per pair: one scan of the ablated row (its log-sum-exp) and one pass for the KL
 //! against the clean row's probabilities, computed once per row. Both log-probabilities
-//! come from the same [`Scan`] arithmetic, so an ablation that leaves a row unchanged gives
+//! come from the same `thermo::Scan` arithmetic, so an ablation that leaves a row unchanged gives
 //! exactly 0 (KL and drop).
 
+use crate::common::{require_causal, UnitParams};
 use crate::thermo::{self, Scan, ThermoError};
 use serde_json::json;
 use tokit_sdk::{
-    Error, ForwardRequest, InterventionAction, InterventionRequest, MetricInput, MetricOutput,
-    ModelInfo, Result, Variant,
+    Error, ForwardRequest, InterventionAction, InterventionRequest, Metric, MetricInput,
+    MetricOutput, ModelInfo, Result, Variant,
 };
+
+pub struct GrangerMap;
+
+tokit_sdk::params! {
+    pub struct Params {
+        #[flatten]
+        common: UnitParams,
+        /// ablation method (default: the model's)
+        method: Option<String> = None,
+        /// token for the `replace` method
+        replace_with: Option<u64> = None,
+        /// refuse longer texts (T forward variants)
+        max_tokens: usize = 512,
+        /// with `head`: the per-head map, knocking out that head's attention to j
+        layer: Option<usize> = None,
+        /// head of `layer` (see `layer`)
+        head: Option<usize> = None,
+    }
+}
+
+impl Metric for GrangerMap {
+    const NAME: &'static str = "granger_map";
+    const DESCRIPTION: &'static str = "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens; layer + head: the per-head map by attention knockout";
+    const NEEDS_MODEL: bool = true;
+    type Params = Params;
+
+    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+        p.common.refuse_temperature(Self::NAME)?;
+        require_causal(input)?;
+        map(input, &p)
+    }
+}
 
 /// Logits buffers kept in memory at once (bytes).
 const CHUNK_BYTES: usize = 256 << 20;
 
-pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutput> {
+fn map(input: &MetricInput, p: &Params) -> Result<MetricOutput> {
+    let (scale, unit) = (p.common.unit.scale(), p.common.unit.name());
     let tokens = input.tokens_at_least(2)?;
     let model = input.model()?;
     let info = model.info()?;
     let t_len = tokens.len();
-    let max_tokens = input.usize_or("max_tokens", 512)?;
+    let max_tokens = p.max_tokens;
     if t_len > max_tokens {
         return Err(Error::msg(format!(
             "granger_map: {t_len} tokens exceed max_tokens = {max_tokens} (the map needs T forward variants; raise it deliberately)"
         )));
     }
-    let knockout = head_knockout(input, &info)?;
-    let method = match (
-        &knockout,
-        input.params.get("method").and_then(|m| m.as_str()),
-    ) {
+    let knockout = head_knockout(p, &info)?;
+    let method = match (&knockout, p.method.as_deref()) {
         (Some((layer, head, _)), _) => format!("attention_knockout(layer {layer}, head {head})"),
         (None, Some(m)) => m.to_string(),
         (None, None) => info.default_ablation.clone(),
@@ -55,11 +87,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
             }
         )));
     }
-    let replace_with = input
-        .params
-        .get("replace_with")
-        .and_then(|v| v.as_u64())
-        .map(|v| v as u32);
+    let replace_with = p.replace_with.map(|v| v as u32);
     let v = info.vocab_size;
     let fail = |e: thermo::ThermoError| Error::msg(format!("granger_map: {e}"));
     let logits = |o: &std::collections::BTreeMap<String, tokit_sdk::Tensor>| {
@@ -186,7 +214,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     params.insert("method".into(), json!(method));
     let mut out = MetricOutput {
         value: Some(total / n_pairs as f64),
-        unit: unit.to_string(),
+        unit: p.common.unit.into(),
         estimator: "exact per pair (ablation)".into(),
         params,
         ablation: Some(method),
@@ -212,25 +240,17 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
 /// `layer` and `head` given: the per-head map, by attention knockout at that layer's
 /// pre-softmax scores (the head stops attending to j; every other head and layer still
 /// sees it). Returns the layer, the head and the hook name.
-fn head_knockout(input: &MetricInput, info: &ModelInfo) -> Result<Option<(usize, usize, String)>> {
-    let get = |k: &str| input.params.get(k).filter(|v| !v.is_null());
-    let (layer, head) = match (get("layer"), get("head")) {
+fn head_knockout(p: &Params, info: &ModelInfo) -> Result<Option<(usize, usize, String)>> {
+    let (layer, head) = match (p.layer, p.head) {
         (None, None) => return Ok(None),
-        (Some(l), Some(h)) => (
-            l.as_u64()
-                .ok_or_else(|| Error::msg("granger_map: `layer` must be a non-negative integer"))?
-                as usize,
-            h.as_u64()
-                .ok_or_else(|| Error::msg("granger_map: `head` must be a non-negative integer"))?
-                as usize,
-        ),
+        (Some(l), Some(h)) => (l, h),
         _ => {
             return Err(Error::msg(
                 "granger_map: the per-head map needs both `layer` and `head`",
             ))
         }
     };
-    if input.params.get("method").is_some_and(|m| !m.is_null()) {
+    if p.method.is_some() {
         return Err(Error::msg(
             "granger_map: `method` and `layer`/`head` exclude each other (the per-head map knocks out attention)",
         ));

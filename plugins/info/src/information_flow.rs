@@ -1,5 +1,6 @@
-//! Semantic information flow at inference (MEASURES.md M5, a reconstruction [P~]) and the
-//! directed information from a prompt to a response (M2, log-loss form).
+//! `information_flow`: semantic information flow at inference (`docs/measures.md` M5, a
+//! reconstruction [P~]) and the
+//! the directed information from a prompt to a response (M2, log-loss form).
 //!
 //! With X the prompt and Y the response, the information-density process is
 //! `Λ_n = Σ_{i≤n} ln p(y_i | y^{i−1}, x) − ln p(y_i | y^{i−1})`. The reference law
@@ -14,10 +15,50 @@
 //! Monte Carlo means of Λ_N and A_N are reported with standard errors, plus per-step
 //! evidence of the sub-martingale property (mean increment and mean KL per step).
 
+use crate::common::{require_causal, UnitParams};
 use crate::streams::rng::Rng;
 use crate::thermo;
 use serde_json::{json, Value};
-use tokit_sdk::{Error, ForwardRequest, MetricInput, MetricOutput, ModelRef, Result, Variant};
+use tokit_sdk::{
+    Array, Error, ForwardRequest, Metric, MetricInput, MetricOutput, ModelRef, Result, Variant,
+};
+
+pub struct InformationFlow;
+
+tokit_sdk::params! {
+    pub struct Params {
+        #[flatten]
+        common: UnitParams,
+        /// how many leading tokens are the prompt X
+        prompt_tokens: Option<usize> = None,
+        /// other prompts (token arrays) for the exact mixture
+        alternatives: Array = Array::NONE,
+        /// prior over [prompt, alternatives...] (default uniform)
+        prior: Array = Array::NONE,
+        /// ablation method for the null-context reference
+        method: Option<String> = None,
+        /// 0: measure the given response; n: sample n responses
+        samples: usize = 0,
+        /// length of sampled responses
+        response_tokens: usize = 16,
+        /// sampling seed
+        seed: u64 = 0,
+    }
+}
+
+impl Metric for InformationFlow {
+    const NAME: &'static str = "information_flow";
+    const DESCRIPTION: &'static str = "semantic information flow from a prompt (the first `prompt_tokens` tokens) to a response (M5, reconstruction): Λ_n, its Doob decomposition A_n + M_n, share of negative increments; exact mixture over `alternatives` with `prior`, or null-context by ablating the prompt; `samples` > 0 draws responses and estimates the directed information E Λ_N with its standard error";
+    const NEEDS_MODEL: bool = true;
+    const RECONSTRUCTION: bool = true;
+    type Params = Params;
+
+    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+        p.common.refuse_temperature(Self::NAME)?;
+        require_causal(input)?;
+        flow(input, &p)
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::msg(format!("information_flow: {e}"))
@@ -173,12 +214,14 @@ fn mean_se(xs: &[f64]) -> (f64, f64) {
     (m, (var / n).sqrt())
 }
 
-pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutput> {
+fn flow(input: &MetricInput, p: &Params) -> Result<MetricOutput> {
+    let (scale, unit) = (p.common.unit.scale(), p.common.unit.name());
     let model = input.model()?;
     let info = model.info()?;
     let tokens = input.tokens_at_least(1)?;
-    let n_x = input.usize_or("prompt_tokens", 0)?;
-    let samples = input.usize_or("samples", 0)?;
+    let samples = p.samples;
+    // No default: a missing prompt length is refused like a zero one.
+    let n_x = p.prompt_tokens.unwrap_or(0);
     if n_x == 0 || n_x > tokens.len() || (samples == 0 && n_x == tokens.len()) {
         return Err(err(format!(
             "`prompt_tokens` must be between 1 and the number of tokens ({}), leaving a response unless `samples` > 0",
@@ -186,7 +229,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         )));
     }
     let prompt = tokens[..n_x].to_vec();
-    let alternatives: Vec<Vec<u32>> = match input.params.get("alternatives") {
+    let alternatives: Vec<Vec<u32>> = match p.alternatives.get() {
         None | Some(Value::Null) => vec![],
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|e| err(format!("`alternatives` must be arrays of token ids: {e}")))?,
@@ -203,7 +246,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
             info.vocab_size
         )));
     }
-    let prior: Vec<f64> = match input.params.get("prior") {
+    let prior: Vec<f64> = match p.prior.get() {
         None | Some(Value::Null) => vec![1.0 / prompts.len() as f64; prompts.len()],
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|e| err(format!("`prior` must be numbers: {e}")))?,
@@ -219,7 +262,7 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     }
     let log_prior: Vec<f64> = prior.iter().map(|p| p.ln()).collect();
     let null_method = if alternatives.is_empty() {
-        let m = input.str_or("method", &info.default_ablation)?;
+        let m = p.method.clone().unwrap_or(info.default_ablation.clone());
         if !info.ablation_methods.contains(&m) {
             return Err(err(format!(
                 "the null-context reference removes the prompt by ablation, but {} models support none (`{m}`); pass `alternatives`",
@@ -228,6 +271,12 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
         }
         Some(m)
     } else {
+        // With alternatives the reference is the exact mixture: no ablation to choose.
+        if let Some(m) = &p.method {
+            return Err(err(format!(
+                "`method` (`{m}`) chooses the ablation of the null-context reference; with `alternatives` the reference is the exact mixture, so leave it out"
+            )));
+        }
         None
     };
     let estimator = if null_method.is_some() {
@@ -238,14 +287,15 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     let mut params = input.params.clone();
     params.insert("prompt_tokens".into(), json!(n_x));
     let mut out = MetricOutput {
-        unit: unit.into(),
+        unit: p.common.unit.into(),
         estimator: estimator.into(),
         params,
         ablation: null_method.clone(),
         ..Default::default()
     };
     out.notes.push(
-        "reconstruction of the paper's sub-martingale information flow (MEASURES.md M5)".into(),
+        "reconstruction of the paper's sub-martingale information flow (docs/measures.md M5)"
+            .into(),
     );
 
     if samples == 0 {
@@ -306,11 +356,11 @@ pub fn compute(input: &MetricInput, scale: f64, unit: &str) -> Result<MetricOutp
     }
 
     // Monte Carlo over responses drawn from p(· | x).
-    let n = input.usize_or("response_tokens", 16)?;
+    let n = p.response_tokens;
     if n == 0 {
         return Err(err("`response_tokens` must be ≥ 1"));
     }
-    let mut rng = Rng::new(input.usize_or("seed", 0)? as u64);
+    let mut rng = Rng::new(p.seed);
     let mut lam_end = Vec::with_capacity(samples);
     let mut a_end = Vec::with_capacity(samples);
     let mut step_inc = vec![Vec::with_capacity(samples); n];

@@ -1,4 +1,4 @@
-//! Logit lens (issue 6): the next-token law read off every layer's residual stream through
+//! `logit_lens`: the next-token law read off every layer's residual stream through
 //! the model's own final norm and unembedding, compared with the model's output law.
 //!
 //! The architecture owns its head (tied or untied unembedding, RMSNorm or LayerNorm, GGUF
@@ -9,19 +9,29 @@
 //! from the model's output law, and the rank of the observed token (1 = top). At the last
 //! layer the lens is the output law, so its KL is 0.
 
+use crate::common::{require_causal, LawParams};
 use crate::thermo;
 use serde_json::json;
-use tokit_sdk::{Error, ForwardRequest, MetricInput, MetricOutput, Result, Variant};
+use tokit_sdk::{Error, ForwardRequest, Metric, MetricInput, MetricOutput, Result, Variant};
+
+pub struct LogitLens;
+
+impl Metric for LogitLens {
+    const NAME: &'static str = "logit_lens";
+    const DESCRIPTION: &'static str = "logit lens: every layer's residual stream through the model's final norm and unembedding (hook blocks.{i}.hook_lens_logits); per layer and token the lens law's entropy, KL(p_out ‖ p_layer) and the observed token's rank; value = mean KL";
+    const NEEDS_MODEL: bool = true;
+    type Params = LawParams;
+
+    fn compute(input: &MetricInput, p: LawParams) -> Result<MetricOutput> {
+        require_causal(input)?;
+        lens(input, p.temperature, p.unit.scale(), p.unit.name())
+    }
+}
 
 /// Captured lens logits kept in memory at once (bytes); more layers take more forwards.
 const CHUNK_BYTES: usize = 256 << 20;
 
-pub fn compute(
-    input: &MetricInput,
-    temperature: f64,
-    scale: f64,
-    unit: &str,
-) -> Result<MetricOutput> {
+fn lens(input: &MetricInput, temperature: f64, scale: f64, unit: &str) -> Result<MetricOutput> {
     let tokens = input.tokens_at_least(2)?;
     let model = input.model()?;
     let info = model.info()?;
@@ -103,7 +113,7 @@ pub fn compute(
     params.insert("unit".into(), json!(unit));
     let mut out = MetricOutput {
         value: Some(kl_layer.iter().map(|&x| x as f64).sum::<f64>() / layers as f64),
-        unit: unit.to_string(),
+        unit: unit.to_string().into(),
         estimator: "exact (teacher forcing)".into(),
         params,
         plot: Some(json!({

@@ -1,4 +1,5 @@
-//! The rate a model spends against a reference on one sequence (issue 7, M4): the sum
+//! `sequence_kl`: the rate a model spends against a reference on one sequence
+//! (`docs/measures.md` M4): the sum
 //! over response steps of the exact per-step `KL(p_model(· | x_<t) ‖ p_ref(· | x_<t))`,
 //! from both models' logits on the same tokens. Averaged over responses sampled from the
 //! model, this is `KL(π ‖ π_ref)` of the response law (chain rule), with far less variance
@@ -8,19 +9,51 @@
 //! reference model's forward pass on the same tokens), so the two models may come from
 //! different architecture plugins as long as they share the vocabulary.
 
+use crate::common::{require_causal, LawParams};
 use crate::thermo;
 use serde_json::json;
-use tokit_sdk::{Error, MetricInput, MetricOutput, Result};
+use tokit_sdk::{Error, Metric, MetricInput, MetricOutput, Result};
 
-pub fn compute(
+pub struct SequenceKl;
+
+tokit_sdk::params! {
+    pub struct Params {
+        #[flatten]
+        law: LawParams,
+        /// the response starts here: steps t ≥ prompt_tokens are summed
+        prompt_tokens: usize = 1,
+    }
+}
+
+impl Metric for SequenceKl {
+    const NAME: &'static str = "sequence_kl";
+    const DESCRIPTION: &'static str = "rate a model spends against a reference on a sequence (M4): Σ over response steps (t ≥ prompt_tokens) of the exact KL(p_model ‖ p_ref) per step, the reference given as an input tensor `reference_logits` [T, V] on the same tokens; also the sampled log-ratio; value = the sum";
+    const NEEDS_MODEL: bool = true;
+    type Params = Params;
+
+    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+        require_causal(input)?;
+        let u = p.law.unit;
+        run(
+            input,
+            p.prompt_tokens,
+            p.law.temperature,
+            u.scale(),
+            u.name(),
+        )
+    }
+}
+
+fn run(
     input: &MetricInput,
+    prompt: usize,
     temperature: f64,
     scale: f64,
     unit: &str,
 ) -> Result<MetricOutput> {
     let tokens = input.tokens_at_least(2)?;
     let t_len = tokens.len();
-    let prompt = input.usize_or("prompt_tokens", 1)?.max(1);
+    let prompt = prompt.max(1);
     if prompt >= t_len {
         return Err(Error::msg(format!(
             "sequence_kl: prompt_tokens = {prompt} leaves no response among the {t_len} tokens"
@@ -56,7 +89,7 @@ pub fn compute(
     params.insert("unit".into(), json!(unit));
     let mut out = MetricOutput {
         value: Some(total * scale),
-        unit: unit.to_string(),
+        unit: unit.to_string().into(),
         estimator: "exact per step (teacher forcing)".into(),
         params,
         plot: Some(json!({

@@ -1,5 +1,5 @@
 //! Per-token (local) Boltzmann quantities of a teacher-forced pass, and their corpus
-//! aggregates: cross-entropy, perplexity, bits per token, mean entropy (MEASURES.md M1).
+//! aggregates: cross-entropy, perplexity, bits per token, mean entropy (`docs/measures.md` M1).
 //!
 //! # Alignment convention
 //!
@@ -15,7 +15,7 @@
 //! (nothing predicts it) and the last row is never read (it predicts a token beyond the
 //! sequence). Local values are indexed by the predicting row `t = 0..T−2`.
 //!
-//! All values are in nats (see [`crate::units::to_bits`]).
+//! All values are in nats (bits per token divide by ln 2).
 //!
 //! # Uncertainty
 //!
@@ -28,7 +28,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::thermo::{check_temperature, Scan, ThermoError};
-use crate::units::to_bits;
+use std::f64::consts::LN_2;
 
 /// Why token statistics could not be computed.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,7 +221,7 @@ impl CorpusStats {
                 value: ppl,
                 se: cross_entropy.se.map(|se| ppl * se),
             },
-            bits_per_token: cross_entropy.map_linear(to_bits),
+            bits_per_token: cross_entropy.map_linear(|x| x / LN_2),
             entropy: column(|p| p.entropy),
             free_energy: column(|p| p.free_energy),
             internal_energy: column(|p| p.internal_energy),

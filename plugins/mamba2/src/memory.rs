@@ -1,4 +1,4 @@
-//! The `ssm_memory` metric (MEASURES.md M12, M13): how far a Mamba2 model remembers.
+//! The `ssm_memory` metric (`docs/measures.md` M12, M13): how far a Mamba2 model remembers.
 //!
 //! From one forward pass it reads every layer's decays `a_t` and, for one layer, `Δ_t`,
 //! `B_t`, `C_t` and the states `S_t`, and reports:
@@ -12,10 +12,7 @@
 //!   (Roy & Vetterli: `exp` of the entropy of the normalised singular values), averaged
 //!   over heads, and the mean decay.
 
-use serde_json::json;
-use tokit_sdk::{
-    bail, Error, ForwardRequest, Metric, MetricInput, MetricOutput, MetricSpec, ParamSpec, Result,
-};
+use tokit_sdk::{bail, Error, ForwardRequest, Metric, MetricInput, MetricOutput, Result, Unit};
 
 pub struct SsmMemory;
 
@@ -121,45 +118,28 @@ pub fn effective_rank(x: &[f32], rows: usize, cols: usize) -> f64 {
     h.exp()
 }
 
-fn params() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::new(
-            "layer",
-            "integer",
-            json!(0),
-            "layer of the kernel, mixing matrix and state measures",
-        ),
-        ParamSpec::new(
-            "window_start",
-            "integer",
-            json!(0),
-            "first position of the window for κ and M",
-        ),
-        ParamSpec::new(
-            "window",
-            "integer",
-            json!(32),
-            "window length for κ and M (clipped to the text)",
-        ),
-    ]
+tokit_sdk::params! {
+    pub struct Params {
+        /// layer of the kernel, mixing matrix and state measures
+        layer: usize = 0,
+        /// first position of the window for κ and M
+        window_start: usize = 0,
+        /// window length for κ and M (clipped to the text)
+        window: usize = 32,
+    }
 }
 
 impl Metric for SsmMemory {
-    fn specs() -> Vec<MetricSpec> {
-        vec![MetricSpec {
-            name: "ssm_memory".into(),
-            description: "Mamba2 memory (M12): effective memory length 1/mean(−ln a_t) per layer and head \
+    const NAME: &'static str = "ssm_memory";
+    const DESCRIPTION: &'static str = "Mamba2 memory (M12): effective memory length 1/mean(−ln a_t) per layer and head \
                           (value: the chosen layer's), memory kernel κ(t,s) and SSD mixing matrix M_ts on a \
-                          window, state norm, effective rank and mean decay per position"
-                .into(),
-            unit: "tokens".into(),
-            needs_model: true,
-            reconstruction: true,
-            params: params(),
-        }]
-    }
+                          window, state norm, effective rank and mean decay per position";
+    const UNIT: Unit = Unit::Tokens;
+    const NEEDS_MODEL: bool = true;
+    const RECONSTRUCTION: bool = true;
+    type Params = Params;
 
-    fn compute(input: &MetricInput) -> Result<MetricOutput> {
+    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
         let model = input.model()?;
         let info = model.info()?;
         if info.arch != "mamba2" {
@@ -170,18 +150,18 @@ impl Metric for SsmMemory {
         }
         let tokens = input.tokens_at_least(1)?;
         let t = tokens.len();
-        let layer = input.usize_or("layer", 0)?;
+        let layer = p.layer;
         if layer >= info.n_layers {
             bail!(
                 "ssm_memory: parameter `layer` = {layer}, but the model has {} layers",
                 info.n_layers
             );
         }
-        let w0 = input.usize_or("window_start", 0)?;
+        let w0 = p.window_start;
         if w0 >= t {
             bail!("ssm_memory: parameter `window_start` = {w0} is beyond the {t} tokens");
         }
-        let w = input.usize_or("window", 32)?.min(t - w0).max(1);
+        let w = p.window.min(t - w0).max(1);
         let x = &info.extra;
         let get = |k: &str| {
             x[k].as_u64()
@@ -215,7 +195,7 @@ impl Metric for SsmMemory {
         // Memory length per layer and head.
         let mut lengths = vec![0f32; info.n_layers * h];
         let mut result = MetricOutput {
-            unit: "tokens".into(),
+            unit: Unit::Tokens,
             estimator: "exact (one forward pass)".into(),
             params: input.params.clone(),
             ..Default::default()
@@ -301,7 +281,7 @@ mod tests {
 
     #[test]
     fn constant_decay_gives_the_closed_forms() {
-        // MEASURES.md T25: a = 0.9 → 1 / (−ln 0.9) = 9.4912 tokens.
+        // `docs/measures.md` T25: a = 0.9 → 1 / (−ln 0.9) = 9.4912 tokens.
         let l = memory_length(std::iter::repeat_n(0.9, 50));
         assert!((l - 9.4912).abs() < 5e-5, "{l}");
         assert!((l - 1.0 / -(0.9f64.ln())).abs() < 1e-12);

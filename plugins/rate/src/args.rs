@@ -1,13 +1,14 @@
-//! Reading metric inputs: JSON parameters (f64, preferred for exact work) with named f32
+//! Reading array inputs: JSON parameters (f64, preferred for exact work) with named f32
 //! input tensors as the fallback, and the result record built before it crosses the ABI.
+//! Scalar parameters are typed fields of each metric's `Params` (`tokit_sdk::params!`).
 //!
 //! Keeping these as plain Rust values (no host tensors) lets the unit tests drive every
-//! metric end to end without an engine; `lib.rs` converts at the boundary.
+//! metric end to end without an engine; [`Record::into_output`] converts at the boundary.
 
 use crate::util::{SUM_TOL_F32, SUM_TOL_F64};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use tokit_sdk::{Error, Result};
+use tokit_sdk::{Error, MetricOutput, Result, Unit};
 
 /// A numeric array from a parameter or a tensor.
 #[derive(Clone, Debug)]
@@ -68,51 +69,6 @@ impl<'a> Args<'a> {
             shown.push_str("...");
         }
         self.err(name, format!("expected {expected}, found {shown}"))
-    }
-
-    pub fn f64_opt(&self, name: &str) -> Result<Option<f64>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.bad(name, "a number", v)),
-        }
-    }
-
-    pub fn f64_or(&self, name: &str, default: f64) -> Result<f64> {
-        Ok(self.f64_opt(name)?.unwrap_or(default))
-    }
-
-    pub fn usize_opt(&self, name: &str) -> Result<Option<usize>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => match (v.as_u64(), v.as_f64()) {
-                (Some(n), _) => Ok(Some(n as usize)),
-                (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < 9.0e15 => {
-                    Ok(Some(f as usize))
-                }
-                _ => Err(self.bad(name, "a non-negative integer", v)),
-            },
-        }
-    }
-
-    pub fn usize_or(&self, name: &str, default: usize) -> Result<usize> {
-        Ok(self.usize_opt(name)?.unwrap_or(default))
-    }
-
-    pub fn str_opt(&self, name: &str) -> Result<Option<String>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(|s| Some(s.to_string()))
-                .ok_or_else(|| self.bad(name, "a string", v)),
-        }
-    }
-
-    pub fn str_or(&self, name: &str, default: &str) -> Result<String> {
-        Ok(self.str_opt(name)?.unwrap_or_else(|| default.to_string()))
     }
 
     /// A numeric array: the parameter (a number, an array of numbers, or a rectangular array of
@@ -278,6 +234,24 @@ impl Record {
         self.tensor(name, data, &[data.len()]);
     }
 
+    /// The record as the host's result.
+    pub fn into_output(self) -> Result<MetricOutput> {
+        let mut out = MetricOutput {
+            value: self.value,
+            unit: Unit::from(self.unit),
+            estimator: self.estimator,
+            scalars: self.scalars,
+            params: self.params,
+            notes: self.notes,
+            plot: self.plot,
+            ..Default::default()
+        };
+        for (name, data, shape) in &self.tensors {
+            out = out.tensor(name, data, shape)?;
+        }
+        Ok(out)
+    }
+
     /// Look up a scalar (tests).
     pub fn get(&self, name: &str) -> f64 {
         self.scalars.get(name).copied().unwrap_or(f64::NAN)
@@ -325,9 +299,6 @@ mod tests {
         assert!(args.vector_req("missing", "a law").is_err());
         assert!(args.one_of(&["a", "s"]).is_err());
         assert_eq!(args.one_of(&["a", "zz"]).unwrap(), Some("a"));
-        assert_eq!(args.usize_or("s", 0).unwrap(), 3);
-        assert!(args.usize_or("a", 0).is_err());
-        assert!(args.f64_or("str", 0.0).is_err());
     }
 
     #[test]

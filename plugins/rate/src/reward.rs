@@ -1,4 +1,4 @@
-//! Rate–reward functions (MEASURES.md M4, post-training). **Reconstruction** ([P~]) of the
+//! Rate–reward functions (`docs/measures.md` M4, post-training). **Reconstruction** ([P~]) of the
 //! paper's "directed rate-reward function": distortion replaced by negative reward.
 //!
 //! * KL-to-reference form (the one RLHF optimises):

@@ -1,16 +1,53 @@
-//! End-to-end tests of every metric through [`crate::evaluate`] with JSON parameters, as the
-//! engine would call them (minus the host tensors): MEASURES.md §8 T1–T7 and T12–T15, the
-//! shape of the result records, and bad input.
+//! End-to-end tests of every metric through [`crate::metrics::evaluate`] with JSON
+//! parameters, as the engine would call them (minus the host tensors): `docs/measures.md`
+//! T1–T7 and T12–T15, the shape of the result records, and bad input.
 
 use crate::args::{Args, Record};
-use crate::evaluate;
-use crate::RateMetrics;
+use crate::metrics::*;
 use serde_json::{json, Value};
-use tokit_sdk::Metric;
+use tokit_sdk::{Metric, MetricSpec};
+
+type Eval = fn(&Args) -> tokit_sdk::Result<Record>;
+
+/// The metrics that need no host, by name (checked against the plugin's table by
+/// `specs_are_consistent`).
+const HOST_FREE: [(&str, Eval); 8] = [
+    (RateDistortion::NAME, evaluate::<RateDistortion>),
+    (
+        RateDistortionClosedForm::NAME,
+        evaluate::<RateDistortionClosedForm>,
+    ),
+    (ChannelCapacity::NAME, evaluate::<ChannelCapacity>),
+    (
+        DirectedRateDistortion::NAME,
+        evaluate::<DirectedRateDistortion>,
+    ),
+    (RateReward::NAME, evaluate::<RateReward>),
+    (RateRewardChannel::NAME, evaluate::<RateRewardChannel>),
+    (BestOfNKl::NAME, evaluate::<BestOfNKl>),
+    (RateRewardIs::NAME, evaluate::<RateRewardIs>),
+];
+
+/// `args.metric` computed from `args`, as the host would find it by name.
+fn by_name(args: &Args) -> tokit_sdk::Result<Record> {
+    match HOST_FREE.iter().find(|(n, _)| *n == args.metric) {
+        Some((_, f)) => f(args),
+        None => tokit_sdk::bail!("{}: no such rate metric", args.metric),
+    }
+}
 
 fn run(metric: &str, params: Value) -> tokit_sdk::Result<Record> {
     let map = params.as_object().cloned().unwrap_or_default();
-    evaluate(&Args::new(metric, &map))
+    by_name(&Args::new(metric, &map))
+}
+
+/// Every metric's spec, as the plugin describes them.
+fn specs() -> Vec<MetricSpec> {
+    crate::__TOKIT_REGISTRY
+        .metrics
+        .iter()
+        .map(|m| (m.spec)())
+        .collect()
 }
 
 fn ok(metric: &str, params: Value) -> Record {
@@ -37,8 +74,11 @@ fn sane(r: &Record) {
 
 #[test]
 fn specs_are_consistent() {
-    let specs = RateMetrics::specs();
+    let specs = specs();
     assert_eq!(specs.len(), 9);
+    for (name, _) in HOST_FREE {
+        assert!(specs.iter().any(|s| s.name == name), "{name}");
+    }
     for s in &specs {
         assert_eq!(s.needs_model, s.name == "token_semantic_rd");
         let mut names: Vec<&str> = s.params.iter().map(|p| p.name.as_str()).collect();
@@ -493,7 +533,7 @@ fn tensor_inputs_are_the_fallback() {
         .map(|k| if k / 3 == k % 3 { 0.0 } else { 1.0 })
         .collect();
     args.tensors.push(("distortion".into(), d, vec![3, 3]));
-    let r = evaluate(&args).unwrap();
+    let r = by_name(&args).unwrap();
     sane(&r);
     assert!(r.value.unwrap() > 0.0);
     // The JSON parameter wins over a tensor of the same name.
@@ -504,7 +544,7 @@ fn tensor_inputs_are_the_fallback() {
     let mut args = Args::new("rate_distortion", &map);
     args.tensors
         .push(("source".into(), vec![0.1, 0.9], vec![2]));
-    close(evaluate(&args).unwrap().value.unwrap(), 0.531_004_4, 1e-6);
+    close(by_name(&args).unwrap().value.unwrap(), 0.531_004_4, 1e-6);
 }
 
 /// dit's rate-distortion points (tools/crosscheck.py --dit): tokit's R(D) at each of dit's

@@ -1,8 +1,9 @@
-//! Small numeric helpers shared by the rate modules: log-sum-exp, entropies, units,
+//! Small numeric helpers shared by the rate modules: log-sum-exp, entropies,
 //! validation of laws and matrices, and a tiny seeded random number generator (the
 //! deterministic restarts and bootstraps must give the same numbers on every machine).
 //!
-//! Everything is f64 and in **nats**; conversion to bits happens only on output.
+//! Everything is f64 and in **nats**; conversion to bits happens only on output
+//! ([`tokit_sdk::InfoUnit`]).
 
 use tokit_sdk::{bail, Result};
 
@@ -13,49 +14,6 @@ pub const LN2: f64 = std::f64::consts::LN_2;
 pub const SUM_TOL_F64: f64 = 1e-9;
 /// Tolerance on `Σ p = 1` for laws given as f32 tensors (rounding of each entry to f32).
 pub const SUM_TOL_F32: f64 = 1e-6;
-
-/// Information unit of a result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
-    Nats,
-    Bits,
-}
-
-impl Unit {
-    /// Parse `"nats"` or `"bits"`.
-    pub fn parse(s: &str) -> Result<Unit> {
-        match s {
-            "nats" | "nat" => Ok(Unit::Nats),
-            "bits" | "bit" => Ok(Unit::Bits),
-            other => bail!("parameter `unit`: expected \"nats\" or \"bits\", found \"{other}\""),
-        }
-    }
-
-    /// Multiply a quantity in nats by this to express it in the unit.
-    pub fn scale(self) -> f64 {
-        match self {
-            Unit::Nats => 1.0,
-            Unit::Bits => 1.0 / LN2,
-        }
-    }
-
-    /// Convert a quantity in nats to this unit.
-    pub fn from_nats(self, nats: f64) -> f64 {
-        nats * self.scale()
-    }
-
-    /// Convert a quantity in this unit to nats.
-    pub fn to_nats(self, x: f64) -> f64 {
-        x / self.scale()
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Unit::Nats => "nats",
-            Unit::Bits => "bits",
-        }
-    }
-}
 
 /// `ln Σ exp(x_i)`, exact for `-inf` entries; `-inf` when all are `-inf` (or empty).
 pub fn lse(xs: &[f64]) -> f64 {
@@ -188,6 +146,7 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokit_sdk::{InfoUnit, ParamValue};
 
     #[test]
     fn lse_handles_infinities() {
@@ -203,11 +162,11 @@ mod tests {
 
     #[test]
     fn entropies_and_units() {
-        assert!((Unit::Bits.from_nats(h2(0.5)) - 1.0).abs() < 1e-15);
-        assert!((Unit::Bits.from_nats(h2(0.1)) - 0.468_995_593_589_281_2).abs() < 1e-12);
+        assert!((InfoUnit::Bits.from_nats(h2(0.5)) - 1.0).abs() < 1e-15);
+        assert!((InfoUnit::Bits.from_nats(h2(0.1)) - 0.468_995_593_589_281_2).abs() < 1e-12);
         assert_eq!(h2(0.0), 0.0);
-        assert!((Unit::Bits.to_nats(1.0) - LN2).abs() < 1e-15);
-        assert!(Unit::parse("furlongs").is_err());
+        assert!((InfoUnit::Bits.to_nats(1.0) - LN2).abs() < 1e-15);
+        assert!(<InfoUnit as ParamValue>::from_json(&serde_json::json!("furlongs")).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! finite-memory (Markov-order) assumption.
 //!
 //! Massey: `I(X^n → Y^n) = Σ_{i=1}^n I(X^i ; Y_i | Y^{i−1})`; the delayed version
-//! (next-token situation, MEASURES.md M2) `I(X^{n−1} → Y^n) = Σ_i I(X^{i−1} ; Y_i | Y^{i−1})`.
+//! (next-token situation, `docs/measures.md` M2) `I(X^{n−1} → Y^n) = Σ_i I(X^{i−1} ; Y_i | Y^{i−1})`.
 //! Each term conditions on the whole past, which no finite sample can estimate. **Assumption
 //! (documented in every result):** the pair is stationary and `Y_i` depends on the past
 //! only through the last `m` (`memory`) symbols of each stream, in both the causal law

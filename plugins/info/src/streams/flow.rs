@@ -1,6 +1,6 @@
-//! Exact semantic information flow of a toy "prompt → generation" process (MEASURES.md
-//! M5, a **reconstruction** [P~] of the paper's sub-martingale account), by enumerating
-//! every output sequence.
+//! Exact semantic information flow of a toy "prompt → generation" process
+//! (`docs/measures.md` M5, a **reconstruction** [P~] of the paper's sub-martingale
+//! account), by enumerating every output sequence.
 //!
 //! A prompt `X` with prior `π` over `K` values; outputs `Y_1, Y_2, …` drawn i.i.d. from a
 //! channel row `p(y | x)` given the prompt (default: `X` a uniform bit and a BSC(ε),

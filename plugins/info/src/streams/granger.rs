@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(f_sf(0.0, 3.0, 4.0), 1.0);
     }
 
-    /// T11 (MEASURES.md §8): `Y_t = a Y_{t−1} + b X_{t−1} + e_t`, `b = σx = σe = 1`:
+    /// T11 (`docs/measures.md`): `Y_t = a Y_{t−1} + b X_{t−1} + e_t`, `b = σx = σe = 1`:
     /// TE = ½ ln 2 = 0.3465736 nats, Geweke F = ln 2; nothing flows back.
     #[test]
     fn t11_gaussian_te_by_simulation() {

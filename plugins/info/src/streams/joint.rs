@@ -1,5 +1,5 @@
 //! Exact directed and mutual information of an explicitly enumerated joint law of two
-//! finite sequences `(x^n, y^n)` (MEASURES.md M2; the unit-test oracle for every
+//! finite sequences `(x^n, y^n)` (`docs/measures.md` M2; the unit-test oracle for every
 //! directed-information estimator), by summing over its support:
 //!
 //! * `I(X^{n−d} → Y^n) = Σ_{i=1}^n I(X^{i−d} ; Y_i | Y^{i−1})` for a delay `d ≥ 0`

@@ -1,5 +1,5 @@
 //! Information measures of symbol streams and real-valued series, with no model needed
-//! (MEASURES.md M2, M5, M6; ANCHORS.md B.1–B.8), plus exact toy oracles.
+//! (`docs/measures.md` M2, M5, M6), plus exact toy oracles.
 //!
 //! * Sparse plug-in estimators on symbol streams ([`counting`], [`estimate`]): entropy,
 //!   block entropy, entropy rate ([`entropy`]), active information storage ([`ais`]),
@@ -15,7 +15,7 @@
 //! * Exact oracles on enumerated joints: directed information, mutual information and
 //!   the conservation law ([`joint`], M2); the information-flow sub-martingale ([`flow`],
 //!   M5).
-//! * The `StreamInfo` metric type exposing all of it ([`metric`]).
+//! * The metrics exposing all of it, one type per metric ([`metrics`]).
 //!
 //! Everything is computed in nats; conversion to bits happens on output.
 
@@ -28,7 +28,7 @@ pub mod flow;
 pub mod granger;
 pub mod joint;
 pub mod measure;
-pub mod metric;
+pub mod metrics;
 pub mod mutual;
 pub mod rng;
 pub mod series;
@@ -37,5 +37,3 @@ pub mod transfer;
 
 #[cfg(test)]
 mod crosscheck;
-
-pub use metric::StreamInfo;

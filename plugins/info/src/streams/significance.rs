@@ -18,7 +18,7 @@
 //! bias-corrected "effective" value `observed − surrogate mean` (Marschinski & Kantz's
 //! effective transfer entropy). Each surrogate draws from its own generator derived from
 //! `(seed, index)`, so results do not depend on the number of threads. Threads are scoped
-//! to the call (DESIGN.md: no thread outlives a call).
+//! to the call (no thread outlives a call into the plugin).
 
 use super::counting::Ids;
 use super::estimate::{Bias, Cmi};

@@ -133,7 +133,7 @@ mod tests {
             / LN_2
     }
 
-    /// T10 (MEASURES.md §8): the inform library's example.
+    /// T10 (`docs/measures.md`): the inform library's example.
     #[test]
     fn t10_inform_example() {
         let xs = [0, 0, 1, 1, 1, 1, 0, 0, 0];

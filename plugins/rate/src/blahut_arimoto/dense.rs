@@ -12,7 +12,7 @@
 //! R = −β (D − D_min) − Σ_x p(x) ln c(x) + Σ_y q'(y) ln(q(y) / q'(y))
 //! ```
 //!
-//! the same update as the log-domain solver ([`crate::blahut_arimoto`]), with `(D, R)` of
+//! the same update as the log-domain solver ([`super::log_domain`]), with `(D, R)` of
 //! the channel against its new output law, as there. Each thread takes a block of rows and
 //! reads each row of `A` twice while it is in cache (the dot product for `c`, then the
 //! axpy into its share of `Aᵀ (p / c)`), so the whole iteration is three streaming passes
@@ -20,7 +20,8 @@
 //! Entries of `A` that underflow (β d' > 745) are below 1e-323 of a row's largest and do
 //! not change any reported digit.
 
-use crate::blahut_arimoto::RdProblem;
+use super::{BaOptions, RdPoint, RdProblem};
+use crate::util::ln0;
 use tokit_sdk::{bail, check_cancelled, Result};
 
 /// Problems at least this large (`nx · ny`) take this path.
@@ -147,6 +148,22 @@ impl<'p> Kernel<'p> {
             prev = Some((s.distortion, s.rate));
         }
         Ok((q, max_iter, false))
+    }
+}
+
+impl RdProblem {
+    /// [`Self::run_from`] on the dense kernel.
+    pub fn run_dense(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
+        let kernel = Kernel::new(self, beta, &self.dshift);
+        let q0 = lq0.iter().map(|l| l.exp()).collect();
+        let (q, iterations, converged) = kernel.run(q0, opts.tol, opts.max_iter)?;
+        let lq: Vec<f64> = q.iter().map(|&v| ln0(v)).collect();
+        // The reported channel, (D, R) and bound come from the log-domain evaluation of
+        // the final output law, as in the log-domain run.
+        let mut lqq = vec![0.0; self.nx * self.ny];
+        self.channel_from(&lq, beta, &mut lqq)?;
+        let lq = self.output_law(&lqq);
+        self.finish(beta, lqq, lq, iterations, converged)
     }
 }
 

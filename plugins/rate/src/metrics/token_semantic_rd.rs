@@ -1,4 +1,4 @@
-//! Token-semantic rate–distortion on a real model (issue 7, M3 on a model): for one
+//! `token_semantic_rd`: rate–distortion on a real model (`docs/measures.md` M3): for one
 //! context, the model's next-token law over its top-k tokens is the source; the distortion
 //! between tokens x and y is `1 − cos(e_x, e_y)` of their embedding rows (or unembedding
 //! rows, given as a tensor); Blahut–Arimoto traces R(D): how many nats a channel must keep
@@ -10,11 +10,44 @@
 //! the scored positions. It is the point `(D, H − D)` of the log-loss R(D) of a source with
 //! entropy `H(p̄)`, and `H(p̄) − CE` is a lower estimate of `I(context; next token)`.
 
+use super::{args_of, ba_options, name_metric, rd_curve_record, record, Ba};
 use crate::args::{Args, Record};
 use crate::blahut_arimoto::RdProblem;
-use crate::{ba_options, rd_curve_record, record};
 use serde_json::json;
-use tokit_sdk::{Error, ForwardRequest, MetricInput, Result, Variant};
+use tokit_sdk::{Error, ForwardRequest, Metric, MetricInput, MetricOutput, Result, Variant};
+
+pub struct TokenSemanticRd;
+
+tokit_sdk::params! {
+    pub struct Params {
+        /// tokens of the next-token law kept (renormalised)
+        top_k: usize = 16,
+        /// row whose law is the source (default: the last, predicting the token after the text)
+        position: Option<usize> = None,
+        /// `embedding` (hook_embed) or `unembedding` (input tensor `unembedding` [V, d])
+        rows: String = "embedding".into(),
+        /// points of the β grid
+        num_points: usize = 31,
+        /// random-simplex restarts besides the uniform start (deterministic)
+        restarts: usize = 1,
+        #[flatten]
+        ba: Ba,
+    }
+}
+
+impl Metric for TokenSemanticRd {
+    const NAME: &'static str = "token_semantic_rd";
+    const DESCRIPTION: &'static str = "token-semantic R(D) on a model: the next-token law at `position` over its top_k tokens, distortion 1 − cos between the tokens' embedding rows (or an `unembedding` tensor [V, d] with rows: \"unembedding\"), the Blahut–Arimoto curve; and the corpus operating point D = cross-entropy, R = H(mean law) − cross-entropy; value = H of the top-k law";
+    const NEEDS_MODEL: bool = true;
+    type Params = Params;
+
+    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
+        let args = args_of(input)?;
+        run(input, &args, p)
+            .map_err(|e| name_metric(Self::NAME, e))?
+            .into_output()
+    }
+}
 
 fn log_softmax(z: &[f32]) -> Vec<f64> {
     let m = z.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
@@ -22,22 +55,28 @@ fn log_softmax(z: &[f32]) -> Vec<f64> {
     z.iter().map(|&x| x as f64 - lse).collect()
 }
 
-pub fn compute(input: &MetricInput, args: &Args) -> Result<Record> {
-    let (mut rec, unit) = record(args, "Blahut–Arimoto on the model's top-k next-token law")?;
+fn run(input: &MetricInput, args: &Args, prm: Params) -> Result<Record> {
+    let unit = prm.ba.unit;
+    let mut rec = record(
+        args,
+        unit,
+        "Blahut–Arimoto on the model's top-k next-token law",
+    );
     let s = unit.scale();
     let err = |m: String| Error::msg(format!("token_semantic_rd: {m}"));
     let tokens = input.tokens_at_least(1)?;
     let model = input.model()?;
     let info = model.info()?;
     let t_len = tokens.len();
-    let k = args.usize_or("top_k", 16)?;
+    let k = prm.top_k;
     if k < 2 || k > info.vocab_size {
         return Err(err(format!(
             "top_k must be in 2..={}, got {k}",
             info.vocab_size
         )));
     }
-    let position = args.usize_or("position", t_len - 1)?;
+    // No default value: the last row depends on the text.
+    let position = prm.position.unwrap_or(t_len - 1);
     if position >= t_len {
         return Err(err(format!(
             "position {position} is beyond the {t_len} tokens"
@@ -59,7 +98,7 @@ pub fn compute(input: &MetricInput, args: &Args) -> Result<Record> {
     let mass: f64 = top.iter().map(|&i| lp[i].exp()).sum();
     let p: Vec<f64> = top.iter().map(|&i| lp[i].exp() / mass).collect();
     // Rows: an `unembedding` tensor [V, d] if given, else the embedding rows via hook_embed.
-    let rows_kind = args.str_or("rows", "embedding")?;
+    let rows_kind = prm.rows;
     let rows: Vec<Vec<f64>> = match rows_kind.as_str() {
         "unembedding" => {
             let m = args
@@ -128,8 +167,8 @@ pub fn compute(input: &MetricInput, args: &Args) -> Result<Record> {
         }
     }
     let prob = RdProblem::new(&p, &dist, k, 1e-9)?;
-    let opts = ba_options(args, &mut rec, 100_000, 1)?;
-    let betas = prob.default_betas(args.usize_or("num_points", 31)?.max(2));
+    let opts = ba_options(&mut rec, &prm.ba, prm.restarts)?;
+    let betas = prob.default_betas(prm.num_points.max(2));
     let pts = prob.sweep(&betas, &opts)?;
     rd_curve_record(&mut rec, &pts, &prob, unit, None);
     rec.plot_lines(

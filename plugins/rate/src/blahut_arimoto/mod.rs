@@ -1,5 +1,5 @@
 //! The classic Blahut–Arimoto algorithm for the rate–distortion function of a discrete
-//! memoryless source (MEASURES.md M3, estimator 1), plus the closed forms used as test
+//! memoryless source (`docs/measures.md` M3, estimator 1), plus the closed forms used as test
 //! oracles (binary/Hamming, Gaussian/squared error, log-loss).
 //!
 //! At slope `β > 0` BA minimises the Lagrangian `I(X;Y) + β E d(X,Y)` over test channels
@@ -28,8 +28,13 @@
 //!
 //! Rates are in nats; distortions are in the units of the distortion matrix.
 
-use crate::util::{check_matrix, check_pmf, ln0, lse, SplitMix64};
-use tokit_sdk::{bail, check_cancelled, Result};
+mod dense;
+mod log_domain;
+#[cfg(test)]
+mod tests;
+
+use crate::util::{check_matrix, check_pmf, ln0, SplitMix64};
+use tokit_sdk::{bail, Result};
 
 /// Iteration controls shared by the BA-type solvers.
 #[derive(Clone, Debug)]
@@ -202,117 +207,6 @@ impl RdProblem {
         })
     }
 
-    /// Log-weight `−β d'(x,y)` (exact for `β = ∞`: 0 on the row minimum, `−∞` elsewhere).
-    fn penalty(&self, beta: f64, k: usize) -> f64 {
-        let ds = self.dshift[k];
-        if ds == 0.0 {
-            0.0
-        } else {
-            -(beta * ds)
-        }
-    }
-
-    /// `ln Q(y|x) = ln q(y) − β d'(x,y) − L(x)`; returns `L(x)` per row.
-    fn channel_from(&self, lq: &[f64], beta: f64, lqq: &mut [f64]) -> Result<Vec<f64>> {
-        let ny = self.ny;
-        let mut norms = vec![0.0; self.nx];
-        let mut w = vec![0.0; ny];
-        for x in 0..self.nx {
-            for y in 0..ny {
-                w[y] = lq[y] + self.penalty(beta, x * ny + y);
-            }
-            let l = lse(&w);
-            if !l.is_finite() {
-                bail!(
-                    "Blahut–Arimoto degenerate at β = {beta}: every output has zero weight for source letter {x} \
-                     (exp(−β d) underflows); use a smaller β"
-                );
-            }
-            norms[x] = l;
-            for y in 0..ny {
-                lqq[x * ny + y] = w[y] - l;
-            }
-        }
-        Ok(norms)
-    }
-
-    /// `ln q(y) = ln Σ_x p(x) Q(y|x)`.
-    fn output_law(&self, lqq: &[f64]) -> Vec<f64> {
-        let mut col = Vec::with_capacity(self.nx);
-        (0..self.ny)
-            .map(|y| {
-                col.clear();
-                col.extend(
-                    (0..self.nx)
-                        .filter(|&x| self.p[x] > 0.0)
-                        .map(|x| self.lp[x] + lqq[x * self.ny + y]),
-                );
-                lse(&col)
-            })
-            .collect()
-    }
-
-    /// `(D, I)` of a log-domain channel with its output law.
-    fn eval_log(&self, lqq: &[f64], lq: &[f64]) -> (f64, f64) {
-        let (mut dist, mut rate) = (0.0, 0.0);
-        for x in 0..self.nx {
-            if self.p[x] == 0.0 {
-                continue;
-            }
-            for y in 0..self.ny {
-                let l = lqq[x * self.ny + y];
-                if l > f64::NEG_INFINITY {
-                    let c = l.exp();
-                    dist += self.p[x] * c * self.d[x * self.ny + y];
-                    rate += self.p[x] * c * (l - lq[y]);
-                }
-            }
-        }
-        (dist, rate.max(0.0))
-    }
-
-    /// Blahut's lower bound on `R(dist)` from any output law `q` (log) and slope `β`:
-    /// `R(D) ≥ −β(D − D_min) − Σ_x p(x) L(x) − max_y ln c(y)` with
-    /// `L(x) = ln Σ_y q(y) e^{−β d'(x,y)}` and `c(y) = Σ_x p(x) e^{−L(x) − β d'(x,y)}`.
-    pub fn lower_bound(&self, beta: f64, lq: &[f64], dist: f64) -> f64 {
-        let ny = self.ny;
-        let mut w = vec![0.0; ny];
-        let norms: Vec<f64> = (0..self.nx)
-            .map(|x| {
-                for (y, wy) in w.iter_mut().enumerate() {
-                    *wy = lq[y] + self.penalty(beta, x * ny + y);
-                }
-                lse(&w)
-            })
-            .collect();
-        let mut col = Vec::with_capacity(self.nx);
-        let mut max_c = f64::NEG_INFINITY;
-        for y in 0..ny {
-            col.clear();
-            col.extend(
-                (0..self.nx)
-                    .filter(|&x| self.p[x] > 0.0)
-                    .map(|x| self.lp[x] - norms[x] + self.penalty(beta, x * ny + y)),
-            );
-            max_c = max_c.max(lse(&col));
-        }
-        let sum_pl: f64 = (0..self.nx)
-            .filter(|&x| self.p[x] > 0.0)
-            .map(|x| self.p[x] * norms[x])
-            .sum();
-        let lin = if beta.is_finite() {
-            -beta * (dist - self.d_min)
-        } else {
-            0.0
-        };
-        let b = lin - sum_pl - max_c;
-        if b.is_finite() {
-            b
-        } else {
-            0.0
-        }
-    }
-
     fn check_beta(beta: f64) -> Result<()> {
         if beta.is_nan() || beta <= 0.0 {
             bail!("beta: expected a positive slope, found {beta}");
@@ -341,7 +235,7 @@ impl RdProblem {
     }
 
     /// One BA run from the log output law `lq0`: the dense exponential-domain kernel
-    /// ([`crate::ba_dense`]) for large problems at finite β, else the log domain.
+    /// (`dense.rs`) for large problems at finite β, else the log domain.
     pub fn run_from(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
         Self::check_beta(beta)?;
         opts.check()?;
@@ -351,77 +245,11 @@ impl RdProblem {
                 ..self.zero_rate_point()
             });
         }
-        if beta.is_finite() && self.nx * self.ny >= crate::ba_dense::DENSE_MIN {
+        if beta.is_finite() && self.nx * self.ny >= dense::DENSE_MIN {
             self.run_dense(beta, lq0, opts)
         } else {
             self.run_log(beta, lq0, opts)
         }
-    }
-
-    /// [`Self::run_from`] on the dense kernel.
-    pub fn run_dense(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
-        let kernel = crate::ba_dense::Kernel::new(self, beta, &self.dshift);
-        let q0 = lq0.iter().map(|l| l.exp()).collect();
-        let (q, iterations, converged) = kernel.run(q0, opts.tol, opts.max_iter)?;
-        let lq: Vec<f64> = q.iter().map(|&v| ln0(v)).collect();
-        // The reported channel, (D, R) and bound come from the log-domain evaluation of
-        // the final output law, as in the log-domain run.
-        let mut lqq = vec![0.0; self.nx * self.ny];
-        self.channel_from(&lq, beta, &mut lqq)?;
-        let lq = self.output_law(&lqq);
-        self.finish(beta, lqq, lq, iterations, converged)
-    }
-
-    /// [`Self::run_from`] in the log domain.
-    pub fn run_log(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
-        let mut lq = lq0.to_vec();
-        let mut lqq = vec![0.0; self.nx * self.ny];
-        let mut prev: Option<(f64, f64)> = None;
-        let (mut converged, mut iterations) = (false, 0);
-        for it in 1..=opts.max_iter {
-            iterations = it;
-            if it % 1024 == 0 {
-                check_cancelled()?;
-            }
-            self.channel_from(&lq, beta, &mut lqq)?;
-            lq = self.output_law(&lqq);
-            let cur = self.eval_log(&lqq, &lq);
-            if let Some((d0, r0)) = prev {
-                if (cur.0 - d0).abs() < opts.tol && (cur.1 - r0).abs() < opts.tol {
-                    converged = true;
-                    break;
-                }
-            }
-            prev = Some(cur);
-        }
-        self.finish(beta, lqq, lq, iterations, converged)
-    }
-
-    /// The point of a finished run: `(D, R)` of the log channel, Blahut's bound.
-    fn finish(
-        &self,
-        beta: f64,
-        lqq: Vec<f64>,
-        lq: Vec<f64>,
-        iterations: usize,
-        converged: bool,
-    ) -> Result<RdPoint> {
-        let (distortion, rate) = self.eval_log(&lqq, &lq);
-        if !distortion.is_finite() || !rate.is_finite() {
-            bail!("Blahut–Arimoto produced a non-finite result at β = {beta} (distortion {distortion}, rate {rate})");
-        }
-        let lower_bound = self.lower_bound(beta, &lq, distortion).min(rate);
-        Ok(RdPoint {
-            beta,
-            distortion,
-            rate,
-            channel: lqq.iter().map(|l| l.exp()).collect(),
-            output: lq.iter().map(|l| l.exp()).collect(),
-            iterations,
-            converged,
-            lower_bound,
-            time_shared: false,
-        })
     }
 
     /// The uniform start plus `opts.restarts` random-simplex starts (and `warm`, if any);
@@ -675,227 +503,4 @@ pub fn log_loss_rd(entropy: f64, d: f64) -> Result<f64> {
         bail!("distortion: expected a number ≥ 0, found {d}");
     }
     Ok((entropy - d).max(0.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::util::{entropy, h2, hamming, LN2, SUM_TOL_F64};
-
-    fn bits(n: f64) -> f64 {
-        n / LN2
-    }
-
-    /// `(D, I(X;Y))` recomputed from scratch: joint, marginals, entropies.
-    fn reevaluate(p: &[f64], d: &[f64], q: &[f64], ny: usize) -> (f64, f64) {
-        let nx = p.len();
-        let joint: Vec<f64> = (0..nx * ny).map(|k| p[k / ny] * q[k]).collect();
-        let py: Vec<f64> = (0..ny)
-            .map(|y| (0..nx).map(|x| joint[x * ny + y]).sum())
-            .collect();
-        let dist: f64 = joint.iter().zip(d).map(|(j, dd)| j * dd).sum();
-        let mi = entropy(p) + entropy(&py) - entropy(&joint);
-        (dist, mi)
-    }
-
-    fn bss() -> RdProblem {
-        RdProblem::new(&[0.5, 0.5], &hamming(2), 2, SUM_TOL_F64).unwrap()
-    }
-
-    #[test]
-    fn t2_binary_symmetric_source_at_ln9() {
-        let pt = bss().solve(9f64.ln(), None, &BaOptions::default()).unwrap();
-        assert!(pt.converged);
-        assert!((pt.distortion - 0.1).abs() < 1e-9, "D = {}", pt.distortion);
-        assert!(
-            (bits(pt.rate) - 0.531_004_4).abs() < 1e-6,
-            "R = {}",
-            bits(pt.rate)
-        );
-        assert!((pt.rate - (LN2 - h2(0.1))).abs() < 1e-9);
-        assert!(pt.rate - pt.lower_bound < 1e-9);
-    }
-
-    #[test]
-    fn t1_bss_at_target_distortion() {
-        let pt = bss().at_distortion(0.1, &BaOptions::default()).unwrap();
-        assert!((pt.distortion - 0.1).abs() < 1e-9);
-        assert!((bits(pt.rate) - 0.531_004_4).abs() < 1e-6);
-        assert!((pt.beta - 9f64.ln()).abs() < 1e-6, "β = {}", pt.beta);
-        assert!((bits(binary_hamming_rd(0.5, 0.1).unwrap()) - 0.531_004_4).abs() < 1e-6);
-    }
-
-    #[test]
-    fn t3_bernoulli_point_three() {
-        let prob = RdProblem::new(&[0.7, 0.3], &hamming(2), 2, SUM_TOL_F64).unwrap();
-        let pt = prob.solve(9f64.ln(), None, &BaOptions::default()).unwrap();
-        assert!(pt.converged, "iterations {}", pt.iterations);
-        assert!((pt.distortion - 0.1).abs() < 1e-9, "D = {}", pt.distortion);
-        assert!(
-            (bits(pt.rate) - 0.412_295_3).abs() < 1e-6,
-            "R = {}",
-            bits(pt.rate)
-        );
-        assert!((bits(binary_hamming_rd(0.3, 0.1).unwrap()) - 0.412_295_3).abs() < 1e-6);
-        let at = prob.at_distortion(0.1, &BaOptions::default()).unwrap();
-        assert!((bits(at.rate) - 0.412_295_3).abs() < 1e-6);
-    }
-
-    #[test]
-    fn t4_gaussian_closed_form_and_discretised_ba() {
-        assert!((bits(gaussian_rd(1.0, 0.25).unwrap()) - 1.0).abs() < 1e-12);
-        assert_eq!(gaussian_rd(1.0, 2.0).unwrap(), 0.0);
-        assert!(gaussian_rd(1.0, 0.0).is_err());
-        // A fine discretisation of N(0,1) with squared error comes close to 1 bit.
-        let k = 81;
-        let xs: Vec<f64> = (0..k)
-            .map(|i| -6.0 + 12.0 * i as f64 / (k - 1) as f64)
-            .collect();
-        let w: Vec<f64> = xs.iter().map(|x| (-x * x / 2.0).exp()).collect();
-        let s: f64 = w.iter().sum();
-        let p: Vec<f64> = w.iter().map(|v| v / s).collect();
-        let d: Vec<f64> = (0..k * k)
-            .map(|m| (xs[m / k] - xs[m % k]).powi(2))
-            .collect();
-        let prob = RdProblem::new(&p, &d, k, SUM_TOL_F64).unwrap();
-        let opts = BaOptions {
-            tol: 1e-10,
-            max_iter: 20_000,
-            restarts: 0,
-            seed: 0,
-        };
-        let pt = prob.at_distortion(0.25, &opts).unwrap();
-        assert!((bits(pt.rate) - 1.0).abs() < 1e-5, "R = {}", bits(pt.rate));
-        assert!((pt.distortion - 0.25).abs() < 1e-7);
-    }
-
-    #[test]
-    fn t5_log_loss() {
-        // Uniform over 4 symbols: H = 2 bits; R(0.5 bit) = 1.5 bits.
-        let h = bits(entropy(&[0.25; 4]));
-        assert!((log_loss_rd(h, 0.5).unwrap() - 1.5).abs() < 1e-12);
-        assert_eq!(log_loss_rd(h, 3.0).unwrap(), 0.0);
-        assert!(log_loss_rd(h, -1.0).is_err());
-    }
-
-    #[test]
-    fn curve_is_convex_and_non_increasing_and_channels_reproduce_points() {
-        // A 3-letter source with an asymmetric distortion matrix.
-        let p = [0.5, 0.3, 0.2];
-        let d = [0.0, 1.0, 3.0, 2.0, 0.0, 1.0, 1.5, 2.0, 0.0, 0.5, 0.7, 0.4];
-        let prob = RdProblem::new(&p, &d, 4, SUM_TOL_F64).unwrap();
-        let betas = prob.default_betas(41);
-        let pts = prob.sweep(&betas, &BaOptions::default()).unwrap();
-        for w in pts.windows(2) {
-            assert!(
-                w[1].distortion <= w[0].distortion + 1e-10,
-                "D must fall as β grows"
-            );
-            assert!(w[1].rate >= w[0].rate - 1e-10, "R must rise as β grows");
-        }
-        // Convexity: slopes between consecutive (distinct) points increase along D.
-        let mut pts_d: Vec<(f64, f64)> = pts.iter().map(|p| (p.distortion, p.rate)).collect();
-        pts_d.sort_by(|a, b| a.0.total_cmp(&b.0));
-        pts_d.dedup_by(|a, b| (a.0 - b.0).abs() < 1e-6);
-        for w in pts_d.windows(3) {
-            let s1 = (w[1].1 - w[0].1) / (w[1].0 - w[0].0);
-            let s2 = (w[2].1 - w[1].1) / (w[2].0 - w[1].0);
-            assert!(s2 >= s1 - 1e-7, "not convex: {s1} then {s2} at {:?}", w);
-        }
-        for pt in &pts {
-            assert!(pt.converged);
-            let (dd, rr) = reevaluate(&p, &d, &pt.channel, 4);
-            assert!((dd - pt.distortion).abs() < 1e-9 && (rr - pt.rate).abs() < 1e-9);
-            assert!(pt.lower_bound <= pt.rate + 1e-12 && pt.rate - pt.lower_bound < 1e-8);
-            // Every channel row is a law.
-            for x in 0..3 {
-                let s: f64 = pt.channel[x * 4..x * 4 + 4].iter().sum();
-                assert!((s - 1.0).abs() < 1e-12);
-            }
-        }
-        // Target-distortion points reproduce too and sit on the curve.
-        for target in [prob.d_min, 0.05, 0.2, 0.4, prob.d_max, prob.d_max + 1.0] {
-            let pt = prob.at_distortion(target, &BaOptions::default()).unwrap();
-            let (dd, rr) = reevaluate(&p, &d, &pt.channel, 4);
-            assert!((dd - pt.distortion).abs() < 1e-9 && (rr - pt.rate).abs() < 1e-9);
-            assert!(pt.distortion <= target + 1e-9);
-            assert!(pt.rate.is_finite() && pt.rate >= 0.0);
-        }
-    }
-
-    #[test]
-    fn r_at_d_min_for_hamming_is_the_entropy() {
-        let p = [0.5, 0.25, 0.25];
-        let prob = RdProblem::new(&p, &hamming(3), 3, SUM_TOL_F64).unwrap();
-        let pt = prob.at_distortion(0.0, &BaOptions::default()).unwrap();
-        assert!((pt.rate - entropy(&p)).abs() < 1e-9);
-        assert_eq!(pt.distortion, 0.0);
-        assert!(pt.beta.is_infinite());
-    }
-
-    #[test]
-    fn straight_segment_is_time_shared() {
-        // Erasure distortion: a binary uniform source, outputs {0, 1, e} with d(x, x) = 0,
-        // d(x, e) = 1 and a prohibitive d(x, 1 − x). R(D) = (1 − D) ln 2 is a straight line:
-        // at β = ln 2 every erasure channel is optimal and D(β) jumps from 1 to 0.
-        let d = [0.0, 100.0, 1.0, 100.0, 0.0, 1.0];
-        let prob = RdProblem::new(&[0.5, 0.5], &d, 3, SUM_TOL_F64).unwrap();
-        assert!((prob.d_max - 1.0).abs() < 1e-15);
-        let pt = prob.at_distortion(0.3, &BaOptions::default()).unwrap();
-        assert!(pt.time_shared);
-        assert!((pt.distortion - 0.3).abs() < 1e-8, "{pt:?}");
-        assert!((pt.rate - 0.7 * LN2).abs() < 1e-8, "R = {}", pt.rate);
-        assert!((pt.beta - LN2).abs() < 1e-4, "β = {}", pt.beta);
-        let (dd, rr) = reevaluate(&[0.5, 0.5], &d, &pt.channel, 3);
-        assert!((dd - pt.distortion).abs() < 1e-12 && (rr - pt.rate).abs() < 1e-12);
-    }
-
-    #[test]
-    fn huge_beta_does_not_underflow() {
-        let prob = bss();
-        for beta in [1e3, 1e6, 1e300] {
-            let pt = prob.solve(beta, None, &BaOptions::default()).unwrap();
-            assert!(
-                (pt.rate - LN2).abs() < 1e-9 && pt.distortion < 1e-9,
-                "β = {beta}: {pt:?}"
-            );
-        }
-        // Rows without a zero distortion are shifted, so nothing degenerates either.
-        let d = [5.0, 6.0, 6.0, 5.0];
-        let pt = RdProblem::new(&[0.5, 0.5], &d, 2, SUM_TOL_F64)
-            .unwrap()
-            .solve(1e308, None, &BaOptions::default());
-        let pt = pt.unwrap();
-        assert!((pt.distortion - 5.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn bad_input_is_an_error() {
-        let h = hamming(2);
-        assert!(RdProblem::new(&[0.5, 0.6], &h, 2, SUM_TOL_F64).is_err());
-        assert!(RdProblem::new(&[1.5, -0.5], &h, 2, SUM_TOL_F64).is_err());
-        assert!(RdProblem::new(&[0.5, 0.5], &h[..3], 2, SUM_TOL_F64).is_err());
-        assert!(RdProblem::new(&[0.5, 0.5], &[0.0, -1.0, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
-        assert!(RdProblem::new(&[0.5, 0.5], &[0.0, f64::NAN, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
-        let prob = bss();
-        let o = BaOptions::default();
-        assert!(prob.solve(0.0, None, &o).is_err());
-        assert!(prob.solve(-1.0, None, &o).is_err());
-        assert!(prob.solve(f64::NAN, None, &o).is_err());
-        assert!(prob.at_distortion(-0.1, &o).is_err());
-        assert!(prob.at_distortion(f64::NAN, &o).is_err());
-        assert!(prob
-            .solve(
-                1.0,
-                None,
-                &BaOptions {
-                    tol: 0.0,
-                    ..o.clone()
-                }
-            )
-            .is_err());
-        assert!(prob
-            .solve(1.0, None, &BaOptions { max_iter: 0, ..o })
-            .is_err());
-    }
 }
