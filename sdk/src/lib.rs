@@ -13,10 +13,11 @@ mod error;
 mod export;
 mod host;
 mod metric;
+pub mod nn;
 pub mod ops;
 mod tensor;
 
-pub use arch::{ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
+pub use arch::{Ablation, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
 pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
 pub use metric::{
