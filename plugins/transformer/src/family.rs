@@ -67,20 +67,20 @@
 //! }
 //!
 //! impl Decoder for MlpLm {
-//!     fn n_layers(&self) -> usize {
-//!         self.blocks.len()
-//!     }
 //!     fn info(&self) -> FamilyInfo {
 //!         FamilyInfo {
-//!             vocab: self.vocab,
-//!             d_model: self.d,
-//!             context_length: None,
 //!             embed_hooks: &[HOOK_EMBED],
 //!             // No attention: only the token itself can be ablated.
 //!             ablations: &[Ablation::Replace],
 //!             causal: true,
+//!             vocab: self.vocab,
+//!             d_model: self.d,
+//!             context_length: None,
 //!             extra: json!({"family": "mlp_lm"}),
 //!         }
+//!     }
+//!     fn n_layers(&self) -> usize {
+//!         self.blocks.len()
 //!     }
 //!     fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {
 //!         pass.rows(HOOK_EMBED, Tensor::embedding(&self.embed, tokens)?)
@@ -113,9 +113,9 @@ use tokit_sdk::{bail, Ablation, ModelSource, Result, Tensor};
 
 /// A family's forward pass, written over a [`Pass`].
 pub trait Decoder: Send {
-    fn n_layers(&self) -> usize;
-    /// Sizes and the facts the host and metrics read.
+    /// Hooks, ablation methods, sizes and the facts the host and metrics read.
     fn info(&self) -> FamilyInfo;
+    fn n_layers(&self) -> usize;
     /// Embeddings `[n, d]` of `tokens`, which sit at positions `pass.positions()`.
     fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor>;
     /// Block `i`: `[n, d]` residual stream in, `[n, d]` out.
@@ -128,16 +128,16 @@ pub trait Decoder: Send {
 
 /// What a loaded family tells the host besides its layer count.
 pub struct FamilyInfo {
-    /// Rows of the logits.
-    pub vocab: usize,
-    pub d_model: usize,
-    pub context_length: Option<usize>,
     /// Hook points before the first block, in forward order (`hook_embed`, ...).
     pub embed_hooks: &'static [&'static str],
     /// Position-ablation methods, the default first.
     pub ablations: &'static [Ablation],
     /// Whether position t's logits depend only on tokens ≤ t.
     pub causal: bool,
+    /// Rows of the logits.
+    pub vocab: usize,
+    pub d_model: usize,
+    pub context_length: Option<usize>,
     /// Family facts (`info().extra`): heads, rope, windows, ...
     pub extra: Value,
 }

@@ -124,19 +124,15 @@ impl Gpt2 {
 }
 
 impl Decoder for Gpt2 {
-    fn n_layers(&self) -> usize {
-        self.cfg.layers
-    }
-
     fn info(&self) -> FamilyInfo {
         let c = &self.cfg;
         FamilyInfo {
-            vocab: c.vocab,
-            d_model: c.d,
-            context_length: Some(c.n_positions),
             embed_hooks: &[HOOK_EMBED, "hook_pos_embed"],
             ablations: &METHODS,
             causal: true,
+            vocab: c.vocab,
+            d_model: c.d,
+            context_length: Some(c.n_positions),
             extra: json!({
                 "family": "gpt2",
                 "n_heads": c.heads,
@@ -148,6 +144,10 @@ impl Decoder for Gpt2 {
                 "tied_head": self.tied,
             }),
         }
+    }
+
+    fn n_layers(&self) -> usize {
+        self.cfg.layers
     }
 
     fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {

@@ -211,19 +211,15 @@ impl Llada {
 }
 
 impl Decoder for Llada {
-    fn n_layers(&self) -> usize {
-        self.cfg.layers
-    }
-
     fn info(&self) -> FamilyInfo {
         let c = &self.cfg;
         FamilyInfo {
-            vocab: c.vocab,
-            d_model: c.d,
-            context_length: c.max_positions,
             embed_hooks: &["diffusion.hook_mask", HOOK_EMBED],
             ablations: &METHODS,
             causal: false,
+            vocab: c.vocab,
+            d_model: c.d,
+            context_length: c.max_positions,
             extra: json!({
                 "family": "llada",
                 "mask_token_id": c.mask_token,
@@ -242,6 +238,10 @@ impl Decoder for Llada {
                 "qkv_bias": c.qkv_bias,
             }),
         }
+    }
+
+    fn n_layers(&self) -> usize {
+        self.cfg.layers
     }
 
     fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {

@@ -216,7 +216,7 @@ impl Block {
         )?;
         let x = x.add(&attn_out)?;
 
-        // Gated MLP (SwiGLU with silu).
+        // Gated MLP: act(h W_gateᵀ) ⊙ h W_upᵀ, then W_down (SwiGLU when act is silu).
         let h = self.post_attention_norm.forward(&x)?;
         let post = pass.rows(
             &name("mlp.hook_post"),
@@ -280,19 +280,15 @@ impl Llama {
 }
 
 impl Decoder for Llama {
-    fn n_layers(&self) -> usize {
-        self.cfg.layers
-    }
-
     fn info(&self) -> FamilyInfo {
         let c = &self.cfg;
         FamilyInfo {
-            vocab: c.vocab,
-            d_model: c.d,
-            context_length: c.max_positions,
             embed_hooks: &[HOOK_EMBED],
             ablations: &METHODS,
             causal: true,
+            vocab: c.vocab,
+            d_model: c.d,
+            context_length: c.max_positions,
             extra: json!({
                 "family": c.flavor.name(),
                 "n_heads": c.heads,
@@ -307,6 +303,10 @@ impl Decoder for Llama {
                 "qkv_bias": c.qkv_bias,
             }),
         }
+    }
+
+    fn n_layers(&self) -> usize {
+        self.cfg.layers
     }
 
     fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {
