@@ -166,3 +166,56 @@ impl<S> StepCache<S> {
         self.tokens.len() < tokens.len() && tokens.starts_with(&self.tokens)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_positions_and_cleanliness() {
+        let p = Plan {
+            seq: vec![5, 6, 7, 8],
+            keep: Some(vec![true, false, true, false]),
+            first: 1,
+        };
+        assert_eq!(p.removed(), [1, 3]);
+        assert!(!p.is_clean());
+        let clean = Plan {
+            seq: vec![5, 6],
+            keep: None,
+            first: 2,
+        };
+        assert!(clean.is_clean());
+        assert!(clean.removed().is_empty());
+    }
+
+    #[test]
+    fn step_cache_prefixes() {
+        let c = StepCache {
+            tokens: vec![1, 2, 3],
+            state: (),
+        };
+        assert_eq!(c.shared_prefix(&[1, 2, 9, 9]), 2);
+        assert_eq!(c.shared_prefix(&[1, 2]), 2);
+        assert_eq!(c.shared_prefix(&[4]), 0);
+        assert!(c.extended_by(&[1, 2, 3, 4]));
+        assert!(!c.extended_by(&[1, 2, 3]));
+        assert!(!c.extended_by(&[1, 2, 4, 4]));
+    }
+
+    #[test]
+    fn ablation_names_are_the_wire_spelling() {
+        for a in Ablation::ALL {
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("\"{}\"", a.as_str()));
+            assert_eq!(serde_json::from_str::<Ablation>(&json).unwrap(), a);
+            assert_eq!(Ablation::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(Ablation::parse("zero_input"), Some(Ablation::ZeroInput));
+        assert_eq!(Ablation::parse("mask_token"), Some(Ablation::MaskToken));
+        assert_eq!(Ablation::parse("none"), None);
+        let info = ModelInfo::default().with_ablations(&[Ablation::MaskToken, Ablation::Replace]);
+        assert_eq!(info.ablation_methods, ["mask_token", "replace"]);
+        assert_eq!(info.default_ablation, "mask_token");
+    }
+}
