@@ -169,6 +169,64 @@ impl ModelSource {
     }
 }
 
+/// A position-ablation method. On the wire (forward options, [`ModelInfo`]) each is its
+/// snake_case name, as [`Ablation::as_str`] spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ablation {
+    /// Remove the position from every query's keys (attention models).
+    Attention,
+    /// Remove the position's input: its convolution row and its write into the state
+    /// (state-space models).
+    ZeroInput,
+    /// The token becomes the mask token, read as "unknown" (masked-diffusion models).
+    MaskToken,
+    /// The token becomes `replace_with`.
+    Replace,
+    /// The token leaves the context exactly (finite-order Markov models).
+    Exact,
+}
+
+impl Ablation {
+    pub const ALL: [Ablation; 5] = [
+        Ablation::Attention,
+        Ablation::ZeroInput,
+        Ablation::MaskToken,
+        Ablation::Replace,
+        Ablation::Exact,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ablation::Attention => "attention",
+            Ablation::ZeroInput => "zero_input",
+            Ablation::MaskToken => "mask_token",
+            Ablation::Replace => "replace",
+            Ablation::Exact => "exact",
+        }
+    }
+
+    /// The method named `name`, if any.
+    pub fn parse(name: &str) -> Option<Ablation> {
+        Ablation::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Ablation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ModelInfo {
+    /// Declare the ablation methods the model supports, its default first.
+    pub fn with_ablations(mut self, methods: &[Ablation]) -> ModelInfo {
+        self.ablation_methods = methods.iter().map(|m| m.as_str().to_string()).collect();
+        self.default_ablation = methods.first().map_or("", |m| m.as_str()).to_string();
+        self
+    }
+}
+
 /// One variant of a forward call: which positions to ablate, and how.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Variant {
@@ -203,6 +261,18 @@ impl Variant {
                 info.ablation_methods.join(", ")
             )))
         }
+    }
+
+    /// [`Variant::method_for`] as an [`Ablation`].
+    pub fn ablation(&self, info: &ModelInfo) -> Result<Ablation> {
+        let m = self.method_for(info)?;
+        Ablation::parse(&m).ok_or_else(|| {
+            Error::msg(format!(
+                "{}: unknown ablation method `{m}` (known: {})",
+                info.arch,
+                Ablation::ALL.map(Ablation::as_str).join(", ")
+            ))
+        })
     }
 }
 
@@ -307,6 +377,22 @@ impl<'a> ForwardCall<'a> {
         };
         check(st, err, name)?;
         Ok(Tensor::from_id(out))
+    }
+
+    /// [`ForwardCall::hook`], setting `*changed` when the host hands back another tensor
+    /// (an intervention). Callers check [`ForwardCall::hook_active`] first.
+    pub fn hook_tracked(
+        &mut self,
+        variant: usize,
+        name: &str,
+        t: Tensor,
+        changed: &mut bool,
+    ) -> Result<Tensor> {
+        let out = self.hook(variant, name, t.clone())?;
+        if out.id() != t.id() {
+            *changed = true;
+        }
+        Ok(out)
     }
 
     /// Hand an output of `variant` to the host (`"logits"` is required).

@@ -14,12 +14,13 @@ mod export;
 mod host;
 mod intervention;
 mod metric;
+pub mod nn;
 pub mod ops;
 mod params;
 mod record;
 mod tensor;
 
-pub use arch::{ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
+pub use arch::{Ablation, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
 pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
 pub use intervention::{Intervention, InterventionAction, InterventionRequest, Values};

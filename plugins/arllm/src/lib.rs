@@ -1,5 +1,6 @@
 //! The `arllm` architecture plugin: the paper's general autoregressive LLM in its exact
-//! finite-order form (MEASURES.md §4). The next-token law is a Boltzmann distribution
+//! finite-order form (Bai 2025, arXiv 2511.01202, "general definition of an autoregressive
+//! LLM"; see `docs/measures.md`). The next-token law is a Boltzmann distribution
 //! `p_T(v | x^t) ∝ exp(ln p(v | x_{t-k+1..t}) / T)` over an order-k token Markov model
 //! (n-gram with Kneser-Ney or add-k smoothing), fitted from text.
 //!
@@ -20,13 +21,15 @@ pub mod store;
 use ngram::{context_without, NgramModel, Smoothing};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use tokit_sdk::nn::{plan_variants, HOOK_LOGITS};
 use tokit_sdk::{
-    bail, ArchSpec, Architecture, Error, ForwardCall, ModelInfo, ModelSource, Result, Tensor,
+    bail, Ablation, ArchSpec, Architecture, Error, ForwardCall, ModelInfo, ModelSource, Result,
+    Tensor,
 };
 
 /// Ablation methods: `exact` removes the token from the context; `replace` substitutes
 /// `replace_with` for it.
-const METHODS: [&str; 2] = ["exact", "replace"];
+const METHODS: [Ablation; 2] = [Ablation::Exact, Ablation::Replace];
 
 pub struct Arllm {
     model: NgramModel,
@@ -55,9 +58,7 @@ impl Architecture for Arllm {
             n_layers: 0,
             d_model: 0,
             context_length: None,
-            hooks: vec!["hook_logits".into()],
-            ablation_methods: METHODS.iter().map(|s| s.to_string()).collect(),
-            default_ablation: "exact".into(),
+            hooks: vec![HOOK_LOGITS.into()],
             causal: true,
             extra: json!({
                 "order": m.order(),
@@ -66,46 +67,32 @@ impl Architecture for Arllm {
                 "bos_token_id": m.bos(),
                 "contexts": (0..=m.order()).map(|l| m.num_contexts(l)).collect::<Vec<_>>(),
             }),
+            ..Default::default()
         }
+        .with_ablations(&METHODS)
     }
 
     fn forward(&mut self, call: &mut ForwardCall) -> Result<()> {
-        let tokens = call.tokens().to_vec();
+        let plans = plan_variants(call, &self.info())?;
+        let len = call.tokens().len();
         let vocab = self.model.vocab_size();
-        let info = self.info();
-        for v in 0..call.variants().len() {
-            let variant = call.variants()[v].clone();
-            let method = variant.method_for(&info).map_err(|e| e.context("arllm"))?;
-            // The sequence this variant conditions on, and the positions it drops.
-            let (seq, removed): (Vec<u32>, Vec<usize>) = match method.as_str() {
-                "replace" if !variant.ablate.is_empty() => {
-                    let Some(r) = variant.replace_with else {
-                        bail!("arllm: ablation method `replace` needs `replace_with` (a token id)");
-                    };
-                    let mut s = tokens.clone();
-                    for &j in &variant.ablate {
-                        s[j] = r;
-                    }
-                    (s, vec![])
-                }
-                _ => (tokens.clone(), variant.ablate.clone()),
-            };
-            // Row t is the law of token t + 1 given tokens ..= t.
-            let first = if call.last_only() {
-                tokens.len() - 1
-            } else {
-                0
-            };
-            let rows = tokens.len() - first;
-            let mut logits = Vec::with_capacity(rows * vocab);
-            for t in first..tokens.len() {
+        // Row t is the law of token t + 1 given tokens ..= t.
+        let first = if call.last_only() { len - 1 } else { 0 };
+        for (v, plan) in plans.iter().enumerate() {
+            // `replace` reads other tokens; `exact` drops positions from the context.
+            let removed = plan.removed();
+            let mut logits = Vec::with_capacity((len - first) * vocab);
+            for t in first..len {
                 if t % 256 == 0 {
                     tokit_sdk::check_cancelled()?;
                 }
-                logits.extend(self.model.logits(&context_without(&seq, t + 1, &removed)));
+                logits.extend(
+                    self.model
+                        .logits(&context_without(&plan.seq, t + 1, &removed)),
+                );
             }
-            let logits = Tensor::from_slice(&logits, &[rows, vocab])?;
-            let logits = call.hook(v, "hook_logits", logits)?;
+            let logits = Tensor::from_slice(&logits, &[len - first, vocab])?;
+            let logits = call.hook(v, HOOK_LOGITS, logits)?;
             call.emit(v, "logits", logits);
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! The paper's general autoregressive LLM in exact finite-order form (MEASURES.md §4,
-//! reconstruction [P~]): an order-k token Markov model (n-gram) with a Boltzmann output
+//! The paper's general autoregressive LLM in exact finite-order form (Bai 2025, arXiv
+//! 2511.01202, its "general definition of an autoregressive LLM", as reconstructed in
+//! `docs/measures.md`): an order-k token Markov model (n-gram) with a Boltzmann output
 //!
 //! ```text
 //! p_T(v | x_{<t}) = exp(ln p(v | x_{t-k..t}) / T) / Z_t,     logits z_t(v) = ln p(v | ·) / T

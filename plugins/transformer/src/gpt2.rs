@@ -10,11 +10,19 @@
 //! Conv1D layers multiply `x @ W` (no transpose). `n_positions` bounds the context: the
 //! learned position table has that many rows.
 
-use crate::cx::{merge_heads, split_heads, Attn, Cx, Decoder};
-use crate::weights::{head_dim, Weights};
-use crate::Act;
-use serde_json::{json, Value};
+use crate::family::{head_dim, Decoder, FamilyInfo};
+use crate::pass::{Attn, Pass};
+use crate::METHODS;
+use serde_json::json;
+use tokit_sdk::nn::{
+    block_hook, merge_heads, split_heads, Act, LayerNorm, Linear, Weights, HOOK_EMBED,
+};
 use tokit_sdk::{ModelSource, Result, Tensor};
+
+/// The family's loader.
+pub fn load(src: &ModelSource, _model_type: &str) -> Result<Box<dyn Decoder>> {
+    Ok(Box::new(Gpt2::load(src)?))
+}
 
 pub struct Config {
     pub vocab: usize,
@@ -52,48 +60,28 @@ impl Config {
     }
 }
 
-struct LayerNorm {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl LayerNorm {
-    fn load(w: &Weights, name: &str, d: usize) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            w: w.get(&format!("{name}.weight"), &[d])?,
-            b: w.get(&format!("{name}.bias"), &[d])?,
-        })
-    }
-    fn forward(&self, x: &Tensor, eps: f64) -> Result<Tensor> {
-        x.layer_norm(Some(&self.w), Some(&self.b), eps)
-    }
-}
-
-/// A Conv1D layer: `x @ W + b` with `W` stored `[in, out]`.
-struct Conv1D {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl Conv1D {
-    fn load(w: &Weights, name: &str, n_in: usize, n_out: usize) -> Result<Conv1D> {
-        Ok(Conv1D {
-            w: w.get(&format!("{name}.weight"), &[n_in, n_out])?,
-            b: w.get(&format!("{name}.bias"), &[n_out])?,
-        })
-    }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w)?.add(&self.b)
-    }
-}
-
 struct Block {
     ln_1: LayerNorm,
-    c_attn: Conv1D,
-    c_proj: Conv1D,
+    c_attn: Linear,
+    c_proj: Linear,
     ln_2: LayerNorm,
-    c_fc: Conv1D,
-    mlp_proj: Conv1D,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+impl Block {
+    fn load(w: &Weights, c: &Config) -> Result<Block> {
+        let (d, m) = (c.d, c.d_mlp);
+        let (attn, mlp) = (w.pp("attn"), w.pp("mlp"));
+        Ok(Block {
+            ln_1: LayerNorm::load(&w.pp("ln_1"), d, c.eps)?,
+            c_attn: Linear::load_conv1d(&attn.pp("c_attn"), d, 3 * d)?,
+            c_proj: Linear::load_conv1d(&attn.pp("c_proj"), d, d)?,
+            ln_2: LayerNorm::load(&w.pp("ln_2"), d, c.eps)?,
+            c_fc: Linear::load_conv1d(&mlp.pp("c_fc"), d, m)?,
+            mlp_proj: Linear::load_conv1d(&mlp.pp("c_proj"), m, d)?,
+        })
+    }
 }
 
 pub struct Gpt2 {
@@ -102,89 +90,80 @@ pub struct Gpt2 {
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    /// `lm_head.weight` when the head is not tied (`tie_word_embeddings: false`).
-    lm_head: Option<Tensor>,
+    /// `lm_head` when the head is not tied (`tie_word_embeddings: false`), else `wte`.
+    head: Linear,
+    tied: bool,
 }
 
 impl Gpt2 {
     pub fn load(src: &ModelSource) -> Result<Gpt2> {
         let cfg = Config::read(src)?;
-        let (d, m) = (cfg.d, cfg.d_mlp);
+        let (d, v) = (cfg.d, cfg.vocab);
         let dims = format!(
-            "n_embd {d}, n_head {}, n_layer {}, n_positions {}, n_inner {m}, vocab_size {}",
-            cfg.heads, cfg.layers, cfg.n_positions, cfg.vocab
+            "n_embd {d}, n_head {}, n_layer {}, n_positions {}, n_inner {}, vocab_size {v}",
+            cfg.heads, cfg.layers, cfg.n_positions, cfg.d_mlp
         );
         let w = Weights::open(src, &["transformer.", ""], "wte.weight", dims)?;
         let blocks = (0..cfg.layers)
-            .map(|i| {
-                let p = format!("h.{i}");
-                Ok(Block {
-                    ln_1: LayerNorm::load(&w, &format!("{p}.ln_1"), d)?,
-                    c_attn: Conv1D::load(&w, &format!("{p}.attn.c_attn"), d, 3 * d)?,
-                    c_proj: Conv1D::load(&w, &format!("{p}.attn.c_proj"), d, d)?,
-                    ln_2: LayerNorm::load(&w, &format!("{p}.ln_2"), d)?,
-                    c_fc: Conv1D::load(&w, &format!("{p}.mlp.c_fc"), d, m)?,
-                    mlp_proj: Conv1D::load(&w, &format!("{p}.mlp.c_proj"), m, d)?,
-                })
-            })
+            .map(|i| Block::load(&w.pp("h").pp(i), &cfg))
             .collect::<Result<Vec<_>>>()?;
         let tied = src.opt_config_bool("tie_word_embeddings")?.unwrap_or(true);
+        let wte = w.get("wte.weight", &[v, d])?;
         // The head lives outside the `transformer.` prefix.
-        let lm_head = if tied {
-            None
-        } else {
-            let head = Weights::open(
-                src,
-                &[""],
-                "lm_head.weight",
-                format!("n_embd {d}, vocab_size {}", cfg.vocab),
-            )?;
-            Some(head.get("lm_head.weight", &[cfg.vocab, d])?)
-        };
+        let head = Linear::tied_or_load(tied, &wte, &w.root().pp("lm_head"), d, v, false)?;
         Ok(Gpt2 {
-            wte: w.get("wte.weight", &[cfg.vocab, d])?,
             wpe: w.get("wpe.weight", &[cfg.n_positions, d])?,
-            ln_f: LayerNorm::load(&w, "ln_f", d)?,
+            ln_f: LayerNorm::load(&w.pp("ln_f"), d, cfg.eps)?,
+            wte,
             blocks,
-            lm_head,
+            head,
+            tied,
             cfg,
-        })
-    }
-
-    pub fn describe(&self) -> Value {
-        let c = &self.cfg;
-        json!({
-            "family": "gpt2",
-            "n_heads": c.heads,
-            "n_kv_heads": c.heads,
-            "head_dim": c.head_dim,
-            "d_mlp": c.d_mlp,
-            "activation": c.act.name(),
-            "positions": "learned",
-            "tied_head": self.lm_head.is_none(),
         })
     }
 }
 
 impl Decoder for Gpt2 {
+    fn info(&self) -> FamilyInfo {
+        let c = &self.cfg;
+        FamilyInfo {
+            embed_hooks: &[HOOK_EMBED, "hook_pos_embed"],
+            ablations: &METHODS,
+            causal: true,
+            vocab: c.vocab,
+            d_model: c.d,
+            context_length: Some(c.n_positions),
+            extra: json!({
+                "family": "gpt2",
+                "n_heads": c.heads,
+                "n_kv_heads": c.heads,
+                "head_dim": c.head_dim,
+                "d_mlp": c.d_mlp,
+                "activation": c.act.name(),
+                "positions": "learned",
+                "tied_head": self.tied,
+            }),
+        }
+    }
+
     fn n_layers(&self) -> usize {
         self.cfg.layers
     }
 
-    fn embed(&self, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor> {
-        let positions: Vec<u32> = cx.positions().iter().map(|&p| p as u32).collect();
-        let tok = cx.rows("hook_embed", Tensor::embedding(&self.wte, tokens)?)?;
-        let pos = cx.rows("hook_pos_embed", Tensor::embedding(&self.wpe, &positions)?)?;
+    fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {
+        let positions: Vec<u32> = pass.positions().iter().map(|&p| p as u32).collect();
+        let tok = pass.rows(HOOK_EMBED, Tensor::embedding(&self.wte, tokens)?)?;
+        let pos = pass.rows("hook_pos_embed", Tensor::embedding(&self.wpe, &positions)?)?;
         tok.add(&pos)
     }
 
-    fn block(&self, i: usize, x: Tensor, cx: &mut Cx) -> Result<Tensor> {
+    fn block(&self, i: usize, x: Tensor, pass: &mut Pass) -> Result<Tensor> {
         let (c, b) = (&self.cfg, &self.blocks[i]);
-        let name = |s: &str| format!("blocks.{i}.{s}");
-        let x = cx.rows(&name("hook_resid_pre"), x)?;
+        let name = |s: &str| block_hook(i, s);
+        let x = pass.rows(&name("hook_resid_pre"), x)?;
 
         // Attention: one [d, 3d] projection gives q, k, v.
-        let qkv = b.c_attn.forward(&b.ln_1.forward(&x, c.eps)?)?;
+        let qkv = b.c_attn.forward(&b.ln_1.forward(&x)?)?;
         let heads = |part: usize| {
             split_heads(
                 &qkv.slice(-1, part * c.d, (part + 1) * c.d)?,
@@ -208,34 +187,28 @@ impl Decoder for Gpt2 {
             window: None,
             causal: true,
         };
-        let z = cx.attention(i, heads(0)?, heads(1)?, heads(2)?, &attn)?;
-        let attn_out = cx.rows(
+        let z = pass.attention(i, heads(0)?, heads(1)?, heads(2)?, &attn)?;
+        let attn_out = pass.rows(
             &name("hook_attn_out"),
             b.c_proj.forward(&merge_heads(&z, c.heads, c.head_dim)?)?,
         )?;
         let x = x.add(&attn_out)?;
 
         // MLP.
-        let post = cx.rows(
+        let post = pass.rows(
             &name("mlp.hook_post"),
-            c.act.apply(&b.c_fc.forward(&b.ln_2.forward(&x, c.eps)?)?)?,
+            c.act.forward(&b.c_fc.forward(&b.ln_2.forward(&x)?)?)?,
         )?;
-        let mlp_out = cx.rows(&name("hook_mlp_out"), b.mlp_proj.forward(&post)?)?;
+        let mlp_out = pass.rows(&name("hook_mlp_out"), b.mlp_proj.forward(&post)?)?;
         let x = x.add(&mlp_out)?;
-        cx.rows(&name("hook_resid_post"), x)
+        pass.rows(&name("hook_resid_post"), x)
     }
 
-    fn head(&self, x: Tensor, cx: &mut Cx) -> Result<Tensor> {
-        let h = cx.rows(
-            "ln_final.hook_normalized",
-            self.ln_f.forward(&x, self.cfg.eps)?,
-        )?;
-        h.matmul_t(self.lm_head.as_ref().unwrap_or(&self.wte))
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.ln_f.forward(x)
     }
 
-    fn lens(&self, x: &Tensor) -> Result<Tensor> {
-        self.ln_f
-            .forward(x, self.cfg.eps)?
-            .matmul_t(self.lm_head.as_ref().unwrap_or(&self.wte))
+    fn unembed(&self, h: &Tensor) -> Result<Tensor> {
+        self.head.forward(h)
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! One file per family, each reading top-down like its equations (candle style):
 //! [`gpt2`] (GPT-2), [`llama`] (Llama 2/3, SmolLM2, Qwen2, Mistral) and [`llada`] (LLaDA,
-//! the masked-diffusion mask predictor: Llama blocks, bidirectional attention). What they share:
-//! [`cx`], the pass they compute against (rows, hooks, attention), and [`runner`]: variants
-//! (position ablation), reuse of the clean prefix across variants and the KV cache. [`rope`]
-//! reads rotary settings from either config layout; [`weights`] checks every tensor's shape
-//! against the config.
+//! the masked-diffusion mask predictor: Llama blocks, bidirectional attention), each
+//! registered with one line in [`FAMILIES`] (see [`family`] for what a family provides).
+//! What they share: the SDK's `nn` toolkit (weights, layers, variants), [`pass`], the pass
+//! they compute in (rows, hooks, attention), and [`runner`]: reuse of the clean prefix
+//! across variants, stacking and the KV cache. [`rope`] reads rotary settings from either
+//! config layout.
 //!
 //! # Hook points (TransformerLens names) and their shapes
 //!
@@ -48,128 +49,51 @@
 //! pass runs once and each variant recomputes only the positions from its first ablated
 //! one on (see [`runner`]).
 
-pub mod cx;
+pub mod family;
 pub mod gpt2;
 pub mod llada;
 pub mod llama;
+pub mod pass;
 pub mod rope;
 pub mod runner;
-pub mod weights;
 
+use family::{Decoder, Family};
 use serde_json::json;
+use tokit_sdk::nn::hook_names;
 use tokit_sdk::{
-    bail, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Result, Tensor,
+    bail, Ablation, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Result,
 };
 
-/// Ablation methods, the default first.
-const METHODS: [&str; 2] = ["attention", "replace"];
-/// A mask predictor's: masking a position is its natural ablation.
-const LLADA_METHODS: [&str; 3] = ["mask_token", "attention", "replace"];
-
-/// An MLP activation, named as in transformers' `ACT2FN`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Act {
-    Silu,
-    Gelu,
-    GeluTanh,
-    Relu,
-}
-
-impl Act {
-    pub fn from_config(src: &ModelSource, field: &str, default: &str) -> Result<Act> {
-        let name = src
-            .opt_config_str(field)?
-            .unwrap_or_else(|| default.to_string());
-        Ok(match name.as_str() {
-            "silu" | "swish" => Act::Silu,
-            "gelu" => Act::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Act::GeluTanh,
-            "relu" => Act::Relu,
-            other => bail!(
-                "{}/config.json: `{field}` = \"{other}\" is not supported \
-                 (silu, swish, gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)",
-                src.path
-            ),
-        })
-    }
-
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Act::Silu => x.silu(),
-            Act::Gelu => x.gelu(),
-            Act::GeluTanh => x.gelu_tanh(),
-            Act::Relu => x.unary(tokit_sdk::ops::RELU),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Act::Silu => "silu",
-            Act::Gelu => "gelu",
-            Act::GeluTanh => "gelu_tanh",
-            Act::Relu => "relu",
-        }
-    }
-}
-
-enum Family {
-    Gpt2(gpt2::Gpt2),
-    Llama(llama::Llama),
-    Llada(llada::Llada),
-}
-
-pub struct Transformer {
-    family: Family,
-    info: ModelInfo,
-    cache: Option<runner::KvCache>,
-}
-
-impl Transformer {
-    fn decoder(&self) -> &dyn cx::Decoder {
-        match &self.family {
-            Family::Gpt2(m) => m,
-            Family::Llama(m) => m,
-            Family::Llada(m) => m,
-        }
-    }
-}
-
-/// Hook point names in forward order.
-pub fn hook_names(n_layers: usize, pos_embed: bool) -> Vec<String> {
-    let mut hooks = vec!["hook_embed".to_string()];
-    if pos_embed {
-        hooks.push("hook_pos_embed".into());
-    }
-    for i in 0..n_layers {
-        for h in [
-            "hook_resid_pre",
-            "attn.hook_q",
-            "attn.hook_k",
-            "attn.hook_v",
-            "attn.hook_scores",
-            "attn.hook_pattern",
-            "hook_attn_out",
-            "mlp.hook_post",
-            "hook_mlp_out",
-            "hook_resid_post",
-            "hook_lens_logits",
-        ] {
-            hooks.push(format!("blocks.{i}.{h}"));
-        }
-    }
-    hooks.push("ln_final.hook_normalized".into());
-    hooks.push("hook_logits".into());
-    hooks
-}
-
-/// `model_type` values served, and the `architectures` class names that map to them.
-const MODEL_TYPES: [(&str, &str); 5] = [
-    ("gpt2", "GPT2LMHeadModel"),
-    ("llama", "LlamaForCausalLM"),
-    ("qwen2", "Qwen2ForCausalLM"),
-    ("mistral", "MistralForCausalLM"),
-    ("llada", "LLaDAModelLM"),
+/// Every family: the `model_type` values it serves (with their `architectures` class
+/// names) and its loader. A new family is a new file and one line here.
+#[rustfmt::skip] // one line a family
+pub const FAMILIES: &[Family] = &[
+    Family { model_types: &[("gpt2", "GPT2LMHeadModel")], load: gpt2::load },
+    Family { model_types: &[("llama", "LlamaForCausalLM"), ("qwen2", "Qwen2ForCausalLM"), ("mistral", "MistralForCausalLM")], load: llama::load },
+    Family { model_types: &[("llada", "LLaDAModelLM")], load: llada::load },
 ];
+
+/// A decoder's ablation methods, the default first.
+pub const METHODS: [Ablation; 2] = [Ablation::Attention, Ablation::Replace];
+
+/// Hooks of every block, in forward order (TransformerLens names).
+pub const BLOCK_HOOKS: [&str; 11] = [
+    "hook_resid_pre",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_scores",
+    "attn.hook_pattern",
+    "hook_attn_out",
+    "mlp.hook_post",
+    "hook_mlp_out",
+    "hook_resid_post",
+    "hook_lens_logits",
+];
+
+fn model_types() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    FAMILIES.iter().flat_map(|f| f.model_types)
+}
 
 fn model_type(src: &ModelSource) -> Result<String> {
     if let Some(t) = src.opt_config_str("model_type")? {
@@ -183,19 +107,24 @@ fn model_type(src: &ModelSource) -> Result<String> {
         _ => vec![],
     };
     for a in &archs {
-        if let Some((t, _)) = MODEL_TYPES.iter().find(|(_, c)| c == a) {
+        if let Some((t, _)) = model_types().find(|(_, c)| c == a) {
             return Ok(t.to_string());
         }
     }
     bail!("{}/config.json: no `model_type`, and `architectures` {archs:?} names no class this plugin knows", src.path)
 }
 
+pub struct Transformer {
+    model: Box<dyn Decoder>,
+    info: ModelInfo,
+    cache: Option<runner::KvCache>,
+}
+
 impl Architecture for Transformer {
     fn spec() -> ArchSpec {
         ArchSpec {
             name: "transformer".into(),
-            model_types: MODEL_TYPES
-                .iter()
+            model_types: model_types()
                 .flat_map(|(t, c)| [t.to_string(), c.to_string()])
                 .collect(),
             description:
@@ -206,65 +135,38 @@ impl Architecture for Transformer {
 
     fn load(src: &ModelSource) -> Result<Self> {
         let mt = model_type(src)?;
-        let (family, n_layers, d, vocab, ctx, extra) = match mt.as_str() {
-            "gpt2" => {
-                let m = gpt2::Gpt2::load(src)?;
-                let c = &m.cfg;
-                let (l, d, v, n) = (c.layers, c.d, c.vocab, c.n_positions);
-                let extra = m.describe();
-                (Family::Gpt2(m), l, d, v, Some(n), extra)
-            }
-            "llama" | "qwen2" | "mistral" => {
-                let flavor = match mt.as_str() {
-                    "llama" => llama::Flavor::Llama,
-                    "qwen2" => llama::Flavor::Qwen2,
-                    _ => llama::Flavor::Mistral,
-                };
-                let m = llama::Llama::load(src, flavor)?;
-                let c = &m.cfg;
-                let (l, d, v, n) = (c.layers, c.d, c.vocab, c.max_positions);
-                let extra = m.describe();
-                (Family::Llama(m), l, d, v, n, extra)
-            }
-            "llada" => {
-                let m = llada::Llada::load(src)?;
-                let c = &m.cfg;
-                let (l, d, v, n) = (c.layers, c.d, c.vocab, c.max_positions);
-                let extra = m.describe();
-                (Family::Llada(m), l, d, v, n, extra)
-            }
-            other => bail!(
-                "{}/config.json: model_type `{other}` is not served by the transformer plugin (served: {})",
+        let Some(family) = FAMILIES
+            .iter()
+            .find(|f| f.model_types.iter().any(|(t, _)| *t == mt))
+        else {
+            bail!(
+                "{}/config.json: model_type `{mt}` is not served by the transformer plugin (served: {})",
                 src.path,
-                MODEL_TYPES.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
-            ),
+                model_types().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
+            )
         };
-        let mut extra = extra;
+        let model = (family.load)(src, &mt)?;
+        let f = model.info();
+        let mut extra = f.extra;
         extra["model_type"] = json!(mt);
         extra["attention_path"] = json!(
             "fused, except in layers whose hook_scores or hook_pattern the host listens to \
              (scores, softmax, pattern @ v)"
         );
-        let llada = matches!(family, Family::Llada(_));
-        let mut hooks = hook_names(n_layers, matches!(family, Family::Gpt2(_)));
-        if llada {
-            hooks.insert(0, "diffusion.hook_mask".into());
-        }
-        let methods: &[&str] = if llada { &LLADA_METHODS } else { &METHODS };
         let info = ModelInfo {
             arch: "transformer".into(),
-            vocab_size: vocab,
-            n_layers,
-            d_model: d,
-            context_length: ctx,
-            hooks,
-            ablation_methods: methods.iter().map(|s| s.to_string()).collect(),
-            default_ablation: methods[0].into(),
-            causal: !llada,
+            vocab_size: f.vocab,
+            n_layers: model.n_layers(),
+            d_model: f.d_model,
+            context_length: f.context_length,
+            hooks: hook_names(f.embed_hooks, &BLOCK_HOOKS, model.n_layers()),
+            causal: f.causal,
             extra,
-        };
+            ..Default::default()
+        }
+        .with_ablations(f.ablations);
         Ok(Transformer {
-            family,
+            model,
             info,
             cache: None,
         })
@@ -276,7 +178,7 @@ impl Architecture for Transformer {
 
     fn forward(&mut self, call: &mut ForwardCall) -> Result<()> {
         let mut cache = self.cache.take();
-        let r = runner::forward(self.decoder(), call, &self.info, &mut cache);
+        let r = runner::forward(self.model.as_ref(), call, &self.info, &mut cache);
         self.cache = cache;
         r
     }

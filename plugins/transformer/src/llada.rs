@@ -21,11 +21,21 @@
 //! Options of the OLMo code base the released models do not use (ALiBi, learned positions,
 //! q/k norms, `sequential` blocks, ...) are refused by name.
 
-use crate::cx::{linear, merge_heads, split_heads, Attn, Cx, Decoder};
+use crate::family::{head_dim, Decoder, FamilyInfo};
+use crate::llama::Block;
+use crate::pass::{Attn, Pass};
 use crate::rope::Rope;
-use crate::weights::{head_dim, Weights};
-use serde_json::{json, Value};
-use tokit_sdk::{bail, ModelSource, Result, Tensor};
+use serde_json::json;
+use tokit_sdk::nn::{Act, Linear, RmsNorm, Weights, HOOK_EMBED};
+use tokit_sdk::{bail, Ablation, ModelSource, Result, Tensor};
+
+/// A mask predictor's ablation methods: masking a position is its natural one.
+const METHODS: [Ablation; 3] = [Ablation::MaskToken, Ablation::Attention, Ablation::Replace];
+
+/// The family's loader.
+pub fn load(src: &ModelSource, _model_type: &str) -> Result<Box<dyn Decoder>> {
+    Ok(Box::new(Llada::load(src)?))
+}
 
 pub struct Config {
     /// Rows of the embedding table (`embedding_size`, else `vocab_size`): the logits' width.
@@ -138,65 +148,24 @@ impl Config {
     }
 }
 
-/// A weight matrix `[out, in]` and its optional bias.
-struct Linear(Tensor, Option<Tensor>);
-
-impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.0, self.1.as_ref())
-    }
-}
-
-/// RMSNorm weight and its optional bias (`include_bias`).
-struct Norm(Tensor, Option<Tensor>);
-
-impl Norm {
-    fn forward(&self, x: &Tensor, eps: f64) -> Result<Tensor> {
-        let y = x.rms_norm(Some(&self.0), eps)?;
-        match &self.1 {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
-    }
-}
-
-struct Block {
-    attn_norm: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    attn_out: Linear,
-    ff_norm: Norm,
-    ff_proj: Linear,
-    up_proj: Linear,
-    ff_out: Linear,
-}
-
 pub struct Llada {
     pub cfg: Config,
     wte: Tensor,
+    /// Llama blocks under LLaDA's tensor names.
     blocks: Vec<Block>,
-    ln_f: Norm,
-    /// `None` when the head is tied to the embedding (`weight_tying`).
-    ff_out: Option<Linear>,
+    ln_f: RmsNorm,
+    /// `ff_out`, or the embedding when tied (`weight_tying`).
+    head: Linear,
 }
 
 impl Llada {
-    /// The output projection, `ff_out` or the tied embedding.
-    fn unembed(&self, h: &Tensor) -> Result<Tensor> {
-        match &self.ff_out {
-            Some(head) => head.forward(h),
-            None => h.matmul_t(&self.wte),
-        }
-    }
-
     pub fn load(src: &ModelSource) -> Result<Llada> {
-        let cfg = Config::read(src)?;
-        let (d, m, dh, v) = (cfg.d, cfg.d_mlp, cfg.head_dim, cfg.vocab);
-        let kvd = cfg.kv_heads * dh;
+        let c = Config::read(src)?;
+        let (d, m, v) = (c.d, c.d_mlp, c.vocab);
+        let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
         let dims = format!(
             "d_model {d}, mlp_hidden_size {m}, n_heads {}, n_kv_heads {}, embedding_size {v}",
-            cfg.heads, cfg.kv_heads
+            c.heads, c.kv_heads
         );
         let w = Weights::open(
             src,
@@ -204,111 +173,92 @@ impl Llada {
             "wte.weight",
             dims,
         )?;
-        let lin = |name: &str, n_in: usize, n_out: usize, bias: bool| -> Result<Linear> {
-            Ok(Linear(
-                w.get(&format!("{name}.weight"), &[n_out, n_in])?,
-                if bias {
-                    Some(w.get(&format!("{name}.bias"), &[n_out])?)
-                } else {
-                    None
-                },
-            ))
-        };
-        let norm = |name: &str| -> Result<Norm> {
-            Ok(Norm(
-                w.get(&format!("{name}.weight"), &[d])?,
-                if cfg.bias {
-                    Some(w.get(&format!("{name}.bias"), &[d])?)
-                } else {
-                    None
-                },
-            ))
-        };
-        let blocks = (0..cfg.layers)
+        let norm = |w: &Weights| RmsNorm::load_biased(w, d, c.eps, c.bias);
+        let blocks = (0..c.layers)
             .map(|i| {
-                let p = |n: &str| format!("blocks.{i}.{n}");
+                let w = w.pp("blocks").pp(i);
+                let lin =
+                    |name: &str, n_in, n_out, bias| Linear::load(&w.pp(name), n_in, n_out, bias);
                 Ok(Block {
-                    attn_norm: norm(&p("attn_norm"))?,
-                    q: lin(&p("q_proj"), d, cfg.heads * dh, cfg.qkv_bias)?,
-                    k: lin(&p("k_proj"), d, kvd, cfg.qkv_bias)?,
-                    v: lin(&p("v_proj"), d, kvd, cfg.qkv_bias)?,
-                    attn_out: lin(&p("attn_out"), d, d, cfg.bias)?,
-                    ff_norm: norm(&p("ff_norm"))?,
-                    ff_proj: lin(&p("ff_proj"), d, m, cfg.bias)?,
-                    up_proj: lin(&p("up_proj"), d, m, cfg.bias)?,
-                    ff_out: lin(&p("ff_out"), m, d, cfg.bias)?,
+                    input_norm: norm(&w.pp("attn_norm"))?,
+                    q: lin("q_proj", d, qd, c.qkv_bias)?,
+                    k: lin("k_proj", d, kvd, c.qkv_bias)?,
+                    v: lin("v_proj", d, kvd, c.qkv_bias)?,
+                    o: lin("attn_out", d, d, c.bias)?,
+                    post_attention_norm: norm(&w.pp("ff_norm"))?,
+                    // `ff_proj` is the gated branch, `up_proj` the linear one.
+                    gate: lin("ff_proj", d, m, c.bias)?,
+                    up: lin("up_proj", d, m, c.bias)?,
+                    down: lin("ff_out", m, d, c.bias)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let ff_out = if cfg.tied {
-            None
-        } else {
-            Some(lin("ff_out", d, v, cfg.bias).map_err(|e| {
+        let wte = w.get("wte.weight", &[v, d])?;
+        let head =
+            Linear::tied_or_load(c.tied, &wte, &w.pp("ff_out"), d, v, c.bias).map_err(|e| {
                 e.context(
                     "the head is not tied (`weight_tying` is false), so it needs `ff_out.weight`",
                 )
-            })?)
-        };
+            })?;
         Ok(Llada {
-            wte: w.get("wte.weight", &[v, d])?,
-            ln_f: norm("ln_f")?,
+            ln_f: norm(&w.pp("ln_f"))?,
+            wte,
             blocks,
-            ff_out,
-            cfg,
-        })
-    }
-
-    pub fn describe(&self) -> Value {
-        let c = &self.cfg;
-        json!({
-            "family": "llada",
-            "mask_token_id": c.mask_token,
-            "vocab_size": c.text_vocab,
-            "embedding_size": c.vocab,
-            "n_heads": c.heads,
-            "n_kv_heads": c.kv_heads,
-            "head_dim": c.head_dim,
-            "d_mlp": c.d_mlp,
-            "activation": "silu",
-            "positions": "rope",
-            "rope": c.rope.describe(),
-            "attention": "bidirectional",
-            "tied_head": self.ff_out.is_none(),
-            "bias": c.bias,
-            "qkv_bias": c.qkv_bias,
+            head,
+            cfg: c,
         })
     }
 }
 
 impl Decoder for Llada {
+    fn info(&self) -> FamilyInfo {
+        let c = &self.cfg;
+        FamilyInfo {
+            embed_hooks: &["diffusion.hook_mask", HOOK_EMBED],
+            ablations: &METHODS,
+            causal: false,
+            vocab: c.vocab,
+            d_model: c.d,
+            context_length: c.max_positions,
+            extra: json!({
+                "family": "llada",
+                "mask_token_id": c.mask_token,
+                "vocab_size": c.text_vocab,
+                "embedding_size": c.vocab,
+                "n_heads": c.heads,
+                "n_kv_heads": c.kv_heads,
+                "head_dim": c.head_dim,
+                "d_mlp": c.d_mlp,
+                "activation": "silu",
+                "positions": "rope",
+                "rope": c.rope.describe(),
+                "attention": "bidirectional",
+                "tied_head": c.tied,
+                "bias": c.bias,
+                "qkv_bias": c.qkv_bias,
+            }),
+        }
+    }
+
     fn n_layers(&self) -> usize {
         self.cfg.layers
     }
 
-    fn embed(&self, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor> {
+    fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {
         let masked: Vec<f32> = tokens
             .iter()
             .map(|&t| (t == self.cfg.mask_token) as u8 as f32)
             .collect();
-        cx.rows(
+        pass.rows(
             "diffusion.hook_mask",
             Tensor::from_slice(&masked, &[tokens.len()])?,
         )?;
-        cx.rows("hook_embed", Tensor::embedding(&self.wte, tokens)?)
+        pass.rows(HOOK_EMBED, Tensor::embedding(&self.wte, tokens)?)
     }
 
-    fn block(&self, i: usize, x: Tensor, cx: &mut Cx) -> Result<Tensor> {
-        let (c, b) = (&self.cfg, &self.blocks[i]);
-        let name = |s: &str| format!("blocks.{i}.{s}");
-        let x = cx.rows(&name("hook_resid_pre"), x)?;
-
-        // Bidirectional attention with rotary positions and grouped-query heads.
-        let h = b.attn_norm.forward(&x, c.eps)?;
-        let positions = cx.positions();
-        let rope = |t: Tensor| t.rope(&positions, &c.rope.inv_freq, false);
-        let q = rope(split_heads(&b.q.forward(&h)?, c.heads, c.head_dim)?)?;
-        let k = rope(split_heads(&b.k.forward(&h)?, c.kv_heads, c.head_dim)?)?;
-        let v = split_heads(&b.v.forward(&h)?, c.kv_heads, c.head_dim)?;
+    /// A Llama block whose attention is bidirectional: every query sees every key.
+    fn block(&self, i: usize, x: Tensor, pass: &mut Pass) -> Result<Tensor> {
+        let c = &self.cfg;
         let attn = Attn {
             heads: c.heads,
             kv_heads: c.kv_heads,
@@ -317,36 +267,14 @@ impl Decoder for Llada {
             window: None,
             causal: false,
         };
-        let z = cx.attention(i, q, k, v, &attn)?;
-        let attn_out = cx.rows(
-            &name("hook_attn_out"),
-            b.attn_out.forward(&merge_heads(&z, c.heads, c.head_dim)?)?,
-        )?;
-        let x = x.add(&attn_out)?;
-
-        // SwiGLU MLP: `ff_proj` is the gated branch, `up_proj` the linear one.
-        let h = b.ff_norm.forward(&x, c.eps)?;
-        let post = cx.rows(
-            &name("mlp.hook_post"),
-            b.ff_proj
-                .forward(&h)?
-                .silu()?
-                .mul(&b.up_proj.forward(&h)?)?,
-        )?;
-        let mlp_out = cx.rows(&name("hook_mlp_out"), b.ff_out.forward(&post)?)?;
-        let x = x.add(&mlp_out)?;
-        cx.rows(&name("hook_resid_post"), x)
+        self.blocks[i].forward(i, x, pass, &attn, &c.rope.inv_freq, Act::Silu)
     }
 
-    fn head(&self, x: Tensor, cx: &mut Cx) -> Result<Tensor> {
-        let h = cx.rows(
-            "ln_final.hook_normalized",
-            self.ln_f.forward(&x, self.cfg.eps)?,
-        )?;
-        self.unembed(&h)
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.ln_f.forward(x)
     }
 
-    fn lens(&self, x: &Tensor) -> Result<Tensor> {
-        self.unembed(&self.ln_f.forward(x, self.cfg.eps)?)
+    fn unembed(&self, h: &Tensor) -> Result<Tensor> {
+        self.head.forward(h)
     }
 }

@@ -16,11 +16,14 @@
 //! `use_sliding_window` with `max_window_layers`) limit each query to the last `window`
 //! keys, its own included.
 
-use crate::cx::{linear, merge_heads, split_heads, Attn, Cx, Decoder};
+use crate::family::{head_dim, Decoder, FamilyInfo};
+use crate::pass::{Attn, Pass};
 use crate::rope::Rope;
-use crate::weights::{head_dim, Weights};
-use crate::Act;
-use serde_json::{json, Value};
+use crate::METHODS;
+use serde_json::json;
+use tokit_sdk::nn::{
+    block_hook, merge_heads, split_heads, Act, Linear, RmsNorm, Weights, HOOK_EMBED,
+};
 use tokit_sdk::{bail, ModelSource, Result, Tensor};
 
 /// Which member of the family: they differ only in defaults and optional parts.
@@ -39,6 +42,16 @@ impl Flavor {
             Flavor::Mistral => "mistral",
         }
     }
+}
+
+/// The family's loader: `model_type` picks the flavor.
+pub fn load(src: &ModelSource, model_type: &str) -> Result<Box<dyn Decoder>> {
+    let flavor = match model_type {
+        "qwen2" => Flavor::Qwen2,
+        "mistral" => Flavor::Mistral,
+        _ => Flavor::Llama,
+    };
+    Ok(Box::new(Llama::load(src, flavor)?))
 }
 
 pub struct Config {
@@ -144,178 +157,172 @@ fn windows(src: &ModelSource, flavor: Flavor, layers: usize) -> Result<Vec<Optio
     })
 }
 
-struct Linear {
-    w: Tensor,
-    b: Option<Tensor>,
+/// One block's layers. LLaDA loads its blocks into this too (its own tensor names).
+pub struct Block {
+    pub input_norm: RmsNorm,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub post_attention_norm: RmsNorm,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
 }
 
-impl Linear {
-    fn load(w: &Weights, name: &str, n_in: usize, n_out: usize, bias: bool) -> Result<Linear> {
-        let b = if bias {
-            Some(w.get(&format!("{name}.bias"), &[n_out])?)
-        } else {
-            None
-        };
-        Ok(Linear {
-            w: w.get(&format!("{name}.weight"), &[n_out, n_in])?,
-            b,
+impl Block {
+    fn load(w: &Weights, c: &Config) -> Result<Block> {
+        let (d, m) = (c.d, c.d_mlp);
+        let (qd, kvd) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let (a, mlp) = (w.pp("self_attn"), w.pp("mlp"));
+        Ok(Block {
+            input_norm: RmsNorm::load(&w.pp("input_layernorm"), d, c.eps)?,
+            q: Linear::load(&a.pp("q_proj"), d, qd, c.qkv_bias)?,
+            k: Linear::load(&a.pp("k_proj"), d, kvd, c.qkv_bias)?,
+            v: Linear::load(&a.pp("v_proj"), d, kvd, c.qkv_bias)?,
+            o: Linear::load(&a.pp("o_proj"), qd, d, c.o_bias)?,
+            post_attention_norm: RmsNorm::load(&w.pp("post_attention_layernorm"), d, c.eps)?,
+            gate: Linear::load(&mlp.pp("gate_proj"), d, m, c.mlp_bias)?,
+            up: Linear::load(&mlp.pp("up_proj"), d, m, c.mlp_bias)?,
+            down: Linear::load(&mlp.pp("down_proj"), m, d, c.mlp_bias)?,
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.w, self.b.as_ref())
-    }
-}
 
-struct Block {
-    input_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    post_attention_norm: Tensor,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    /// Block `i` on the residual stream `x [n, d]`: attention `a` with rotary frequencies
+    /// `inv_freq`, then the gated MLP with activation `act`.
+    pub fn forward(
+        &self,
+        i: usize,
+        x: Tensor,
+        pass: &mut Pass,
+        a: &Attn,
+        inv_freq: &[f64],
+        act: Act,
+    ) -> Result<Tensor> {
+        let name = |s: &str| block_hook(i, s);
+        let x = pass.rows(&name("hook_resid_pre"), x)?;
+
+        // Attention with rotary positions and grouped-query heads.
+        let h = self.input_norm.forward(&x)?;
+        let positions = pass.positions();
+        let rope = |t: Tensor| t.rope(&positions, inv_freq, false);
+        let q = rope(split_heads(&self.q.forward(&h)?, a.heads, a.head_dim)?)?;
+        let k = rope(split_heads(&self.k.forward(&h)?, a.kv_heads, a.head_dim)?)?;
+        let v = split_heads(&self.v.forward(&h)?, a.kv_heads, a.head_dim)?;
+        let z = pass.attention(i, q, k, v, a)?;
+        let attn_out = pass.rows(
+            &name("hook_attn_out"),
+            self.o.forward(&merge_heads(&z, a.heads, a.head_dim)?)?,
+        )?;
+        let x = x.add(&attn_out)?;
+
+        // Gated MLP: act(h W_gateᵀ) ⊙ h W_upᵀ, then W_down (SwiGLU when act is silu).
+        let h = self.post_attention_norm.forward(&x)?;
+        let post = pass.rows(
+            &name("mlp.hook_post"),
+            act.forward(&self.gate.forward(&h)?)?
+                .mul(&self.up.forward(&h)?)?,
+        )?;
+        let mlp_out = pass.rows(&name("hook_mlp_out"), self.down.forward(&post)?)?;
+        let x = x.add(&mlp_out)?;
+        pass.rows(&name("hook_resid_post"), x)
+    }
 }
 
 pub struct Llama {
     pub cfg: Config,
     embed: Tensor,
     blocks: Vec<Block>,
-    norm: Tensor,
-    /// `None` when the head is tied to the embedding.
-    lm_head: Option<Tensor>,
+    norm: RmsNorm,
+    /// `lm_head`, or the embedding when tied.
+    head: Linear,
 }
 
 impl Llama {
     pub fn load(src: &ModelSource, flavor: Flavor) -> Result<Llama> {
         let cfg = Config::read(src, flavor)?;
-        let (d, m, dh) = (cfg.d, cfg.d_mlp, cfg.head_dim);
-        let (qd, kvd) = (cfg.heads * dh, cfg.kv_heads * dh);
+        let (d, v) = (cfg.d, cfg.vocab);
         let dims = format!(
-            "hidden_size {d}, intermediate_size {m}, num_attention_heads {}, num_key_value_heads {}, \
-             head_dim {dh}, vocab_size {}",
-            cfg.heads, cfg.kv_heads, cfg.vocab
+            "hidden_size {d}, intermediate_size {}, num_attention_heads {}, num_key_value_heads {}, \
+             head_dim {}, vocab_size {v}",
+            cfg.d_mlp, cfg.heads, cfg.kv_heads, cfg.head_dim
         );
-        let w = Weights::open(src, &["model.", ""], "embed_tokens.weight", dims.clone())?;
+        let w = Weights::open(src, &["model.", ""], "embed_tokens.weight", dims)?;
         let blocks = (0..cfg.layers)
-            .map(|i| {
-                let p = format!("layers.{i}");
-                let lin = |n: &str, a, b, bias| Linear::load(&w, &format!("{p}.{n}"), a, b, bias);
-                Ok(Block {
-                    input_norm: w.get(&format!("{p}.input_layernorm.weight"), &[d])?,
-                    q: lin("self_attn.q_proj", d, qd, cfg.qkv_bias)?,
-                    k: lin("self_attn.k_proj", d, kvd, cfg.qkv_bias)?,
-                    v: lin("self_attn.v_proj", d, kvd, cfg.qkv_bias)?,
-                    o: lin("self_attn.o_proj", qd, d, cfg.o_bias)?,
-                    post_attention_norm: w
-                        .get(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
-                    gate: lin("mlp.gate_proj", d, m, cfg.mlp_bias)?,
-                    up: lin("mlp.up_proj", d, m, cfg.mlp_bias)?,
-                    down: lin("mlp.down_proj", m, d, cfg.mlp_bias)?,
-                })
-            })
+            .map(|i| Block::load(&w.pp("layers").pp(i), &cfg))
             .collect::<Result<Vec<_>>>()?;
-        let lm_head = if cfg.tied {
-            None
-        } else {
-            let head = Weights::open(src, &[""], "lm_head.weight", dims).map_err(|e| {
+        let embed = w.get("embed_tokens.weight", &[v, d])?;
+        // The head lives outside the `model.` prefix.
+        let head = Linear::tied_or_load(cfg.tied, &embed, &w.root().pp("lm_head"), d, v, false)
+            .map_err(|e| {
                 e.context("the head is not tied (`tie_word_embeddings` is false or absent), so it needs `lm_head.weight`")
             })?;
-            Some(head.get("lm_head.weight", &[cfg.vocab, d])?)
-        };
         Ok(Llama {
-            embed: w.get("embed_tokens.weight", &[cfg.vocab, d])?,
-            norm: w.get("norm.weight", &[d])?,
+            norm: RmsNorm::load(&w.pp("norm"), d, cfg.eps)?,
+            embed,
             blocks,
-            lm_head,
+            head,
             cfg,
         })
     }
 
-    pub fn describe(&self) -> Value {
+    fn attn(&self, i: usize) -> Attn {
         let c = &self.cfg;
-        json!({
-            "family": c.flavor.name(),
-            "n_heads": c.heads,
-            "n_kv_heads": c.kv_heads,
-            "head_dim": c.head_dim,
-            "d_mlp": c.d_mlp,
-            "activation": c.act.name(),
-            "positions": "rope",
-            "rope": c.rope.describe(),
-            "sliding_windows": c.windows,
-            "tied_head": self.lm_head.is_none(),
-            "qkv_bias": c.qkv_bias,
-        })
+        Attn {
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            head_dim: c.head_dim,
+            scale: 1.0 / (c.head_dim as f64).sqrt(),
+            window: c.windows[i],
+            causal: true,
+        }
     }
 }
 
 impl Decoder for Llama {
+    fn info(&self) -> FamilyInfo {
+        let c = &self.cfg;
+        FamilyInfo {
+            embed_hooks: &[HOOK_EMBED],
+            ablations: &METHODS,
+            causal: true,
+            vocab: c.vocab,
+            d_model: c.d,
+            context_length: c.max_positions,
+            extra: json!({
+                "family": c.flavor.name(),
+                "n_heads": c.heads,
+                "n_kv_heads": c.kv_heads,
+                "head_dim": c.head_dim,
+                "d_mlp": c.d_mlp,
+                "activation": c.act.name(),
+                "positions": "rope",
+                "rope": c.rope.describe(),
+                "sliding_windows": c.windows,
+                "tied_head": c.tied,
+                "qkv_bias": c.qkv_bias,
+            }),
+        }
+    }
+
     fn n_layers(&self) -> usize {
         self.cfg.layers
     }
 
-    fn embed(&self, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor> {
-        cx.rows("hook_embed", Tensor::embedding(&self.embed, tokens)?)
+    fn embed(&self, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {
+        pass.rows(HOOK_EMBED, Tensor::embedding(&self.embed, tokens)?)
     }
 
-    fn block(&self, i: usize, x: Tensor, cx: &mut Cx) -> Result<Tensor> {
-        let (c, b) = (&self.cfg, &self.blocks[i]);
-        let name = |s: &str| format!("blocks.{i}.{s}");
-        let x = cx.rows(&name("hook_resid_pre"), x)?;
-
-        // Attention with rotary positions and grouped-query heads.
-        let h = x.rms_norm(Some(&b.input_norm), c.eps)?;
-        let positions = cx.positions();
-        let q = split_heads(&b.q.forward(&h)?, c.heads, c.head_dim)?.rope(
-            &positions,
-            &c.rope.inv_freq,
-            false,
-        )?;
-        let k = split_heads(&b.k.forward(&h)?, c.kv_heads, c.head_dim)?.rope(
-            &positions,
-            &c.rope.inv_freq,
-            false,
-        )?;
-        let v = split_heads(&b.v.forward(&h)?, c.kv_heads, c.head_dim)?;
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let attn = Attn {
-            heads: c.heads,
-            kv_heads: c.kv_heads,
-            head_dim: c.head_dim,
-            scale,
-            window: c.windows[i],
-            causal: true,
-        };
-        let z = cx.attention(i, q, k, v, &attn)?;
-        let attn_out = cx.rows(
-            &name("hook_attn_out"),
-            b.o.forward(&merge_heads(&z, c.heads, c.head_dim)?)?,
-        )?;
-        let x = x.add(&attn_out)?;
-
-        // SwiGLU MLP.
-        let h = x.rms_norm(Some(&b.post_attention_norm), c.eps)?;
-        let post = cx.rows(
-            &name("mlp.hook_post"),
-            c.act.apply(&b.gate.forward(&h)?)?.mul(&b.up.forward(&h)?)?,
-        )?;
-        let mlp_out = cx.rows(&name("hook_mlp_out"), b.down.forward(&post)?)?;
-        let x = x.add(&mlp_out)?;
-        cx.rows(&name("hook_resid_post"), x)
+    fn block(&self, i: usize, x: Tensor, pass: &mut Pass) -> Result<Tensor> {
+        let c = &self.cfg;
+        self.blocks[i].forward(i, x, pass, &self.attn(i), &c.rope.inv_freq, c.act)
     }
 
-    fn head(&self, x: Tensor, cx: &mut Cx) -> Result<Tensor> {
-        let h = cx.rows(
-            "ln_final.hook_normalized",
-            x.rms_norm(Some(&self.norm), self.cfg.eps)?,
-        )?;
-        h.matmul_t(self.lm_head.as_ref().unwrap_or(&self.embed))
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
     }
 
-    fn lens(&self, x: &Tensor) -> Result<Tensor> {
-        x.rms_norm(Some(&self.norm), self.cfg.eps)?
-            .matmul_t(self.lm_head.as_ref().unwrap_or(&self.embed))
+    fn unembed(&self, h: &Tensor) -> Result<Tensor> {
+        self.head.forward(h)
     }
 }

@@ -1,7 +1,7 @@
 //! The forward driver every family shares: variants (position ablation), reuse of the
 //! clean prefix across them, and the KV cache for generation steps.
 //!
-//! - One variant: an Inline pass (see [`crate::cx`]).
+//! - One variant: an Inline pass (see [`crate::pass`]).
 //! - Several: one Reference pass (the clean sequence) and, layer by layer, a Suffix pass
 //!   for each variant from its first ablated position `j`; its logits at positions `< j`
 //!   are the reference's, copied. Clean variants take the reference's outputs.
@@ -22,73 +22,16 @@
 //! interventions take effect; its hooks run again and captures are overwritten with the
 //! full-length values.
 
-use crate::cx::{Cx, Decoder, Group, Kind, Kv, Record};
+use crate::family::Decoder;
+use crate::pass::{Group, Kv, Pass, PassKind, Record};
 use serde_json::Value;
-use tokit_sdk::{bail, ForwardCall, ModelInfo, Result, Tensor};
+use tokit_sdk::nn::{
+    block_hook, is_step, plan_variants, Plan, StepCache, HOOK_LENS_LOGITS, HOOK_LOGITS, LN_FINAL,
+};
+use tokit_sdk::{ForwardCall, ModelInfo, Result, Tensor};
 
 /// The keys and values of the last clean sequence, for generation (`last_only`).
-pub struct KvCache {
-    tokens: Vec<u32>,
-    kv: Kv,
-}
-
-/// What one variant computes: its token sequence, its key mask and its first position
-/// that differs from the clean pass (`T` when it is clean).
-struct Plan {
-    seq: Vec<u32>,
-    keep: Option<Vec<bool>>,
-    first: usize,
-}
-
-fn plans(call: &ForwardCall, info: &ModelInfo) -> Result<Vec<Plan>> {
-    let tokens = call.tokens();
-    let len = tokens.len();
-    call.variants()
-        .iter()
-        .map(|v| {
-            if v.is_clean() {
-                return Ok(Plan { seq: tokens.to_vec(), keep: None, first: len });
-            }
-            if let Some(&j) = v.ablate.iter().find(|&&j| j >= len) {
-                bail!("transformer: ablated position {j} is beyond the {len} tokens");
-            }
-            let first = v.ablate.iter().copied().min().unwrap_or(len);
-            match v.method_for(info)?.as_str() {
-                "attention" => {
-                    let mut keep = vec![true; len];
-                    for &j in &v.ablate {
-                        keep[j] = false;
-                    }
-                    Ok(Plan { seq: tokens.to_vec(), keep: Some(keep), first })
-                }
-                "replace" => {
-                    let Some(r) = v.replace_with else {
-                        bail!("transformer: ablation method `replace` needs `replace_with` (a token id)");
-                    };
-                    if r as usize >= info.vocab_size {
-                        bail!("transformer: replace_with token {r} is outside the vocabulary ({} tokens)", info.vocab_size);
-                    }
-                    let mut seq = tokens.to_vec();
-                    for &j in &v.ablate {
-                        seq[j] = r;
-                    }
-                    Ok(Plan { seq, keep: None, first })
-                }
-                "mask_token" => {
-                    let Some(mask) = info.extra["mask_token_id"].as_u64() else {
-                        bail!("transformer: ablation method `mask_token` needs a model with a mask token");
-                    };
-                    let mut seq = tokens.to_vec();
-                    for &j in &v.ablate {
-                        seq[j] = mask as u32;
-                    }
-                    Ok(Plan { seq, keep: None, first })
-                }
-                m => bail!("transformer: unknown ablation method `{m}` (attention, replace, mask_token)"),
-            }
-        })
-        .collect()
-}
+pub type KvCache = StepCache<Kv>;
 
 /// Everything a pass needs besides its kind.
 struct Shared {
@@ -97,39 +40,45 @@ struct Shared {
 }
 
 impl Shared {
-    fn cx<'c, 'a>(
+    fn pass<'c, 'a>(
         &self,
         call: &'c mut ForwardCall<'a>,
         changed: &'c mut [bool],
-        kind: Kind<'c>,
+        kind: PassKind<'c>,
         variant: Option<usize>,
-    ) -> Cx<'c, 'a> {
-        Cx::new(call, changed, kind, variant, self.len, self.last_only)
+    ) -> Pass<'c, 'a> {
+        Pass::new(call, changed, kind, variant, self.len, self.last_only)
     }
 }
 
 /// The logit lens of layer `i` (`blocks.{i}.hook_lens_logits`, final norm and unembedding
 /// of its residual stream), computed only when the host captures it. Capture only: the
 /// forward continues from the residual stream, so an intervention here changes nothing.
-fn lens(model: &dyn Decoder, i: usize, x: &Tensor, cx: &mut Cx) -> Result<()> {
-    let name = format!("blocks.{i}.hook_lens_logits");
-    if cx.active(&name) {
-        cx.rows(&name, model.lens(x)?)?;
+fn lens(model: &dyn Decoder, i: usize, x: &Tensor, pass: &mut Pass) -> Result<()> {
+    let name = block_hook(i, HOOK_LENS_LOGITS);
+    if pass.active(&name) {
+        pass.rows(&name, model.unembed(&model.final_norm(x)?)?)?;
     }
     Ok(())
 }
 
-/// Run `model` over `cx`'s rows of `tokens` (the tokens at `cx.positions()`).
-fn run(model: &dyn Decoder, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor> {
-    let mut x = model.embed(cx, tokens)?;
+/// The final norm (hooked as `ln_final.hook_normalized`) and the unembedding.
+fn head(model: &dyn Decoder, x: Tensor, pass: &mut Pass) -> Result<Tensor> {
+    let h = pass.rows(LN_FINAL, model.final_norm(&x)?)?;
+    model.unembed(&h)
+}
+
+/// Run `model` over `pass`'s rows of `tokens` (the tokens at `pass.positions()`).
+fn run(model: &dyn Decoder, pass: &mut Pass, tokens: &[u32]) -> Result<Tensor> {
+    let mut x = model.embed(pass, tokens)?;
     for i in 0..model.n_layers() {
         tokit_sdk::check_cancelled()?;
-        x = model.block(i, x, cx)?;
-        lens(model, i, &x, cx)?;
+        x = model.block(i, x, pass)?;
+        lens(model, i, &x, pass)?;
     }
-    let x = cx.last_rows(x)?;
-    let logits = model.head(x, cx)?;
-    cx.rows("hook_logits", logits)
+    let x = pass.last_rows(x)?;
+    let logits = head(model, x, pass)?;
+    pass.rows(HOOK_LOGITS, logits)
 }
 
 /// Compute and emit every variant of `call`.
@@ -140,10 +89,7 @@ pub fn forward(
     cache: &mut Option<KvCache>,
 ) -> Result<()> {
     let len = call.tokens().len();
-    if len == 0 {
-        bail!("transformer: forward needs at least one token");
-    }
-    let plans = plans(call, info)?;
+    let plans = plan_variants(call, info)?;
     let shared = Shared {
         len,
         last_only: call.last_only(),
@@ -151,7 +97,7 @@ pub fn forward(
     let n = plans.len();
     let mut changed = vec![false; n];
 
-    if info.causal && n == 1 && shared.last_only && plans[0].first == len {
+    if info.causal && is_step(call, &plans) {
         return cached(model, call, &plans[0], &shared, cache);
     }
     let clean = plans.iter().any(|p| p.first == len);
@@ -164,7 +110,7 @@ pub fn forward(
         for (v, p) in plans.iter().enumerate() {
             let logits = {
                 let mut c = shared
-                    .cx(call, &mut changed, Kind::Inline, Some(v))
+                    .pass(call, &mut changed, PassKind::Inline, Some(v))
                     .rows_from(0, p.keep.as_deref());
                 run(model, &mut c, &p.seq)?
             };
@@ -211,10 +157,10 @@ fn stacked(
     let mut record = Record::default();
     macro_rules! reference {
         () => {
-            s.cx(
+            s.pass(
                 call,
                 &mut changed,
-                Kind::Reference {
+                PassKind::Reference {
                     mirrors: &mirrors,
                     record: &mut record,
                 },
@@ -224,10 +170,10 @@ fn stacked(
     }
     macro_rules! stack {
         () => {
-            s.cx(
+            s.pass(
                 call,
                 &mut changed,
-                Kind::Stacked {
+                PassKind::Stacked {
                     reference: Some(&record),
                     groups: &groups,
                 },
@@ -258,24 +204,23 @@ fn stacked(
         Some(x) => {
             let mut c = reference!();
             let x = c.last_rows(x)?;
-            Some(model.head(x, &mut c)?)
+            Some(head(model, x, &mut c)?)
         }
         None => None,
     };
     if let Some(x) = xs {
         let mut c = stack!();
         let x = c.last_rows(x)?;
-        let l = model.head(x, &mut c)?;
+        let l = head(model, x, &mut c)?;
         let mut off = 0;
         for (g, &v) in groups.iter().zip(&rows) {
             let n = if s.last_only { 1 } else { len - g.start };
             let own = l.slice(0, off, off + n)?;
             off += n;
+            // With a shared prefix, `g.start` is the plan's first differing position.
             let logits = match &logits_ref {
-                Some(r) if !s.last_only && g.start > 0 => {
-                    Tensor::concat(&[&r.slice(0, 0, g.start)?, &own], 0)?
-                }
-                _ => own,
+                Some(r) => plans[v].splice(r, own, s.last_only)?,
+                None => own,
             };
             call.emit(v, "logits", logits);
         }
@@ -307,10 +252,10 @@ fn batched(
 
     macro_rules! reference {
         () => {
-            s.cx(
+            s.pass(
                 call,
                 changed,
-                Kind::Reference {
+                PassKind::Reference {
                     mirrors: &mirrors,
                     record: &mut record,
                 },
@@ -320,8 +265,13 @@ fn batched(
     }
     macro_rules! suffix {
         ($v:expr) => {
-            s.cx(call, changed, Kind::Suffix { reference: &record }, Some($v))
-                .rows_from(plans[$v].first, plans[$v].keep.as_deref())
+            s.pass(
+                call,
+                changed,
+                PassKind::Suffix { reference: &record },
+                Some($v),
+            )
+            .rows_from(plans[$v].first, plans[$v].keep.as_deref())
         };
     }
 
@@ -347,8 +297,8 @@ fn batched(
     let logits_ref = {
         let mut c = reference!();
         let x = c.last_rows(xr)?;
-        let l = model.head(x, &mut c)?;
-        c.rows("hook_logits", l)?
+        let l = head(model, x, &mut c)?;
+        c.rows(HOOK_LOGITS, l)?
     };
     for &v in &suffixes {
         let Some(x) = xs[v].take() else { continue };
@@ -357,18 +307,12 @@ fn batched(
         }
         let mut c = suffix!(v);
         let x = c.last_rows(x)?;
-        let l = model.head(x, &mut c)?;
-        let l = c.rows("hook_logits", l)?;
+        let l = head(model, x, &mut c)?;
+        let l = c.rows(HOOK_LOGITS, l)?;
         if changed[v] {
             continue;
         }
-        let first = plans[v].first;
-        let logits = if s.last_only || first == 0 {
-            l
-        } else {
-            Tensor::concat(&[&logits_ref.slice(0, 0, first)?, &l], 0)?
-        };
-        call.emit(v, "logits", logits);
+        call.emit(v, "logits", plans[v].splice(&logits_ref, l, s.last_only)?);
     }
     for &m in &mirrors {
         if !changed[m] {
@@ -381,7 +325,7 @@ fn batched(
             let p = &plans[v];
             let logits = {
                 let mut c = s
-                    .cx(call, changed, Kind::Inline, Some(v))
+                    .pass(call, changed, PassKind::Inline, Some(v))
                     .rows_from(0, p.keep.as_deref());
                 run(model, &mut c, &p.seq)?
             };
@@ -404,30 +348,27 @@ fn cached(
     let tokens = call.tokens().to_vec();
     let common = cache
         .as_ref()
-        .map_or(0, |c| {
-            c.tokens
-                .iter()
-                .zip(&tokens)
-                .take_while(|(a, b)| a == b)
-                .count()
-        })
+        .map_or(0, |c| c.shared_prefix(&tokens))
         .min(len - 1);
     let mut changed = [false];
     let mut kv_out = Kv::default();
     if let (true, Some(c)) = (common > 0, cache.as_ref()) {
         let logits = {
-            let kind = Kind::Cached {
-                k: &c.kv.k,
-                v: &c.kv.v,
+            let kind = PassKind::Cached {
+                k: &c.state.k,
+                v: &c.state.v,
             };
-            let mut cx = s
-                .cx(call, &mut changed, kind, Some(0))
+            let mut pass = s
+                .pass(call, &mut changed, kind, Some(0))
                 .rows_from(common, None)
                 .collecting(&mut kv_out);
-            run(model, &mut cx, &tokens[common..])?
+            run(model, &mut pass, &tokens[common..])?
         };
         if !changed[0] {
-            *cache = Some(KvCache { tokens, kv: kv_out });
+            *cache = Some(KvCache {
+                tokens,
+                state: kv_out,
+            });
             call.emit(0, "logits", logits);
             return Ok(());
         }
@@ -436,14 +377,17 @@ fn cached(
         kv_out = Kv::default();
     }
     let logits = {
-        let mut cx = s
-            .cx(call, &mut changed, Kind::Inline, Some(0))
+        let mut pass = s
+            .pass(call, &mut changed, PassKind::Inline, Some(0))
             .rows_from(0, p.keep.as_deref())
             .collecting(&mut kv_out);
-        run(model, &mut cx, &p.seq)?
+        run(model, &mut pass, &p.seq)?
     };
     if !changed[0] {
-        *cache = Some(KvCache { tokens, kv: kv_out });
+        *cache = Some(KvCache {
+            tokens,
+            state: kv_out,
+        });
     }
     call.emit(0, "logits", logits);
     Ok(())

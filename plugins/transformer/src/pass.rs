@@ -1,10 +1,10 @@
-//! What a family computes against: [`Cx`], the rows of one pass and its hook machinery.
+//! [`Pass`]: the pass a family's forward pass runs in, its rows and its hook machinery.
 //!
-//! A family (`gpt2.rs`, `llama.rs`) writes its forward pass as three functions over a
-//! `Cx` ([`Decoder`]): `embed`, `block(i)` and `head`. It computes the rows
-//! `cx.positions()` (all of them, or only a suffix), passes every activation through
-//! `cx.rows` / `cx.heads`, and its attention through `cx.attention`. The kind of pass
-//! decides what the hooks see and where keys and values of earlier positions come from:
+//! A family ([`crate::family::Decoder`]) writes `embed`, `block(i)`, `final_norm` and
+//! `unembed`. It computes the rows `pass.positions()` (all of them, or only a suffix),
+//! passes every activation through `pass.rows` / `pass.heads`, and its attention through
+//! `pass.attention`. The [`PassKind`] decides what the hooks see and where keys and values
+//! of earlier positions come from:
 //!
 //! - **Inline**: one variant from position 0; interventions apply where they happen.
 //! - **Reference** (batched calls): the shared clean pass. It records this layer's
@@ -30,25 +30,6 @@
 
 use std::collections::HashMap;
 use tokit_sdk::{AttnMask, Error, ForwardCall, Result, Tensor};
-
-/// One family's forward pass, written over a [`Cx`].
-pub trait Decoder: Send {
-    fn n_layers(&self) -> usize;
-    /// Embeddings `[n, d]` of `tokens`, which sit at positions `cx.positions()`.
-    fn embed(&self, cx: &mut Cx, tokens: &[u32]) -> Result<Tensor>;
-    /// Block `i`: `[n, d]` residual stream in, `[n, d]` out.
-    fn block(&self, i: usize, x: Tensor, cx: &mut Cx) -> Result<Tensor>;
-    /// Final norm (`ln_final.hook_normalized`) and unembedding: logits `[n, V]`.
-    fn head(&self, x: Tensor, cx: &mut Cx) -> Result<Tensor>;
-    /// The same final norm and unembedding without hooks, applied to a layer's residual
-    /// stream `[n, d]`: the logit lens (`blocks.{i}.hook_lens_logits`). A family whose
-    /// head does not read the residual stream this way keeps the default.
-    fn lens(&self, _x: &Tensor) -> Result<Tensor> {
-        Err(Error::msg(
-            "transformer: this family offers no logit lens (blocks.{i}.hook_lens_logits)",
-        ))
-    }
-}
 
 /// Keys and values of every layer, `[Hkv, T, dh]` (keys after rotary embedding).
 #[derive(Default)]
@@ -79,7 +60,7 @@ pub(crate) struct Group<'c> {
     pub(crate) keep: Option<&'c [bool]>,
 }
 
-pub(crate) enum Kind<'c> {
+pub(crate) enum PassKind<'c> {
     Inline,
     Reference {
         mirrors: &'c [usize],
@@ -111,10 +92,10 @@ pub struct Attn {
     pub causal: bool,
 }
 
-/// What a family computes against: the rows to compute and the hook machinery.
-pub struct Cx<'c, 'a> {
+/// The pass a family computes in: the rows to compute and the hook machinery.
+pub struct Pass<'c, 'a> {
     call: &'c mut ForwardCall<'a>,
-    kind: Kind<'c>,
+    kind: PassKind<'c>,
     variant: Option<usize>,
     changed: &'c mut [bool],
     start: usize,
@@ -126,11 +107,13 @@ pub struct Cx<'c, 'a> {
     kv_out: Option<&'c mut Kv>,
 }
 
-impl Cx<'_, '_> {
+impl Pass<'_, '_> {
     /// Absolute positions of the rows being computed.
     pub fn positions(&self) -> Vec<usize> {
         match &self.kind {
-            Kind::Stacked { groups, .. } => groups.iter().flat_map(|g| g.start..self.len).collect(),
+            PassKind::Stacked { groups, .. } => {
+                groups.iter().flat_map(|g| g.start..self.len).collect()
+            }
             _ => (self.start..self.len).collect(),
         }
     }
@@ -138,7 +121,7 @@ impl Cx<'_, '_> {
     /// Number of rows being computed.
     pub fn rows_len(&self) -> usize {
         match &self.kind {
-            Kind::Stacked { groups, .. } => groups.iter().map(|g| self.len - g.start).sum(),
+            PassKind::Stacked { groups, .. } => groups.iter().map(|g| self.len - g.start).sum(),
             _ => self.len - self.start,
         }
     }
@@ -159,7 +142,7 @@ impl Cx<'_, '_> {
             return Ok(x);
         }
         self.tail = true;
-        if let Kind::Stacked { groups, .. } = &self.kind {
+        if let PassKind::Stacked { groups, .. } = &self.kind {
             // Each group's last row.
             let ends: Vec<usize> = groups
                 .iter()
@@ -184,29 +167,23 @@ impl Cx<'_, '_> {
             return Ok(t);
         }
         match &mut self.kind {
-            Kind::Inline => {
+            PassKind::Inline => {
                 let Some(v) = self.variant else { return Ok(t) };
-                let out = self.call.hook(v, name, t.clone())?;
-                if out.id() != t.id() {
-                    self.changed[v] = true;
-                }
-                Ok(out)
+                self.call.hook_tracked(v, name, t, &mut self.changed[v])
             }
-            Kind::Reference { mirrors, record } => {
+            PassKind::Reference { mirrors, record } => {
                 if !self.tail {
                     record.acts.insert(name.to_string(), t.clone());
                 }
                 for &m in mirrors.iter() {
                     if !self.changed[m] {
-                        let out = self.call.hook(m, name, t.clone())?;
-                        if out.id() != t.id() {
-                            self.changed[m] = true;
-                        }
+                        self.call
+                            .hook_tracked(m, name, t.clone(), &mut self.changed[m])?;
                     }
                 }
                 Ok(t)
             }
-            Kind::Suffix { reference } => {
+            PassKind::Suffix { reference } => {
                 let v = self
                     .variant
                     .ok_or_else(|| Error::msg("suffix pass without a variant"))?;
@@ -221,25 +198,20 @@ impl Cx<'_, '_> {
                     })?;
                     Tensor::concat(&[&r.slice(axis, 0, self.start)?, &t], axis)?
                 };
-                let out = self.call.hook(v, name, full.clone())?;
-                if out.id() != full.id() {
-                    self.changed[v] = true;
-                }
+                self.call.hook_tracked(v, name, full, &mut self.changed[v])?;
                 Ok(t)
             }
-            Kind::Cached { .. } => {
+            PassKind::Cached { .. } => {
                 let v = self
                     .variant
                     .ok_or_else(|| Error::msg("cached pass without a variant"))?;
                 if !self.changed[v] {
-                    let out = self.call.hook(v, name, t.clone())?;
-                    if out.id() != t.id() {
-                        self.changed[v] = true;
-                    }
+                    self.call
+                        .hook_tracked(v, name, t.clone(), &mut self.changed[v])?;
                 }
                 Ok(t)
             }
-            Kind::Stacked { .. } => Err(Error::msg(format!(
+            PassKind::Stacked { .. } => Err(Error::msg(format!(
                 "transformer: hook `{name}` is active in a stacked pass (stacking needs a call with no hooks)"
             ))),
         }
@@ -252,8 +224,8 @@ impl Cx<'_, '_> {
             Tensor::concat(&[&p.slice(1, 0, start)?, &new], 1)
         };
         let full = match &mut self.kind {
-            Kind::Inline => hooked,
-            Kind::Reference { record, .. } => {
+            PassKind::Inline => hooked,
+            PassKind::Reference { record, .. } => {
                 if is_k {
                     record.k = Some(hooked.clone());
                 } else {
@@ -261,7 +233,7 @@ impl Cx<'_, '_> {
                 }
                 hooked
             }
-            Kind::Suffix { reference } => {
+            PassKind::Suffix { reference } => {
                 if self.start == 0 {
                     hooked
                 } else {
@@ -273,11 +245,11 @@ impl Cx<'_, '_> {
                     )?
                 }
             }
-            Kind::Cached { k, v } => {
+            PassKind::Cached { k, v } => {
                 let p = if is_k { &k[layer] } else { &v[layer] };
                 prefix(p, self.start)?
             }
-            Kind::Stacked { .. } => {
+            PassKind::Stacked { .. } => {
                 return Err(Error::msg("transformer: a stacked pass keeps no keys"))
             }
         };
@@ -301,7 +273,7 @@ impl Cx<'_, '_> {
         v: Tensor,
         a: &Attn,
     ) -> Result<Tensor> {
-        if let Kind::Stacked { reference, groups } = &self.kind {
+        if let PassKind::Stacked { reference, groups } = &self.kind {
             return stacked_attention(*reference, groups, self.len, q, k, v, a);
         }
         let name = |s: &str| format!("blocks.{layer}.attn.{s}");
@@ -379,39 +351,18 @@ fn stacked_attention(
     Tensor::concat(&out.iter().collect::<Vec<_>>(), 1)
 }
 
-/// `[n, H * dh]` → `[H, n, dh]`.
-pub fn split_heads(x: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
-    x.reshape(&[-1, heads as isize, head_dim as isize])?
-        .permute(&[1, 0, 2])
-}
-
-/// `[H, n, dh]` → `[n, H * dh]`.
-pub fn merge_heads(z: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
-    z.permute(&[1, 0, 2])?
-        .reshape(&[-1, (heads * head_dim) as isize])
-}
-
-/// `x W^T (+ b)` for `W` stored `[out, in]`.
-pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.matmul_t(w)?;
-    match b {
-        Some(b) => y.add(b),
-        None => Ok(y),
-    }
-}
-
-impl<'c, 'a> Cx<'c, 'a> {
+impl<'c, 'a> Pass<'c, 'a> {
     /// A pass over `len` positions, from position 0 with no key mask; see
-    /// [`Cx::rows_from`] and [`Cx::collecting`].
+    /// [`Pass::rows_from`] and [`Pass::collecting`].
     pub(crate) fn new(
         call: &'c mut ForwardCall<'a>,
         changed: &'c mut [bool],
-        kind: Kind<'c>,
+        kind: PassKind<'c>,
         variant: Option<usize>,
         len: usize,
         last_only: bool,
-    ) -> Cx<'c, 'a> {
-        Cx {
+    ) -> Pass<'c, 'a> {
+        Pass {
             call,
             kind,
             variant,
@@ -426,14 +377,14 @@ impl<'c, 'a> Cx<'c, 'a> {
     }
 
     /// Compute rows `start..` with key mask `keep`.
-    pub(crate) fn rows_from(mut self, start: usize, keep: Option<&'c [bool]>) -> Cx<'c, 'a> {
+    pub(crate) fn rows_from(mut self, start: usize, keep: Option<&'c [bool]>) -> Pass<'c, 'a> {
         self.start = start;
         self.keep = keep;
         self
     }
 
     /// Collect every layer's keys and values (for the KV cache).
-    pub(crate) fn collecting(mut self, kv: &'c mut Kv) -> Cx<'c, 'a> {
+    pub(crate) fn collecting(mut self, kv: &'c mut Kv) -> Pass<'c, 'a> {
         self.kv_out = Some(kv);
         self
     }
