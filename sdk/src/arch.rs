@@ -125,18 +125,62 @@ impl ModelSource {
         }
     }
 
-    /// A number; the strings "Infinity", "-Infinity" and "NaN" are read as such.
+    /// A number; the strings "Infinity" and "-Infinity" are read as such. NaN is refused:
+    /// no config field means "not a number", and one would poison every result.
     pub fn opt_config_f64(&self, field: &str) -> Result<Option<f64>> {
         match self.field(field) {
             None => Ok(None),
             Some(Value::String(s)) if s == "Infinity" => Ok(Some(f64::INFINITY)),
             Some(Value::String(s)) if s == "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
-            Some(Value::String(s)) if s == "NaN" => Ok(Some(f64::NAN)),
             Some(v) => v
                 .as_f64()
                 .map(Some)
-                .ok_or_else(|| self.bad(field, "a number", v)),
+                .ok_or_else(|| self.bad(field, "a number (not NaN)", v)),
         }
+    }
+
+    /// A number that must be finite and > 0 (epsilons, rope theta, scaling factors).
+    pub fn opt_config_positive(&self, field: &str) -> Result<Option<f64>> {
+        match self.opt_config_f64(field)? {
+            Some(x) if !(x.is_finite() && x > 0.0) => {
+                Err(self.bad(field, "a finite number > 0", &self.config_value(field)))
+            }
+            x => Ok(x),
+        }
+    }
+
+    /// A size or count that must be at least 1 (heads, widths, windows).
+    pub fn opt_config_dim(&self, field: &str) -> Result<Option<usize>> {
+        match self.opt_config_usize(field)? {
+            Some(0) => Err(self.bad(field, "an integer >= 1", &Value::from(0))),
+            n => Ok(n),
+        }
+    }
+
+    /// A required size or count of at least 1.
+    pub fn config_dim(&self, field: &str) -> Result<usize> {
+        self.config_usize(field)?;
+        Ok(self.opt_config_dim(field)?.unwrap_or_default())
+    }
+
+    /// The number of layers: at least 1, and no more than the checkpoint's tensors (every
+    /// layer has weights), checked before anything is sized by it, so a corrupt count
+    /// (2^31) is an error rather than a multi-gigabyte allocation.
+    pub fn config_layers(&self, field: &str) -> Result<usize> {
+        let n = self.config_dim(field)?;
+        let stored = self.weight_index()?.len();
+        if n > stored {
+            return Err(Error::msg(format!(
+                "{}/config.json: field `{field}` is {n}, but the checkpoint holds only {stored} \
+                 tensors (each layer has weights of its own)",
+                self.path
+            )));
+        }
+        Ok(n)
+    }
+
+    fn config_value(&self, field: &str) -> Value {
+        self.field(field).cloned().unwrap_or(Value::Null)
     }
 
     pub fn config_f64(&self, field: &str) -> Result<f64> {

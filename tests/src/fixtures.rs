@@ -71,14 +71,15 @@ pub fn load_fixture(path: &str) -> Model {
         .unwrap_or_else(|e| panic!("loading {path}: {e:#}"))
 }
 
-/// Largest absolute difference of two equally long slices; NaN when any difference is NaN
-/// (a NaN on either side, or infinities of one sign), so `max_diff(..) < tol` fails then.
-/// (`f32::max` would drop the NaN and let an all-NaN output pass.)
+/// Largest absolute difference of two equally long slices; NaN when either side holds a
+/// NaN, so `max_diff(..) < tol` fails then (`f32::max` would drop the NaN and let an
+/// all-NaN output pass). Equal entries differ by 0, infinities of one sign included (masked
+/// attention scores are −∞ on both sides).
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
+        .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
         .fold(0.0, nan_max)
 }
 

@@ -461,7 +461,7 @@ fn cases(tmp: &Path) -> Vec<Case> {
             LLADA,
             "n_layers",
             json!(2147483648u64),
-            "blocks.2",
+            "n_layers",
         ),
         (
             "llada eps NaN",
@@ -1028,7 +1028,7 @@ fn cases(tmp: &Path) -> Vec<Case> {
         ("threads 100000", "(threads: Some(100000))", "threads"),
         ("threads 0", "(threads: Some(0))", "threads"),
         ("bad backend", "(backend: Quantum)", "Quantum"),
-        ("wrong type", "(threads: \"two\")", "threads"),
+        ("wrong type", "(threads: \"two\")", "tokit.ron: 1:"),
         ("binary", "\u{0}\u{1}\u{2}", "tokit.ron"),
     ] {
         let d = ron_dir(tmp, &format!("ron_{}", name.replace(' ', "_")), ron);

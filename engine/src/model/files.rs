@@ -18,6 +18,31 @@ pub(super) enum FileWeights {
     Gguf(Gguf),
 }
 
+/// The weights as plugins read them at load: each tensor is scanned once for NaN and
+/// infinities (cheap next to reading it), which are refused unless the load allows them.
+pub struct CheckedWeights {
+    pub weights: FileWeights,
+    pub allow_nonfinite: bool,
+}
+
+impl WeightSource for CheckedWeights {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        let t = self.weights.tensor(name)?;
+        if !self.allow_nonfinite {
+            if let Some((i, v)) = t.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                bail!(
+                    "weight `{name}` has a non-finite value ({v} at flat index {i}); the \
+                     checkpoint is broken (load with allow_nonfinite: true to study it anyway)"
+                );
+            }
+        }
+        Ok(t)
+    }
+    fn index_json(&self) -> String {
+        self.weights.index_json()
+    }
+}
+
 impl WeightSource for FileWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
         match self {

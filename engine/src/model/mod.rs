@@ -28,6 +28,9 @@ pub struct ForwardSpec {
     pub interventions: Vec<Intervention>,
     /// Only the last position's logits (`[1, V]`), for generation steps.
     pub last_only: bool,
+    /// Return non-finite logits instead of refusing them (to study what an intervention or
+    /// a broken checkpoint does); the model's `allow_nonfinite` load option does the same.
+    pub allow_nonfinite: bool,
 }
 
 /// Outputs per variant: `"logits"` `[T, V]` and captured hooks by name.
@@ -70,6 +73,10 @@ pub struct LoadOptions {
     /// Passed to the plugin as JSON.
     #[serde(default)]
     pub options: serde_json::Map<String, Value>,
+    /// Load weights holding NaN or infinities (to study a broken checkpoint); otherwise such
+    /// a weight is an error naming the tensor.
+    #[serde(default)]
+    pub allow_nonfinite: bool,
 }
 
 impl std::ops::Deref for Model {
@@ -114,7 +121,10 @@ impl Model {
             location: dir,
             fingerprint,
         } = files;
-        let source = host().add_source(Arc::new(weights));
+        let source = host().add_source(Arc::new(files::CheckedWeights {
+            weights,
+            allow_nonfinite: opts.allow_nonfinite,
+        }));
         let config_json = config.to_json();
         let options_json = Value::Object(opts.options.clone()).to_string();
         let path_str = dir.to_string_lossy().to_string();
@@ -245,6 +255,37 @@ impl ModelInner {
     }
 
     /// Run the model on `tokens`.
+    /// The first hook point, in the model's order, whose activation of `variant` holds a
+    /// NaN or an infinity: where a non-finite forward went wrong.
+    fn first_nonfinite_hook(
+        &self,
+        tokens: &[u32],
+        variant: &Variant,
+        interventions: &[Intervention],
+    ) -> Option<String> {
+        let spec = ForwardSpec {
+            variants: vec![variant.clone()],
+            capture: vec!["*".into()],
+            interventions: interventions.to_vec(),
+            allow_nonfinite: true,
+            ..Default::default()
+        };
+        let out = self.forward(tokens, &spec).ok()?.into_iter().next()?;
+        self.info
+            .hooks
+            .iter()
+            .find(|h| {
+                // Pre-softmax scores are −∞ where the mask hides a key, by design.
+                let masked_ok = h.ends_with("hook_scores");
+                out.get(*h).is_some_and(|t| {
+                    t.data().iter().any(|&x| {
+                        x.is_nan() || x == f32::INFINITY || (x == f32::NEG_INFINITY && !masked_ok)
+                    })
+                })
+            })
+            .cloned()
+    }
+
     pub fn forward(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<ForwardResult> {
         self.validate(tokens, spec)?;
         let variants = if spec.variants.is_empty() {
@@ -304,6 +345,25 @@ impl ModelInner {
                 self.plugin.name(),
                 logits.shape(),
             );
+        }
+        if !(self.options.allow_nonfinite || spec.allow_nonfinite) {
+            for (v, o) in out.iter().enumerate() {
+                if let Some(i) = o["logits"].data().iter().position(|x| !x.is_finite()) {
+                    let (row, col) = (i / vocab, i % vocab);
+                    let origin = if spec.last_only {
+                        String::new()
+                    } else {
+                        self.first_nonfinite_hook(tokens, &variants[v], &spec.interventions)
+                            .map(|h| format!("; the first non-finite values appear at hook `{h}`"))
+                            .unwrap_or_default()
+                    };
+                    bail!(
+                        "{}: the logits of variant {v} are not finite (row {row}, token {col}){origin} \
+                         (load with allow_nonfinite: true to study them anyway)",
+                        self.path.display()
+                    );
+                }
+            }
         }
         Ok(out)
     }

@@ -244,7 +244,8 @@ Example: let m = load_model(\"out/quickstart/arllm-genesis-o2\");",
         rhai,
         "load_model",
         "Load a model with options: `arch` names the architecture to use instead of the
-config's; every other key goes to the plugin as a load option.
+config's; `allow_nonfinite: true` loads weights holding NaN or infinities (refused
+otherwise); every other key goes to the plugin as a load option.
 Example: let m = load_model(\"models/llada\", #{ arch: \"llada\", mask_token_id: 118 });",
         move |path: &str, opts: Map| -> RhaiResult<Model> {
             let mut lo = LoadOptions::default();
@@ -254,6 +255,10 @@ Example: let m = load_model(\"models/llada\", #{ arch: \"llada\", mask_token_id:
                         v.into_string()
                             .map_err(|_| "load_model: `arch` must be a string")?,
                     );
+                } else if k == "allow_nonfinite" {
+                    lo.allow_nonfinite = v
+                        .as_bool()
+                        .map_err(|_| "load_model: `allow_nonfinite` must be true or false")?;
                 } else {
                     lo.options.insert(k.to_string(), to_json(&v)?);
                 }

@@ -52,6 +52,8 @@ struct ForwardOptions {
     replace_with: Option<u32>,
     /// Several variants in one call (the result is then an array of maps).
     variants: Option<Vec<Variant>>,
+    /// Return non-finite logits instead of an error.
+    allow_nonfinite: Option<bool>,
     /// Read separately by [`intervention`] (they may hold tensors); declared so the key is
     /// known.
     #[allow(dead_code)]
@@ -63,7 +65,10 @@ struct ForwardOptions {
 pub fn forward_spec(mut opts: Map) -> RhaiResult<(ForwardSpec, bool)> {
     let interventions = opts.remove("interventions");
     let o: ForwardOptions = options(opts, "forward")?;
-    let mut spec = ForwardSpec::default();
+    let mut spec = ForwardSpec {
+        allow_nonfinite: o.allow_nonfinite.unwrap_or(false),
+        ..Default::default()
+    };
     if let Some(c) = o.capture {
         spec.capture = c.into_vec();
     }

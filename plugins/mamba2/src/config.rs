@@ -33,10 +33,10 @@ fn number(v: &Value) -> Option<f64> {
 impl Config {
     pub fn read(src: &ModelSource) -> Result<Config> {
         let p = &src.path;
-        let d = src.config_usize("hidden_size")?;
-        let heads = src.config_usize("num_heads")?;
-        let head_dim = src.config_usize("head_dim")?;
-        let expand = src.opt_config_f64("expand")?.unwrap_or(2.0);
+        let d = src.config_dim("hidden_size")?;
+        let heads = src.config_dim("num_heads")?;
+        let head_dim = src.config_dim("head_dim")?;
+        let expand = src.opt_config_positive("expand")?.unwrap_or(2.0);
         let inner = heads * head_dim;
         if (expand * d as f64) != inner as f64 {
             bail!(
@@ -46,7 +46,7 @@ impl Config {
                 expand * d as f64
             );
         }
-        let groups = src.opt_config_usize("n_groups")?.unwrap_or(1);
+        let groups = src.opt_config_dim("n_groups")?.unwrap_or(1);
         if groups == 0 || heads % groups != 0 {
             bail!("{p}/config.json: `n_groups` = {groups} does not divide `num_heads` = {heads}");
         }
@@ -56,11 +56,11 @@ impl Config {
         if act != "silu" && act != "swish" {
             bail!("{p}/config.json: `hidden_act` = \"{act}\" is not supported (silu)");
         }
-        let chunk = src.opt_config_usize("chunk_size")?.unwrap_or(256);
+        let chunk = src.opt_config_dim("chunk_size")?.unwrap_or(256);
         if chunk == 0 {
             bail!("{p}/config.json: `chunk_size` must be at least 1");
         }
-        let kernel = src.opt_config_usize("conv_kernel")?.unwrap_or(4);
+        let kernel = src.opt_config_dim("conv_kernel")?.unwrap_or(4);
         if kernel == 0 {
             bail!("{p}/config.json: `conv_kernel` must be at least 1");
         }
@@ -72,18 +72,20 @@ impl Config {
             },
             Some(v) => bail!("{p}/config.json: `time_step_limit` = {v}: expected [min, max]"),
         };
-        let state = src.opt_config_usize("state_size")?.unwrap_or(128);
+        let state = src.opt_config_dim("state_size")?.unwrap_or(128);
         Ok(Config {
             d,
-            layers: src.config_usize("num_hidden_layers")?,
-            vocab: src.config_usize("vocab_size")?,
+            layers: src.config_layers("num_hidden_layers")?,
+            vocab: src.config_dim("vocab_size")?,
             heads,
             head_dim,
             state,
             groups,
             kernel,
             chunk,
-            eps: src.opt_config_f64("layer_norm_epsilon")?.unwrap_or(1e-5),
+            eps: src
+                .opt_config_positive("layer_norm_epsilon")?
+                .unwrap_or(1e-5),
             dt_limit,
             inner,
             conv_dim: inner + 2 * groups * state,

@@ -39,13 +39,13 @@
 //!
 //! pub fn load(src: &ModelSource, _model_type: &str) -> Result<Box<dyn Decoder>> {
 //!     let (d, m, v) = (
-//!         src.config_usize("hidden_size")?,
-//!         src.config_usize("intermediate_size")?,
-//!         src.config_usize("vocab_size")?,
+//!         src.config_dim("hidden_size")?,
+//!         src.config_dim("intermediate_size")?,
+//!         src.config_dim("vocab_size")?,
 //!     );
-//!     let eps = src.opt_config_f64("rms_norm_eps")?.unwrap_or(1e-6);
+//!     let eps = src.opt_config_positive("rms_norm_eps")?.unwrap_or(1e-6);
 //!     let w = Weights::open(src, &["model.", ""], "embed_tokens.weight", format!("hidden_size {d}"))?;
-//!     let blocks = (0..src.config_usize("num_hidden_layers")?)
+//!     let blocks = (0..src.config_layers("num_hidden_layers")?)
 //!         .map(|i| {
 //!             let w = w.pp("layers").pp(i);
 //!             Ok(Block {

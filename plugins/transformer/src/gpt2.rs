@@ -40,17 +40,19 @@ pub struct Config {
 
 impl Config {
     pub fn read(src: &ModelSource) -> Result<Config> {
-        let d = src.config_usize("n_embd")?;
-        let heads = src.config_usize("n_head")?;
+        let d = src.config_dim("n_embd")?;
+        let heads = src.config_dim("n_head")?;
         Ok(Config {
-            vocab: src.config_usize("vocab_size")?,
+            vocab: src.config_dim("vocab_size")?,
             d,
             heads,
             head_dim: head_dim(src, d, "n_embd", heads, "n_head")?,
-            layers: src.config_usize("n_layer")?,
-            n_positions: src.config_usize("n_positions")?,
-            d_mlp: src.opt_config_usize("n_inner")?.unwrap_or(4 * d),
-            eps: src.opt_config_f64("layer_norm_epsilon")?.unwrap_or(1e-5),
+            layers: src.config_layers("n_layer")?,
+            n_positions: src.config_dim("n_positions")?,
+            d_mlp: src.opt_config_dim("n_inner")?.unwrap_or(4 * d),
+            eps: src
+                .opt_config_positive("layer_norm_epsilon")?
+                .unwrap_or(1e-5),
             act: Act::from_config(src, "activation_function", "gelu_new")?,
             scale_attn_weights: src.opt_config_bool("scale_attn_weights")?.unwrap_or(true),
             scale_attn_by_inverse_layer_idx: src

@@ -93,16 +93,16 @@ impl Config {
         {
             bail!("{path}/config.json: `block_group_size` = {g} is not supported (1: tensors under `blocks.N`)");
         }
-        let d = src.config_usize("d_model")?;
-        let heads = src.config_usize("n_heads")?;
-        let kv_heads = src.opt_config_usize("n_kv_heads")?.unwrap_or(heads);
+        let d = src.config_dim("d_model")?;
+        let heads = src.config_dim("n_heads")?;
+        let kv_heads = src.opt_config_dim("n_kv_heads")?.unwrap_or(heads);
         let head_dim = head_dim(src, d, "d_model", heads, "n_heads")?;
         if kv_heads == 0 || heads % kv_heads != 0 {
             bail!(
                 "{path}/config.json: `n_heads` = {heads} is not a multiple of `n_kv_heads` = {kv_heads}"
             );
         }
-        let text_vocab = src.config_usize("vocab_size")?;
+        let text_vocab = src.config_dim("vocab_size")?;
         let vocab = src
             .opt_config_usize("embedding_size")?
             .unwrap_or(text_vocab);
@@ -132,12 +132,12 @@ impl Config {
             vocab,
             text_vocab,
             d,
-            d_mlp: src.config_usize("mlp_hidden_size")?,
-            layers: src.config_usize("n_layers")?,
+            d_mlp: src.config_dim("mlp_hidden_size")?,
+            layers: src.config_layers("n_layers")?,
             heads,
             kv_heads,
             head_dim,
-            eps: src.opt_config_f64("rms_norm_eps")?.unwrap_or(1e-5),
+            eps: src.opt_config_positive("rms_norm_eps")?.unwrap_or(1e-5),
             tied: src.opt_config_bool("weight_tying")?.unwrap_or(false),
             bias,
             qkv_bias: bias || src.opt_config_bool("include_qkv_bias")?.unwrap_or(false),

@@ -77,12 +77,10 @@ pub struct Config {
 
 impl Config {
     pub fn read(src: &ModelSource, flavor: Flavor) -> Result<Config> {
-        let d = src.config_usize("hidden_size")?;
-        let heads = src.config_usize("num_attention_heads")?;
-        let kv_heads = src
-            .opt_config_usize("num_key_value_heads")?
-            .unwrap_or(heads);
-        let head_dim = match src.opt_config_usize("head_dim")? {
+        let d = src.config_dim("hidden_size")?;
+        let heads = src.config_dim("num_attention_heads")?;
+        let kv_heads = src.opt_config_dim("num_key_value_heads")?.unwrap_or(heads);
+        let head_dim = match src.opt_config_dim("head_dim")? {
             Some(h) if h > 0 => h,
             _ => head_dim(src, d, "hidden_size", heads, "num_attention_heads")?,
         };
@@ -93,18 +91,18 @@ impl Config {
                 src.path
             );
         }
-        let layers = src.config_usize("num_hidden_layers")?;
+        let layers = src.config_layers("num_hidden_layers")?;
         let attention_bias = src.opt_config_bool("attention_bias")?.unwrap_or(false);
         Ok(Config {
             flavor,
-            vocab: src.config_usize("vocab_size")?,
+            vocab: src.config_dim("vocab_size")?,
             d,
-            d_mlp: src.config_usize("intermediate_size")?,
+            d_mlp: src.config_dim("intermediate_size")?,
             layers,
             heads,
             kv_heads,
             head_dim,
-            eps: src.opt_config_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            eps: src.opt_config_positive("rms_norm_eps")?.unwrap_or(1e-6),
             act: Act::from_config(src, "hidden_act", "silu")?,
             max_positions: src.opt_config_usize("max_position_embeddings")?,
             tied: src.opt_config_bool("tie_word_embeddings")?.unwrap_or(false),
@@ -119,7 +117,7 @@ impl Config {
 
 /// Per-layer sliding windows from `layer_types` (transformers 5), else the flavor's rule.
 fn windows(src: &ModelSource, flavor: Flavor, layers: usize) -> Result<Vec<Option<usize>>> {
-    let window = src.opt_config_usize("sliding_window")?;
+    let window = src.opt_config_dim("sliding_window")?;
     if let Some(types) = src.config.get("layer_types").filter(|v| !v.is_null()) {
         let Some(types) = types.as_array().filter(|a| a.len() == layers) else {
             bail!("{}/config.json: `layer_types` must list one type per layer ({layers}), found {types}", src.path);

@@ -78,21 +78,35 @@ impl Rope {
             },
             None => None,
         };
+        // Every scaling number is a factor or a length: finite and > 0, or the frequencies
+        // become NaN or negative.
         let need = |key: &str| -> Result<f64> {
             let f = in_params(key).unwrap_or_else(|| key.to_string());
-            src.config_f64(&f)
+            src.config_f64(&f)?;
+            Ok(src.opt_config_positive(&f)?.unwrap_or_default())
         };
         let scaling = match kind.as_deref() {
             None | Some("default") => Scaling::None,
             Some("linear") => Scaling::Linear {
                 factor: need("factor")?,
             },
-            Some("llama3") => Scaling::Llama3 {
-                factor: need("factor")?,
-                low_freq_factor: need("low_freq_factor")?,
-                high_freq_factor: need("high_freq_factor")?,
-                original_max_position_embeddings: need("original_max_position_embeddings")?,
-            },
+            Some("llama3") => {
+                let (low, high) = (need("low_freq_factor")?, need("high_freq_factor")?);
+                // The smooth band divides by high - low (and is empty unless low < high).
+                if low >= high {
+                    bail!(
+                        "{}/config.json: llama3 rope scaling needs low_freq_factor < \
+                         high_freq_factor, found {low} and {high}",
+                        src.path
+                    );
+                }
+                Scaling::Llama3 {
+                    factor: need("factor")?,
+                    low_freq_factor: low,
+                    high_freq_factor: high,
+                    original_max_position_embeddings: need("original_max_position_embeddings")?,
+                }
+            }
             Some(other) => bail!(
                 "{}/config.json: rope type `{other}` ({}) is not supported by the transformer \
                  plugin (supported: default, linear, llama3)",
