@@ -185,6 +185,27 @@ pub fn gguf_config(g: &Gguf) -> Result<Value> {
     }
     let key = |k: &str| format!("llama.{k}");
     let hidden = g.get_usize(&key("embedding_length"))?;
+    // Sizes are checked against the tensors the file holds before a plugin sizes anything
+    // by them (a corrupt 2^31 would otherwise mean gigabyte tables).
+    if let Some(embd) = g.tensor_info("token_embd.weight") {
+        let width = embd.dims.first().copied().unwrap_or(0);
+        if width != hidden as u64 {
+            bail!(
+                "{file}: metadata `llama.embedding_length` is {hidden}, but `token_embd.weight` \
+                 has rows of {width}"
+            );
+        }
+    }
+    if let Some(up) = g.tensor_info("blk.0.ffn_up.weight") {
+        let ff = g.get_usize(&key("feed_forward_length"))?;
+        if up.dims.get(1).copied() != Some(ff as u64) {
+            bail!(
+                "{file}: metadata `llama.feed_forward_length` is {ff}, but `blk.0.ffn_up.weight` \
+                 has dimensions {:?}",
+                up.dims
+            );
+        }
+    }
     let heads = Heads::read(g)?;
     if !hidden.is_multiple_of(heads.n_head) && g.get(&key("attention.key_length")).is_none() {
         bail!(
