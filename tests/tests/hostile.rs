@@ -1081,12 +1081,47 @@ fn cases(tmp: &Path) -> Vec<Case> {
             c.code = 2;
         }
     }
+    // Libraries that carry tokit's entry symbol but lie: a null `init`, and an `init` that
+    // hands back a table of nulls (built with the system C compiler).
+    let c_fakes = [
+        (
+            "nullinit",
+            "const struct { unsigned a, b, c; unsigned long long h; const char *p; \
+             unsigned long n; void *init; } TOKIT_PLUGIN_ENTRY = \
+             { 1, 99, sizeof(TOKIT_PLUGIN_ENTRY), 0, \"0\", 1, 0 };",
+        ),
+        (
+            "nulltable",
+            "static const struct { unsigned size; void *f[7]; } VT = { 64, {0} }; \
+             static int init(const void *h, const void **out) { (void)h; *out = &VT; return 0; } \
+             const struct { unsigned a, b, c; unsigned long long h; const char *p; \
+             unsigned long n; void *init; } TOKIT_PLUGIN_ENTRY = \
+             { 1, 99, sizeof(TOKIT_PLUGIN_ENTRY), 0, \"0\", 1, (void *)init };",
+        ),
+    ];
+    let mut fakes = vec![lib("random"), lib("empty")];
+    if foreign.is_some() {
+        fakes.push(lib("libm"));
+    }
+    for (name, src) in c_fakes {
+        let c = tmp.join(format!("{name}.c"));
+        std::fs::write(&c, src).unwrap();
+        let built = Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(pdir.join(lib(name)))
+            .arg(&c)
+            .status();
+        match built {
+            Ok(s) if s.success() => fakes.push(lib(name)),
+            other => missing_prerequisite(
+                "hostile (fake plugins)",
+                format!("no C compiler to build them: {other:?}"),
+            ),
+        }
+    }
     let pd = pdir.to_str().unwrap().to_string();
     let mut plugin_case = |name: &str, args: Vec<String>, code: i32| {
-        let mut says = vec![lib("random"), lib("empty")];
-        if foreign.is_some() {
-            says.push(lib("libm"));
-        }
+        let says = fakes.clone();
         cs.push(Case {
             name: name.into(),
             args,

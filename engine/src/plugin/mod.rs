@@ -179,6 +179,14 @@ impl Plugin {
                 tokit_sdk::SDK_VERSION
             );
         }
+        // A bogus library can hold a null where the ABI has a function: check the raw
+        // pointer before the call (calling it would be a segfault, not an error).
+        // SAFETY: the entry is at least `size_of::<PluginEntry>()` bytes (checked above), so
+        // its `init` field is readable; it is read as a plain address.
+        let init_addr = unsafe { std::ptr::read(std::ptr::addr_of!(entry.init).cast::<usize>()) };
+        if init_addr == 0 {
+            bail!("plugin {shown}: its entry's `init` is null (a broken or foreign library)");
+        }
         let mut vt: *const PluginVTable = std::ptr::null();
         // SAFETY: `init` is the ABI-checked entry's function; the host table is a static and
         // `vt` a live out-pointer.
@@ -198,6 +206,21 @@ impl Plugin {
                 vtable.struct_size,
                 std::mem::size_of::<PluginVTable>()
             );
+        }
+        // Every slot after `struct_size` is a function pointer: none may be null.
+        let first = std::mem::offset_of!(PluginVTable, describe);
+        let slots = (std::mem::size_of::<PluginVTable>() - first) / std::mem::size_of::<usize>();
+        // SAFETY: the table is at least `size_of::<PluginVTable>()` bytes (checked above);
+        // its function-pointer slots are read as plain addresses.
+        let null_slot = (0..slots).find(|i| unsafe {
+            std::ptr::read(
+                vt.cast::<u8>()
+                    .add(first + i * std::mem::size_of::<usize>())
+                    .cast::<usize>(),
+            ) == 0
+        });
+        if let Some(i) = null_slot {
+            bail!("plugin {shown}: function table slot {i} is null (a broken library)");
         }
         let mut p = Plugin {
             path: path.to_path_buf(),
