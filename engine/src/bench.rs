@@ -8,7 +8,8 @@ use anyhow::{ensure, Result};
 use std::time::{Duration, Instant};
 use tokit_compute::Tensor;
 
-/// Best wall time of `repeat` runs of `f` (after one warm-up run).
+/// Best wall time of `repeat` runs of `f` (after one warm-up run), as
+/// `tools/bench_torch.py` times the PyTorch side.
 fn best(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     f()?;
     let mut best = Duration::MAX;
@@ -20,40 +21,54 @@ fn best(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     Ok(best)
 }
 
-/// Full-sequence forward of `n` tokens, then `n` incremental decoding steps.
-pub fn forward(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<String> {
+/// Full-sequence forward of `n` tokens, then `steps` incremental decoding steps (each
+/// step one token, against the KV cache of the ones before, as transformers' `generate`).
+pub fn forward(
+    engine: &Engine,
+    model: &str,
+    n: usize,
+    steps: usize,
+    repeat: usize,
+) -> Result<String> {
     ensure!(n >= 2, "bench forward: --tokens must be at least 2");
     let m = engine.load_model(model, &LoadOptions::default())?;
     let vocab = m.info().vocab_size as u32;
     // A fixed pseudo-random token sequence (same as tools/bench_torch.py: 7919·i mod V).
-    let tokens: Vec<u32> = (0..n as u64)
+    let tokens: Vec<u32> = (0..n.max(steps) as u64)
         .map(|i| ((i * 7919 + 1) % vocab as u64) as u32)
         .collect();
     let backend = crate::plugin::host::host().backend();
     let full = best(repeat, || {
-        m.forward(&tokens, &ForwardSpec::default())?;
+        m.forward(&tokens[..n], &ForwardSpec::default())?;
         backend.sync()
     })?;
-    let step = ForwardSpec {
-        last_only: true,
-        ..Default::default()
-    };
-    let decode = best(repeat, || {
-        for t in 1..=n {
-            m.forward(&tokens[..t], &step)?;
-        }
-        backend.sync()
-    })?;
-    Ok(format!(
-        "model {} ({}), backend {}\nforward  {n} tokens: {:.1} ms, {:.1} tokens/s\ndecode   {n} steps:  {:.1} ms, {:.1} tokens/s",
+    let mut out = format!(
+        "model {} ({}), backend {}, gemm path {}\nforward  {n} tokens: {:.1} ms, {:.1} tokens/s",
         m.path.display(),
         m.arch,
         engine.backend_name(),
+        tokit_compute::CpuBackend::isa(),
         full.as_secs_f64() * 1e3,
         n as f64 / full.as_secs_f64(),
-        decode.as_secs_f64() * 1e3,
-        n as f64 / decode.as_secs_f64(),
-    ))
+    );
+    if steps > 0 {
+        let step = ForwardSpec {
+            last_only: true,
+            ..Default::default()
+        };
+        let decode = best(repeat, || {
+            for t in 1..=steps {
+                m.forward(&tokens[..t], &step)?;
+            }
+            backend.sync()
+        })?;
+        out += &format!(
+            "\ndecode   {steps} steps:  {:.1} ms, {:.1} tokens/s",
+            decode.as_secs_f64() * 1e3,
+            steps as f64 / decode.as_secs_f64(),
+        );
+    }
+    Ok(out)
 }
 
 /// `[n, n] @ [n, n]` on the active backend.

@@ -8,6 +8,7 @@ mod elementwise;
 mod embed;
 mod fastmath;
 mod gemm;
+mod half;
 mod layout;
 mod matmul;
 mod norm;
@@ -23,11 +24,14 @@ pub(crate) use layout::reshape;
 #[cfg(feature = "gpu")]
 pub(crate) use ssm::{conv_dims, scan_dims};
 
+pub use half::CpuWeights;
+
 use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 
 /// CPU implementation of [`Backend`].
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
+    weights: CpuWeights,
 }
 
 impl CpuBackend {
@@ -51,7 +55,34 @@ impl CpuBackend {
             .thread_name(|i| format!("tokit-cpu-{i}"))
             .build()
             .context("cpu backend: cannot start the thread pool")?;
-        Ok(CpuBackend { pool })
+        Ok(CpuBackend {
+            pool,
+            weights: CpuWeights::F32,
+        })
+    }
+
+    /// Stores model weight matrices in `weights` precision (see `half.rs`: matmul's B
+    /// operand and embedding tables; arithmetic stays f32). Anything but
+    /// [`CpuWeights::F32`] changes the numbers, so it is opt-in and named in
+    /// [`Backend::name`].
+    pub fn with_weights(mut self, weights: CpuWeights) -> Self {
+        self.weights = weights;
+        self
+    }
+
+    /// How weight matrices are stored.
+    pub fn weights(&self) -> CpuWeights {
+        self.weights
+    }
+
+    /// The matrix-multiply path this machine runs (`"avx512"`, `"avx2+fma"` or
+    /// `"portable"`), for benchmark reports.
+    pub fn isa() -> &'static str {
+        match gemm::detect_isa() {
+            gemm::Isa::Avx512 => "avx512",
+            gemm::Isa::Avx2 => "avx2+fma",
+            gemm::Isa::Portable => "portable",
+        }
     }
 
     /// Number of worker threads in the pool.
@@ -72,11 +103,15 @@ impl Default for CpuBackend {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        "cpu".to_string()
+        match self.weights {
+            CpuWeights::F32 => "cpu".to_string(),
+            w => format!("cpu, {} weights", w.name()),
+        }
     }
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        self.run(|| matmul::matmul(a, b, trans_a, trans_b))
+        let bh = half::half_weights(self.weights, b);
+        self.run(|| matmul::matmul(a, b, trans_a, trans_b, bh.as_deref()))
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -129,7 +164,8 @@ impl Backend for CpuBackend {
     }
 
     fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
-        self.run(|| embed::embedding(table, ids))
+        let th = half::half_weights(self.weights, table);
+        self.run(|| embed::embedding(table, ids, th.as_deref()))
     }
 
     fn rope(
