@@ -71,8 +71,9 @@ pub fn forward(
     Ok(out)
 }
 
-/// `[n, n] @ [n, n]` on the active backend.
-pub fn matmul(n: usize, repeat: usize) -> Result<String> {
+/// `[n, n] @ [n, n]` on the active backend; on the CPU also as a fraction of the f32
+/// FMA peak measured right before (same threads, same load, same clock).
+pub fn matmul(engine: &Engine, n: usize, repeat: usize) -> Result<String> {
     let backend = crate::plugin::host::host().backend();
     let a = Tensor::new(
         vec![n, n],
@@ -91,12 +92,24 @@ pub fn matmul(n: usize, repeat: usize) -> Result<String> {
         backend.sync()
     })?;
     let flops = 2.0 * (n as f64).powi(3);
-    Ok(format!(
-        "matmul {n}x{n}x{n} on {}: {:.2} ms, {:.1} GFLOP/s",
-        backend.name(),
+    let gflops = flops / t.as_secs_f64() / 1e9;
+    let mut out = format!(
+        "matmul {n}x{n}x{n} on {}: {:.2} ms, {gflops:.1} GFLOP/s",
+        engine.backend_name(),
         t.as_secs_f64() * 1e3,
-        flops / t.as_secs_f64() / 1e9
-    ))
+    );
+    if engine.backend_name().starts_with("cpu") {
+        let cpu = tokit_compute::CpuBackend::try_new(engine.config.threads)?;
+        if let Some(peak) = cpu.fma_peak_gflops() {
+            out += &format!(
+                " ({:.0} % of the {peak:.0} GFLOP/s f32 FMA peak of {} threads now; gemm path {})",
+                100.0 * gflops / peak,
+                cpu.threads(),
+                tokit_compute::CpuBackend::isa()
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// The Granger map of `n` tokens (one call, the variants batched with shared-prefix reuse)

@@ -235,7 +235,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 )
             }
             BenchWhat::Matmul { size, repeat } => {
-                println!("{}", crate::bench::matmul(size, repeat)?)
+                println!("{}", crate::bench::matmul(&tokit, size, repeat)?)
             }
             BenchWhat::Granger {
                 model,

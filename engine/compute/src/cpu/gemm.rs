@@ -346,12 +346,13 @@ unsafe fn gemm_one(
     PACK_BUFS.with(|cell| cell.set((abuf, bbuf)));
 }
 
-/// Splits an `m x nc` block into task tiles: at most MC rows (one A block in L2) and
+/// Splits an `m x nc` block into task tiles: at most about MC rows (one A block in L2) and
 /// the whole block's width, narrowed and then shortened until every thread has a few
 /// tasks.
 fn task_tiles(m: usize, nc: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
     let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
-    let mut mt = round_up(m.min(MC), kernel.mr);
+    // Rows split evenly into blocks of at most MC (128 rows: 72 + 56, not 96 + 32).
+    let mut mt = round_up(m.div_ceil(m.div_ceil(MC)), kernel.mr);
     let mut nt = round_up(nc, kernel.nr);
     if threads <= 1 {
         return (mt, nt);
@@ -768,6 +769,27 @@ mod x86 {
         ]
     }
 
+    /// Runs `iters` steps of 24 independent 16-lane FMA chains (the microkernel's
+    /// register tile, no memory traffic); returns a value so nothing is optimised away.
+    ///
+    /// # Safety
+    /// Requires AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma_loop_avx512(iters: usize) -> f32 {
+        let mut acc = [_mm512_setzero_ps(); 24];
+        let (x, y) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, x, y);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for a in acc {
+            s = _mm512_add_ps(s, a);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
     /// Sixteen B values from `p` (f32, or halves widened to f32).
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -1090,6 +1112,34 @@ fn store_rows(
             std::ptr::copy_nonoverlapping(row.as_ptr(), dst, w);
         }
     }
+}
+
+/// Flops of the FMA throughput loop per iteration: 24 FMAs of 16 lanes, 2 flops each.
+const PEAK_FLOPS_PER_ITER: f64 = 24.0 * 16.0 * 2.0;
+
+/// The f32 FMA throughput this machine gives now on every thread of the current pool,
+/// in GFLOP/s (best of a few 20 ms runs of a register-only FMA loop); `None` without
+/// AVX-512. Benchmarks divide a GEMM's speed by it: the fraction of f32 peak, measured
+/// under the same load and clock as the GEMM itself.
+pub(crate) fn fma_peak_gflops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if detect_isa() == Isa::Avx512 {
+        let iters = 200_000;
+        let mut best = 0f64;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let sums = rayon::broadcast(|_| {
+                // SAFETY: AVX-512F was detected.
+                unsafe { x86::fma_loop_avx512(iters) }
+            });
+            let secs = t.elapsed().as_secs_f64();
+            std::hint::black_box(sums);
+            let flops = PEAK_FLOPS_PER_ITER * iters as f64 * rayon::current_num_threads() as f64;
+            best = best.max(flops / secs / 1e9);
+        }
+        return Some(best);
+    }
+    None
 }
 
 fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {

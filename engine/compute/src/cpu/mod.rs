@@ -85,6 +85,13 @@ impl CpuBackend {
         }
     }
 
+    /// The f32 FMA throughput of this backend's threads right now, in GFLOP/s (a
+    /// register-only loop of the GEMM microkernel's shape); `None` where there is no
+    /// AVX-512 kernel. For reporting a GEMM's fraction of peak.
+    pub fn fma_peak_gflops(&self) -> Option<f64> {
+        self.run(gemm::fma_peak_gflops)
+    }
+
     /// Number of worker threads in the pool.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
@@ -92,6 +99,19 @@ impl CpuBackend {
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         self.pool.install(f)
+    }
+
+    /// Runs an op whose kernel is serial up to [`elementwise::PAR_CHUNK`] elements
+    /// (`numel`: the most it reads or writes) on the calling thread when it is that
+    /// small: handing a tiny op to the pool and waiting for it costs more than the op
+    /// (single-token decoding issues hundreds of them per token). Larger ones go to the
+    /// pool as usual.
+    fn run_small<T: Send>(&self, numel: usize, f: impl FnOnce() -> T + Send) -> T {
+        if numel <= elementwise::PAR_CHUNK {
+            f()
+        } else {
+            self.pool.install(f)
+        }
     }
 }
 
@@ -115,15 +135,17 @@ impl Backend for CpuBackend {
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.run(|| elementwise::binary(op, a, b))
+        let out = crate::shape::broadcast_shape(a.shape(), b.shape())
+            .map_or(usize::MAX, |s| s.iter().product());
+        self.run_small(out, || elementwise::binary(op, a, b))
     }
 
     fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor> {
-        self.run(|| elementwise::unary(op, a))
+        self.run_small(a.numel(), || elementwise::unary(op, a))
     }
 
     fn affine(&self, a: &Tensor, scale: f32, shift: f32) -> Result<Tensor> {
-        self.run(|| elementwise::affine(a, scale, shift))
+        self.run_small(a.numel(), || elementwise::affine(a, scale, shift))
     }
 
     fn softmax(&self, a: &Tensor, axis: isize) -> Result<Tensor> {
@@ -145,11 +167,11 @@ impl Backend for CpuBackend {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
-        self.run(|| norm::layer_norm(x, weight, bias, eps))
+        self.run_small(x.numel(), || norm::layer_norm(x, weight, bias, eps))
     }
 
     fn rms_norm(&self, x: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
-        self.run(|| norm::rms_norm(x, weight, eps))
+        self.run_small(x.numel(), || norm::rms_norm(x, weight, eps))
     }
 
     fn rms_norm_gated(
@@ -160,7 +182,9 @@ impl Backend for CpuBackend {
         eps: f32,
         norm_before_gate: bool,
     ) -> Result<Tensor> {
-        self.run(|| norm::rms_norm_gated(x, gate, weight, eps, norm_before_gate))
+        self.run_small(x.numel(), || {
+            norm::rms_norm_gated(x, gate, weight, eps, norm_before_gate)
+        })
     }
 
     fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
@@ -209,15 +233,16 @@ impl Backend for CpuBackend {
     }
 
     fn permute(&self, a: &Tensor, axes: &[usize]) -> Result<Tensor> {
-        self.run(|| layout::permute(a, axes))
+        self.run_small(a.numel(), || layout::permute(a, axes))
     }
 
     fn slice(&self, a: &Tensor, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-        self.run(|| layout::slice(a, axis, start, end))
+        self.run_small(a.numel(), || layout::slice(a, axis, start, end))
     }
 
     fn concat(&self, parts: &[&Tensor], axis: isize) -> Result<Tensor> {
-        self.run(|| layout::concat(parts, axis))
+        let total = parts.iter().map(|p| p.numel()).sum();
+        self.run_small(total, || layout::concat(parts, axis))
     }
 
     fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor> {
@@ -296,6 +321,17 @@ mod tests {
         assert_eq!(scores.data()[1], f32::NEG_INFINITY);
         assert_eq!(pattern.data(), &[1.0, 0.0, 0.5, 0.5]);
         assert_eq!(CpuBackend::new(Some(3)).threads(), 3);
+        // Past the serial size ops go to the pool: same results.
+        let n = 3 * elementwise::PAR_CHUNK + 5;
+        let big = Tensor::new(vec![n], (0..n).map(|i| i as f32).collect()).unwrap();
+        let sum = be.binary(BinaryOp::Add, &big, &big).unwrap();
+        assert!(sum
+            .data()
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == 2.0 * i as f32));
+        let tail = be.slice(&big, 0, n - 2, n).unwrap();
+        assert_eq!(tail.data(), &[(n - 2) as f32, (n - 1) as f32]);
         assert!(CpuBackend::default().threads() >= 1);
     }
 }
