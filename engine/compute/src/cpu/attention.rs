@@ -147,6 +147,7 @@ pub(crate) fn attention(
         gemm_serial(
             &[GemmJob {
                 bh: None,
+                bp: None,
                 a: qm,
                 b: kt,
                 c_offset: 0,
@@ -220,6 +221,7 @@ pub(crate) fn attention(
         gemm_serial(
             &[GemmJob {
                 bh: None,
+                bp: None,
                 a: pm,
                 b: vm,
                 c_offset: 0,

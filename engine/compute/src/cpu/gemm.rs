@@ -45,7 +45,52 @@ pub(crate) struct GemmJob<'a> {
     pub b: MatRef<'a>,
     /// B's elements stored as halves (same strides as `b`), read instead of `b.data`.
     pub bh: Option<HalfRef<'a>>,
+    /// B already packed (a weight, packed once; see [`PackedB`]), used when its panel
+    /// width is the kernel's.
+    pub bp: Option<&'a PackedB>,
     pub c_offset: usize,
+}
+
+/// A whole `k x n` B packed as [`gemm_one`] packs each column block: depth block `kb`
+/// (KC deep) after depth block, each holding every NR-wide panel (`kc * nr` values,
+/// zero-padded). Weights are constant, so the CPU backend packs each weight matrix once,
+/// on its first GEMM, and keeps it with the tensor (see [`packed_weight`]).
+#[derive(Debug)]
+pub(crate) struct PackedB {
+    nr: usize,
+    data: Vec<f32>,
+}
+
+/// The packed form of weight `w` `[n, k]` as the B operand `W^T` of `x @ W^T`, made on
+/// first use and kept with the tensor; `None` where there is no microkernel.
+pub(crate) fn packed_weight(w: &crate::Tensor) -> Option<std::sync::Arc<PackedB>> {
+    let kernel = kernel_for(detect_isa())?;
+    let &[n, k] = w.shape() else { return None };
+    let packed = w.derived(|| {
+        let b = MatRef {
+            data: w.data(),
+            rows: k,
+            cols: n,
+            rs: 1,
+            cs: k,
+        };
+        let nr = kernel.nr;
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0f32; panels * nr * k];
+        let dst = OutPtr(data.as_mut_ptr());
+        (0..k.div_ceil(KC) * panels).into_par_iter().for_each(|t| {
+            let (kb, jp) = (t / panels, t % panels);
+            let pc = kb * KC;
+            let kc = KC.min(k - pc);
+            // SAFETY: panel (kb, jp) owns these `kc * nr` values of `data`.
+            let d = unsafe {
+                std::slice::from_raw_parts_mut(dst.ptr().add((pc * panels + jp * kc) * nr), kc * nr)
+            };
+            pack_b_f32(b, jp * nr, nr.min(n - jp * nr), pc, kc, nr, d);
+        });
+        PackedB { nr, data }
+    })?;
+    (packed.nr == kernel.nr).then_some(packed)
 }
 
 /// A weight's half-precision copy (see `half.rs`), laid out like the f32 data.
@@ -62,7 +107,7 @@ const MC: usize = 96;
 /// Columns of B packed per block: a KC x NC block (2 MiB) stays in L3.
 const NC: usize = 2048;
 /// Left operands with at most this many rows use the unpacked vector path.
-const GEMV_MAX_M: usize = 4;
+pub(crate) const GEMV_MAX_M: usize = 4;
 /// Most columns per task of the short-A path.
 const GEMV_CHUNK: usize = 256;
 
@@ -205,6 +250,7 @@ pub(crate) fn gemm_with(
                     Some(_) => GemmJob {
                         b: MatRef { data: w, ..j.b },
                         bh: None,
+                        bp: None,
                         ..*j
                     },
                     None => *j,
@@ -257,7 +303,14 @@ unsafe fn gemm_one(
     let (mr, nr) = (kernel.mr, kernel.nr);
     let nc_max = NC.min(n);
     let (mut abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
-    let b_need = nc_max.div_ceil(nr) * nr * k;
+    let prepacked = job
+        .bp
+        .filter(|p| p.nr == nr && p.data.len() == n.div_ceil(nr) * nr * k);
+    let b_need = if prepacked.is_some() {
+        0
+    } else {
+        nc_max.div_ceil(nr) * nr * k
+    };
     if bbuf.len() < b_need {
         bbuf.resize(b_need, 0.0);
     }
@@ -270,7 +323,7 @@ unsafe fn gemm_one(
         let b_panels = nc.div_ceil(nr);
         // Packed B: depth block `kb` starts at `kb * KC * b_panels * nr`; within it, panel
         // `jp` holds `kc * nr` values.
-        let bpack = &mut bbuf[..b_panels * nr * k];
+        let bpack = &mut bbuf[..b_need.min(b_panels * nr * k)];
         let bptr = OutPtr(bpack.as_mut_ptr());
         let pack_b_block = |t: usize| {
             let (kb, jp) = (t / b_panels, t % b_panels);
@@ -286,14 +339,21 @@ unsafe fn gemm_one(
             };
             pack_b(job, jc + jp * nr, nr.min(nc - jp * nr), pc, kc, nr, dst);
         };
-        if parallel {
+        if prepacked.is_some() {
+            // Nothing to pack: the panels are read from the weight's packed copy.
+        } else if parallel {
             (0..kblocks * b_panels)
                 .into_par_iter()
                 .for_each(pack_b_block);
         } else {
             (0..kblocks * b_panels).for_each(pack_b_block);
         }
-        let bpack = &*bpack;
+        // Where panel `jp` of this block, depth block at `pc`, starts: in the packed
+        // weight (all of n's panels per depth block) or in this block's buffer.
+        let (bsrc, all_panels, first_panel): (&[f32], usize, usize) = match prepacked {
+            Some(p) => (&p.data, n.div_ceil(nr), jc / nr),
+            None => (&*bpack, b_panels, 0),
+        };
         let (mt, nt) = task_tiles(m, nc, kernel, threads);
         let (m_tiles, n_tiles) = (m.div_ceil(mt), nc.div_ceil(nt));
         let run = |t: usize, abuf: &mut Vec<f32>| {
@@ -312,12 +372,12 @@ unsafe fn gemm_one(
                     pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
                 }
                 let apack = &*apack;
-                let bblock = &bpack[pc * b_panels * nr..];
+                let bblock = &bsrc[pc * all_panels * nr..];
                 // The first depth block overwrites C, later ones accumulate into it.
                 let accumulate = kb > 0;
                 for jp in 0..nb.div_ceil(nr) {
                     let nr_eff = nr.min(nb - jp * nr);
-                    let bp = bblock[(j0 / nr + jp) * nr * kc..].as_ptr();
+                    let bp = bblock[(first_panel + j0 / nr + jp) * nr * kc..].as_ptr();
                     for ip in 0..a_panels {
                         let mr_eff = mr.min(mb - ip * mr);
                         let ap = apack[ip * mr * kc..].as_ptr();
@@ -1282,6 +1342,7 @@ mod tests {
                             a,
                             b,
                             bh: None,
+                            bp: None,
                             c_offset: 3,
                         };
                         let want = naive(a, b);
@@ -1320,6 +1381,7 @@ mod tests {
             .enumerate()
             .map(|(i, ad)| GemmJob {
                 bh: None,
+                bp: None,
                 a: MatRef {
                     data: ad,
                     rows: m,
@@ -1394,6 +1456,7 @@ mod tests {
                             a,
                             b: b(&nan),
                             bh: Some(HalfRef { kind, data: &bd }),
+                            bp: None,
                             c_offset: 0,
                         };
                         for par in [false, true] {
@@ -1436,6 +1499,7 @@ mod tests {
                 a,
                 b,
                 bh: None,
+                bp: None,
                 c_offset: 0,
             }],
             2,

@@ -131,7 +131,19 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         let bh = half::half_weights(self.weights, b);
-        self.run(|| matmul::matmul(a, b, trans_a, trans_b, bh.as_deref()))
+        // A weight matrix in f32 used as `x @ W^T` by a GEMM (more rows than the vector
+        // path takes) is packed once and kept.
+        let k = a.shape().last().copied().unwrap_or(0);
+        let gemm_rows = if k == 0 { 0 } else { a.numel() / k };
+        let bp = (bh.is_none()
+            && b.is_weight()
+            && trans_b
+            && !trans_a
+            && b.ndim() == 2
+            && gemm_rows > gemm::GEMV_MAX_M)
+            .then(|| self.run(|| gemm::packed_weight(b)))
+            .flatten();
+        self.run(|| matmul::matmul(a, b, trans_a, trans_b, bh.as_deref(), bp.as_deref()))
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -321,6 +333,31 @@ mod tests {
         assert_eq!(scores.data()[1], f32::NEG_INFINITY);
         assert_eq!(pattern.data(), &[1.0, 0.0, 0.5, 0.5]);
         assert_eq!(CpuBackend::new(Some(3)).threads(), 3);
+        // Weights are packed once for the GEMM: the very same numbers as packing per call,
+        // across depth blocks (k > 256) and column blocks (n > 2048), folded batches too.
+        let mut rng = crate::testutil::Rng::new(5);
+        for (xs, n, k) in [
+            (vec![37, 300], 2100, 300),
+            (vec![2, 19, 70], 45, 70),
+            (vec![5, 3], 7, 3),
+        ] {
+            let x = rng.tensor(&xs);
+            let w = rng.tensor(&[n, k]);
+            let plain = be.matmul(&x, &w, false, true).unwrap();
+            let w = w.into_weight();
+            for _ in 0..2 {
+                let packed = be.matmul(&x, &w, false, true).unwrap();
+                assert_eq!(packed.shape(), plain.shape());
+                assert!(
+                    packed
+                        .data()
+                        .iter()
+                        .zip(plain.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{xs:?} x [{n}, {k}]^T"
+                );
+            }
+        }
         // Past the serial size ops go to the pool: same results.
         let n = 3 * elementwise::PAR_CHUNK + 5;
         let big = Tensor::new(vec![n], (0..n).map(|i| i as f32).collect()).unwrap();
