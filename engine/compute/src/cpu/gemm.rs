@@ -319,7 +319,13 @@ unsafe fn gemm_one(
     let kblocks = k.div_ceil(KC);
     let mut jc = 0;
     while jc < n {
-        let nc = NC.min(n - jc);
+        // A packed weight needs no buffer, so its columns are one block: A is then packed
+        // once per task rather than once per column block.
+        let nc = if prepacked.is_some() {
+            n
+        } else {
+            NC.min(n - jc)
+        };
         let b_panels = nc.div_ceil(nr);
         // Packed B: depth block `kb` starts at `kb * KC * b_panels * nr`; within it, panel
         // `jp` holds `kc * nr` values.
