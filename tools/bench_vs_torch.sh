@@ -9,9 +9,11 @@
 #
 # Environment: PYTHON (a python with torch, transformers, gguf; default python3),
 # TOKIT (default target/release/tokit, built with `cargo build --release`), THREADS
-# (default 2), ROUNDS (default 2), REPEAT (default 3), HALF (tokit's reduced-precision
-# decode rows: "bf16 f16" by default, "" for none). Takes 3 to 5 minutes on a 2-core
-# machine. Prints the CPU, its vector extensions, tokit's GEMM path and the load, then a
+# (default 2), ROUNDS (default 2), REPEAT (default 2), HALF (tokit's reduced-precision
+# decode rows: "bf16 f16" by default, "" for none), MAMBA_TOKENS (Mamba2 forward length
+# and decode steps, default 32: transformers' pure-PyTorch Mamba2 path takes seconds a
+# step on a CPU). Takes 3 to 5 minutes on a 2-core machine without Mamba2, a few more
+# with it. Prints the CPU, its vector extensions, tokit's GEMM path and the load, then a
 # ratio table (tokit / PyTorch; above 1 means tokit is faster).
 set -euo pipefail
 
@@ -22,8 +24,9 @@ PYTHON=${PYTHON:-python3}
 TOKIT=${TOKIT:-$ROOT/target/release/tokit}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-2}
 HALF=${HALF-bf16 f16}
+MT=${MAMBA_TOKENS:-32}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
@@ -59,16 +62,16 @@ for r in $(seq 1 "$ROUNDS"); do
     "$PYTHON" "$ROOT/tools/bench_torch.py" "$MODEL" --tokens 128 512 --decode-steps 128 \
         --matmul 1024 --repeat "$REPEAT" --threads "$THREADS" 2>/dev/null | tee -a "$OUT/torch.txt"
     if [ -n "$MAMBA" ]; then
-        tokit bench forward "$MAMBA" --tokens 128 --decode-steps 128 --repeat "$REPEAT" \
+        tokit bench forward "$MAMBA" --tokens "$MT" --decode-steps "$MT" --repeat "$REPEAT" \
             | sed 's/^forward /mamba2-forward /; s/^decode /mamba2-decode /' | tee -a "$OUT/tokit.txt" | grep mamba2 || true
-        "$PYTHON" "$ROOT/tools/bench_torch.py" "$MAMBA" --tokens 128 --decode-steps 128 \
+        "$PYTHON" "$ROOT/tools/bench_torch.py" "$MAMBA" --tokens "$MT" --decode-steps "$MT" \
             --repeat "$REPEAT" --threads "$THREADS" 2>/dev/null \
             | sed 's/^forward /mamba2-forward /; s/^decode /mamba2-decode /' | tee -a "$OUT/torch.txt" | grep mamba2 || true
     fi
 done
 echo "load after: $(uptime | sed 's/.*load average/load average/')"
 
-"$PYTHON" - "$OUT/tokit.txt" "$OUT/torch.txt" <<'PY'
+"$PYTHON" - "$OUT/tokit.txt" "$OUT/torch.txt" "$MT" <<'PY'
 import re, sys
 
 def best(path):
@@ -83,22 +86,30 @@ def best(path):
         if m:
             key = f"matmul {m.group(1)}"
             rows[key] = max(rows.get(key, 0.0), float(m.group(2)))
-        m = re.search(r"gemm path (\S+)", line)
+        m = re.search(r"gemm path ([^;)\s]+)", line)
         if m:
             rows["gemm path"] = m.group(1)
+        m = re.search(r"of the ([\d.]+) GFLOP/s f32 FMA peak", line)
+        if m:
+            rows["peak"] = max(rows.get("peak", 0.0), float(m.group(1)))
     return rows
 
 t, p = best(sys.argv[1]), best(sys.argv[2])
 print(f"\n== tokit (gemm path {t.get('gemm path', '?')}) vs PyTorch, best of all rounds")
-print(f"| {'what':<22} | {'tokit':>12} | {'PyTorch':>12} | {'ratio':>6} |")
-print(f"| {'-' * 22} | {'-' * 12} | {'-' * 12} | {'-' * 6} |")
+print(f"| {'what':<22} | {'tokit':>14} | {'PyTorch':>14} | {'ratio':>6} |")
+print(f"| {'-' * 22} | {'-' * 14} | {'-' * 14} | {'-' * 6} |")
+mt = sys.argv[3]
 for key in ["forward 128", "forward 512", "decode 128", "matmul 1024",
-            "mamba2-forward 128", "mamba2-decode 128"]:
+            f"mamba2-forward {mt}", f"mamba2-decode {mt}"]:
     if key in t and key in p:
         unit = "GFLOP/s" if key.startswith("matmul") else "tok/s"
-        print(f"| {key:<22} | {t[key]:>6.1f} {unit:<5} | {p[key]:>6.1f} {unit:<5} | {t[key] / p[key]:>6.2f} |")
+        print(f"| {key:<22} | {t[key]:>6.1f} {unit:<7} | {p[key]:>6.1f} {unit:<7} | {t[key] / p[key]:>6.2f} |")
 for w in ["bf16", "f16"]:
     key = f"{w}-decode 128"
     if key in t and "decode 128" in t:
-        print(f"| tokit {key:<16} | {t[key]:>6.1f} tok/s | {'':>12} | {t[key] / t['decode 128']:>5.2f}x tokit f32 |")
+        print(f"| tokit {key:<16} | {t[key]:>6.1f} tok/s   | {'':>14} | {t[key] / t['decode 128']:>6.2f} | (against tokit f32)")
+if "peak" in t and "matmul 1024" in t:
+    print(f"\nf32 FMA peak of these threads (best measured, register-only loop): {t['peak']:.0f} GFLOP/s;"
+          f" tokit matmul 1024 at {100 * t['matmul 1024'] / t['peak']:.0f} %, PyTorch at"
+          f" {100 * p.get('matmul 1024', 0) / t['peak']:.0f} %")
 PY
