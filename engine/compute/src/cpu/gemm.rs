@@ -887,11 +887,19 @@ mod x86 {
         a: &[&[f32]],
         k: usize,
         cols: [*const u8; C],
+        ahead: usize,
         out: &mut [[f32; C]; M],
     ) {
         let mut acc = [[_mm512_setzero_ps(); C]; M];
+        let elem = if FMT == 0 { 4 } else { 2 };
         let mut p = 0;
         while p + 16 <= k {
+            // The next tile's columns, `ahead` bytes on: each column's run is short
+            // (k values), too short for the hardware prefetcher to ramp up on its own.
+            // A hint only: it never faults, so running past B's end is harmless.
+            for &col in &cols {
+                _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(ahead + p * elem).cast());
+            }
             let mut wv = [_mm512_setzero_ps(); C];
             for (v, &col) in wv.iter_mut().zip(&cols) {
                 *v = load16::<FMT>(col, p);
@@ -946,6 +954,7 @@ mod x86 {
         macro_rules! go {
             ($m:literal, $fmt:literal) => {{
                 let col = |j: usize| base.add((j0 + j) * b.cs * elem);
+                let ahead = 4 * b.cs * elem;
                 let mut jj = 0;
                 while jj + 4 <= w {
                     let mut o = [[0f32; 4]; $m];
@@ -953,6 +962,7 @@ mod x86 {
                         a,
                         k,
                         [col(jj), col(jj + 1), col(jj + 2), col(jj + 3)],
+                        ahead,
                         &mut o,
                     );
                     for r in 0..$m {
@@ -962,7 +972,7 @@ mod x86 {
                 }
                 while jj < w {
                     let mut o = [[0f32; 1]; $m];
-                    gemv_tile::<$m, 1, $fmt>(a, k, [col(jj)], &mut o);
+                    gemv_tile::<$m, 1, $fmt>(a, k, [col(jj)], ahead, &mut o);
                     for r in 0..$m {
                         vals[r][jj] = o[r][0];
                     }
