@@ -25,16 +25,17 @@ pub(crate) fn embedding(table: &Tensor, ids: &[u32], half: Option<&HalfWeights>)
     }
     let mut out = vec![0f32; ids.len() * d];
     let src = table.data();
-    if d > 0 {
-        out.par_chunks_mut(d)
-            .zip(ids.par_iter())
-            .for_each(|(o, &id)| {
-                let start = id as usize * d;
-                match half {
-                    None => o.copy_from_slice(&src[start..start + d]),
-                    Some(h) => widen(h.kind, &h.values()[start..start + d], o),
-                }
-            });
+    let row = |(o, &id): (&mut [f32], &u32)| {
+        let start = id as usize * d;
+        match half {
+            None => o.copy_from_slice(&src[start..start + d]),
+            Some(h) => widen(h.kind, &h.values()[start..start + d], o),
+        }
+    };
+    if d > 0 && out.len() <= PAR_CHUNK {
+        out.chunks_mut(d).zip(ids).for_each(row);
+    } else if d > 0 {
+        out.par_chunks_mut(d).zip(ids.par_iter()).for_each(row);
     }
     Tensor::new(vec![ids.len(), d], out)
 }

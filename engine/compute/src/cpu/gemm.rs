@@ -915,8 +915,8 @@ mod x86 {
         for (r, row) in acc.iter().enumerate() {
             for (c, v) in row.iter().enumerate() {
                 let mut s = _mm512_reduce_add_ps(*v);
-                for q in p..k {
-                    s += a[r][q] * load1::<FMT>(cols[c], q);
+                for (q, &x) in a[r].iter().enumerate().take(k).skip(p) {
+                    s += x * load1::<FMT>(cols[c], q);
                 }
                 out[r][c] = s;
             }

@@ -133,8 +133,7 @@ pub(crate) fn half_weights(mode: CpuWeights, w: &Tensor) -> Option<Arc<HalfWeigh
     }
     let copy = w.derived(|| {
         let data = w.data();
-        let fits =
-            kind == Half::Bf16 || data.iter().all(|v| !(v.abs() > 65504.0) || v.is_infinite());
+        let fits = kind == Half::Bf16 || data.iter().all(|v| v.abs() <= 65504.0 || !v.is_finite());
         HalfWeights {
             kind,
             data: fits.then(|| data.iter().map(|&v| to_half(kind, v)).collect()),

@@ -134,7 +134,7 @@ impl Backend for CpuBackend {
         // A weight matrix in f32 used as `x @ W^T` by a GEMM (more rows than the vector
         // path takes) is packed once and kept.
         let k = a.shape().last().copied().unwrap_or(0);
-        let gemm_rows = if k == 0 { 0 } else { a.numel() / k };
+        let gemm_rows = a.numel().checked_div(k).unwrap_or(0);
         let bp = (bh.is_none()
             && b.is_weight()
             && trans_b
@@ -201,7 +201,10 @@ impl Backend for CpuBackend {
 
     fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
         let th = half::half_weights(self.weights, table);
-        self.run(|| embed::embedding(table, ids, th.as_deref()))
+        let d = table.shape().last().copied().unwrap_or(0);
+        self.run_small(ids.len().saturating_mul(d), || {
+            embed::embedding(table, ids, th.as_deref())
+        })
     }
 
     fn rope(
@@ -211,7 +214,9 @@ impl Backend for CpuBackend {
         inv_freq: &[f32],
         interleaved: bool,
     ) -> Result<Tensor> {
-        self.run(|| embed::rope(x, positions, inv_freq, interleaved))
+        self.run_small(x.numel(), || {
+            embed::rope(x, positions, inv_freq, interleaved)
+        })
     }
 
     fn attention(
