@@ -1,19 +1,23 @@
 //! The f32 matrix-multiply kernel behind `matmul` and `attention`.
 //!
 //! On x86-64 with AVX2+FMA this is a GotoBLAS/BLIS-style blocked GEMM: for each
-//! NC-wide column block and KC-deep depth block, the operands are packed into panels
-//! (in parallel) and a register-blocked microkernel (AVX-512 or AVX2+FMA, picked at
-//! run time) computes MR x NR output tiles, with the tiles spread over the rayon pool. Parallelism comes
-//! from rayon alone, so it scales to every core of the pool (matrixmultiply's own
-//! threading stops at 4 threads and would fight rayon for the cores when nested).
-//! Packing buffers are kept per thread and reused, so steady-state calls allocate
-//! nothing but their output.
+//! NC-wide column block, B is packed into KC x NR micro-panels for its whole depth (in
+//! parallel), then the output tiles are spread over the rayon pool; each task packs its
+//! own block of A, depth block by depth block, and a register-blocked microkernel
+//! (AVX-512 12 x 32 or AVX2+FMA 6 x 16, picked at run time) computes MR x NR tiles.
+//! Weight matrices used as `x @ W^T` are packed once and kept with the tensor
+//! ([`packed_weight`]), so their GEMMs pack only A. Parallelism comes from rayon alone,
+//! so it scales to every core of the pool (matrixmultiply's own threading stops at 4
+//! threads and would fight rayon for the cores when nested). Packing buffers are kept
+//! per thread and reused, so steady-state calls allocate nothing but their output.
 //!
 //! Elsewhere (aarch64, old x86) each product goes to ndarray's `general_mat_mul`
 //! (matrixmultiply's NEON/SSE kernels), with rayon over the batch.
 //!
 //! Very short left operands (m <= `GEMV_MAX_M`, e.g. single-token decoding) skip
-//! packing and run as dot products or axpys, since they are memory-bound anyway.
+//! packing: with AVX-512, `x @ W^T` streams four weight rows at a time against every row
+//! of x (memory-bound, so each weight is read once); otherwise dot products or axpys.
+//! B may be stored as halves (see `half.rs`): the kernels widen it as they read it.
 
 use std::cell::Cell;
 
