@@ -8,7 +8,8 @@ use anyhow::{ensure, Result};
 use std::time::{Duration, Instant};
 use tokit_compute::Tensor;
 
-/// Best wall time of `repeat` runs of `f` (after one warm-up run).
+/// Best wall time of `repeat` runs of `f` (after one warm-up run), as
+/// `tools/bench_torch.py` times the PyTorch side.
 fn best(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     f()?;
     let mut best = Duration::MAX;
@@ -20,44 +21,59 @@ fn best(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     Ok(best)
 }
 
-/// Full-sequence forward of `n` tokens, then `n` incremental decoding steps.
-pub fn forward(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<String> {
+/// Full-sequence forward of `n` tokens, then `steps` incremental decoding steps (each
+/// step one token, against the KV cache of the ones before, as transformers' `generate`).
+pub fn forward(
+    engine: &Engine,
+    model: &str,
+    n: usize,
+    steps: usize,
+    repeat: usize,
+) -> Result<String> {
     ensure!(n >= 2, "bench forward: --tokens must be at least 2");
     let m = engine.load_model(model, &LoadOptions::default())?;
     let vocab = m.info().vocab_size as u32;
     // A fixed pseudo-random token sequence (same as tools/bench_torch.py: 7919·i mod V).
-    let tokens: Vec<u32> = (0..n as u64)
+    let tokens: Vec<u32> = (0..n.max(steps) as u64)
         .map(|i| ((i * 7919 + 1) % vocab as u64) as u32)
         .collect();
     let backend = crate::plugin::host::host().backend();
     let full = best(repeat, || {
-        m.forward(&tokens, &ForwardSpec::default())?;
+        m.forward(&tokens[..n], &ForwardSpec::default())?;
         backend.sync()
     })?;
-    let step = ForwardSpec {
-        last_only: true,
-        ..Default::default()
-    };
-    let decode = best(repeat, || {
-        for t in 1..=n {
-            m.forward(&tokens[..t], &step)?;
-        }
-        backend.sync()
-    })?;
-    Ok(format!(
-        "model {} ({}), backend {}\nforward  {n} tokens: {:.1} ms, {:.1} tokens/s\ndecode   {n} steps:  {:.1} ms, {:.1} tokens/s",
+    let mut out = format!(
+        "model {} ({}), backend {}, gemm path {}\nforward  {n} tokens: {:.1} ms, {:.1} tokens/s",
         m.path.display(),
         m.arch,
         engine.backend_name(),
+        tokit_compute::CpuBackend::isa(),
         full.as_secs_f64() * 1e3,
         n as f64 / full.as_secs_f64(),
-        decode.as_secs_f64() * 1e3,
-        n as f64 / decode.as_secs_f64(),
-    ))
+    );
+    if steps > 0 {
+        let step = ForwardSpec {
+            last_only: true,
+            ..Default::default()
+        };
+        let decode = best(repeat, || {
+            for t in 1..=steps {
+                m.forward(&tokens[..t], &step)?;
+            }
+            backend.sync()
+        })?;
+        out += &format!(
+            "\ndecode   {steps} steps:  {:.1} ms, {:.1} tokens/s",
+            decode.as_secs_f64() * 1e3,
+            steps as f64 / decode.as_secs_f64(),
+        );
+    }
+    Ok(out)
 }
 
-/// `[n, n] @ [n, n]` on the active backend.
-pub fn matmul(n: usize, repeat: usize) -> Result<String> {
+/// `[n, n] @ [n, n]` on the active backend; on the CPU also as a fraction of the f32
+/// FMA peak measured right before (same threads, same load, same clock).
+pub fn matmul(engine: &Engine, n: usize, repeat: usize) -> Result<String> {
     let backend = crate::plugin::host::host().backend();
     let a = Tensor::new(
         vec![n, n],
@@ -71,17 +87,36 @@ pub fn matmul(n: usize, repeat: usize) -> Result<String> {
             .map(|i| ((i % 89) as f32 - 44.0) / 89.0)
             .collect(),
     )?;
+    // The FMA peak is measured before and after the product and the better kept: a
+    // burst of other load during one measurement would otherwise shrink the peak.
+    let cpu = if engine.backend_name().starts_with("cpu") {
+        Some(tokit_compute::CpuBackend::try_new(engine.config.threads)?)
+    } else {
+        None
+    };
+    let peak_before = cpu.as_ref().and_then(|c| c.fma_peak_gflops());
     let t = best(repeat, || {
         backend.matmul(&a, &b, false, true)?;
         backend.sync()
     })?;
+    let peak_after = cpu.as_ref().and_then(|c| c.fma_peak_gflops());
     let flops = 2.0 * (n as f64).powi(3);
-    Ok(format!(
-        "matmul {n}x{n}x{n} on {}: {:.2} ms, {:.1} GFLOP/s",
-        backend.name(),
+    let gflops = flops / t.as_secs_f64() / 1e9;
+    let mut out = format!(
+        "matmul {n}x{n}x{n} on {}: {:.2} ms, {gflops:.1} GFLOP/s",
+        engine.backend_name(),
         t.as_secs_f64() * 1e3,
-        flops / t.as_secs_f64() / 1e9
-    ))
+    );
+    if let (Some(cpu), Some(before), Some(after)) = (&cpu, peak_before, peak_after) {
+        let peak = before.max(after);
+        out += &format!(
+            " ({:.0} % of the {peak:.0} GFLOP/s f32 FMA peak of {} threads now; gemm path {})",
+            100.0 * gflops / peak,
+            cpu.threads(),
+            tokit_compute::CpuBackend::isa()
+        );
+    }
+    Ok(out)
 }
 
 /// The Granger map of `n` tokens (one call, the variants batched with shared-prefix reuse)

@@ -1,7 +1,7 @@
 //! The `tokit` command line: run scripts, list plugins, inspect models, run forward
 //! passes and analyses from the shell.
 
-use crate::config::{BackendChoice, Config, GpuWeights};
+use crate::config::{BackendChoice, Config, CpuWeights, GpuWeights};
 use crate::engine::{AnalyzeInput, Engine};
 use crate::model::{ForwardSpec, LoadOptions};
 use crate::script::ScriptHost;
@@ -26,6 +26,9 @@ pub struct Cli {
     /// GPU weight storage: f32 (default) or f16 (half the memory; changes the numbers).
     #[arg(long = "gpu-weights", global = true)]
     pub gpu_weights: Option<GpuWeights>,
+    /// CPU weight storage: f32 (default), f16 or bf16 (faster decoding; changes the numbers).
+    #[arg(long = "cpu-weights", global = true)]
+    pub cpu_weights: Option<CpuWeights>,
     /// Extra plugin directory (repeatable), searched first.
     #[arg(long = "plugin-dir", global = true)]
     pub plugin_dirs: Vec<PathBuf>,
@@ -122,6 +125,9 @@ pub enum BenchWhat {
         model: String,
         #[arg(long, default_value_t = 128)]
         tokens: usize,
+        /// Incremental decoding steps (default: --tokens; 0 skips decoding).
+        #[arg(long)]
+        decode_steps: Option<usize>,
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
@@ -194,6 +200,9 @@ pub fn engine(cli: &Cli) -> Result<Engine> {
     if let Some(w) = cli.gpu_weights {
         config.gpu_weights = w;
     }
+    if let Some(w) = cli.cpu_weights {
+        config.cpu_weights = w;
+    }
     let mut dirs = cli.plugin_dirs.clone();
     dirs.append(&mut config.plugin_dirs);
     config.plugin_dirs = dirs;
@@ -225,12 +234,17 @@ pub fn run(cli: Cli) -> Result<()> {
             BenchWhat::Forward {
                 model,
                 tokens,
+                decode_steps,
                 repeat,
             } => {
-                println!("{}", crate::bench::forward(&tokit, &model, tokens, repeat)?)
+                let steps = decode_steps.unwrap_or(tokens);
+                println!(
+                    "{}",
+                    crate::bench::forward(&tokit, &model, tokens, steps, repeat)?
+                )
             }
             BenchWhat::Matmul { size, repeat } => {
-                println!("{}", crate::bench::matmul(size, repeat)?)
+                println!("{}", crate::bench::matmul(&tokit, size, repeat)?)
             }
             BenchWhat::Granger {
                 model,

@@ -52,6 +52,33 @@ impl std::str::FromStr for GpuWeights {
     }
 }
 
+/// How the CPU backend stores model weight matrices (compute is f32 either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CpuWeights {
+    /// Weights as loaded: the reference numbers.
+    #[default]
+    F32,
+    /// Weight matrices rounded to IEEE half: decoding reads half the bytes, logits
+    /// change (opt-in; see the README's "Performance").
+    F16,
+    /// Weight matrices rounded to bfloat16 (as `F16`, with f32's range and 3 fewer bits).
+    Bf16,
+}
+
+impl std::str::FromStr for CpuWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(CpuWeights::F32),
+            "f16" => Ok(CpuWeights::F16),
+            "bf16" => Ok(CpuWeights::Bf16),
+            _ => Err(format!(
+                "unknown cpu weight storage `{s}` (expected f32, f16 or bf16)"
+            )),
+        }
+    }
+}
+
 /// Limits that stop runaway scripts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -83,6 +110,8 @@ pub struct Config {
     pub backend: BackendChoice,
     /// Weight storage on the GPU backend (ignored on the CPU).
     pub gpu_weights: GpuWeights,
+    /// Weight storage on the CPU backend (ignored on the GPU).
+    pub cpu_weights: CpuWeights,
     /// Compute threads (None = all cores).
     pub threads: Option<usize>,
     pub script: ScriptLimits,
@@ -165,6 +194,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_weights_default_to_f32_and_parse_from_ron_and_the_cli() {
+        assert_eq!(Config::default().cpu_weights, CpuWeights::F32);
+        let c: Config = ron::from_str("(cpu_weights: Bf16)").unwrap();
+        assert_eq!(c.cpu_weights, CpuWeights::Bf16);
+        assert_eq!("BF16".parse::<CpuWeights>(), Ok(CpuWeights::Bf16));
+        assert_eq!("f16".parse::<CpuWeights>(), Ok(CpuWeights::F16));
+        let err = "int8".parse::<CpuWeights>().unwrap_err();
+        assert!(err.contains("f32, f16 or bf16"), "{err}");
+    }
 
     #[test]
     fn gpu_weights_default_to_f32_and_parse_from_ron_and_the_cli() {

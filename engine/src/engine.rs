@@ -177,14 +177,26 @@ impl Engine {
 /// for the GPU, and why `auto` chose the CPU when it did).
 fn select_backend(config: &Config) -> Result<String> {
     let cpu = |why: Option<String>| {
-        host().set_backend(Arc::new(CpuBackend::try_new(config.threads)?));
+        let weights = match config.cpu_weights {
+            crate::config::CpuWeights::F32 => tokit_compute::CpuWeights::F32,
+            crate::config::CpuWeights::F16 => tokit_compute::CpuWeights::F16,
+            crate::config::CpuWeights::Bf16 => tokit_compute::CpuWeights::Bf16,
+        };
+        host().set_backend(Arc::new(
+            CpuBackend::try_new(config.threads)?.with_weights(weights),
+        ));
         let threads = config
             .threads
             .filter(|&t| t > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        // Reduced-precision weights change the numbers, so they are named.
+        let weights = match weights {
+            tokit_compute::CpuWeights::F32 => String::new(),
+            w => format!(", {} weights", w.name()),
+        };
         Ok(match why {
-            Some(why) => format!("cpu ({threads} threads; auto: {why})"),
-            None => format!("cpu ({threads} threads)"),
+            Some(why) => format!("cpu ({threads} threads{weights}; auto: {why})"),
+            None => format!("cpu ({threads} threads{weights})"),
         })
     };
     match config.backend {

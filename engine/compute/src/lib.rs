@@ -24,7 +24,7 @@ mod testutil;
 
 use anyhow::Result;
 
-pub use cpu::CpuBackend;
+pub use cpu::{CpuBackend, CpuWeights};
 #[cfg(feature = "gpu")]
 pub use gpu::GpuBackend;
 pub use ops::{AttnMask, BinaryOp, ReduceOp, UnaryOp};

@@ -33,6 +33,9 @@ pub trait DeviceData: Send + Sync {
 struct Storage {
     host: OnceLock<Arc<Vec<f32>>>,
     device: OnceLock<Arc<dyn DeviceData>>,
+    /// A backend's own derived form of these elements (e.g. the CPU backend's
+    /// half-precision copy of a weight matrix), made once on first use.
+    derived: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Storage {
@@ -126,6 +129,14 @@ impl Tensor {
     /// Whether this tensor holds model weights (see [`Tensor::into_weight`]).
     pub fn is_weight(&self) -> bool {
         self.weight
+    }
+
+    /// The derived form of this tensor's elements that `make` builds, made on the first
+    /// call and kept with the storage (shared by clones and reshapes). `None` when a
+    /// derived form of another type was made first.
+    pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<Arc<T>> {
+        let d = self.storage.derived.get_or_init(|| Arc::new(make()));
+        Arc::clone(d).downcast::<T>().ok()
     }
 
     /// The device copy, if there is one.
@@ -282,6 +293,24 @@ mod tests {
         let w = w.into_weight();
         assert!(w.clone().is_weight() && w.with_shape(vec![4]).unwrap().is_weight());
         assert!(!Tensor::new(vec![4], w.to_vec()).unwrap().is_weight());
+    }
+
+    #[test]
+    fn the_derived_form_is_made_once_and_shared_by_reshapes() {
+        let w = Tensor::new(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let mut calls = 0;
+        let d = w.derived(|| {
+            calls += 1;
+            w.data().iter().sum::<f32>()
+        });
+        assert_eq!(d.as_deref(), Some(&10.0));
+        let r = w.with_shape(vec![4]).unwrap();
+        assert_eq!(
+            r.derived(|| -> f32 { unreachable!() }).as_deref(),
+            Some(&10.0)
+        );
+        assert_eq!(calls, 1);
+        assert!(w.derived(|| 0u8).is_none(), "another type is refused");
     }
 
     #[test]

@@ -146,6 +146,8 @@ pub(crate) fn attention(
         let mut s = vec![0f32; nq * nk];
         gemm_serial(
             &[GemmJob {
+                bh: None,
+                bp: None,
                 a: qm,
                 b: kt,
                 c_offset: 0,
@@ -218,6 +220,8 @@ pub(crate) fn attention(
         let mut o = vec![0f32; nq * dv];
         gemm_serial(
             &[GemmJob {
+                bh: None,
+                bp: None,
                 a: pm,
                 b: vm,
                 c_offset: 0,

@@ -4,10 +4,12 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 use super::elementwise::PAR_CHUNK;
+use super::half::{widen, HalfWeights};
 use crate::shape::{rope_dims, rope_tables};
 use crate::Tensor;
 
-pub(crate) fn embedding(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+/// `half`: the table's half-precision copy, whose rows are looked up instead.
+pub(crate) fn embedding(table: &Tensor, ids: &[u32], half: Option<&HalfWeights>) -> Result<Tensor> {
     let &[vocab, d] = table.shape() else {
         bail!(
             "embedding: table must be [V, d], got shape {:?}",
@@ -23,13 +25,17 @@ pub(crate) fn embedding(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
     }
     let mut out = vec![0f32; ids.len() * d];
     let src = table.data();
-    if d > 0 {
-        out.par_chunks_mut(d)
-            .zip(ids.par_iter())
-            .for_each(|(o, &id)| {
-                let start = id as usize * d;
-                o.copy_from_slice(&src[start..start + d]);
-            });
+    let row = |(o, &id): (&mut [f32], &u32)| {
+        let start = id as usize * d;
+        match half {
+            None => o.copy_from_slice(&src[start..start + d]),
+            Some(h) => widen(h.kind, &h.values()[start..start + d], o),
+        }
+    };
+    if d > 0 && out.len() <= PAR_CHUNK {
+        out.chunks_mut(d).zip(ids).for_each(row);
+    } else if d > 0 {
+        out.par_chunks_mut(d).zip(ids.par_iter()).for_each(row);
     }
     Tensor::new(vec![ids.len(), d], out)
 }
@@ -93,13 +99,13 @@ mod tests {
     #[test]
     fn embedding_lookup_and_errors() {
         let table = Tensor::new(vec![3, 2], vec![0., 1., 10., 11., 20., 21.]).unwrap();
-        let e = embedding(&table, &[2, 0, 2]).unwrap();
+        let e = embedding(&table, &[2, 0, 2], None).unwrap();
         assert_eq!(e.shape(), &[3, 2]);
         assert_eq!(e.data(), &[20., 21., 0., 1., 20., 21.]);
-        assert_eq!(embedding(&table, &[]).unwrap().shape(), &[0, 2]);
-        let err = embedding(&table, &[1, 3]).unwrap_err().to_string();
+        assert_eq!(embedding(&table, &[], None).unwrap().shape(), &[0, 2]);
+        let err = embedding(&table, &[1, 3], None).unwrap_err().to_string();
         assert!(err.contains("id 3") && err.contains("3 rows"), "{err}");
-        assert!(embedding(&Tensor::zeros(vec![3]), &[0]).is_err());
+        assert!(embedding(&Tensor::zeros(vec![3]), &[0], None).is_err());
     }
 
     #[test]

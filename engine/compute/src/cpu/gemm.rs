@@ -1,23 +1,29 @@
 //! The f32 matrix-multiply kernel behind `matmul` and `attention`.
 //!
 //! On x86-64 with AVX2+FMA this is a GotoBLAS/BLIS-style blocked GEMM: for each
-//! NC-wide column block and KC-deep depth block, the operands are packed into panels
-//! (in parallel) and a register-blocked microkernel (AVX-512 or AVX2+FMA, picked at
-//! run time) computes MR x NR output tiles, with the tiles spread over the rayon pool. Parallelism comes
-//! from rayon alone, so it scales to every core of the pool (matrixmultiply's own
-//! threading stops at 4 threads and would fight rayon for the cores when nested).
-//! Packing buffers are kept per thread and reused, so steady-state calls allocate
-//! nothing but their output.
+//! NC-wide column block, B is packed into KC x NR micro-panels for its whole depth (in
+//! parallel), then the output tiles are spread over the rayon pool; each task packs its
+//! own block of A, depth block by depth block, and a register-blocked microkernel
+//! (AVX-512 12 x 32 or AVX2+FMA 6 x 16, picked at run time) computes MR x NR tiles.
+//! Weight matrices used as `x @ W^T` are packed once and kept with the tensor
+//! ([`packed_weight`]), so their GEMMs pack only A. Parallelism comes from rayon alone,
+//! so it scales to every core of the pool (matrixmultiply's own threading stops at 4
+//! threads and would fight rayon for the cores when nested). Packing buffers are kept
+//! per thread and reused, so steady-state calls allocate nothing but their output.
 //!
 //! Elsewhere (aarch64, old x86) each product goes to ndarray's `general_mat_mul`
 //! (matrixmultiply's NEON/SSE kernels), with rayon over the batch.
 //!
 //! Very short left operands (m <= `GEMV_MAX_M`, e.g. single-token decoding) skip
-//! packing and run as dot products or axpys, since they are memory-bound anyway.
+//! packing: with AVX-512, `x @ W^T` streams four weight rows at a time against every row
+//! of x (memory-bound, so each weight is read once); otherwise dot products or axpys.
+//! B may be stored as halves (see `half.rs`): the kernels widen it as they read it.
 
 use std::cell::Cell;
 
 use rayon::prelude::*;
+
+use super::half::{from_half, widen, Half};
 
 /// A read-only strided matrix: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -41,7 +47,61 @@ impl MatRef<'_> {
 pub(crate) struct GemmJob<'a> {
     pub a: MatRef<'a>,
     pub b: MatRef<'a>,
+    /// B's elements stored as halves (same strides as `b`), read instead of `b.data`.
+    pub bh: Option<HalfRef<'a>>,
+    /// B already packed (a weight, packed once; see [`PackedB`]), used when its panel
+    /// width is the kernel's.
+    pub bp: Option<&'a PackedB>,
     pub c_offset: usize,
+}
+
+/// A whole `k x n` B packed as [`gemm_one`] packs each column block: depth block `kb`
+/// (KC deep) after depth block, each holding every NR-wide panel (`kc * nr` values,
+/// zero-padded). Weights are constant, so the CPU backend packs each weight matrix once,
+/// on its first GEMM, and keeps it with the tensor (see [`packed_weight`]).
+#[derive(Debug)]
+pub(crate) struct PackedB {
+    nr: usize,
+    data: Vec<f32>,
+}
+
+/// The packed form of weight `w` `[n, k]` as the B operand `W^T` of `x @ W^T`, made on
+/// first use and kept with the tensor; `None` where there is no microkernel.
+pub(crate) fn packed_weight(w: &crate::Tensor) -> Option<std::sync::Arc<PackedB>> {
+    let kernel = kernel_for(detect_isa())?;
+    let &[n, k] = w.shape() else { return None };
+    let packed = w.derived(|| {
+        let b = MatRef {
+            data: w.data(),
+            rows: k,
+            cols: n,
+            rs: 1,
+            cs: k,
+        };
+        let nr = kernel.nr;
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0f32; panels * nr * k];
+        let dst = OutPtr(data.as_mut_ptr());
+        (0..k.div_ceil(KC) * panels).into_par_iter().for_each(|t| {
+            let (kb, jp) = (t / panels, t % panels);
+            let pc = kb * KC;
+            let kc = KC.min(k - pc);
+            // SAFETY: panel (kb, jp) owns these `kc * nr` values of `data`.
+            let d = unsafe {
+                std::slice::from_raw_parts_mut(dst.ptr().add((pc * panels + jp * kc) * nr), kc * nr)
+            };
+            pack_b_f32(b, jp * nr, nr.min(n - jp * nr), pc, kc, nr, d);
+        });
+        PackedB { nr, data }
+    })?;
+    (packed.nr == kernel.nr).then_some(packed)
+}
+
+/// A weight's half-precision copy (see `half.rs`), laid out like the f32 data.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HalfRef<'a> {
+    pub kind: Half,
+    pub data: &'a [u16],
 }
 
 /// Depth of one packed block: a KC x NR panel of B (16-32 KiB) stays in L1.
@@ -51,7 +111,9 @@ const MC: usize = 96;
 /// Columns of B packed per block: a KC x NC block (2 MiB) stays in L3.
 const NC: usize = 2048;
 /// Left operands with at most this many rows use the unpacked vector path.
-const GEMV_MAX_M: usize = 4;
+pub(crate) const GEMV_MAX_M: usize = 4;
+/// Most columns per task of the short-A path.
+const GEMV_CHUNK: usize = 256;
 
 type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool, usize, usize);
 
@@ -129,6 +191,10 @@ thread_local! {
     /// (so a nested call on the same thread just allocates) and put back afterwards, so
     /// repeated products of similar size touch no fresh pages.
     static PACK_BUFS: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+    /// Widened columns of a half-precision B while they are packed.
+    static HALF_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// A worker's buffer for the A blocks of the tiles it runs.
+    static TASK_ABUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Runs every job, all sharing the same (m, n, k), in parallel on the current rayon
@@ -172,6 +238,31 @@ pub(crate) fn gemm_with(
         return;
     }
     let Some(kernel) = kernel_for(isa) else {
+        if jobs.iter().any(|j| j.bh.is_some()) {
+            // No kernel reads halves here: widen B once per call.
+            let wide: Vec<Vec<f32>> = jobs
+                .iter()
+                .map(|j| match j.bh {
+                    Some(h) => h.data.iter().map(|&v| from_half(h.kind, v)).collect(),
+                    None => Vec::new(),
+                })
+                .collect();
+            let jobs: Vec<GemmJob> = jobs
+                .iter()
+                .zip(&wide)
+                .map(|(j, w)| match j.bh {
+                    Some(_) => GemmJob {
+                        b: MatRef { data: w, ..j.b },
+                        bh: None,
+                        bp: None,
+                        ..*j
+                    },
+                    None => *j,
+                })
+                .collect();
+            portable_gemm(parallel, &jobs, m, n, k, out);
+            return;
+        }
         portable_gemm(parallel, jobs, m, n, k, out);
         return;
     };
@@ -194,10 +285,12 @@ pub(crate) fn gemm_with(
     }
 }
 
-/// One product with the classic loop nest: for each NC-wide column block and KC-deep
-/// depth block, pack that block of B and the matching column block of A (in parallel),
-/// then compute the output tiles (in parallel). B's block (KC x NC) lives in L3, each
-/// task's A block (MC x KC) in L2, and each KC x NR micro-panel of B in L1.
+/// One product. For each NC-wide column block: pack all of B's depth for that block
+/// (in parallel; KC x NR micro-panels, depth block after depth block), then run the
+/// output tiles in parallel, each task walking the depth blocks itself: it packs its own
+/// MC x KC block of A (into L2, right before use) and multiplies it by the matching
+/// micro-panels of B (each in L1 while the task's A panels stream past it). Two
+/// fork-joins per column block, whatever the depth.
 ///
 /// # Safety
 /// `c` must be valid for writes of the `m x n` row-major output (ldc = n), and no other
@@ -212,67 +305,92 @@ unsafe fn gemm_one(
     c: *mut f32,
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
-    let a_panels = m.div_ceil(mr);
     let nc_max = NC.min(n);
-    let kc_max = KC.min(k);
     let (mut abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
-    let (a_need, b_need) = (a_panels * mr * kc_max, nc_max.div_ceil(nr) * nr * kc_max);
-    if abuf.len() < a_need {
-        abuf.resize(a_need, 0.0);
-    }
+    let prepacked = job
+        .bp
+        .filter(|p| p.nr == nr && p.data.len() == n.div_ceil(nr) * nr * k);
+    let b_need = if prepacked.is_some() {
+        0
+    } else {
+        nc_max.div_ceil(nr) * nr * k
+    };
     if bbuf.len() < b_need {
         bbuf.resize(b_need, 0.0);
     }
     let out = OutPtr(c);
     let parallel = threads > 1;
+    let kblocks = k.div_ceil(KC);
     let mut jc = 0;
     while jc < n {
-        let nc = NC.min(n - jc);
+        // A packed weight needs no buffer, so its columns are one block: A is then packed
+        // once per task rather than once per column block.
+        let nc = if prepacked.is_some() {
+            n
+        } else {
+            NC.min(n - jc)
+        };
         let b_panels = nc.div_ceil(nr);
+        // Packed B: depth block `kb` starts at `kb * KC * b_panels * nr`; within it, panel
+        // `jp` holds `kc * nr` values.
+        let bpack = &mut bbuf[..b_need.min(b_panels * nr * k)];
+        let bptr = OutPtr(bpack.as_mut_ptr());
+        let pack_b_block = |t: usize| {
+            let (kb, jp) = (t / b_panels, t % b_panels);
+            let pc = kb * KC;
+            let kc = KC.min(k - pc);
+            // SAFETY: panel (kb, jp) owns `kc * nr` values at this offset, inside `bpack`
+            // (depth blocks before kb hold KC * nr values per panel).
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(
+                    bptr.ptr().add((pc * b_panels + jp * kc) * nr),
+                    kc * nr,
+                )
+            };
+            pack_b(job, jc + jp * nr, nr.min(nc - jp * nr), pc, kc, nr, dst);
+        };
+        if prepacked.is_some() {
+            // Nothing to pack: the panels are read from the weight's packed copy.
+        } else if parallel {
+            (0..kblocks * b_panels)
+                .into_par_iter()
+                .for_each(pack_b_block);
+        } else {
+            (0..kblocks * b_panels).for_each(pack_b_block);
+        }
+        // Where panel `jp` of this block, depth block at `pc`, starts: in the packed
+        // weight (all of n's panels per depth block) or in this block's buffer.
+        let (bsrc, all_panels, first_panel): (&[f32], usize, usize) = match prepacked {
+            Some(p) => (&p.data, n.div_ceil(nr), jc / nr),
+            None => (&*bpack, b_panels, 0),
+        };
         let (mt, nt) = task_tiles(m, nc, kernel, threads);
         let (m_tiles, n_tiles) = (m.div_ceil(mt), nc.div_ceil(nt));
-        let mut pc = 0;
-        while pc < k {
-            let kc = KC.min(k - pc);
-            let apack = &mut abuf[..a_panels * mr * kc];
-            let bpack = &mut bbuf[..b_panels * nr * kc];
-            let pack_a_panel = |ip: usize, dst: &mut [f32]| {
-                pack_a(job.a, ip * mr, mr.min(m - ip * mr), pc, kc, mr, dst)
-            };
-            let pack_b_panel = |jp: usize, dst: &mut [f32]| {
-                pack_b(job.b, jc + jp * nr, nr.min(nc - jp * nr), pc, kc, nr, dst)
-            };
-            if parallel {
-                apack
-                    .par_chunks_mut(mr * kc)
-                    .enumerate()
-                    .for_each(|(i, d)| pack_a_panel(i, d));
-                bpack
-                    .par_chunks_mut(nr * kc)
-                    .enumerate()
-                    .for_each(|(i, d)| pack_b_panel(i, d));
-            } else {
-                apack
-                    .chunks_mut(mr * kc)
-                    .enumerate()
-                    .for_each(|(i, d)| pack_a_panel(i, d));
-                bpack
-                    .chunks_mut(nr * kc)
-                    .enumerate()
-                    .for_each(|(i, d)| pack_b_panel(i, d));
+        let run = |t: usize, abuf: &mut Vec<f32>| {
+            let (i0, j0) = ((t / n_tiles) * mt, (t % n_tiles) * nt);
+            let (mb, nb) = (mt.min(m - i0), nt.min(nc - j0));
+            let a_panels = mb.div_ceil(mr);
+            if abuf.len() < a_panels * mr * KC.min(k) {
+                abuf.resize(a_panels * mr * KC.min(k), 0.0);
             }
-            let (apack, bpack) = (&*apack, &*bpack);
-            // The first depth block overwrites C, later ones accumulate into it.
-            let accumulate = pc > 0;
-            let run = |t: usize| {
-                let (i0, j0) = ((t / n_tiles) * mt, (t % n_tiles) * nt);
-                let (mb, nb) = (mt.min(m - i0), nt.min(nc - j0));
+            for kb in 0..kblocks {
+                let pc = kb * KC;
+                let kc = KC.min(k - pc);
+                let apack = &mut abuf[..a_panels * mr * kc];
+                for (ip, dst) in apack.chunks_mut(mr * kc).enumerate() {
+                    let r0 = i0 + ip * mr;
+                    pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
+                }
+                let apack = &*apack;
+                let bblock = &bsrc[pc * all_panels * nr..];
+                // The first depth block overwrites C, later ones accumulate into it.
+                let accumulate = kb > 0;
                 for jp in 0..nb.div_ceil(nr) {
                     let nr_eff = nr.min(nb - jp * nr);
-                    let bp = bpack[(j0 / nr + jp) * nr * kc..].as_ptr();
-                    for ip in 0..mb.div_ceil(mr) {
+                    let bp = bblock[(first_panel + j0 / nr + jp) * nr * kc..].as_ptr();
+                    for ip in 0..a_panels {
                         let mr_eff = mr.min(mb - ip * mr);
-                        let ap = apack[(i0 / mr + ip) * mr * kc..].as_ptr();
+                        let ap = apack[ip * mr * kc..].as_ptr();
                         // SAFETY: the tile (rows i0.., columns jc+j0..) belongs to this
                         // task; panels hold kc * MR / kc * NR values (zero-padded).
                         unsafe {
@@ -281,25 +399,30 @@ unsafe fn gemm_one(
                         }
                     }
                 }
-            };
-            if parallel {
-                (0..m_tiles * n_tiles).into_par_iter().for_each(run);
-            } else {
-                (0..m_tiles * n_tiles).for_each(run);
             }
-            pc += kc;
+        };
+        if parallel {
+            (0..m_tiles * n_tiles).into_par_iter().for_each(|t| {
+                // Each worker packs A into its own buffer (kept between calls).
+                let mut buf = TASK_ABUF.with(Cell::take);
+                run(t, &mut buf);
+                TASK_ABUF.with(|cell| cell.set(buf));
+            });
+        } else {
+            (0..m_tiles * n_tiles).for_each(|t| run(t, &mut abuf));
         }
         jc += nc;
     }
     PACK_BUFS.with(|cell| cell.set((abuf, bbuf)));
 }
 
-/// Splits an `m x nc` block into task tiles: at most MC rows (one A block in L2) and
+/// Splits an `m x nc` block into task tiles: at most about MC rows (one A block in L2) and
 /// the whole block's width, narrowed and then shortened until every thread has a few
 /// tasks.
 fn task_tiles(m: usize, nc: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
     let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
-    let mut mt = round_up(m.min(MC), kernel.mr);
+    // Rows split evenly into blocks of at most MC (128 rows: 72 + 56, not 96 + 32).
+    let mut mt = round_up(m.div_ceil(m.div_ceil(MC)), kernel.mr);
     let mut nt = round_up(nc, kernel.nr);
     if threads <= 1 {
         return (mt, nt);
@@ -311,6 +434,11 @@ fn task_tiles(m: usize, nc: usize, kernel: Kernel, threads: usize) -> (usize, us
     }
     while count(mt, nt) < want && mt > 2 * kernel.mr {
         mt = round_up(mt / 2, kernel.mr);
+    }
+    // Few tasks that do not divide among the threads leave one idle at the end (11
+    // row blocks of a 1024-row product on 2 threads): split the columns once more.
+    while count(mt, nt) % threads != 0 && count(mt, nt) < 8 * threads && nt > 4 * kernel.nr {
+        nt = round_up(nt / 2, kernel.nr);
     }
     (mt, nt)
 }
@@ -351,9 +479,50 @@ fn pack_a(a: MatRef, i0: usize, rows: usize, p0: usize, kc: usize, mr: usize, ds
     }
 }
 
+/// Packs depth `[p0, p0+kc)` x columns `[j0, j0+cols)` of a job's B, widening it first
+/// when it is stored as halves.
+fn pack_b(job: &GemmJob, j0: usize, cols: usize, p0: usize, kc: usize, nr: usize, dst: &mut [f32]) {
+    let b = job.b;
+    let Some(h) = job.bh else {
+        return pack_b_f32(b, j0, cols, p0, kc, nr, dst);
+    };
+    if b.rs == 1 {
+        // Transposed weight W [n, k]: widen each column's depth run (contiguous) into a
+        // scratch [cols, kc] matrix, then pack that as usual.
+        let mut scratch = HALF_SCRATCH.with(Cell::take);
+        scratch.resize(cols * kc, 0.0);
+        for j in 0..cols {
+            let start = (j0 + j) * b.cs + p0;
+            widen(
+                h.kind,
+                &h.data[start..start + kc],
+                &mut scratch[j * kc..(j + 1) * kc],
+            );
+        }
+        let view = MatRef {
+            data: &scratch,
+            rows: kc,
+            cols,
+            rs: 1,
+            cs: kc,
+        };
+        pack_b_f32(view, 0, cols, 0, kc, nr, dst);
+        HALF_SCRATCH.with(|cell| cell.set(scratch));
+    } else {
+        if cols < nr {
+            dst.fill(0.0);
+        }
+        for p in 0..kc {
+            for j in 0..cols {
+                dst[p * nr + j] = from_half(h.kind, h.data[(p0 + p) * b.rs + (j0 + j) * b.cs]);
+            }
+        }
+    }
+}
+
 /// Packs depth `[p0, p0+kc)` x columns `[j0, j0+cols)` of B into one panel laid out
 /// `[p][j]` (`nr` values per depth step), zero-filling columns past `cols`.
-fn pack_b(b: MatRef, j0: usize, cols: usize, p0: usize, kc: usize, nr: usize, dst: &mut [f32]) {
+fn pack_b_f32(b: MatRef, j0: usize, cols: usize, p0: usize, kc: usize, nr: usize, dst: &mut [f32]) {
     if cols < nr {
         dst.fill(0.0); // the buffer is reused: padding must be cleared
     }
@@ -675,6 +844,169 @@ mod x86 {
         ]
     }
 
+    /// Runs `iters` steps of 24 independent 16-lane FMA chains (the microkernel's
+    /// register tile, no memory traffic); returns a value so nothing is optimised away.
+    ///
+    /// # Safety
+    /// Requires AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma_loop_avx512(iters: usize) -> f32 {
+        let mut acc = [_mm512_setzero_ps(); 24];
+        let (x, y) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, x, y);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for a in acc {
+            s = _mm512_add_ps(s, a);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
+    /// Sixteen B values from `p` (f32, or halves widened to f32).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16<const FMT: u8>(base: *const u8, p: usize) -> __m512 {
+        match FMT {
+            0 => _mm512_loadu_ps(base.cast::<f32>().add(p)),
+            1 => _mm512_cvtph_ps(_mm256_loadu_si256(base.cast::<u16>().add(p).cast())),
+            _ => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                _mm256_loadu_si256(base.cast::<u16>().add(p).cast()),
+            ))),
+        }
+    }
+
+    /// One B value at `p` as f32.
+    #[inline]
+    unsafe fn load1<const FMT: u8>(base: *const u8, p: usize) -> f32 {
+        match FMT {
+            0 => *base.cast::<f32>().add(p),
+            1 => super::from_half(super::Half::F16, *base.cast::<u16>().add(p)),
+            _ => super::from_half(super::Half::Bf16, *base.cast::<u16>().add(p)),
+        }
+    }
+
+    /// `out[r][c] = a_r · column c` for `M` rows of A and `C` columns of B whose depth
+    /// runs start at `cols[c]` (stored as format `FMT`: 0 f32, 1 f16, 2 bf16).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gemv_tile<const M: usize, const C: usize, const FMT: u8>(
+        a: &[&[f32]],
+        k: usize,
+        cols: [*const u8; C],
+        ahead: usize,
+        out: &mut [[f32; C]; M],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); C]; M];
+        let elem = if FMT == 0 { 4 } else { 2 };
+        let mut p = 0;
+        while p + 16 <= k {
+            // The next tile's columns, `ahead` bytes on: each column's run is short
+            // (k values), too short for the hardware prefetcher to ramp up on its own.
+            // A hint only: it never faults, so running past B's end is harmless.
+            for &col in &cols {
+                _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(ahead + p * elem).cast());
+            }
+            let mut wv = [_mm512_setzero_ps(); C];
+            for (v, &col) in wv.iter_mut().zip(&cols) {
+                *v = load16::<FMT>(col, p);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm512_loadu_ps(a[r].as_ptr().add(p));
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = _mm512_fmadd_ps(x, wv[c], *v);
+                }
+            }
+            p += 16;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                let mut s = _mm512_reduce_add_ps(*v);
+                for (q, &x) in a[r].iter().enumerate().take(k).skip(p) {
+                    s += x * load1::<FMT>(cols[c], q);
+                }
+                out[r][c] = s;
+            }
+        }
+    }
+
+    /// Columns `[j0, j0 + w)` of `a @ B` for a depth-contiguous B (`b.rs == 1`, the
+    /// linear layer's `W^T`), f32 or halves, into `vals`.
+    ///
+    /// # Safety
+    /// Requires AVX-512F; every column run `[(j0 + jj) * b.cs, + k)` must lie inside B's
+    /// data (or its half copy), and every row of `a` must hold `k` values.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gemv_avx512(
+        a: &[&[f32]],
+        k: usize,
+        b: super::MatRef,
+        bh: Option<super::HalfRef>,
+        j0: usize,
+        w: usize,
+        vals: &mut [[f32; super::GEMV_CHUNK]; super::GEMV_MAX_M],
+    ) {
+        assert!(w <= super::GEMV_CHUNK && a.len() <= super::GEMV_MAX_M);
+        assert!(a.iter().all(|r| r.len() >= k));
+        let (base, elem, len) = match bh {
+            None => (b.data.as_ptr().cast::<u8>(), 4, b.data.len()),
+            Some(h) => (h.data.as_ptr().cast::<u8>(), 2, h.data.len()),
+        };
+        assert!(w == 0 || (j0 + w - 1) * b.cs + k <= len);
+        let fmt = match bh.map(|h| h.kind) {
+            None => 0,
+            Some(super::Half::F16) => 1,
+            Some(super::Half::Bf16) => 2,
+        };
+        macro_rules! go {
+            ($m:literal, $fmt:literal) => {{
+                let col = |j: usize| base.add((j0 + j) * b.cs * elem);
+                let ahead = 4 * b.cs * elem;
+                let mut jj = 0;
+                while jj + 4 <= w {
+                    let mut o = [[0f32; 4]; $m];
+                    gemv_tile::<$m, 4, $fmt>(
+                        a,
+                        k,
+                        [col(jj), col(jj + 1), col(jj + 2), col(jj + 3)],
+                        ahead,
+                        &mut o,
+                    );
+                    for r in 0..$m {
+                        vals[r][jj..jj + 4].copy_from_slice(&o[r]);
+                    }
+                    jj += 4;
+                }
+                while jj < w {
+                    let mut o = [[0f32; 1]; $m];
+                    gemv_tile::<$m, 1, $fmt>(a, k, [col(jj)], ahead, &mut o);
+                    for r in 0..$m {
+                        vals[r][jj] = o[r][0];
+                    }
+                    jj += 1;
+                }
+            }};
+        }
+        macro_rules! by_fmt {
+            ($m:literal) => {
+                match fmt {
+                    0 => go!($m, 0),
+                    1 => go!($m, 1),
+                    _ => go!($m, 2),
+                }
+            };
+        }
+        match a.len() {
+            0 => {}
+            1 => by_fmt!(1),
+            2 => by_fmt!(2),
+            3 => by_fmt!(3),
+            _ => by_fmt!(4),
+        }
+    }
+
     /// Dot product of two equally long slices with 4 x 8 lanes of FMA accumulators.
     ///
     /// # Safety
@@ -747,7 +1079,9 @@ unsafe fn store_partial<const NR: usize>(
 
 /// Short-A path: each output row is either n dot products (when B's columns are
 /// contiguous, i.e. `x @ W^T`) or a sum of k scaled rows of B (row-major B). Tasks are
-/// (job, column chunk) pairs.
+/// (job, column chunk) pairs, a few per thread. With AVX-512 the `x @ W^T` case runs
+/// [`x86::gemv_avx512`]: every row of A against four columns of B at once, so each
+/// weight is loaded once per call (decoding is bound by reading the weights).
 fn gemv_path(
     isa: Isa,
     parallel: bool,
@@ -757,12 +1091,21 @@ fn gemv_path(
     k: usize,
     out: OutPtr,
 ) {
-    const CHUNK: usize = 64;
-    let chunks = n.div_ceil(CHUNK);
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let chunk = n
+        .div_ceil(4 * threads)
+        .div_ceil(8)
+        .saturating_mul(8)
+        .clamp(8, GEMV_CHUNK);
+    let chunks = n.div_ceil(chunk);
     let run = |t: usize| {
         let job = &jobs[t / chunks];
-        let j0 = (t % chunks) * CHUNK;
-        let w = (j0 + CHUNK).min(n) - j0;
+        let j0 = (t % chunks) * chunk;
+        let w = (j0 + chunk).min(n) - j0;
         let (a, b) = (job.a, job.b);
         // A's rows as contiguous slices (copied only when A is strided).
         let owned: Vec<Vec<f32>>;
@@ -774,13 +1117,29 @@ fn gemv_path(
                 .collect();
             owned.iter().map(Vec::as_slice).collect()
         };
-        let mut vals = [[0f32; CHUNK]; GEMV_MAX_M];
+        let mut vals = [[0f32; GEMV_CHUNK]; GEMV_MAX_M];
+        #[cfg(target_arch = "x86_64")]
+        if b.rs == 1 && isa == Isa::Avx512 {
+            // SAFETY: Avx512 is only selected when AVX-512F was detected; the column
+            // runs [(j0 + jj) * cs, + k) lie inside B (checked by the caller's shapes).
+            unsafe { x86::gemv_avx512(&arows, k, b, job.bh, j0, w, &mut vals) };
+            store_rows(job, &vals, m, n, j0, w, out);
+            return;
+        }
+        let mut scratch = Vec::new();
         if b.rs == 1 {
             // Each column of B (a row of W) is read once, for every row of A.
             #[allow(clippy::needless_range_loop)] // jj indexes both B and the outputs
             for jj in 0..w {
                 let start = (j0 + jj) * b.cs;
-                let col = &b.data[start..start + k];
+                let col = match job.bh {
+                    None => &b.data[start..start + k],
+                    Some(h) => {
+                        scratch.resize(k, 0.0);
+                        widen(h.kind, &h.data[start..start + k], &mut scratch);
+                        &scratch[..]
+                    }
+                };
                 for (i, arow) in arows.iter().enumerate() {
                     vals[i][jj] = dot(isa, arow, col);
                 }
@@ -788,32 +1147,84 @@ fn gemv_path(
         } else if b.cs == 1 {
             for p in 0..k {
                 let start = p * b.rs + j0;
-                let brow = &b.data[start..start + w];
+                let brow = match job.bh {
+                    None => &b.data[start..start + w],
+                    Some(h) => {
+                        scratch.resize(w, 0.0);
+                        widen(h.kind, &h.data[start..start + w], &mut scratch);
+                        &scratch[..]
+                    }
+                };
                 for (i, arow) in arows.iter().enumerate() {
                     axpy(isa, arow[p], brow, &mut vals[i][..w]);
                 }
             }
         } else {
+            let bat = |p: usize, j: usize| match job.bh {
+                None => b.at(p, j),
+                Some(h) => from_half(h.kind, h.data[p * b.rs + j * b.cs]),
+            };
             for (i, arow) in arows.iter().enumerate() {
                 for (jj, v) in vals[i][..w].iter_mut().enumerate() {
-                    *v = (0..k).map(|p| arow[p] * b.at(p, j0 + jj)).sum();
+                    *v = (0..k).map(|p| arow[p] * bat(p, j0 + jj)).sum();
                 }
             }
         }
-        for (i, row) in vals.iter().enumerate().take(m) {
-            // SAFETY: row i, columns [j0, j0 + w) of this job's output belong to this
-            // task alone.
-            unsafe {
-                let dst = out.ptr().add(job.c_offset + i * n + j0);
-                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, w);
-            }
-        }
+        store_rows(job, &vals, m, n, j0, w, out);
     };
     if parallel {
         (0..jobs.len() * chunks).into_par_iter().for_each(run);
     } else {
         (0..jobs.len() * chunks).for_each(run);
     }
+}
+
+/// Columns `[j0, j0 + w)` of the first `m` rows of `vals` into the job's output.
+fn store_rows(
+    job: &GemmJob,
+    vals: &[[f32; GEMV_CHUNK]; GEMV_MAX_M],
+    m: usize,
+    n: usize,
+    j0: usize,
+    w: usize,
+    out: OutPtr,
+) {
+    for (i, row) in vals.iter().enumerate().take(m) {
+        // SAFETY: row i, columns [j0, j0 + w) of this job's output belong to the calling
+        // task alone.
+        unsafe {
+            let dst = out.ptr().add(job.c_offset + i * n + j0);
+            std::ptr::copy_nonoverlapping(row.as_ptr(), dst, w);
+        }
+    }
+}
+
+/// Flops of the FMA throughput loop per iteration: 24 FMAs of 16 lanes, 2 flops each.
+const PEAK_FLOPS_PER_ITER: f64 = 24.0 * 16.0 * 2.0;
+
+/// The f32 FMA throughput this machine gives now on every thread of the current pool,
+/// in GFLOP/s (best of a few 20 ms runs of a register-only FMA loop); `None` without
+/// AVX-512. Benchmarks divide a GEMM's speed by it: the fraction of f32 peak, measured
+/// under the same load and clock as the GEMM itself.
+pub(crate) fn fma_peak_gflops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if detect_isa() == Isa::Avx512 {
+        let iters = 200_000;
+        let mut best = 0f64;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let sums = rayon::broadcast(|_| {
+                // SAFETY: AVX-512F was detected.
+                unsafe { x86::fma_loop_avx512(iters) }
+            });
+            let secs = t.elapsed().as_secs_f64();
+            std::hint::black_box(sums);
+            let flops = PEAK_FLOPS_PER_ITER * iters as f64 * rayon::current_num_threads() as f64;
+            best = best.max(flops / secs / 1e9);
+        }
+        return Some(best);
+    }
+    None
 }
 
 fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
@@ -952,7 +1363,13 @@ mod tests {
                             }
                         };
                         let mut c = vec![f32::NAN; m * n + 3];
-                        let job = GemmJob { a, b, c_offset: 3 };
+                        let job = GemmJob {
+                            a,
+                            b,
+                            bh: None,
+                            bp: None,
+                            c_offset: 3,
+                        };
                         let want = naive(a, b);
                         for par in [false, true] {
                             gemm_with(isa, par, &[job], m, n, k, &mut c);
@@ -988,6 +1405,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, ad)| GemmJob {
+                bh: None,
+                bp: None,
                 a: MatRef {
                     data: ad,
                     rows: m,
@@ -1018,6 +1437,71 @@ mod tests {
     }
 
     #[test]
+    fn half_weights_match_naive_on_the_widened_values() {
+        use crate::cpu::half::to_half;
+        let mut rng = Rng::new(33);
+        // Short A (the vector path, with and without tails of 16) and tall A (packed).
+        let shapes = [
+            (1, 1, 1),
+            (1, 576, 37),
+            (2, 33, 9),
+            (3, 17, 70),
+            (4, 300, 5),
+            (5, 40, 33),
+            (13, 257, 49),
+            (40, 70, 130),
+        ];
+        for isa in isas() {
+            for kind in [Half::F16, Half::Bf16] {
+                for &(m, k, n) in &shapes {
+                    for tb in [true, false] {
+                        let ad = rng.vec(m * k);
+                        let bd: Vec<u16> =
+                            rng.vec(k * n).iter().map(|&v| to_half(kind, v)).collect();
+                        let wide: Vec<f32> = bd.iter().map(|&h| from_half(kind, h)).collect();
+                        // The f32 data B claims to have is never read: NaN proves it.
+                        let nan = vec![f32::NAN; k * n];
+                        let (rs, cs) = if tb { (1, k) } else { (n, 1) };
+                        let a = MatRef {
+                            data: &ad,
+                            rows: m,
+                            cols: k,
+                            rs: k,
+                            cs: 1,
+                        };
+                        let b = |data| MatRef {
+                            data,
+                            rows: k,
+                            cols: n,
+                            rs,
+                            cs,
+                        };
+                        let want = naive(a, b(&wide));
+                        let job = GemmJob {
+                            a,
+                            b: b(&nan),
+                            bh: Some(HalfRef { kind, data: &bd }),
+                            bp: None,
+                            c_offset: 0,
+                        };
+                        for par in [false, true] {
+                            let mut c = vec![f32::NAN; m * n];
+                            gemm_with(isa, par, &[job], m, n, k, &mut c);
+                            for (idx, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                                assert!(
+                                    (got - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                                    "{isa:?} {kind:?} par{par} m{m} k{k} n{n} tb{tb} at {idx}: \
+                                     {got} vs {w}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn zero_depth_gives_zeros() {
         let data: [f32; 0] = [];
         let a = MatRef {
@@ -1035,7 +1519,19 @@ mod tests {
             cs: 1,
         };
         let mut c = vec![5.0; 6];
-        gemm(&[GemmJob { a, b, c_offset: 0 }], 2, 3, 0, &mut c);
+        gemm(
+            &[GemmJob {
+                a,
+                b,
+                bh: None,
+                bp: None,
+                c_offset: 0,
+            }],
+            2,
+            3,
+            0,
+            &mut c,
+        );
         assert_eq!(c, vec![0.0; 6]);
     }
 }

@@ -7,11 +7,21 @@
 
 use anyhow::Result;
 
-use super::gemm::{gemm, GemmJob, MatRef};
+use super::gemm::{gemm, GemmJob, HalfRef, MatRef, PackedB};
+use super::half::HalfWeights;
 use crate::shape::{matmul_dims, strides, MatmulDims};
 use crate::Tensor;
 
-pub(crate) fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+/// `bh`: `b`'s half-precision copy, read instead of its f32 data (see `half.rs`); `bp`:
+/// `b` (a 2-D `[n, k]` weight with `trans_b`) already packed for the GEMM kernel.
+pub(crate) fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bh: Option<&HalfWeights>,
+    bp: Option<&PackedB>,
+) -> Result<Tensor> {
     let (sa, sb) = (a.shape(), b.shape());
     let MatmulDims { m, k, n, batch } = matmul_dims(sa, sb, trans_a, trans_b)?;
     let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
@@ -64,6 +74,13 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Re
         }
     };
 
+    let bh_view = |off: usize| {
+        bh.map(|h| HalfRef {
+            kind: h.kind,
+            data: &h.values()[off..off + k * n],
+        })
+    };
+
     let b_batches: usize = bb.iter().product();
     if b_batches == 1 && !trans_a {
         // One shared right operand: fold every batch of a into the row dimension.
@@ -73,6 +90,8 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Re
             let job = GemmJob {
                 a: a_view(0, rows),
                 b: b_view(0),
+                bh: bh_view(0),
+                bp: if trans_b && sb.len() == 2 { bp } else { None },
                 c_offset: 0,
             };
             gemm(&[job], rows, n, k, &mut out);
@@ -108,6 +127,8 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Re
             GemmJob {
                 a: a_view(oa * m * k, m),
                 b: b_view(ob * k * n),
+                bh: bh_view(ob * k * n),
+                bp: None,
                 c_offset: bi * m * n,
             }
         })
@@ -180,15 +201,15 @@ mod tests {
         let a = Tensor::new(vec![2, 2], vec![1., 2., 3., 4.]).unwrap();
         let b = Tensor::new(vec![2, 2], vec![5., 6., 7., 8.]).unwrap();
         assert_eq!(
-            matmul(&a, &b, false, false).unwrap().data(),
+            matmul(&a, &b, false, false, None, None).unwrap().data(),
             &[19., 22., 43., 50.]
         );
         assert_eq!(
-            matmul(&a, &b, false, true).unwrap().data(),
+            matmul(&a, &b, false, true, None, None).unwrap().data(),
             &[17., 23., 39., 53.]
         );
         assert_eq!(
-            matmul(&a, &b, true, false).unwrap().data(),
+            matmul(&a, &b, true, false, None, None).unwrap().data(),
             &[26., 30., 38., 44.]
         );
     }
@@ -219,7 +240,7 @@ mod tests {
                     sb.extend(if tb { [n, k] } else { [k, n] });
                     let a = rng.tensor(&sa);
                     let b = rng.tensor(&sb);
-                    let got = matmul(&a, &b, ta, tb).unwrap();
+                    let got = matmul(&a, &b, ta, tb, None, None).unwrap();
                     let want = naive(&a, &b, ta, tb);
                     assert_eq!(got.shape(), want.shape(), "{sa:?} {sb:?} {ta} {tb}");
                     assert_close(got.data(), want.data(), 1e-4);
@@ -239,10 +260,14 @@ mod tests {
         let mut rng = Rng::new(8);
         let a = rng.tensor(&[3, 130, 70]);
         let b = rng.tensor(&[3, 90, 70]);
-        let got = pool.install(|| matmul(&a, &b, false, true)).unwrap();
+        let got = pool
+            .install(|| matmul(&a, &b, false, true, None, None))
+            .unwrap();
         assert_close(got.data(), naive(&a, &b, false, true).data(), 1e-4);
         let w = rng.tensor(&[300, 70]);
-        let got = pool.install(|| matmul(&a, &w, false, true)).unwrap();
+        let got = pool
+            .install(|| matmul(&a, &w, false, true, None, None))
+            .unwrap();
         assert_eq!(got.shape(), &[3, 130, 300]);
         assert_close(got.data(), naive(&a, &w, false, true).data(), 1e-4);
     }
@@ -251,10 +276,13 @@ mod tests {
     fn empty_operands() {
         let a = Tensor::zeros(vec![0, 4]);
         let b = Tensor::zeros(vec![4, 3]);
-        assert_eq!(matmul(&a, &b, false, false).unwrap().shape(), &[0, 3]);
+        assert_eq!(
+            matmul(&a, &b, false, false, None, None).unwrap().shape(),
+            &[0, 3]
+        );
         let a = Tensor::zeros(vec![2, 0]);
         let b = Tensor::zeros(vec![0, 3]);
-        let c = matmul(&a, &b, false, false).unwrap();
+        let c = matmul(&a, &b, false, false, None, None).unwrap();
         assert_eq!((c.shape(), c.data()), (&[2usize, 3][..], &[0f32; 6][..]));
     }
 
@@ -262,12 +290,14 @@ mod tests {
     fn shape_errors() {
         let a = Tensor::zeros(vec![2, 3, 4]);
         let b = Tensor::zeros(vec![5, 6]);
-        let err = matmul(&a, &b, false, false).unwrap_err().to_string();
+        let err = matmul(&a, &b, false, false, None, None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("matmul: inner dimensions differ: a [2, 3, 4] vs b [5, 6] (k = 4 vs 5"),
             "{err}"
         );
-        let err = matmul(&Tensor::zeros(vec![4]), &b, false, false)
+        let err = matmul(&Tensor::zeros(vec![4]), &b, false, false, None, None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -276,7 +306,9 @@ mod tests {
         );
         let a = Tensor::zeros(vec![2, 3, 4]);
         let b = Tensor::zeros(vec![3, 4, 5]);
-        let err = matmul(&a, &b, false, false).unwrap_err().to_string();
+        let err = matmul(&a, &b, false, false, None, None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("batch dimensions [2]") && err.contains("[3]"),
             "{err}"

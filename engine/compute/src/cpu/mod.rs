@@ -8,6 +8,7 @@ mod elementwise;
 mod embed;
 mod fastmath;
 mod gemm;
+mod half;
 mod layout;
 mod matmul;
 mod norm;
@@ -23,11 +24,14 @@ pub(crate) use layout::reshape;
 #[cfg(feature = "gpu")]
 pub(crate) use ssm::{conv_dims, scan_dims};
 
+pub use half::CpuWeights;
+
 use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 
 /// CPU implementation of [`Backend`].
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
+    weights: CpuWeights,
 }
 
 impl CpuBackend {
@@ -51,7 +55,41 @@ impl CpuBackend {
             .thread_name(|i| format!("tokit-cpu-{i}"))
             .build()
             .context("cpu backend: cannot start the thread pool")?;
-        Ok(CpuBackend { pool })
+        Ok(CpuBackend {
+            pool,
+            weights: CpuWeights::F32,
+        })
+    }
+
+    /// Stores model weight matrices in `weights` precision (see `half.rs`: matmul's B
+    /// operand and embedding tables; arithmetic stays f32). Anything but
+    /// [`CpuWeights::F32`] changes the numbers, so it is opt-in and named in
+    /// [`Backend::name`].
+    pub fn with_weights(mut self, weights: CpuWeights) -> Self {
+        self.weights = weights;
+        self
+    }
+
+    /// How weight matrices are stored.
+    pub fn weights(&self) -> CpuWeights {
+        self.weights
+    }
+
+    /// The matrix-multiply path this machine runs (`"avx512"`, `"avx2+fma"` or
+    /// `"portable"`), for benchmark reports.
+    pub fn isa() -> &'static str {
+        match gemm::detect_isa() {
+            gemm::Isa::Avx512 => "avx512",
+            gemm::Isa::Avx2 => "avx2+fma",
+            gemm::Isa::Portable => "portable",
+        }
+    }
+
+    /// The f32 FMA throughput of this backend's threads right now, in GFLOP/s (a
+    /// register-only loop of the GEMM microkernel's shape); `None` where there is no
+    /// AVX-512 kernel. For reporting a GEMM's fraction of peak.
+    pub fn fma_peak_gflops(&self) -> Option<f64> {
+        self.run(gemm::fma_peak_gflops)
     }
 
     /// Number of worker threads in the pool.
@@ -61,6 +99,19 @@ impl CpuBackend {
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         self.pool.install(f)
+    }
+
+    /// Runs an op whose kernel is serial up to [`elementwise::PAR_CHUNK`] elements
+    /// (`numel`: the most it reads or writes) on the calling thread when it is that
+    /// small: handing a tiny op to the pool and waiting for it costs more than the op
+    /// (single-token decoding issues hundreds of them per token). Larger ones go to the
+    /// pool as usual.
+    fn run_small<T: Send>(&self, numel: usize, f: impl FnOnce() -> T + Send) -> T {
+        if numel <= elementwise::PAR_CHUNK {
+            f()
+        } else {
+            self.pool.install(f)
+        }
     }
 }
 
@@ -72,23 +123,41 @@ impl Default for CpuBackend {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        "cpu".to_string()
+        match self.weights {
+            CpuWeights::F32 => "cpu".to_string(),
+            w => format!("cpu, {} weights", w.name()),
+        }
     }
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        self.run(|| matmul::matmul(a, b, trans_a, trans_b))
+        let bh = half::half_weights(self.weights, b);
+        // A weight matrix in f32 used as `x @ W^T` by a GEMM (more rows than the vector
+        // path takes) is packed once and kept.
+        let k = a.shape().last().copied().unwrap_or(0);
+        let gemm_rows = a.numel().checked_div(k).unwrap_or(0);
+        let bp = (bh.is_none()
+            && b.is_weight()
+            && trans_b
+            && !trans_a
+            && b.ndim() == 2
+            && gemm_rows > gemm::GEMV_MAX_M)
+            .then(|| self.run(|| gemm::packed_weight(b)))
+            .flatten();
+        self.run(|| matmul::matmul(a, b, trans_a, trans_b, bh.as_deref(), bp.as_deref()))
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.run(|| elementwise::binary(op, a, b))
+        let out = crate::shape::broadcast_shape(a.shape(), b.shape())
+            .map_or(usize::MAX, |s| s.iter().product());
+        self.run_small(out, || elementwise::binary(op, a, b))
     }
 
     fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor> {
-        self.run(|| elementwise::unary(op, a))
+        self.run_small(a.numel(), || elementwise::unary(op, a))
     }
 
     fn affine(&self, a: &Tensor, scale: f32, shift: f32) -> Result<Tensor> {
-        self.run(|| elementwise::affine(a, scale, shift))
+        self.run_small(a.numel(), || elementwise::affine(a, scale, shift))
     }
 
     fn softmax(&self, a: &Tensor, axis: isize) -> Result<Tensor> {
@@ -110,11 +179,11 @@ impl Backend for CpuBackend {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
-        self.run(|| norm::layer_norm(x, weight, bias, eps))
+        self.run_small(x.numel(), || norm::layer_norm(x, weight, bias, eps))
     }
 
     fn rms_norm(&self, x: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
-        self.run(|| norm::rms_norm(x, weight, eps))
+        self.run_small(x.numel(), || norm::rms_norm(x, weight, eps))
     }
 
     fn rms_norm_gated(
@@ -125,11 +194,17 @@ impl Backend for CpuBackend {
         eps: f32,
         norm_before_gate: bool,
     ) -> Result<Tensor> {
-        self.run(|| norm::rms_norm_gated(x, gate, weight, eps, norm_before_gate))
+        self.run_small(x.numel(), || {
+            norm::rms_norm_gated(x, gate, weight, eps, norm_before_gate)
+        })
     }
 
     fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
-        self.run(|| embed::embedding(table, ids))
+        let th = half::half_weights(self.weights, table);
+        let d = table.shape().last().copied().unwrap_or(0);
+        self.run_small(ids.len().saturating_mul(d), || {
+            embed::embedding(table, ids, th.as_deref())
+        })
     }
 
     fn rope(
@@ -139,7 +214,9 @@ impl Backend for CpuBackend {
         inv_freq: &[f32],
         interleaved: bool,
     ) -> Result<Tensor> {
-        self.run(|| embed::rope(x, positions, inv_freq, interleaved))
+        self.run_small(x.numel(), || {
+            embed::rope(x, positions, inv_freq, interleaved)
+        })
     }
 
     fn attention(
@@ -173,15 +250,16 @@ impl Backend for CpuBackend {
     }
 
     fn permute(&self, a: &Tensor, axes: &[usize]) -> Result<Tensor> {
-        self.run(|| layout::permute(a, axes))
+        self.run_small(a.numel(), || layout::permute(a, axes))
     }
 
     fn slice(&self, a: &Tensor, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-        self.run(|| layout::slice(a, axis, start, end))
+        self.run_small(a.numel(), || layout::slice(a, axis, start, end))
     }
 
     fn concat(&self, parts: &[&Tensor], axis: isize) -> Result<Tensor> {
-        self.run(|| layout::concat(parts, axis))
+        let total = parts.iter().map(|p| p.numel()).sum();
+        self.run_small(total, || layout::concat(parts, axis))
     }
 
     fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor> {
@@ -260,6 +338,42 @@ mod tests {
         assert_eq!(scores.data()[1], f32::NEG_INFINITY);
         assert_eq!(pattern.data(), &[1.0, 0.0, 0.5, 0.5]);
         assert_eq!(CpuBackend::new(Some(3)).threads(), 3);
+        // Weights are packed once for the GEMM: the very same numbers as packing per call,
+        // across depth blocks (k > 256) and column blocks (n > 2048), folded batches too.
+        let mut rng = crate::testutil::Rng::new(5);
+        for (xs, n, k) in [
+            (vec![37, 300], 2100, 300),
+            (vec![2, 19, 70], 45, 70),
+            (vec![5, 3], 7, 3),
+        ] {
+            let x = rng.tensor(&xs);
+            let w = rng.tensor(&[n, k]);
+            let plain = be.matmul(&x, &w, false, true).unwrap();
+            let w = w.into_weight();
+            for _ in 0..2 {
+                let packed = be.matmul(&x, &w, false, true).unwrap();
+                assert_eq!(packed.shape(), plain.shape());
+                assert!(
+                    packed
+                        .data()
+                        .iter()
+                        .zip(plain.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{xs:?} x [{n}, {k}]^T"
+                );
+            }
+        }
+        // Past the serial size ops go to the pool: same results.
+        let n = 3 * elementwise::PAR_CHUNK + 5;
+        let big = Tensor::new(vec![n], (0..n).map(|i| i as f32).collect()).unwrap();
+        let sum = be.binary(BinaryOp::Add, &big, &big).unwrap();
+        assert!(sum
+            .data()
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == 2.0 * i as f32));
+        let tail = be.slice(&big, 0, n - 2, n).unwrap();
+        assert_eq!(tail.data(), &[(n - 2) as f32, (n - 1) as f32]);
         assert!(CpuBackend::default().threads() >= 1);
     }
 }
