@@ -21,6 +21,12 @@ fn best(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     Ok(best)
 }
 
+/// Largest token count a benchmark takes: sizes are checked before anything is allocated
+/// (a mistyped 10^12 would otherwise abort on a terabyte allocation).
+const MAX_TOKENS: usize = 1 << 20;
+/// Largest matrix side of `bench matmul` and `bench ba` (three 16384² f32 matrices: 3 GiB).
+const MAX_SIZE: usize = 1 << 14;
+
 /// Full-sequence forward of `n` tokens, then `steps` incremental decoding steps (each
 /// step one token, against the KV cache of the ones before, as transformers' `generate`).
 pub fn forward(
@@ -30,7 +36,11 @@ pub fn forward(
     steps: usize,
     repeat: usize,
 ) -> Result<String> {
-    ensure!(n >= 2, "bench forward: --tokens must be at least 2");
+    ensure!(
+        (2..=MAX_TOKENS).contains(&n) && steps <= MAX_TOKENS,
+        "bench forward: --tokens must be between 2 and {MAX_TOKENS} and --decode-steps at most \
+         {MAX_TOKENS} (got {n} and {steps})"
+    );
     let m = engine.load_model(model, &LoadOptions::default())?;
     let vocab = m.info().vocab_size as u32;
     // A fixed pseudo-random token sequence (same as tools/bench_torch.py: 7919·i mod V).
@@ -74,6 +84,11 @@ pub fn forward(
 /// `[n, n] @ [n, n]` on the active backend; on the CPU also as a fraction of the f32
 /// FMA peak measured right before (same threads, same load, same clock).
 pub fn matmul(engine: &Engine, n: usize, repeat: usize) -> Result<String> {
+    ensure!(
+        (1..=MAX_SIZE).contains(&n),
+        "bench matmul: --size must be between 1 and {MAX_SIZE} (got {n}: three {n}×{n} f32 \
+         matrices)"
+    );
     let backend = crate::plugin::host::host().backend();
     let a = Tensor::new(
         vec![n, n],
@@ -123,7 +138,10 @@ pub fn matmul(engine: &Engine, n: usize, repeat: usize) -> Result<String> {
 /// against what it replaces: `n` separate forward calls, the clean one and one per
 /// ablated source position.
 pub fn granger(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<String> {
-    ensure!(n >= 2, "bench granger: --tokens must be at least 2");
+    ensure!(
+        (2..=MAX_TOKENS).contains(&n),
+        "bench granger: --tokens must be between 2 and {MAX_TOKENS} (got {n})"
+    );
     let m = engine.load_model(model, &LoadOptions::default())?;
     let vocab = m.info().vocab_size as u64;
     let tokens: Vec<u32> = (0..n as u64)
@@ -173,7 +191,10 @@ pub fn granger(engine: &Engine, model: &str, n: usize, repeat: usize) -> Result<
 /// tools/ba_numpy.py builds: `p(x) ∝ x mod 7 + 1`,
 /// `d(x, y) = ((31x + 17y) mod 64 + |x − y| mod 64) / 64` (exact in f32 and f64).
 pub fn ba(engine: &Engine, n: usize, beta: f64, tol: f64, repeat: usize) -> Result<String> {
-    ensure!(n >= 2, "bench ba: --size must be at least 2");
+    ensure!(
+        (2..=MAX_SIZE).contains(&n),
+        "bench ba: --size must be between 2 and {MAX_SIZE} (got {n})"
+    );
     let total: f64 = (0..n).map(|x| (x % 7 + 1) as f64).sum();
     let d: Vec<f32> = (0..n * n)
         .map(|k| {

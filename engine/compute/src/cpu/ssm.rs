@@ -376,7 +376,7 @@ mod tests {
         assert_close(tail.data(), &whole.data()[k * h * p..], 1e-5);
     }
 
-    /// MEASURES.md M12: the matrix form `y = M x` with `M_ts = C_tᵀ B_s Π a_k` reproduces the
+    /// docs/measures.md M12: the matrix form `y = M x` with `M_ts = C_tᵀ B_s Π a_k` reproduces the
     /// layer output, and `a_t = 0` makes M diagonal.
     #[test]
     fn the_ssd_matrix_form_reproduces_the_output() {
