@@ -202,3 +202,26 @@ fn quiet_on_a_headless_machine() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.trim().is_empty(), "stderr not empty:\n{stderr}");
 }
+
+/// `output_dir` in tokit.ron is where the CLI writes when no --output is given.
+#[test]
+fn output_dir_of_tokit_ron_is_the_default_output() {
+    ensure_built();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tokit.ron"),
+        "(output_dir: Some(\"results\"))",
+    )
+    .unwrap();
+    let model = fixture("transformer/llama_gqa_tied");
+    let out = std::process::Command::new(
+        target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)),
+    )
+    .current_dir(dir.path())
+    .args(["forward", model.to_str().unwrap(), "--tokens", "1,2,3"])
+    .output()
+    .unwrap();
+    ok(&out);
+    assert!(dir.path().join("results/forward.safetensors").is_file());
+    assert!(!dir.path().join("out").exists());
+}

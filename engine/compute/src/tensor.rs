@@ -17,11 +17,9 @@ use anyhow::{bail, Result};
 
 /// A tensor's data in a device backend's memory.
 pub trait DeviceData: Send + Sync {
-    /// Reads the data back to the host (blocking; runs any pending device work first).
-    ///
-    /// # Panics
-    /// When the device is lost: host accessors cannot return errors.
-    fn read(&self) -> Vec<f32>;
+    /// Reads the data back to the host (blocking; runs any pending device work first); an
+    /// error when the device is lost or the readback fails.
+    fn read(&self) -> anyhow::Result<Vec<f32>>;
     /// Number of f32 elements.
     fn numel(&self) -> usize;
     /// For the owning backend to recover its buffer type.
@@ -39,11 +37,23 @@ struct Storage {
 }
 
 impl Storage {
+    /// The host copy, read back from the device on first use.
+    fn try_host(&self) -> anyhow::Result<&Arc<Vec<f32>>> {
+        if let Some(h) = self.host.get() {
+            return Ok(h);
+        }
+        let dev = self.device.get().expect("tensor storage has neither copy");
+        let data = dev.read()?;
+        Ok(self.host.get_or_init(|| Arc::new(data)))
+    }
+
+    /// [`Storage::try_host`] for the infallible accessors.
+    ///
+    /// # Panics
+    /// When the readback fails (a lost device): use [`Tensor::try_data`] where that must
+    /// be an error.
     fn host(&self) -> &Arc<Vec<f32>> {
-        self.host.get_or_init(|| {
-            let dev = self.device.get().expect("tensor storage has neither copy");
-            Arc::new(dev.read())
-        })
+        self.try_host().unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
@@ -192,8 +202,16 @@ impl Tensor {
     }
 
     /// The elements on the host (read back from the device on first use).
+    ///
+    /// # Panics
+    /// When a device readback fails; [`Tensor::try_data`] returns that as an error.
     pub fn data(&self) -> &[f32] {
         self.storage.host()
+    }
+
+    /// The elements on the host, or the error of a failed device readback (a lost GPU).
+    pub fn try_data(&self) -> anyhow::Result<&[f32]> {
+        Ok(self.storage.try_host()?.as_slice())
     }
 
     /// The shared host buffer, for callers that want to hand it on without copying.
@@ -255,6 +273,29 @@ fn checked_numel(shape: &[usize]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device whose readback fails, as a lost GPU does.
+    struct LostDevice;
+
+    impl DeviceData for LostDevice {
+        fn read(&self) -> anyhow::Result<Vec<f32>> {
+            anyhow::bail!("device lost")
+        }
+        fn numel(&self) -> usize {
+            2
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    #[test]
+    fn a_failed_readback_is_an_error_from_try_data() {
+        let t = Tensor::from_device(vec![2], Arc::new(LostDevice)).unwrap();
+        let e = t.try_data().unwrap_err();
+        assert!(format!("{e:#}").contains("device lost"));
+        assert!(!t.on_host());
+    }
 
     #[test]
     fn constructors_and_accessors() {

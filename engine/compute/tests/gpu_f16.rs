@@ -156,7 +156,10 @@ fn embedding_from_a_half_table_is_the_rounded_rows() {
     assert_eq!(got.data(), want.data(), "gathering copies halves exactly");
     assert_eq!(g.stats().upload_bytes, 2 * 66);
     // The device copy reads back as the rounded weights.
-    assert_eq!(table.device().unwrap().read(), to_half(&table).to_vec());
+    assert_eq!(
+        table.device().unwrap().read().unwrap(),
+        to_half(&table).to_vec()
+    );
 }
 
 #[test]

@@ -348,7 +348,9 @@ impl ModelInner {
         }
         if !(self.options.allow_nonfinite || spec.allow_nonfinite) {
             for (v, o) in out.iter().enumerate() {
-                if let Some(i) = o["logits"].data().iter().position(|x| !x.is_finite()) {
+                // The first read of the logits: a failed device readback is an error here.
+                let logits = o["logits"].try_data()?;
+                if let Some(i) = logits.iter().position(|x| !x.is_finite()) {
                     let (row, col) = (i / vocab, i % vocab);
                     let origin = if spec.last_only {
                         String::new()

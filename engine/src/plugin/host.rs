@@ -344,12 +344,14 @@ unsafe extern "C" fn host_tensor_read(
         let slot = map
             .get(&t)
             .ok_or_else(|| anyhow!("tensor_read: unknown tensor handle {t}"))?;
+        // A device result is read back here; a lost device is an error, not a panic.
+        let data = slot.tensor.try_data()?.as_ptr();
         // The data and shape buffers live on the heap with the slot, so the view stays
         // valid while the plugin holds its reference.
         // SAFETY: `out` is the caller's writable out-pointer.
         unsafe {
             *out = TensorView {
-                data: slot.tensor.data().as_ptr() as *const c_void,
+                data: data as *const c_void,
                 dtype_code: abi::DTYPE_FLOAT,
                 dtype_bits: 32,
                 dtype_lanes: 1,

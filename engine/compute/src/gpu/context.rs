@@ -521,10 +521,8 @@ impl GpuBuf {
 }
 
 impl DeviceData for GpuBuf {
-    fn read(&self) -> Vec<f32> {
-        self.ctx
-            .read(self.raw(), self.numel, self.half)
-            .unwrap_or_else(|e| panic!("{e:#}"))
+    fn read(&self) -> anyhow::Result<Vec<f32>> {
+        self.ctx.read(self.raw(), self.numel, self.half)
     }
 
     fn numel(&self) -> usize {
