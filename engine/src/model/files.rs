@@ -29,7 +29,8 @@ impl WeightSource for CheckedWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
         let t = self.weights.tensor(name)?;
         if !self.allow_nonfinite {
-            if let Some((i, v)) = t.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            if let Some(i) = super::first_nonfinite(t.data()) {
+                let v = t.data()[i];
                 bail!(
                     "weight `{name}` has a non-finite value ({v} at flat index {i}); the \
                      checkpoint is broken (load with allow_nonfinite: true to study it anyway)"

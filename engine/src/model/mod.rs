@@ -350,7 +350,7 @@ impl ModelInner {
             for (v, o) in out.iter().enumerate() {
                 // The first read of the logits: a failed device readback is an error here.
                 let logits = o["logits"].try_data()?;
-                if let Some(i) = logits.iter().position(|x| !x.is_finite()) {
+                if let Some(i) = first_nonfinite(logits) {
                     let (row, col) = (i / vocab, i % vocab);
                     let origin = if spec.last_only {
                         String::new()
@@ -407,5 +407,36 @@ impl ForwardTarget for ModelInner {
             .into_iter()
             .map(|m| m.into_iter().collect())
             .collect())
+    }
+}
+
+/// Index of the first NaN or infinity in `x`. Every forward's logits and every weight pass
+/// through here, so the common all-finite case runs as a branch-free (vectorised) pass
+/// over blocks, and only a block that fails is searched.
+pub(crate) fn first_nonfinite(x: &[f32]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    x.chunks(BLOCK)
+        .position(|c| !c.iter().fold(true, |ok, v| ok & v.is_finite()))
+        .and_then(|b| {
+            let c = &x[b * BLOCK..(b * BLOCK + BLOCK).min(x.len())];
+            c.iter().position(|v| !v.is_finite()).map(|i| b * BLOCK + i)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_nonfinite;
+
+    #[test]
+    fn first_nonfinite_finds_the_first_bad_value_in_any_block() {
+        let mut x = vec![1.0f32; 1000];
+        assert_eq!(first_nonfinite(&x), None);
+        assert_eq!(first_nonfinite(&[]), None);
+        x[999] = f32::NEG_INFINITY;
+        assert_eq!(first_nonfinite(&x), Some(999));
+        x[300] = f32::NAN;
+        assert_eq!(first_nonfinite(&x), Some(300));
+        x[3] = f32::INFINITY;
+        assert_eq!(first_nonfinite(&x), Some(3));
     }
 }
