@@ -254,7 +254,6 @@ impl ModelInner {
         Ok(())
     }
 
-    /// Run the model on `tokens`.
     /// The first hook point, in the model's order, whose activation of `variant` holds a
     /// NaN or an infinity: where a non-finite forward went wrong.
     fn first_nonfinite_hook(
@@ -286,6 +285,8 @@ impl ModelInner {
             .cloned()
     }
 
+    /// Run the model on `tokens`. Non-finite logits are an error naming the first hook
+    /// point where non-finite values appear, unless `spec` or the load allows them.
     pub fn forward(&self, tokens: &[u32], spec: &ForwardSpec) -> Result<ForwardResult> {
         self.validate(tokens, spec)?;
         let variants = if spec.variants.is_empty() {
