@@ -168,16 +168,6 @@ fn ron_dir(tmp: &Path, name: &str, ron: &str) -> PathBuf {
     d
 }
 
-/// Cases the argument parser refuses before tokit runs (exit code 2).
-const USAGE_ERRORS: &[&str] = &[
-    "token id 2^40",
-    "negative token id",
-    "token list not numbers",
-    "empty token list",
-    "unknown backend",
-    "unknown command",
-];
-
 fn add(cs: &mut Vec<Case>, name: &str, args: Vec<String>, says: &[&str]) {
     cs.push(Case {
         name: name.into(),
@@ -795,173 +785,160 @@ fn cases(tmp: &Path) -> Vec<Case> {
         &["huge"],
     );
 
-    // --- tokens and inputs ---
+    // --- tokens and inputs (M is the model; exit code 2 is clap's usage error) ---
     let llama = fixture(LLAMA).to_str().unwrap().to_string();
     let a = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
-    add(
-        &mut cs,
-        "token id past the vocabulary",
-        a(&["forward", &llama, "--tokens", "1,2,128"]),
-        &["128"],
-    );
-    add(
-        &mut cs,
-        "token id 2^40",
-        a(&["forward", &llama, "--tokens", "1099511627776"]),
-        &["1099511627776"],
-    );
-    add(
-        &mut cs,
-        "negative token id",
-        a(&["forward", &llama, "--tokens", "1,-2"]),
-        &["-2"],
-    );
-    add(
-        &mut cs,
-        "token list not numbers",
-        a(&["forward", &llama, "--tokens", "a,b"]),
-        &["a"],
-    );
-    add(
-        &mut cs,
-        "empty token list",
-        a(&["forward", &llama, "--tokens", ""]),
-        &["token"],
-    );
-    add(
-        &mut cs,
-        "text and tokens together",
-        a(&["forward", &llama, "--tokens", "1,2", "--text", "hi"]),
-        &["--text"],
-    );
-    add(
-        &mut cs,
-        "text without a tokenizer",
-        a(&["forward", &llama, "--text", "hi"]),
-        &["tokenizer"],
-    );
-    add(
-        &mut cs,
-        "analyze unknown metric",
-        a(&[
-            "analyze",
+    let fwd_tokens = ["forward", "M", "--tokens"];
+    let analyze = [
+        "analyze",
+        "surprisal",
+        "--model",
+        "M",
+        "--tokens",
+        "1,2,3",
+        "--param",
+    ];
+    let cli: [(&str, Vec<&str>, &str, i32); 20] = [
+        (
+            "token id past the vocabulary",
+            [&fwd_tokens[..], &["1,2,128"]].concat(),
+            "128",
+            1,
+        ),
+        (
+            "token id 2^40",
+            [&fwd_tokens[..], &["1099511627776"]].concat(),
+            "1099511627776",
+            2,
+        ),
+        (
+            "negative token id",
+            [&fwd_tokens[..], &["1,-2"]].concat(),
+            "-2",
+            2,
+        ),
+        (
+            "token list not numbers",
+            [&fwd_tokens[..], &["a,b"]].concat(),
+            "a",
+            2,
+        ),
+        (
+            "empty token list",
+            [&fwd_tokens[..], &[""]].concat(),
+            "token",
+            2,
+        ),
+        (
+            "text and tokens together",
+            [&fwd_tokens[..], &["1,2", "--text", "hi"]].concat(),
+            "--text",
+            1,
+        ),
+        (
+            "text without a tokenizer",
+            vec!["forward", "M", "--text", "hi"],
+            "tokenizer",
+            1,
+        ),
+        (
+            "analyze unknown metric",
+            vec![
+                "analyze",
+                "nonesuch_metric",
+                "--model",
+                "M",
+                "--tokens",
+                "1",
+            ],
             "nonesuch_metric",
-            "--model",
-            &llama,
-            "--tokens",
-            "1,2,3",
-        ]),
-        &["nonesuch_metric"],
-    );
-    add(
-        &mut cs,
-        "analyze unknown param",
-        a(&[
-            "analyze",
-            "surprisal",
-            "--model",
-            &llama,
-            "--tokens",
-            "1,2,3",
-            "--param",
-            "bogus=1",
-        ]),
-        &["bogus"],
-    );
-    add(
-        &mut cs,
-        "analyze param repeated",
-        a(&[
-            "analyze",
-            "surprisal",
-            "--model",
-            &llama,
-            "--tokens",
-            "1,2,3",
-            "--param",
-            "unit=bits",
-            "--param",
-            "unit=nats",
-        ]),
-        &["unit"],
-    );
-    add(
-        &mut cs,
-        "analyze param bad value",
-        a(&[
-            "analyze",
-            "surprisal",
-            "--model",
-            &llama,
-            "--tokens",
-            "1,2,3",
-            "--param",
-            "unit=furlongs",
-        ]),
-        &["furlongs"],
-    );
-    add(
-        &mut cs,
-        "generate temperature NaN",
-        a(&[
-            "generate",
-            &llama,
-            "--tokens",
-            "1,2",
-            "--temperature",
-            "NaN",
-        ]),
-        &["temperature"],
-    );
-    add(
-        &mut cs,
-        "generate temperature -1",
-        a(&["generate", &llama, "--tokens", "1,2", "--temperature=-1"]),
-        &["temperature"],
-    );
-    add(
-        &mut cs,
-        "generate top-p 2",
-        a(&["generate", &llama, "--tokens", "1,2", "--top-p", "2"]),
-        &["top"],
-    );
-    add(
-        &mut cs,
-        "bench matmul size 10^6",
-        a(&["bench", "matmul", "--size", "1000000"]),
-        &["size"],
-    );
-    add(
-        &mut cs,
-        "bench forward tokens 10^12",
-        a(&["bench", "forward", &llama, "--tokens", "1000000000000"]),
-        &["tokens"],
-    );
-    add(
-        &mut cs,
-        "capture pattern stars",
-        a(&[
-            "forward",
-            &llama,
-            "--tokens",
-            "1,2",
-            "--capture",
+            1,
+        ),
+        (
+            "analyze unknown param",
+            [&analyze[..], &["bogus=1"]].concat(),
+            "bogus",
+            1,
+        ),
+        (
+            "analyze param repeated",
+            [&analyze[..], &["unit=bits", "--param", "unit=nats"]].concat(),
+            "unit",
+            1,
+        ),
+        (
+            "analyze param bad value",
+            [&analyze[..], &["unit=furlongs"]].concat(),
+            "furlongs",
+            1,
+        ),
+        (
+            "generate temperature NaN",
+            vec!["generate", "M", "--tokens", "1,2", "--temperature", "NaN"],
+            "temperature",
+            1,
+        ),
+        (
+            "generate temperature -1",
+            vec!["generate", "M", "--tokens", "1,2", "--temperature=-1"],
+            "temperature",
+            1,
+        ),
+        (
+            "generate top-p 2",
+            vec!["generate", "M", "--tokens", "1,2", "--top-p", "2"],
+            "top",
+            1,
+        ),
+        (
+            "bench matmul size 10^6",
+            vec!["bench", "matmul", "--size", "1000000"],
+            "size",
+            1,
+        ),
+        (
+            "bench forward tokens 10^12",
+            vec!["bench", "forward", "M", "--tokens", "1000000000000"],
+            "tokens",
+            1,
+        ),
+        (
+            "capture pattern stars",
+            [
+                &fwd_tokens[..],
+                &["1,2", "--capture", "********************x"],
+            ]
+            .concat(),
             "********************x",
-        ]),
-        &["********************x"],
-    );
-    add(
-        &mut cs,
-        "unknown backend",
-        a(&["--backend", "quantum", "plugins"]),
-        &["quantum"],
-    );
-    add(
-        &mut cs,
-        "unknown command",
-        a(&["frobnicate"]),
-        &["frobnicate"],
-    );
+            1,
+        ),
+        (
+            "unknown backend",
+            vec!["--backend", "quantum", "plugins"],
+            "quantum",
+            2,
+        ),
+        ("unknown command", vec!["frobnicate"], "frobnicate", 2),
+        (
+            "--config missing file",
+            vec!["--config", "/nonexistent/tokit.ron", "plugins"],
+            "/nonexistent/tokit.ron",
+            1,
+        ),
+    ];
+    for (name, args, says, code) in cli {
+        let args = args
+            .iter()
+            .map(|&x| if x == "M" { llama.as_str() } else { x })
+            .collect::<Vec<_>>();
+        cs.push(Case {
+            name: name.into(),
+            args: a(&args),
+            cwd: None,
+            says: vec![says.into()],
+            code,
+        });
+    }
 
     // --- scripts ---
     let script = |name: &str, src: &[u8]| -> String { write(tmp, name, src) };
@@ -1040,12 +1017,6 @@ fn cases(tmp: &Path) -> Vec<Case> {
             code: 1,
         });
     }
-    add(
-        &mut cs,
-        "--config missing file",
-        a(&["--config", "/nonexistent/tokit.ron", "plugins"]),
-        &["/nonexistent/tokit.ron"],
-    );
 
     // --- files that only look like plugins: refused with the file named, others serve on ---
     let pdir = tmp.join("plugins");
@@ -1074,12 +1045,6 @@ fn cases(tmp: &Path) -> Vec<Case> {
     .find(|p| Path::new(p).is_file());
     if let Some(f) = foreign {
         std::fs::copy(f, pdir.join(lib("libm"))).unwrap();
-    }
-    // Command-line usage errors are clap's: exit code 2, the value named.
-    for c in cs.iter_mut() {
-        if USAGE_ERRORS.contains(&c.name.as_str()) {
-            c.code = 2;
-        }
     }
     // Libraries that carry tokit's entry symbol but lie: a null `init`, and an `init` that
     // hands back a table of nulls (built with the system C compiler).

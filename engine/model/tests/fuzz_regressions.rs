@@ -1,16 +1,23 @@
-//! Every input that once crashed a fuzz target (`fuzz/crashes/TARGET/`, see fuzz/README.md)
-//! goes through the same reader here and must give a result or an error, never a panic.
+//! Every committed fuzz input (`fuzz/corpus/TARGET/`, and `fuzz/crashes/TARGET/` for the
+//! inputs that once crashed a target; see fuzz/README.md) goes through the same reader
+//! here and must give a result or an error, never a panic.
 
 use std::path::{Path, PathBuf};
 
-fn crashes(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/crashes")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+/// The committed inputs of a fuzz target: its corpus and its past crashes. There must be
+/// some, or the test proves nothing.
+fn inputs(target: &str, dirs: &[&str]) -> Vec<PathBuf> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(fuzz.join(d).join(target)).ok())
+        .flat_map(|d| d.flatten().map(|e| e.path()))
+        .collect();
     files.sort();
+    assert!(
+        !files.is_empty(),
+        "no committed fuzz inputs for {target} in {dirs:?}"
+    );
     files
 }
 
@@ -23,18 +30,23 @@ fn as_file(input: &Path, name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
-fn tokenizer_crashes_are_errors() {
-    for f in crashes("tokenizer") {
-        let (_d, p) = as_file(&f, "tokenizer.json");
-        let r = std::panic::catch_unwind(|| tokit_model::Tokenizer::from_file(&p).map(|_| ()));
-        let e = r.unwrap_or_else(|_| panic!("{}: panicked", f.display()));
-        assert!(e.is_err(), "{}: loaded", f.display());
+fn tokenizer_inputs_never_panic_and_past_crashes_are_errors() {
+    let load = |f: &Path| {
+        let (_d, p) = as_file(f, "tokenizer.json");
+        std::panic::catch_unwind(|| tokit_model::Tokenizer::from_file(&p).map(|_| ()))
+            .unwrap_or_else(|_| panic!("{}: panicked", f.display()))
+    };
+    for f in inputs("tokenizer", &["corpus"]) {
+        let _ = load(&f);
+    }
+    for f in inputs("tokenizer", &["crashes"]) {
+        assert!(load(&f).is_err(), "{}: loaded", f.display());
     }
 }
 
 #[test]
-fn gguf_crashes_are_errors() {
-    for f in crashes("gguf") {
+fn gguf_inputs_never_panic() {
+    for f in inputs("gguf", &["corpus", "crashes"]) {
         let (_d, p) = as_file(&f, "model.gguf");
         let r = std::panic::catch_unwind(|| {
             if let Ok(g) = tokit_model::Gguf::open(&p) {
@@ -50,8 +62,8 @@ fn gguf_crashes_are_errors() {
 }
 
 #[test]
-fn safetensors_crashes_are_errors() {
-    for f in crashes("safetensors") {
+fn safetensors_inputs_never_panic() {
+    for f in inputs("safetensors", &["corpus", "crashes"]) {
         let (d, _p) = as_file(&f, "model.safetensors");
         let r = std::panic::catch_unwind(|| {
             if let Ok(w) = tokit_model::Weights::open(d.path()) {
