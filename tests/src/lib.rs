@@ -102,13 +102,19 @@ pub fn write_toylm(dir: &Path, vocab: usize, d: usize, extra_config: serde_json:
     .unwrap();
 }
 
+/// A command running the `tokit` binary of this build (built first) from the workspace
+/// root, for tests that set its environment, directory or input themselves.
+pub fn tokit_command() -> std::process::Command {
+    ensure_built();
+    let mut cmd = std::process::Command::new(
+        target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)),
+    );
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("RUST_BACKTRACE", "0");
+    cmd
+}
+
 /// The `tokit` binary of this build, run from the workspace root.
 pub fn tokit(args: &[&str]) -> std::process::Output {
-    ensure_built();
-    std::process::Command::new(target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("running tokit")
+    tokit_command().args(args).output().expect("running tokit")
 }

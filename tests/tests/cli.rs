@@ -187,17 +187,13 @@ fn check_plot(path: &std::path::Path) {
 /// ("XDG_RUNTIME_DIR is invalid") for CPU-only work; with -v the layer stays on.
 #[test]
 fn quiet_on_a_headless_machine() {
-    ensure_built();
-    let out = std::process::Command::new(
-        target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)),
-    )
-    .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-    .args(["info", "tests/fixtures/transformer/gpt2"])
-    .env_remove("NODEVICE_SELECT")
-    .env_remove("XDG_RUNTIME_DIR")
-    .env_remove("WAYLAND_DISPLAY")
-    .output()
-    .unwrap();
+    let out = tokit_command()
+        .args(["info", "tests/fixtures/transformer/gpt2"])
+        .env_remove("NODEVICE_SELECT")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.trim().is_empty(), "stderr not empty:\n{stderr}");
@@ -206,7 +202,6 @@ fn quiet_on_a_headless_machine() {
 /// `output_dir` in tokit.ron is where the CLI writes when no --output is given.
 #[test]
 fn output_dir_of_tokit_ron_is_the_default_output() {
-    ensure_built();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("tokit.ron"),
@@ -214,13 +209,11 @@ fn output_dir_of_tokit_ron_is_the_default_output() {
     )
     .unwrap();
     let model = fixture("transformer/llama_gqa_tied");
-    let out = std::process::Command::new(
-        target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)),
-    )
-    .current_dir(dir.path())
-    .args(["forward", model.to_str().unwrap(), "--tokens", "1,2,3"])
-    .output()
-    .unwrap();
+    let out = tokit_command()
+        .current_dir(dir.path())
+        .args(["forward", model.to_str().unwrap(), "--tokens", "1,2,3"])
+        .output()
+        .unwrap();
     ok(&out);
     assert!(dir.path().join("results/forward.safetensors").is_file());
     assert!(!dir.path().join("out").exists());

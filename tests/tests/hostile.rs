@@ -1043,8 +1043,11 @@ fn cases(tmp: &Path) -> Vec<Case> {
     ]
     .into_iter()
     .find(|p| Path::new(p).is_file());
-    if let Some(f) = foreign {
-        std::fs::copy(f, pdir.join(lib("libm"))).unwrap();
+    match foreign {
+        Some(f) => {
+            std::fs::copy(f, pdir.join(lib("libm"))).unwrap();
+        }
+        None => missing_prerequisite("hostile (foreign library)", "no libm.so.6 found"),
     }
     // Libraries that carry tokit's entry symbol but lie: a null `init`, and an `init` that
     // hands back a table of nulls (built with the system C compiler).
@@ -1119,7 +1122,7 @@ fn cases(tmp: &Path) -> Vec<Case> {
 #[test]
 fn hostile_inputs_get_clear_errors_and_never_a_panic_signal_or_hang() {
     ensure_built();
-    let bin = target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX));
+    let bin = std::path::PathBuf::from(tokit_command().get_program());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = tempfile::tempdir().unwrap();
     let cases = cases(tmp.path());

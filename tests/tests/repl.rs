@@ -416,18 +416,14 @@ fn run_watch_reruns_a_saved_script_and_ctrl_c_stops() {
 #[test]
 fn invalid_utf8_input_does_not_end_the_repl() {
     use std::io::Write;
-    ensure_built();
-    let mut child = std::process::Command::new(
-        target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX)),
-    )
-    .arg("repl")
-    .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-    .env("HOME", tempfile::tempdir().unwrap().path())
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = tokit_command()
+        .arg("repl")
+        .env("HOME", tempfile::tempdir().unwrap().path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     child
         .stdin
         .take()
