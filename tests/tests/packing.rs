@@ -265,3 +265,25 @@ fn packed_documents_are_each_bounded_by_the_context() {
         "{e}"
     );
 }
+
+#[test]
+fn packed_mamba2_equals_its_documents_alone() {
+    // Chunks of 7 and 8: document boundaries fall inside chunks.
+    for name in ["g1_chunk7_tied", "g2_chunk8_untied"] {
+        let path = format!("mamba2/{name}");
+        let m = load_fixture(&path);
+        let tokens = reference(&path).tokens;
+        let docs = split(&tokens, &[13, 1, 9, 17]);
+        check_packing(
+            &m,
+            &docs,
+            &[
+                "blocks.0.ssm.hook_x",
+                "blocks.0.ssm.hook_decay",
+                "blocks.1.ssm.hook_state",
+                "blocks.1.ssm.hook_y",
+                "blocks.1.hook_resid_post",
+            ],
+        );
+    }
+}
