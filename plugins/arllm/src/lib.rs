@@ -8,6 +8,9 @@
 //! (`entropy_rate` action) and position ablation is exact (the ablated token leaves the
 //! context, so ablating a position older than k leaves the law bit-identical).
 //!
+//! Packed documents (the `segments` forward option): a position's context is its own
+//! document's tokens only, as if the document ran alone.
+//!
 //! This file is also the walkthrough for writing an architecture plugin (see README):
 //! implement [`Architecture`] (`spec`, `load`, `info`, `forward`), pass activations
 //! through `call.hook(..)`, `emit` each variant's logits, and declare everything with
@@ -60,6 +63,7 @@ impl Architecture for Arllm {
             context_length: None,
             hooks: vec![HOOK_LOGITS.into()],
             causal: true,
+            packing: true,
             extra: json!({
                 "order": m.order(),
                 "smoothing": m.smoothing(),
@@ -78,18 +82,26 @@ impl Architecture for Arllm {
         let vocab = self.model.vocab_size();
         // Row t is the law of token t + 1 given tokens ..= t.
         let first = if call.last_only() { len - 1 } else { 0 };
+        // Packed documents: a position's context is its own document's tokens only.
+        let docs = call.segment_ranges();
         for (v, plan) in plans.iter().enumerate() {
             // `replace` reads other tokens; `exact` drops positions from the context.
             let removed = plan.removed();
             let mut logits = Vec::with_capacity((len - first) * vocab);
-            for t in first..len {
-                if t % 256 == 0 {
-                    tokit_sdk::check_cancelled()?;
+            for doc in &docs {
+                let seq = &plan.seq[doc.clone()];
+                let removed: Vec<usize> = removed
+                    .iter()
+                    .filter(|&&j| doc.contains(&j))
+                    .map(|&j| j - doc.start)
+                    .collect();
+                for t in first.max(doc.start)..doc.end {
+                    if t % 256 == 0 {
+                        tokit_sdk::check_cancelled()?;
+                    }
+                    let context = context_without(seq, t + 1 - doc.start, &removed);
+                    logits.extend(self.model.logits(&context));
                 }
-                logits.extend(
-                    self.model
-                        .logits(&context_without(&plan.seq, t + 1, &removed)),
-                );
             }
             let logits = Tensor::from_slice(&logits, &[len - first, vocab])?;
             let logits = call.hook(v, HOOK_LOGITS, logits)?;
