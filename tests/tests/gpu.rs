@@ -340,3 +340,51 @@ fn without_any_adapter_auto_uses_the_cpu_and_gpu_fails_clearly() {
         "{err}"
     );
 }
+
+/// Packed documents on the GPU (`docs/architecture.md`, "Packed documents"): the
+/// per-document attention, the per-document convolution and the reset decay of Mamba2 run
+/// on the device, no op falling back, and each document's logits equal running it alone.
+#[test]
+fn packed_documents_equal_their_documents_alone_on_the_gpu() {
+    let _turn = turn();
+    let Some(e) = gpu_engine() else { return };
+    for name in [
+        "transformer/gpt2",
+        "transformer/llama_gqa_tied",
+        "transformer/mistral_window",
+        "llada/llada",
+        "mamba2/g1_chunk7_tied",
+    ] {
+        let m = e
+            .load_model(fixture(name).to_str().unwrap(), &LoadOptions::default())
+            .unwrap_or_else(|err| panic!("loading {name}: {err:#}"));
+        let (tokens, _) = reference(name);
+        let lens = [9, 1, 6, tokens.len().min(24) - 16];
+        let tokens = &tokens[..lens.iter().sum::<usize>()];
+        let before = total_stats();
+        let spec = ForwardSpec {
+            segments: lens.to_vec(),
+            ..Default::default()
+        };
+        let packed = m.forward(tokens, &spec).unwrap().remove(0);
+        assert_eq!(total_stats().cpu_fallbacks, before.cpu_fallbacks, "{name}");
+        let packed = packed["logits"].data();
+        let vocab = m.info().vocab_size;
+        let mut start = 0;
+        for n in lens {
+            let alone = m
+                .forward(&tokens[start..start + n], &ForwardSpec::default())
+                .unwrap()
+                .remove(0);
+            let d = max_diff(
+                &packed[start * vocab..(start + n) * vocab],
+                alone["logits"].data(),
+            );
+            assert!(
+                d <= 1e-5,
+                "{name}: packed document at {start} differs by {d}"
+            );
+            start += n;
+        }
+    }
+}
