@@ -455,3 +455,26 @@ fn packed_smollm2_equals_its_documents_alone() {
         Tol::Rel(TOL),
     );
 }
+
+#[test]
+fn metric_plugins_can_pack_through_the_hosts_forward() {
+    let m = load_fixture("transformer/llama_gqa_tied");
+    let tokens = reference("transformer/llama_gqa_tied").tokens;
+    let lens = [5, 1, 10];
+    let tokens = &tokens[..16];
+    let want = logits(&m, tokens, &packed(&lens)).remove(0);
+    // What `ModelRef::forward` sends for `ForwardRequest { segments, .. }`.
+    let request = tokit_sdk::ForwardRequest {
+        segments: lens.to_vec(),
+        capture: vec!["blocks.0.hook_resid_post".into()],
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&request).unwrap();
+    assert!(json.contains(r#""segments":[5,1,10]"#), "{json}");
+    let out = m.forward_json(tokens, &json).unwrap().remove(0);
+    let got = &out.iter().find(|(n, _)| n == "logits").unwrap().1;
+    assert_eq!(got.data(), want.data());
+    // Without segments the same tokens run as one document: other logits.
+    let one = logits(&m, tokens, &ForwardSpec::default()).remove(0);
+    assert!(max_diff(one.data(), want.data()) > 1e-3);
+}
