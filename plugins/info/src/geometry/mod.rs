@@ -13,6 +13,8 @@
 //!   and the text's PMI `ln(n(w,c) N / (n(w) n(c)))` over the distinct token pairs that
 //!   co-occur within `window` positions.
 
+#[cfg(test)]
+mod crosscheck;
 pub mod gw;
 pub mod linalg;
 pub mod rows;
