@@ -45,13 +45,19 @@ fn gardner_and_cover_match_scipy() {
         let (k, want) = (f(&g[0]), f(&g[1]));
         let got = gardner_alpha_c(k);
         eprintln!("α_c({k}): diff {:.3e}", got - want);
-        assert!((got - want).abs() < 1e-10, "α_c({k}): {got} vs scipy {want}");
+        assert!(
+            (got - want).abs() < 1e-10,
+            "α_c({k}): {got} vs scipy {want}"
+        );
     }
     for c in x["cover"].as_array().unwrap() {
         let (p, n, want) = (c[0].as_u64().unwrap(), c[1].as_u64().unwrap(), f(&c[2]));
         let got = cover_fraction(p, n);
         eprintln!("cover({p}, {n}): diff {:.3e}", got - want);
-        assert!((got - want).abs() < 1e-10, "C({p}, {n})/2^P: {got} vs scipy {want}");
+        assert!(
+            (got - want).abs() < 1e-10,
+            "C({p}, {n})/2^P: {got} vs scipy {want}"
+        );
     }
 }
 
@@ -71,7 +77,12 @@ fn gromov_wasserstein_and_effective_rank_match_pot_and_numpy() {
     let c2 = cosine_cost(&b.data, b.n, b.d).unwrap();
     let gw = gromov_wasserstein(&c1, &c2, a.n, 10_000);
     let want = f(&x["gw"]["value"]);
-    eprintln!("GW: tokit {} POT {want} diff {:.3e} ({} iterations)", gw.value, gw.value - want, gw.iterations);
+    eprintln!(
+        "GW: tokit {} POT {want} diff {:.3e} ({} iterations)",
+        gw.value,
+        gw.value - want,
+        gw.iterations
+    );
     assert!(
         (gw.value - want).abs() < 1e-6,
         "GW {} vs POT {want} (diff {:.3e})",
@@ -82,5 +93,8 @@ fn gromov_wasserstein_and_effective_rank_match_pot_and_numpy() {
     let er = effective_rank(&sv.iter().map(|s| s * s).collect::<Vec<_>>());
     let want = f(&x["effective_rank_a"]);
     eprintln!("effective rank: diff {:.3e}", er - want);
-    assert!((er - want).abs() < 1e-9, "effective rank {er} vs numpy {want}");
+    assert!(
+        (er - want).abs() < 1e-9,
+        "effective rank {er} vs numpy {want}"
+    );
 }
