@@ -286,6 +286,7 @@ mod tests {
 
     /// Brute force: run the generative process over every possible draw, summing the
     /// probability of each final response (an implementation independent of `duel`).
+    #[allow(clippy::too_many_arguments)]
     fn enumerate(
         x: &mut Vec<u32>,
         p: usize,

@@ -153,9 +153,7 @@ impl Metric for MemoryCapacity {
         // Per-head capacity of a softmax attention memory, when the config has heads.
         let heads = info.as_ref().and_then(|i| {
             let (h, dh) = (i.extra["n_heads"].as_u64()?, i.extra["head_dim"].as_u64()?);
-            let attention = !i.extra["model_type"]
-                .as_str()
-                .is_some_and(|t| t == "mamba2");
+            let attention = i.extra["model_type"].as_str() != Some("mamba2");
             attention.then_some((h as f64, dh as f64, i.n_layers as f64))
         });
         match heads {

@@ -85,7 +85,7 @@ pub fn norms_and_anisotropy(c: &Cloud) -> (Vec<f64>, f64) {
         .chunks(c.d)
         .map(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt())
         .collect();
-    if c.n < 2 || norms.iter().any(|&x| x == 0.0) {
+    if c.n < 2 || norms.contains(&0.0) {
         return (norms, f64::NAN);
     }
     let mut sum = vec![0.0; c.d];
