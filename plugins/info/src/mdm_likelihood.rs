@@ -21,7 +21,7 @@
 //! positions at random: its likelihood is a sum over orders and is refused.
 
 use serde_json::json;
-use tokit_sdk::{bail, Error, InfoUnit, Metric, MetricInput, MetricOutput, Result};
+use tokit_sdk::{bail, InfoUnit, Metric, MetricInput, MetricOutput, Result};
 
 /// Tokens unmasked at each step of a block: `n` spread evenly over `steps` (the sampler's
 /// schedule).
@@ -216,10 +216,8 @@ impl Metric for MdmLikelihood {
         let v = info.vocab_size;
         let total = sched.iter().filter(|s| s.2 > 0).count() as u64;
         let r = duel(prompt, response, mask as u32, v, &sched, policy, |x| {
-            let z = model.logits(x)?.to_vec()?;
-            Ok(z)
-        })
-        .map_err(|e| Error::msg(e.to_string()))?;
+            model.logits(x)?.to_vec()
+        })?;
         tokit_sdk::progress(total, total, "mdm_likelihood");
         let s = p.unit.scale();
         let n = response.len();

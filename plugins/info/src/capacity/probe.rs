@@ -28,8 +28,31 @@ pub struct Prompt {
     pub answer: u32,
 }
 
+/// Optional separator tokens: after each key (`k : v`) and after each pair (`k v ,`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Separators {
+    pub key_value: Option<u32>,
+    pub pair: Option<u32>,
+}
+
+impl Separators {
+    /// Prompt length for n pairs.
+    pub fn len(&self, n: usize) -> usize {
+        let (a, b) = (
+            self.key_value.is_some() as usize,
+            self.pair.is_some() as usize,
+        );
+        n * (2 + a + b) + 1 + a
+    }
+}
+
 /// The prompt of trial `trial` with `n` pairs over ids `lo..hi` (needs `hi − lo ≥ 2n`).
 pub fn prompt(n: usize, lo: u32, hi: u32, seed: u64, trial: u64) -> Prompt {
+    prompt_with(n, lo, hi, seed, trial, Separators::default())
+}
+
+/// [`prompt`] with separator tokens: `k₁ s v₁ p k₂ s v₂ p … k_q s`.
+pub fn prompt_with(n: usize, lo: u32, hi: u32, seed: u64, trial: u64, sep: Separators) -> Prompt {
     let mut rng = Rng::for_stream(seed, (n as u64) << 32 | trial);
     let mut ids: Vec<u32> = (lo..hi).collect();
     // Partial Fisher–Yates: the first 2n ids are a uniform sample without replacement.
@@ -39,11 +62,15 @@ pub fn prompt(n: usize, lo: u32, hi: u32, seed: u64, trial: u64) -> Prompt {
     }
     let (keys, values) = (&ids[..n], &ids[n..2 * n]);
     let q = rng.below(n);
-    let mut tokens = Vec::with_capacity(2 * n + 1);
+    let mut tokens = Vec::with_capacity(sep.len(n));
     for (k, v) in keys.iter().zip(values) {
-        tokens.extend([*k, *v]);
+        tokens.push(*k);
+        tokens.extend(sep.key_value);
+        tokens.push(*v);
+        tokens.extend(sep.pair);
     }
     tokens.push(keys[q]);
+    tokens.extend(sep.key_value);
     Prompt {
         tokens,
         answer: values[q],
@@ -67,6 +94,7 @@ pub fn run(
     trials: usize,
     (lo, hi): (u32, u32),
     seed: u64,
+    sep: Separators,
     mut answer: impl FnMut(&[u32]) -> Result<Vec<f32>>,
 ) -> Result<Probe> {
     let mut out = Probe {
@@ -80,7 +108,7 @@ pub fn run(
         let (mut hits, mut probs) = (Vec::with_capacity(trials), Vec::with_capacity(trials));
         for t in 0..trials {
             tokit_sdk::check_cancelled()?;
-            let p = prompt(n, lo, hi, seed, t as u64);
+            let p = prompt_with(n, lo, hi, seed, t as u64, sep);
             let z = answer(&p.tokens)?;
             let lp = crate::thermo::log_softmax(&z, 1.0)
                 .map_err(|e| Error::msg(format!("capacity_probe: {e}")))?;
@@ -138,6 +166,10 @@ tokit_sdk::params! {
         token_min: usize = 0,
         /// one past the largest id used (default: the vocabulary size)
         token_max: Option<usize> = None,
+        /// token id placed between each key and its value, and after the query key (none by default)
+        kv_separator: Option<usize> = None,
+        /// token id placed after each pair (none by default)
+        pair_separator: Option<usize> = None,
     }
 }
 
@@ -197,7 +229,22 @@ impl Metric for CapacityProbe {
                 bail!("capacity_probe: the id range {lo}..{hi} holds the mask token {m}; set token_max");
             }
         }
-        let len = 2 * max_n + 1 + usize::from(mask.is_some());
+        let id = |x: Option<usize>, name: &str| -> Result<Option<u32>> {
+            match x {
+                Some(t) if t >= v => {
+                    bail!("capacity_probe: `{name}` {t} is outside the vocabulary (0..{v})")
+                }
+                Some(t) if (lo..hi).contains(&t) => {
+                    bail!("capacity_probe: `{name}` {t} lies in the key/value range {lo}..{hi}")
+                }
+                other => Ok(other.map(|t| t as u32)),
+            }
+        };
+        let sep = Separators {
+            key_value: id(p.kv_separator, "kv_separator")?,
+            pair: id(p.pair_separator, "pair_separator")?,
+        };
+        let len = sep.len(max_n) + usize::from(mask.is_some());
         if info.context_length.is_some_and(|c| len > c) {
             bail!("capacity_probe: {max_n} pairs need {len} tokens, beyond the model's context");
         }
@@ -208,7 +255,8 @@ impl Metric for CapacityProbe {
             p.trials,
             (lo as u32, hi as u32),
             p.seed,
-            |tokens| {
+            sep,
+            |tokens: &[u32]| {
                 let mut x = tokens.to_vec();
                 x.extend(mask);
                 let z = model.logits(&x)?.to_vec()?;
@@ -232,6 +280,8 @@ impl Metric for CapacityProbe {
         params.insert("seed".into(), json!(p.seed));
         params.insert("token_min".into(), json!(lo));
         params.insert("token_max".into(), json!(hi));
+        params.insert("kv_separator".into(), json!(p.kv_separator));
+        params.insert("pair_separator".into(), json!(p.pair_separator));
         let mut out = MetricOutput {
             value: Some(at50.unwrap_or(f64::NAN)),
             unit: Unit::Dimensionless,
@@ -311,13 +361,29 @@ mod tests {
     #[test]
     fn a_perfect_copier_is_always_right_and_a_limited_memory_falls_at_twice_its_size() {
         let counts = [1, 2, 4, 8, 16, 32];
-        let perfect = run(&counts, 40, (1, 200), 3, limited(usize::MAX, 200)).unwrap();
+        let perfect = run(
+            &counts,
+            40,
+            (1, 200),
+            3,
+            Separators::default(),
+            limited(usize::MAX, 200),
+        )
+        .unwrap();
         assert!(perfect.accuracy.iter().all(|&a| a == 1.0));
         assert!(perfect.accuracy_se.iter().all(|&s| s == 0.0));
         assert!(perfect.mean_prob.iter().all(|&p| p > 0.999));
         assert_eq!(count_at(&counts, &perfect.accuracy, 0.5), None);
         // Memory of 8 pairs: accuracy min(1, 8/n), so 50 % at n = 16 in expectation.
-        let r = run(&counts, 400, (1, 200), 3, limited(8, 200)).unwrap();
+        let r = run(
+            &counts,
+            400,
+            (1, 200),
+            3,
+            Separators::default(),
+            limited(8, 200),
+        )
+        .unwrap();
         for (i, &n) in counts.iter().enumerate() {
             let want = (8.0 / n as f64).min(1.0);
             let tol = 4.0 * r.accuracy_se[i] + 1e-12;
@@ -329,6 +395,22 @@ mod tests {
         }
         let c = count_at(&counts, &r.accuracy, 0.5).unwrap();
         assert!((12.0..24.0).contains(&c), "count at 50 %: {c}");
+    }
+
+    #[test]
+    fn separators_sit_between_keys_values_and_pairs() {
+        let plain = prompt(3, 10, 50, 1, 0);
+        let sep = Separators {
+            key_value: Some(7),
+            pair: Some(8),
+        };
+        let p = prompt_with(3, 10, 50, 1, 0, sep);
+        assert_eq!(p.tokens.len(), sep.len(3));
+        assert_eq!(p.answer, plain.answer);
+        let (k, v) = (plain.tokens[0], plain.tokens[1]);
+        assert_eq!(&p.tokens[..4], &[k, 7, v, 8]);
+        assert_eq!(&p.tokens[p.tokens.len() - 2..], &[plain.tokens[6], 7]);
+        assert_eq!(Separators::default().len(3), 7);
     }
 
     #[test]

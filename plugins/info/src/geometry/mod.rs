@@ -19,7 +19,6 @@ pub mod gw;
 pub mod linalg;
 pub mod rows;
 
-use crate::common::require_causal;
 use crate::streams::rng::Rng;
 use rows::{cloud_rows, Cloud};
 use serde_json::json;
@@ -234,7 +233,6 @@ impl Metric for EmbeddingGeometry {
         // Barber–Agakov efficiency: needs a causal model and text.
         if let (Some(model), true) = (&input.model, tokens.len() >= 2) {
             if info.as_ref().is_some_and(|i| i.causal) {
-                require_causal(input)?;
                 let v = info.as_ref().map_or(0, |i| i.vocab_size);
                 let logits = model.logits(tokens)?.to_vec()?;
                 if logits.len() != tokens.len() * v {
