@@ -61,6 +61,12 @@ fn memory_capacity_on_a_fixture_and_without_a_model() {
             .unwrap_err()
     );
     assert!(e.contains("kappa"), "{e}");
+    let src = format!(
+        r#"analyze("memory_capacity", #{{ model: load_model("{}"), dim: 10 }})"#,
+        path(LLAMA)
+    );
+    let e = format!("{:#}", host.eval_named(&src, "d.rhai").unwrap_err());
+    assert!(e.contains("`dim` applies without a model"), "{e}");
 }
 
 #[test]

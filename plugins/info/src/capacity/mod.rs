@@ -116,6 +116,9 @@ impl Metric for MemoryCapacity {
             bail!("memory_capacity: `num_points` must be at least 2");
         }
         let alpha = gardner_alpha_c(p.kappa);
+        if input.model.is_some() && input.params.contains_key("dim") {
+            bail!("memory_capacity: `dim` applies without a model; with one the dimension is its d_model");
+        }
         let info = match &input.model {
             Some(m) => Some(m.info()?),
             None => None,

@@ -201,7 +201,8 @@ impl Metric for GromovWasserstein {
         let mut rng = Rng::new(p.seed);
         let other = Cloud::from_tensor(input.tensor("other")?, "other")?;
         let (n1, from) = match (&input.model, input.tensors.iter().find(|(n, _)| n == "cloud")) {
-            (_, Some((_, t))) => {
+            (Some(_), Some(_)) => bail!("gromov_wasserstein: give either a `model` or an input tensor `cloud`, not both"),
+            (None, Some((_, t))) => {
                 let c = Cloud::from_tensor(t, "cloud")?;
                 (c.n, Some(c))
             }

@@ -77,21 +77,25 @@ pub fn singular_values(c: &Cloud) -> Vec<f64> {
         .collect()
 }
 
-/// Row norms and the mean cosine over distinct pairs (NaN for one row or a zero row).
+/// Row norms and the mean cosine over distinct pairs of the non-zero rows (a zero row has
+/// no direction; NaN with fewer than two non-zero rows).
 pub fn norms_and_anisotropy(c: &Cloud) -> (Vec<f64>, f64) {
     let norms: Vec<f64> = c
         .data
         .chunks(c.d)
         .map(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt())
         .collect();
-    if c.n < 2 || norms.contains(&0.0) {
+    let nonzero = norms.iter().filter(|&&x| x > 0.0).count();
+    if nonzero < 2 {
         return (norms, f64::NAN);
     }
     let mut sum = vec![0.0; c.d];
     for (r, &nr) in c.data.chunks(c.d).zip(&norms) {
-        sum.iter_mut().zip(r).for_each(|(s, x)| *s += x / nr);
+        if nr > 0.0 {
+            sum.iter_mut().zip(r).for_each(|(s, x)| *s += x / nr);
+        }
     }
-    let n = c.n as f64;
+    let n = nonzero as f64;
     let s2: f64 = sum.iter().map(|x| x * x).sum();
     (norms, (s2 - n) / (n * (n - 1.0)))
 }
@@ -217,6 +221,10 @@ impl Metric for EmbeddingGeometry {
         .scalar("dimension", rows.d as f64)
         .scalar("rows", n)
         .scalar("anisotropy", aniso)
+        .scalar(
+            "zero_rows",
+            norms.iter().filter(|&&x| x == 0.0).count() as f64,
+        )
         .scalar("mean_norm", mean_norm)
         .scalar("sd_norm", sd_norm)
         .scalar(
@@ -387,11 +395,11 @@ mod tests {
             }
         }
         assert!((a - sum / (n * (n - 1)) as f64).abs() < 1e-12);
-        // Identical directions: anisotropy 1.
+        // Identical directions: anisotropy 1, the zero row left out.
         let same = Cloud {
-            n: 3,
+            n: 4,
             d: 2,
-            data: vec![1.0, 1.0, 2.0, 2.0, 0.5, 0.5],
+            data: vec![1.0, 1.0, 2.0, 2.0, 0.0, 0.0, 0.5, 0.5],
         };
         assert!((norms_and_anisotropy(&same).1 - 1.0).abs() < 1e-12);
     }
