@@ -19,7 +19,11 @@ fn streams(n: usize) -> (Vec<u32>, Vec<u32>) {
         let x = ((s / 65536) % 2) as u32;
         a.push(x);
         if i + 1 < n {
-            b.push(if (s / 1024) % 10 == 0 { 1 - x } else { x });
+            b.push(if (s / 1024).is_multiple_of(10) {
+                1 - x
+            } else {
+                x
+            });
         }
     }
     (a, b)
