@@ -139,7 +139,8 @@ pub fn numbers(a: &Array, exact: bool) -> Result<(Vec<usize>, Vec<f32>), NotTens
     }
     let mut w = Walk {
         shape: Vec::new(),
-        data: Vec::new(),
+        // Exact for a flat array; nested ones grow from the first row's worth.
+        data: Vec::with_capacity(a.len()),
         leaf: None,
         exact,
     };
