@@ -79,15 +79,35 @@ impl std::str::FromStr for CpuWeights {
     }
 }
 
-/// Limits that stop runaway scripts.
+/// Limits that stop runaway scripts. Rhai's array, map and string size limits are not set:
+/// with them Rhai re-measures a whole array after every operation, so every loop that
+/// builds data is quadratic; `max_memory` bounds what a script can hold instead.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScriptLimits {
     /// Rhai operations per script run (0 = unlimited).
     pub max_operations: u64,
     pub max_call_levels: usize,
-    pub max_string_size: usize,
-    pub max_array_size: usize,
+    /// Heap held by the tokit process at which a running script is stopped: bytes, or a
+    /// string with a unit (`"8 GiB"`, `"512 MiB"`); 0 turns the guard off. Absent: three
+    /// quarters of the physical memory (8 GiB where the system does not say). Written
+    /// without `Some(...)`: `max_memory: "8 GiB"`.
+    #[serde(deserialize_with = "some_mem_size")]
+    pub max_memory: Option<MemSize>,
+    /// Removed (see [`ScriptLimits`]); an old file naming it loads with a warning.
+    #[serde(
+        rename = "max_string_size",
+        skip_serializing,
+        deserialize_with = "some_ignored"
+    )]
+    pub removed_max_string_size: Option<serde::de::IgnoredAny>,
+    /// Removed, as `max_string_size`.
+    #[serde(
+        rename = "max_array_size",
+        skip_serializing,
+        deserialize_with = "some_ignored"
+    )]
+    pub removed_max_array_size: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for ScriptLimits {
@@ -95,9 +115,119 @@ impl Default for ScriptLimits {
         ScriptLimits {
             max_operations: 500_000_000,
             max_call_levels: 64,
-            max_string_size: 64 << 20,
-            max_array_size: 16 << 20,
+            max_memory: None,
+            removed_max_string_size: None,
+            removed_max_array_size: None,
         }
+    }
+}
+
+impl ScriptLimits {
+    /// The memory guard's limit in bytes (`None`: off).
+    pub fn memory_limit(&self) -> Option<u64> {
+        match self.max_memory {
+            Some(MemSize(0)) => None,
+            Some(MemSize(n)) => Some(n),
+            None => Some(crate::memory::physical_memory().map_or(8 << 30, |total| total / 4 * 3)),
+        }
+    }
+
+    /// Warnings about settings that are accepted but no longer do anything.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut removed = Vec::new();
+        if self.removed_max_string_size.is_some() {
+            removed.push("script.max_string_size");
+        }
+        if self.removed_max_array_size.is_some() {
+            removed.push("script.max_array_size");
+        }
+        if removed.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "{} no longer exist{} and {} ignored: Rhai's size limits made every loop that \
+             builds an array or a string quadratic; `script.max_memory` bounds a script's \
+             memory instead. Remove {} from tokit.ron.",
+            removed.join(" and "),
+            if removed.len() == 1 { "s" } else { "" },
+            if removed.len() == 1 { "is" } else { "are" },
+            if removed.len() == 1 { "it" } else { "them" },
+        )]
+    }
+}
+
+/// A memory size in bytes; in tokit.ron an integer (bytes) or a string with a unit:
+/// `"8 GiB"`, `"512MiB"`, `"2 GB"` (KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of
+/// 1000, `B` or none bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MemSizeRepr", into = "u64")]
+pub struct MemSize(pub u64);
+
+fn some_ignored<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde::de::IgnoredAny>, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(Some)
+}
+
+fn some_mem_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<MemSize>, D::Error> {
+    MemSize::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MemSizeRepr {
+    Bytes(u64),
+    Text(String),
+}
+
+impl From<MemSize> for u64 {
+    fn from(m: MemSize) -> u64 {
+        m.0
+    }
+}
+
+impl TryFrom<MemSizeRepr> for MemSize {
+    type Error = String;
+    fn try_from(r: MemSizeRepr) -> Result<MemSize, String> {
+        match r {
+            MemSizeRepr::Bytes(n) => Ok(MemSize(n)),
+            MemSizeRepr::Text(s) => s.parse(),
+        }
+    }
+}
+
+impl std::str::FromStr for MemSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MemSize, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            _ => {
+                return Err(format!(
+                    "memory size `{s}`: unknown unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+                ))
+            }
+        };
+        let n: f64 = num.parse().map_err(|_| {
+            format!("memory size `{s}`: expected a number and a unit, e.g. \"8 GiB\"")
+        })?;
+        let bytes = n * scale as f64;
+        if !(bytes.is_finite() && bytes < u64::MAX as f64) {
+            return Err(format!("memory size `{s}` is out of range"));
+        }
+        Ok(MemSize(bytes.round() as u64))
     }
 }
 
@@ -132,6 +262,9 @@ impl Config {
         config
             .check()
             .with_context(|| format!("{}", path.display()))?;
+        for w in config.script.warnings() {
+            tracing::warn!("{}: {w}", path.display());
+        }
         Ok(config)
     }
 
@@ -194,6 +327,38 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_memory_takes_bytes_or_units_and_old_size_limits_warn() {
+        let c: Config = ron::from_str("(script: (max_memory: \"512 MiB\"))").unwrap();
+        assert_eq!(c.script.memory_limit(), Some(512 << 20));
+        let c: Config = ron::from_str("(script: (max_memory: 1000))").unwrap();
+        assert_eq!(c.script.memory_limit(), Some(1000));
+        let c: Config = ron::from_str("(script: (max_memory: \"0\"))").unwrap();
+        assert_eq!(c.script.memory_limit(), None);
+        assert_eq!("1.5GiB".parse(), Ok(MemSize(3 << 29)));
+        assert_eq!("2 GB".parse(), Ok(MemSize(2_000_000_000)));
+        assert!("8 GiBs".parse::<MemSize>().unwrap_err().contains("unit"));
+        assert!("lots".parse::<MemSize>().is_err());
+        let e = ron::from_str::<Config>("(script: (max_memory: \"8 parsecs\"))").unwrap_err();
+        assert!(e.to_string().contains("unit"), "{e}");
+        assert!(Config::default().script.memory_limit().unwrap() > 0);
+        assert!(Config::default().script.warnings().is_empty());
+        // Files written for older versions still load, with a warning that says why.
+        let c: Config =
+            ron::from_str("(script: (max_array_size: 100, max_string_size: 10))").unwrap();
+        let w = c.script.warnings();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("max_array_size")
+                && w[0].contains("quadratic")
+                && w[0].contains("max_memory"),
+            "{}",
+            w[0]
+        );
+        // Other unknown fields are still errors.
+        assert!(ron::from_str::<Config>("(script: (max_arrays: 1))").is_err());
+    }
 
     #[test]
     fn cpu_weights_default_to_f32_and_parse_from_ron_and_the_cli() {

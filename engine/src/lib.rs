@@ -6,6 +6,7 @@ pub mod config;
 pub mod engine;
 pub mod generate;
 pub mod hooks;
+pub mod memory;
 pub mod model;
 pub mod plugin;
 pub mod progress;

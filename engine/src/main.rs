@@ -3,6 +3,10 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Counts the heap the process holds, for the scripts' memory guard (`script.max_memory`).
+#[global_allocator]
+static ALLOC: tokit_engine::memory::CountingAlloc = tokit_engine::memory::CountingAlloc;
+
 fn main() -> std::process::ExitCode {
     let cli = tokit_engine::cli::Cli::parse();
     if cli.verbose == 0 && std::env::var_os("NODEVICE_SELECT").is_none() {

@@ -838,6 +838,8 @@ mod tests {
             "plugins",
             "call_plugin",
             "tensor",
+            "load_tensor",
+            "save_tensor",
             "shape",
             "sum",
             "table",

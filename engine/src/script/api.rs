@@ -57,12 +57,25 @@ pub fn register(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
         "analyze",
         "Compute a metric and return its Result.
 `args` holds the inputs: `model` (a Model), `text` or `tokens` (token ids), `inputs`
-(a map of Tensors); every other key is a parameter of the metric (`:help METRIC`
+(a map of Tensors or arrays); every other key is a parameter of the metric (`:help METRIC`
 lists them; an unknown one is an error).
+Bulk data goes to the metric as a tensor, without JSON: an array parameter (streams,
+series, matrices, laws) given as a Tensor, or as an array of at least 1024 numbers that
+f32 holds exactly (integers up to 2^24: symbol streams); other arrays go as JSON. Wrap an
+array in `tensor(..)` to send floats rounded to f32.
 Example: let r = analyze(\"surprisal\", #{ model: m, text: \"Let there be light\", unit: \"bits\" });
-         print(r.value);",
+         print(r.value);
+         let te = analyze(\"transfer_entropy\", #{ source: load_tensor(\"x.npy\"), target: ys });",
         move |metric: &str, args: Map| -> RhaiResult<ScriptReport> {
-            let input = analyze_input(&args)?;
+            // The metric's array parameters (None when it is unknown: analyze says so).
+            let arrays: Option<Vec<String>> = t.plugins.find_metric(metric).ok().map(|(_, spec)| {
+                spec.params
+                    .iter()
+                    .filter(|p| p.kind == "array")
+                    .map(|p| p.name.clone())
+                    .collect()
+            });
+            let input = analyze_input(metric, &args, arrays.as_deref())?;
             Ok(ScriptReport(Arc::new(anyhow_rt(
                 t.analyze(metric, &input),
             )?)))
@@ -148,13 +161,94 @@ Example: r.save(out_dir() + \"/r.json\");",
     def!(
         rhai,
         "tensor",
-        "A Tensor from a (nested) array of numbers; the nesting gives the shape.
+        "A Tensor from a (nested) array of numbers; the nesting gives the shape. Tensors
+are f32: floats are rounded, integers beyond ±2^24 lose digits.
 Example: let t = tensor([[1.0, 2.0], [3.0, 4.0]]);   // shape [2, 2]",
         |a: Array| tensor_from_array(&a),
     );
+    def!(
+        rhai,
+        "load_tensor",
+        "A Tensor from a `.npy` file (bool, int8–64, uint8–64, float16/32/64; C order), the
+only tensor of a `.safetensors` file, or a `.csv` file (numbers, optional header row) as
+[rows, cols]. Values are f32: integers must be exact in f32 (|v| ≤ 2^24, else an error
+naming the element), float64 is rounded.
+Example: let x = load_tensor(\"data/x.npy\"); print(x.shape());",
+        |path: &str| -> RhaiResult<Tensor> {
+            anyhow_rt(tokit_model::tensor_io::load(
+                std::path::Path::new(path),
+                None,
+            ))
+        },
+    );
+    def!(
+        rhai,
+        "load_tensor",
+        "The tensor `name` of a `.safetensors` file, or the column `name` (header name or
+0-based index) of a `.csv` file as [rows].
+Example: let w = load_tensor(\"out/forward.safetensors\", \"logits\");
+         let src = load_tensor(\"data/streams.csv\", \"source\");",
+        |path: &str, name: &str| -> RhaiResult<Tensor> {
+            anyhow_rt(tokit_model::tensor_io::load(
+                std::path::Path::new(path),
+                Some(name),
+            ))
+        },
+    );
+    def!(
+        rhai,
+        "save_tensor",
+        "Write a Tensor (or an array of numbers) as f32 to `.npy` or `.safetensors` (under the
+name `tensor`), atomically: a temporary file, then a rename.
+Example: save_tensor(out.logits, \"out/logits.npy\");",
+        |t: Dynamic, path: &str| -> RhaiResult<()> {
+            let t = tensor_arg(&t, "save_tensor")?;
+            anyhow_rt(tokit_model::tensor_io::save(
+                std::path::Path::new(path),
+                &[("tensor", &t)],
+            ))
+        },
+    );
+    def!(
+        rhai,
+        "save_tensor",
+        "Write a map of Tensors (or arrays) to one `.safetensors` file, each under its key.
+Example: save_tensor(#{ source: xs, target: ys }, \"out/streams.safetensors\");",
+        |tensors: Map, path: &str| -> RhaiResult<()> {
+            let owned = tensors
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.to_string(),
+                        tensor_arg(v, &format!("save_tensor: `{k}`"))?,
+                    ))
+                })
+                .collect::<RhaiResult<Vec<_>>>()?;
+            let named: Vec<(&str, &Tensor)> = owned.iter().map(|(k, t)| (k.as_str(), t)).collect();
+            anyhow_rt(tokit_model::tensor_io::save(
+                std::path::Path::new(path),
+                &named,
+            ))
+        },
+    );
 }
 
-fn analyze_input(args: &Map) -> RhaiResult<AnalyzeInput> {
+/// A Tensor, or an array of numbers made one.
+fn tensor_arg(d: &Dynamic, what: &str) -> RhaiResult<Tensor> {
+    if let Some(t) = d.read_lock::<Tensor>() {
+        return Ok(t.clone());
+    }
+    match d.as_array_ref() {
+        Ok(a) => tensor_from_array(&a),
+        Err(_) => err(format!(
+            "{what}: expected a Tensor or an array of numbers, found {}",
+            d.type_name()
+        )),
+    }
+}
+
+fn analyze_input(metric: &str, args: &Map, arrays: Option<&[String]>) -> RhaiResult<AnalyzeInput> {
+    let is_array_param = |k: &str| arrays.is_some_and(|a| a.iter().any(|n| n == k));
     let mut input = AnalyzeInput::default();
     for (k, v) in args {
         match k.as_str() {
@@ -178,19 +272,45 @@ fn analyze_input(args: &Map) -> RhaiResult<AnalyzeInput> {
                 Some(a) => input.tokens = Some(token_ids(&a, "analyze: tokens")?),
                 None => return err("analyze: `tokens` must be an array of token ids"),
             },
-            "inputs" => match v.clone().try_cast::<Map>() {
+            "inputs" => match v.read_lock::<Map>() {
                 Some(m) => {
-                    for (name, t) in m {
-                        match t.clone().try_cast::<Tensor>() {
-                            Some(t) => input.tensors.push((name.to_string(), t)),
-                            None => return err(format!("analyze: inputs.{name} must be a Tensor")),
-                        }
+                    for (name, t) in m.iter() {
+                        let t = if let Some(t) = t.read_lock::<Tensor>() {
+                            t.clone()
+                        } else if let Ok(a) = t.as_array_ref() {
+                            tensor_from_array(&a)
+                                .map_err(|e| format!("analyze: inputs.{name}: {e}"))?
+                        } else {
+                            return err(format!(
+                                "analyze: inputs.{name} must be a Tensor or an array of numbers, found {}",
+                                t.type_name()
+                            ));
+                        };
+                        input.tensors.push((name.to_string(), t));
                     }
                 }
                 None => return err("analyze: `inputs` must be a map of tensors"),
             },
-            // A metric's parameters: checked against its declaration by the engine.
+            // A metric's parameters: checked against its declaration by the engine. Tensors
+            // and bulk arrays of array parameters go as input tensors of that name.
             _ => {
+                if let Some(t) = v.read_lock::<Tensor>() {
+                    if arrays.is_some() && !is_array_param(k) {
+                        return err(format!(
+                            "analyze: `{k}` is a Tensor, but `{metric}` has no array parameter `{k}` \
+                             (its array parameters: {})",
+                            arrays.unwrap_or_default().join(", ")
+                        ));
+                    }
+                    input.tensors.push((k.to_string(), t.clone()));
+                    continue;
+                }
+                if is_array_param(k) {
+                    if let Some(t) = v.as_array_ref().ok().and_then(|a| bulk_tensor(&a)) {
+                        input.tensors.push((k.to_string(), t));
+                        continue;
+                    }
+                }
                 input.params.insert(k.to_string(), to_json(v)?);
             }
         }
@@ -336,7 +456,7 @@ Example: let out = m.forward(ids); print(out.logits.shape());",
 `variants`: an array of `#{ ablate, method, replace_with }`, computed in one call (the
 result is then an array of maps, one per variant);
 `interventions`: an array of `#{ hook, op, value }` with op `zero`, `scale` (value a
-number), `add` or `replace` (value a Tensor), or `#{ hook, op: \"knockout\", keys, heads }`
+number), `add` or `replace` (value a Tensor or an array of numbers), or `#{ hook, op: \"knockout\", keys, heads }`
 at pre-softmax attention scores; `variants: [..]` limits one to those variants.
 Example: let out = m.forward(ids, #{ capture: [\"blocks.*.hook_resid_post\"] });
          let v = m.forward(ids, #{ variants: [#{}, #{ ablate: [3] }] });",

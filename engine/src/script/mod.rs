@@ -1,5 +1,6 @@
 //! The Rhai surface: a sandboxed Rhai engine with tokit's API registered, limits that stop
-//! runaway scripts, Ctrl-C cancellation, and errors reported as `file:line:col`.
+//! runaway scripts (operations, call depth, the process's memory), Ctrl-C cancellation, and
+//! errors reported as `file:line:col`.
 
 mod api;
 mod convert;
@@ -29,12 +30,21 @@ impl ScriptHost {
             rhai.set_max_operations(limits.max_operations);
         }
         rhai.set_max_call_levels(limits.max_call_levels);
-        rhai.set_max_string_size(limits.max_string_size);
-        rhai.set_max_array_size(limits.max_array_size);
-        rhai.set_max_map_size(limits.max_array_size);
+        // No array, map or string size limits: with them Rhai re-measures a whole array
+        // after each operation, which makes every loop that builds data quadratic. The
+        // memory guard below bounds what a script can hold instead.
         rhai.set_strict_variables(true);
-        // Ctrl-C sets the host's cancel flag; stop the script at its next operation.
-        rhai.on_progress(|_| host().is_cancelled().then(|| "cancelled (Ctrl-C)".into()));
+        let max_memory = limits.memory_limit();
+        // Ctrl-C sets the host's cancel flag; stop the script at its next operation. Stop it
+        // too when the process holds more than `script.max_memory` (engine/src/memory.rs).
+        rhai.on_progress(move |_| {
+            if host().is_cancelled() {
+                return Some("cancelled (Ctrl-C)".into());
+            }
+            let limit = max_memory?;
+            let used = crate::memory::live_bytes() as u64;
+            (used > limit).then(|| memory_message(used, limit).into())
+        });
         // A closed stdout (`| head`) must not panic the script.
         rhai.on_print(|s| {
             use std::io::Write;
@@ -111,6 +121,15 @@ impl ScriptHost {
         *functions = merged;
         r
     }
+}
+
+/// Why the memory guard stopped a script.
+fn memory_message(used: u64, limit: u64) -> String {
+    format!(
+        "tokit memory use {} passed script.max_memory = {} (tokit.ron; \"0\" turns the guard off)",
+        crate::memory::gib(used),
+        crate::memory::gib(limit)
+    )
 }
 
 fn locate(source: &str, pos: Position) -> String {

@@ -129,8 +129,15 @@ pub fn intervention(d: &Dynamic) -> RhaiResult<Intervention> {
             }
         }
     }
-    // A Tensor cannot pass through serde: set it aside and put it back after.
-    let mut tensor = m.get("value").and_then(|v| v.clone().try_cast::<Tensor>());
+    // A Tensor cannot pass through serde: set it aside and put it back after. An array of
+    // numbers becomes one.
+    let mut tensor = match m.get("value") {
+        Some(v) if v.is_array() => Some(tensor_from_array(
+            &*v.as_array_ref().map_err(|e| format!("intervention: {e}"))?,
+        )?),
+        Some(v) => v.read_lock::<Tensor>().map(|t| t.clone()),
+        None => None,
+    };
     if tensor.is_some() {
         m.insert("value".into(), Dynamic::UNIT);
     }
@@ -177,6 +184,17 @@ mod tests {
         ]))
         .unwrap();
         assert!(matches!(&iv.action, Action::Add { value } if value.data() == [1.0, 2.0]));
+        // An array of numbers is taken as the tensor.
+        let iv = intervention(&map(&[
+            ("hook", s("h")),
+            ("op", s("replace")),
+            (
+                "value",
+                Dynamic::from_array(vec![Dynamic::from_float(0.5), Dynamic::from_int(3)]),
+            ),
+        ]))
+        .unwrap();
+        assert!(matches!(&iv.action, Action::Replace { value } if value.data() == [0.5, 3.0]));
         let iv = intervention(&map(&[
             ("hook", s("blocks.0.attn.hook_scores")),
             ("op", s("knockout")),

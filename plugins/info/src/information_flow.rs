@@ -229,9 +229,37 @@ fn flow(input: &MetricInput, p: &Params) -> Result<MetricOutput> {
         )));
     }
     let prompt = tokens[..n_x].to_vec();
-    let alternatives: Vec<Vec<u32>> = match p.alternatives.get() {
-        None | Some(Value::Null) => vec![],
-        Some(v) => serde_json::from_value(v.clone())
+    // Array parameters may also come as input tensors of the same name (the host sends
+    // bulk arrays that way): `alternatives` [k, T] (or [T], one), `prior` [k].
+    let tensor = |name: &str| -> Result<Option<(Vec<f32>, Vec<usize>)>> {
+        match input.tensors.iter().find(|(n, _)| n == name) {
+            Some((_, t)) => Ok(Some(t.with_data(|d, s| (d.to_vec(), s.to_vec()))?)),
+            None => Ok(None),
+        }
+    };
+    for (name, param) in [("alternatives", &p.alternatives), ("prior", &p.prior)] {
+        if param.get().is_some_and(|v| !v.is_null()) && tensor(name)?.is_some() {
+            return Err(err(format!(
+                "`{name}` given both as a parameter and as a tensor input"
+            )));
+        }
+    }
+    let alternatives: Vec<Vec<u32>> = match (p.alternatives.get(), tensor("alternatives")?) {
+        (_, Some((d, s))) => {
+            let cols = match s.as_slice() {
+                [_] => d.len(),
+                [_, t] => *t,
+                _ => return Err(err("`alternatives` must be [k, T] (or [T]) token ids")),
+            };
+            if d.iter().any(|&x| !(x >= 0.0 && x.fract() == 0.0)) {
+                return Err(err("`alternatives` must be arrays of token ids"));
+            }
+            d.chunks(cols.max(1))
+                .map(|r| r.iter().map(|&x| x as u32).collect())
+                .collect()
+        }
+        (None | Some(Value::Null), None) => vec![],
+        (Some(v), None) => serde_json::from_value(v.clone())
             .map_err(|e| err(format!("`alternatives` must be arrays of token ids: {e}")))?,
     };
     let mut prompts = vec![prompt.clone()];
@@ -246,9 +274,10 @@ fn flow(input: &MetricInput, p: &Params) -> Result<MetricOutput> {
             info.vocab_size
         )));
     }
-    let prior: Vec<f64> = match p.prior.get() {
-        None | Some(Value::Null) => vec![1.0 / prompts.len() as f64; prompts.len()],
-        Some(v) => serde_json::from_value(v.clone())
+    let prior: Vec<f64> = match (p.prior.get(), tensor("prior")?) {
+        (_, Some((d, _))) => d.iter().map(|&x| x as f64).collect(),
+        (None | Some(Value::Null), None) => vec![1.0 / prompts.len() as f64; prompts.len()],
+        (Some(v), None) => serde_json::from_value(v.clone())
             .map_err(|e| err(format!("`prior` must be numbers: {e}")))?,
     };
     if prior.len() != prompts.len()
