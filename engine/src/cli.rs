@@ -115,6 +115,8 @@ pub enum Command {
         params: Vec<String>,
         #[arg(long, short)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        corpus: crate::corpus::CorpusArgs,
     },
 }
 
@@ -423,7 +425,22 @@ pub fn run(cli: Cli) -> Result<()> {
             input,
             params,
             output,
+            corpus,
         } => {
+            if corpus.corpus.is_some() {
+                if input.text.is_some() || input.tokens.is_some() || input.file.is_some() {
+                    bail!("give --corpus or --text/--tokens/--file, not both");
+                }
+                let params = param_map(&params)?;
+                return crate::corpus::cli(
+                    &tokit,
+                    &metric,
+                    model.as_deref(),
+                    params,
+                    output.as_deref(),
+                    &corpus,
+                );
+            }
             let m = match &model {
                 Some(p) => Some(tokit.load_model(p, &LoadOptions::default())?),
                 None => None,
@@ -456,6 +473,22 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--param name=value` flags as a map (value parsed as JSON, else taken as a string).
+fn param_map(params: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut map = serde_json::Map::new();
+    for p in params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
+        let v =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        if let Some(old) = map.insert(k.to_string(), v) {
+            bail!("--param {k} given twice (first {old}, then {p}): keep one");
+        }
+    }
+    Ok(map)
 }
 
 fn tokens_of(input: &TextInput, model: Option<&crate::Model>) -> Result<Option<Vec<u32>>> {

@@ -95,6 +95,8 @@ pub trait Metric: 'static {
     const NEEDS_MODEL: bool = false;
     /// The formula is a reconstruction of the paper (`docs/measures.md` marks it [P~]).
     const RECONSTRUCTION: bool = false;
+    /// How the metric runs over a corpus (`tokit analyze --corpus`, `docs/corpus.md`).
+    const CORPUS: CorpusMode = CorpusMode::No;
     /// The parameters, declared with [`params!`](crate::params).
     type Params: Params;
     /// Compute the metric on `input` with the parsed parameters.
@@ -110,7 +112,24 @@ pub fn spec_of<M: Metric>() -> MetricSpec {
         needs_model: M::NEEDS_MODEL,
         reconstruction: M::RECONSTRUCTION,
         params: M::Params::specs(),
+        corpus: M::CORPUS,
     }
+}
+
+/// How a metric runs over a corpus of documents (`docs/corpus.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorpusMode {
+    /// Not on a corpus: the engine refuses it there.
+    #[default]
+    No,
+    /// Called once per document (or window): per-token tensors (length = the call's
+    /// tokens) become columns, scalars per-document summary entries.
+    PerDocument,
+    /// Called on several documents packed into one sequence, with an input tensor
+    /// `segments` of their lengths; returns per-token tensors over the whole pack, each
+    /// document computed as if it ran alone (its first token has no prediction: NaN).
+    Packable,
 }
 
 /// Parse `input`'s parameters for `M` and compute it (what the host's call runs).
@@ -133,6 +152,9 @@ pub struct MetricSpec {
     pub reconstruction: bool,
     #[serde(default)]
     pub params: Vec<ParamSpec>,
+    /// How it runs over a corpus.
+    #[serde(default)]
+    pub corpus: CorpusMode,
 }
 
 /// One parameter of a metric.
