@@ -50,6 +50,10 @@ pub struct ModelInfo {
     pub default_ablation: String,
     /// Whether position t's logits depend only on tokens ≤ t.
     pub causal: bool,
+    /// Whether the model accepts several documents packed into one forward (the
+    /// `segments` forward option, [`ForwardCall::segments`]); false when absent.
+    #[serde(default)]
+    pub packing: bool,
     /// Architecture-specific facts (order, smoothing, rope settings, ...).
     #[serde(default)]
     pub extra: Value,
@@ -320,6 +324,40 @@ impl Variant {
     }
 }
 
+/// The position ranges `start..end` of documents of lengths `segments`, one after another.
+pub fn segment_ranges(segments: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut start = 0;
+    segments
+        .iter()
+        .map(|&n| {
+            start += n;
+            start - n..start
+        })
+        .collect()
+}
+
+/// The `segments` option checked against `n_tokens`: every length ≥ 1, summing to
+/// `n_tokens`; absent (empty) is one document `[n_tokens]`.
+pub fn check_segments(segments: Vec<usize>, n_tokens: usize) -> Result<Vec<usize>> {
+    if segments.is_empty() {
+        return Ok(vec![n_tokens]);
+    }
+    if let Some(i) = segments.iter().position(|&n| n == 0) {
+        return Err(Error::msg(format!(
+            "forward option `segments`: document {i} has length 0 (every packed document needs at least one token)"
+        )));
+    }
+    let total = segments.iter().try_fold(0usize, |a, &n| a.checked_add(n));
+    if total != Some(n_tokens) {
+        return Err(Error::msg(format!(
+            "forward option `segments`: the {} document lengths sum to {}, but the call has {n_tokens} tokens",
+            segments.len(),
+            total.map_or("more than usize::MAX".to_string(), |t| t.to_string())
+        )));
+    }
+    Ok(segments)
+}
+
 #[derive(Deserialize, Default)]
 struct ForwardOptions {
     #[serde(default)]
@@ -327,6 +365,9 @@ struct ForwardOptions {
     /// Emit logits of the last position only (`[1, V]`): generation steps.
     #[serde(default)]
     last_only: bool,
+    /// Lengths of the documents packed into the call (absent: one document).
+    #[serde(default)]
+    segments: Vec<usize>,
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
 }
@@ -336,6 +377,7 @@ pub struct ForwardCall<'a> {
     tokens: &'a [u32],
     variants: Vec<Variant>,
     last_only: bool,
+    segments: Vec<usize>,
     options: serde_json::Map<String, Value>,
     hooks: *mut c_void,
     out: &'a TensorSink,
@@ -358,10 +400,12 @@ impl<'a> ForwardCall<'a> {
         if opts.variants.is_empty() {
             opts.variants.push(Variant::default());
         }
+        let segments = check_segments(opts.segments, tokens.len())?;
         Ok(ForwardCall {
             tokens,
             variants: opts.variants,
             last_only: opts.last_only,
+            segments,
             options: opts.rest,
             hooks: args.hooks,
             out,
@@ -380,6 +424,24 @@ impl<'a> ForwardCall<'a> {
     /// context. Models with a cache may reuse it when `tokens` extends the previous call.
     pub fn last_only(&self) -> bool {
         self.last_only
+    }
+
+    /// Lengths of the documents packed into this call, in order, summing to the number of
+    /// tokens (`[n_tokens]` for one document). Each document's positions start at 0, it
+    /// sees only itself (recurrent state starts fresh at its start), and every output row
+    /// is what running the document alone gives (`docs/plugins.md`, "Packed documents").
+    pub fn segments(&self) -> &[usize] {
+        &self.segments
+    }
+
+    /// Whether several documents are packed into this call.
+    pub fn packed(&self) -> bool {
+        self.segments.len() > 1
+    }
+
+    /// The documents' position ranges `start..end` in the packed sequence.
+    pub fn segment_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        segment_ranges(&self.segments)
     }
 
     /// Whether the host captures or intervenes at hook point `name` in this call. Plugins
@@ -443,5 +505,28 @@ impl<'a> ForwardCall<'a> {
     pub fn emit(&mut self, variant: usize, name: &str, t: Tensor) {
         // SAFETY: the sink is valid during the call; the host takes over the reference.
         unsafe { (self.out.put)(self.out.ctx, variant as u32, Str::new(name), t.into_id()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_checked_and_split_into_ranges() {
+        assert_eq!(check_segments(vec![], 5).unwrap(), [5]);
+        assert_eq!(check_segments(vec![1, 4], 5).unwrap(), [1, 4]);
+        let e = check_segments(vec![1, 3], 5).unwrap_err().to_string();
+        assert!(e.contains("sum to 4") && e.contains("5 tokens"), "{e}");
+        let e = check_segments(vec![5, 0], 5).unwrap_err().to_string();
+        assert!(e.contains("document 1 has length 0"), "{e}");
+        assert!(check_segments(vec![usize::MAX, 2], 1).is_err());
+        assert_eq!(segment_ranges(&[2, 1, 3]), [0..2, 2..3, 3..6]);
+        let info: ModelInfo = serde_json::from_str(
+            r#"{"arch": "x", "vocab_size": 2, "n_layers": 0, "d_model": 1, "context_length": null,
+                "hooks": [], "ablation_methods": [], "default_ablation": "", "causal": true}"#,
+        )
+        .unwrap();
+        assert!(!info.packing, "packing is false when a plugin does not say");
     }
 }

@@ -20,7 +20,10 @@ mod params;
 mod record;
 mod tensor;
 
-pub use arch::{Ablation, ArchSpec, Architecture, ForwardCall, ModelInfo, ModelSource, Variant};
+pub use arch::{
+    check_segments, segment_ranges, Ablation, ArchSpec, Architecture, ForwardCall, ModelInfo,
+    ModelSource, Variant,
+};
 pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
 pub use intervention::{Intervention, InterventionAction, InterventionRequest, Values};

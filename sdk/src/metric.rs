@@ -240,6 +240,10 @@ pub struct ForwardRequest {
     /// Changes the host makes at hook points (applied before capture).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interventions: Vec<InterventionRequest>,
+    /// Lengths of documents packed into this forward (empty: one document). The model
+    /// must declare `ModelInfo::packing`; every output row is then its document's alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<usize>,
 }
 
 /// Outputs of [`ModelRef::forward`], per variant: `"logits"` and captured hooks.

@@ -28,6 +28,11 @@ pub struct ForwardSpec {
     pub interventions: Vec<Intervention>,
     /// Only the last position's logits (`[1, V]`), for generation steps.
     pub last_only: bool,
+    /// Lengths of documents packed into this forward, summing to the number of tokens;
+    /// empty (or one entry) = one document. Each document's positions start at 0 and it
+    /// sees only itself: every output row equals running its document alone. Needs a
+    /// model whose `info.packing` is true (`docs/architecture.md`, "Packed documents").
+    pub segments: Vec<usize>,
     /// Return non-finite logits instead of refusing them (to study what an intervention or
     /// a broken checkpoint does); the model's `allow_nonfinite` load option does the same.
     pub allow_nonfinite: bool,
@@ -226,12 +231,21 @@ impl ModelInner {
                 info.vocab_size
             );
         }
+        let segments = tokit_sdk::check_segments(spec.segments.clone(), tokens.len())
+            .map_err(|e| anyhow!("{e}"))?;
+        ensure!(
+            segments.len() == 1 || info.packing,
+            "{} cannot pack documents; run them one by one",
+            info.arch
+        );
         if let Some(n) = info.context_length {
-            ensure!(
-                tokens.len() <= n,
-                "forward: {} tokens exceed the model's context of {n}",
-                tokens.len()
-            );
+            // Packed documents each start at position 0: the context bounds each one.
+            if let Some((i, &len)) = segments.iter().enumerate().find(|(_, &len)| len > n) {
+                if segments.len() == 1 {
+                    bail!("forward: {len} tokens exceed the model's context of {n}");
+                }
+                bail!("forward: packed document {i} has {len} tokens, more than the model's context of {n}");
+            }
         }
         for p in spec
             .capture
@@ -260,12 +274,13 @@ impl ModelInner {
         &self,
         tokens: &[u32],
         variant: &Variant,
-        interventions: &[Intervention],
+        spec: &ForwardSpec,
     ) -> Option<String> {
         let spec = ForwardSpec {
             variants: vec![variant.clone()],
             capture: vec!["*".into()],
-            interventions: interventions.to_vec(),
+            interventions: spec.interventions.clone(),
+            segments: spec.segments.clone(),
             allow_nonfinite: true,
             ..Default::default()
         };
@@ -306,8 +321,11 @@ impl ModelInner {
                     .any(|p| glob_match(p, h))
             })
             .collect();
-        let options =
-            serde_json::json!({ "variants": variants, "last_only": spec.last_only, "active_hooks": active }).to_string();
+        let mut options = serde_json::json!({ "variants": variants, "last_only": spec.last_only, "active_hooks": active });
+        if spec.segments.len() > 1 {
+            options["segments"] = serde_json::json!(spec.segments);
+        }
+        let options = options.to_string();
         let mut hooks = HookCtx::new(
             spec.capture.clone(),
             spec.interventions.clone(),
@@ -356,7 +374,7 @@ impl ModelInner {
                     let origin = if spec.last_only {
                         String::new()
                     } else {
-                        self.first_nonfinite_hook(tokens, &variants[v], &spec.interventions)
+                        self.first_nonfinite_hook(tokens, &variants[v], spec)
                             .map(|h| format!("; the first non-finite values appear at hook `{h}`"))
                             .unwrap_or_default()
                     };
@@ -380,6 +398,8 @@ struct JsonForward {
     capture: Vec<String>,
     #[serde(default)]
     interventions: Vec<InterventionRequest>,
+    #[serde(default)]
+    segments: Vec<usize>,
 }
 
 impl ForwardTarget for ModelInner {
@@ -401,6 +421,7 @@ impl ForwardTarget for ModelInner {
                 .into_iter()
                 .map(crate::hooks::from_request)
                 .collect::<Result<_>>()?,
+            segments: req.segments,
             ..Default::default()
         };
         Ok(self

@@ -18,6 +18,18 @@ impl Mamba2 {
         let plans = plan_variants(call, &self.info)?;
         let last_only = call.last_only();
         let hooked = self.info.hooks.iter().any(|h| call.hook_active(h));
+        if call.packed() {
+            // Packed documents: every variant in full (the memory kept for reuse and
+            // between generation steps is one sequence's).
+            let segments = call.segments().to_vec();
+            for (v, plan) in plans.iter().enumerate() {
+                let mut p = Pass::new(Some(&mut *call), v, last_only).packing(&segments)?;
+                p.keep = plan.keep_column(0, len)?;
+                let logits = self.run(&mut p, &plan.seq)?;
+                call.emit(v, "logits", logits);
+            }
+            return Ok(());
+        }
         if is_step(call, &plans) {
             return self.step(call, &plans[0]);
         }

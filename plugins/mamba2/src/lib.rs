@@ -50,6 +50,13 @@
 //! state still decays by its `a_j`. `replace`: the token becomes `replace_with`. Positions
 //! before the first ablated one are unchanged, bit for bit.
 //!
+//! # Packed documents
+//!
+//! With the forward option `segments` each document starts from an empty memory: the
+//! convolution runs per document, and the decay `a_t` the scans use is 0 at each
+//! document's first row, so the state before it is forgotten exactly inside one chunked
+//! scan (`hook_decay` shows the model's own `a_t`). Every variant then runs in full.
+//!
 //! # Reuse
 //!
 //! A layer's memory after position `t` is its last `K − 1` convolution inputs and its SSM
@@ -157,6 +164,7 @@ impl Architecture for Mamba2 {
             context_length: None,
             hooks: hook_names(&[HOOK_EMBED], &BLOCK_HOOKS, c.layers),
             causal: true,
+            packing: true,
             extra,
             ..Default::default()
         }

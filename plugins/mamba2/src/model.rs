@@ -98,11 +98,26 @@ impl Mamba2 {
             xbc = xbc.mul(keep)?;
         }
 
-        // Depthwise causal convolution, continuing from the memory before this pass.
+        // Depthwise causal convolution, continuing from the memory before this pass; packed
+        // documents each from zeros (per document, so none reads its predecessor's rows).
         let init = p.init.map(|s| &s[i]);
-        let conv = xbc
-            .conv1d_causal(&l.conv_w, l.conv_b.as_ref(), init.map(|s| &s.conv))?
-            .silu()?;
+        let conv = match &p.packed {
+            None => xbc.conv1d_causal(&l.conv_w, l.conv_b.as_ref(), init.map(|s| &s.conv))?,
+            Some((segments, _)) => {
+                let docs = tokit_sdk::segment_ranges(segments)
+                    .into_iter()
+                    .map(|r| {
+                        xbc.slice(0, r.start, r.end)?.conv1d_causal(
+                            &l.conv_w,
+                            l.conv_b.as_ref(),
+                            None,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::concat(&docs.iter().collect::<Vec<_>>(), 0)?
+            }
+        }
+        .silu()?;
         let x = p.hook(
             &name("ssm.hook_x"),
             conv.slice(1, 0, c.inner)?.reshape(&[-1, heads, pd])?,
@@ -137,6 +152,13 @@ impl Mamba2 {
             xdt = xdt.mul(&keep.reshape(&[-1, 1, 1])?)?;
         }
         let h0 = init.map(|s| &s.ssm);
+        // Packed documents: a zero decay at each document's first row forgets the state
+        // before it exactly (the scans multiply decays, `a_t = 0` is a memoryless step).
+        // The hooks above see the model's own decay.
+        let a = match &p.packed {
+            Some((_, reset)) => a.mul(reset)?,
+            None => a,
+        };
         if !p.checkpoints.is_empty() {
             let states = Tensor::ssm_states(&xdt, &a, &b, h0, &p.checkpoints)?;
             // Convolution inputs: the memory before this pass, then this pass's rows.

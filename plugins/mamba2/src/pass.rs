@@ -21,6 +21,9 @@ pub(crate) struct Pass<'c, 'a> {
     /// `saved[k][layer]`: the memory after `checkpoints[k]`.
     pub(crate) saved: Vec<Vec<LayerState>>,
     pub(crate) last_only: bool,
+    /// Packed documents (lengths, from row 0) and the `[n, 1]` column that is 0 at each
+    /// document's first row and 1 elsewhere: the decay there, so the state starts fresh.
+    pub(crate) packed: Option<(Vec<usize>, Tensor)>,
 }
 
 impl<'c, 'a> Pass<'c, 'a> {
@@ -38,7 +41,19 @@ impl<'c, 'a> Pass<'c, 'a> {
             checkpoints: vec![],
             saved: vec![],
             last_only,
+            packed: None,
         }
+    }
+
+    /// Run over packed documents of lengths `segments` (from row 0, no initial memory).
+    pub(crate) fn packing(mut self, segments: &[usize]) -> Result<Self> {
+        let mut reset = vec![1f32; segments.iter().sum()];
+        for r in tokit_sdk::segment_ranges(segments) {
+            reset[r.start] = 0.0;
+        }
+        let column = Tensor::from_slice(&reset, &[reset.len(), 1])?;
+        self.packed = Some((segments.to_vec(), column));
+        Ok(self)
     }
 
     /// Keep every layer's memory after each of `rows`.

@@ -40,6 +40,14 @@
 //! unfused (scores → hook → softmax → hook → pattern @ v) so captures and interventions
 //! take effect. Hooks nobody listens to cost nothing.
 //!
+//! # Packed documents
+//!
+//! Every family packs (`ModelInfo::packing`): with the forward option `segments`, each
+//! document's positions start at 0 (learned or rotary) and attention stays inside each
+//! document (causal within it; the whole document for LLaDA), so every row equals running
+//! its document alone. Such a call runs each variant in one pass from position 0 (see
+//! [`runner`]); score and pattern hooks are block-diagonal `[H, T, T]`.
+//!
 //! # Position ablation
 //!
 //! `attention` (default): the ablated positions are removed from every query's keys; all
@@ -161,6 +169,7 @@ impl Architecture for Transformer {
             context_length: f.context_length,
             hooks: hook_names(f.embed_hooks, &BLOCK_HOOKS, model.n_layers()),
             causal: f.causal,
+            packing: true,
             extra,
             ..Default::default()
         }

@@ -23,6 +23,13 @@
 //! no full-length tensor built, and attention runs fused unless the layer's score or
 //! pattern hook is listened to.
 //!
+//! **Packed documents** (the `segments` forward option): an Inline pass over documents laid
+//! one after another. [`Pass::positions`] restarts at 0 in each document, and attention
+//! runs document by document (each query sees only keys of its own document, so the keys
+//! of other documents are never computed against), which makes every row equal to running
+//! its document alone. The score and pattern hooks see `[H, T, T]` block-diagonal tensors
+//! (−inf and 0 outside the documents' blocks).
+//!
 //! Reusing a clean prefix is only valid when no intervention changes anything. The host
 //! hands back the very same tensor handle when a hook leaves an activation alone, so a hook
 //! that returns a different handle marks its variant *changed* (see `runner.rs` for what
@@ -105,11 +112,17 @@ pub struct Pass<'c, 'a> {
     /// Past `last_rows`: tensors hold the last position only.
     tail: bool,
     kv_out: Option<&'c mut Kv>,
+    /// Lengths of the packed documents (empty: one document).
+    segments: Vec<usize>,
 }
 
 impl Pass<'_, '_> {
-    /// Absolute positions of the rows being computed.
+    /// Positions of the rows being computed: absolute, or within their document when
+    /// documents are packed.
     pub fn positions(&self) -> Vec<usize> {
+        if !self.segments.is_empty() {
+            return self.segments.iter().flat_map(|&n| 0..n).collect();
+        }
         match &self.kind {
             PassKind::Stacked { groups, .. } => {
                 groups.iter().flat_map(|g| g.start..self.len).collect()
@@ -280,6 +293,10 @@ impl Pass<'_, '_> {
         let q = self.heads(&name("hook_q"), q)?;
         let k = self.kv(layer, &name("hook_k"), k, true)?;
         let v = self.kv(layer, &name("hook_v"), v, false)?;
+        if !self.segments.is_empty() {
+            let scores = self.active(&name("hook_scores")) || self.active(&name("hook_pattern"));
+            return self.packed_attention(layer, q, k, v, a, scores);
+        }
         let mask = AttnMask {
             causal: a.causal,
             q_offset: self.start,
@@ -305,6 +322,84 @@ impl Pass<'_, '_> {
             .reshape(&[a.kv_heads as isize, group * n, self.len as isize])?
             .matmul(&v)?
             .reshape(&[a.heads as isize, n, a.head_dim as isize])
+    }
+}
+
+impl Pass<'_, '_> {
+    /// [`Pass::attention`] over packed documents (an Inline pass from position 0): each
+    /// document's queries against its own keys only. With `scores` (a score or pattern
+    /// hook listened to) the `[H, T, T]` scores are built block-diagonally, hooked, and
+    /// the pattern multiplies the values; otherwise the fused op runs per document.
+    fn packed_attention(
+        &mut self,
+        layer: usize,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        a: &Attn,
+        scores: bool,
+    ) -> Result<Tensor> {
+        if self.start != 0 || !matches!(self.kind, PassKind::Inline) {
+            return Err(Error::msg(
+                "transformer: packed documents run in one pass from position 0",
+            ));
+        }
+        let ranges = tokit_sdk::segment_ranges(&self.segments);
+        let t = self.len;
+        let mask = |r: &std::ops::Range<usize>| AttnMask {
+            causal: a.causal,
+            q_offset: 0,
+            key_keep: self.keep.map(|k| k[r.clone()].to_vec()),
+            window: a.window,
+        };
+        let part = |x: &Tensor, r: &std::ops::Range<usize>| x.slice(1, r.start, r.end);
+        if !scores {
+            let outs = ranges
+                .iter()
+                .map(|r| {
+                    Tensor::attention(
+                        &part(&q, r)?,
+                        &part(&k, r)?,
+                        &part(&v, r)?,
+                        &mask(r),
+                        a.scale,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Tensor::concat(&outs.iter().collect::<Vec<_>>(), 1);
+        }
+        // Each document's rows [H, n, T]: −inf left and right of its own [H, n, n] scores.
+        let rows = ranges
+            .iter()
+            .map(|r| {
+                let own =
+                    Tensor::attention_scores(&part(&q, r)?, &part(&k, r)?, &mask(r), a.scale)?;
+                let n = r.len();
+                let mut pieces = Vec::with_capacity(3);
+                if r.start > 0 {
+                    pieces.push(Tensor::full(&[a.heads, n, r.start], f32::NEG_INFINITY)?);
+                }
+                pieces.push(own);
+                if r.end < t {
+                    pieces.push(Tensor::full(&[a.heads, n, t - r.end], f32::NEG_INFINITY)?);
+                }
+                Tensor::concat(&pieces.iter().collect::<Vec<_>>(), 2)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let name = |s: &str| format!("blocks.{layer}.attn.{s}");
+        let scores = self.heads(
+            &name("hook_scores"),
+            Tensor::concat(&rows.iter().collect::<Vec<_>>(), 1)?,
+        )?;
+        let pattern = self.heads(&name("hook_pattern"), scores.softmax(-1)?)?;
+        if a.heads == a.kv_heads {
+            return pattern.matmul(&v);
+        }
+        let group = (a.heads / a.kv_heads) as isize;
+        pattern
+            .reshape(&[a.kv_heads as isize, group * t as isize, t as isize])?
+            .matmul(&v)?
+            .reshape(&[a.heads as isize, t as isize, a.head_dim as isize])
     }
 }
 
@@ -362,7 +457,12 @@ impl<'c, 'a> Pass<'c, 'a> {
         len: usize,
         last_only: bool,
     ) -> Pass<'c, 'a> {
+        let segments = match call.packed() {
+            true => call.segments().to_vec(),
+            false => Vec::new(),
+        };
         Pass {
+            segments,
             call,
             kind,
             variant,

@@ -17,6 +17,10 @@
 //!   layer, so the linear layers read each weight matrix once for all variants rather than
 //!   once per variant (at small sizes weight reads dominate); attention runs per variant.
 //!
+//! - Packed documents (`ForwardCall::packed`): every variant runs Inline from position 0
+//!   (a clean prefix is shared within one document only, and the KV cache holds one
+//!   sequence, so neither applies); `last_only` then returns the last document's last row.
+//!
 //! A variant that an intervention changed (a hook returned a different tensor) during a
 //! Reference, Suffix or Cached pass is recomputed from scratch in an Inline pass, where
 //! interventions take effect; its hooks run again and captures are overwritten with the
@@ -97,16 +101,16 @@ pub fn forward(
     let n = plans.len();
     let mut changed = vec![false; n];
 
-    if info.causal && is_step(call, &plans) {
+    if info.causal && is_step(call, &plans) && !call.packed() {
         return cached(model, call, &plans[0], &shared, cache);
     }
     let clean = plans.iter().any(|p| p.first == len);
     let reuse = plans.iter().any(|p| p.first > 0 && p.first < len);
     let share = info.causal && (clean || reuse);
-    if n > 1 && hookless(call) {
+    if n > 1 && hookless(call) && !call.packed() {
         return stacked(model, call, &plans, &shared, share);
     }
-    if n == 1 || !share {
+    if n == 1 || !share || call.packed() {
         for (v, p) in plans.iter().enumerate() {
             let logits = {
                 let mut c = shared
