@@ -250,29 +250,43 @@ struct Pending {
     windows: Vec<WindowResult>,
 }
 
-/// Turn a result's tensors into named series over the call's `n` tokens: `[n]` is one
-/// column, `[k, n]` k columns `name_i`; other 1-D tensors are returned apart.
+/// The declared per-token tensors of a result as named columns over the call's `n`
+/// tokens (`[n]` one column, `[k, n]` k columns `name_i`), and its declared per-document
+/// series.
+#[allow(clippy::type_complexity)]
 fn split_tensors(
+    spec: &tokit_sdk::MetricSpec,
     tensors: &std::collections::BTreeMap<String, Tensor>,
     n: usize,
 ) -> Result<(Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>)> {
     let mut cols = Vec::new();
-    let mut other = Vec::new();
-    for (name, t) in tensors {
-        let shape = t.shape().to_vec();
+    for name in &spec.corpus_columns {
+        let t = tensors.get(name).ok_or_else(|| {
+            anyhow!(
+                "metric `{}` returned no `{name}`, one of its declared corpus columns",
+                spec.name
+            )
+        })?;
         let data = t.try_data()?;
-        match shape.as_slice() {
+        match t.shape() {
             [m] if *m == n => cols.push((table::column_name(name), data.to_vec())),
             [k, m] if *m == n => {
                 for (i, row) in data.chunks(n).enumerate().take(*k) {
                     cols.push((table::column_name(&format!("{name}_{i}")), row.to_vec()));
                 }
             }
-            [_] => other.push((name.clone(), data.to_vec())),
-            _ => {}
+            s => bail!(
+                "metric `{}`: corpus column `{name}` has shape {s:?}, not [{n}] or [k, {n}] over the call's {n} tokens",
+                spec.name
+            ),
         }
     }
-    Ok((cols, other))
+    let series = spec
+        .corpus_series
+        .iter()
+        .filter_map(|name| Some((name.clone(), tensors.get(name)?.try_data().ok()?.to_vec())))
+        .collect();
+    Ok((cols, series))
 }
 
 /// The resumable state of a run in `OUT.parts`.
@@ -364,6 +378,7 @@ pub fn analyze_corpus(
 ) -> Result<CorpusRun> {
     let format = format_of(&opts.output)?;
     let (_, spec) = engine.plugins.find_metric(metric)?;
+    let spec = spec.clone();
     let mode = spec.corpus;
     if mode == CorpusMode::No {
         let able: Vec<String> = engine
@@ -431,16 +446,7 @@ pub fn analyze_corpus(
     if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let (mut store, done_parts) = PartStore::open(&opts.output, &manifest)?;
-    let mut finished: BTreeSet<u64> = BTreeSet::new();
-    let mut columns: Option<Vec<String>> = None;
-    for p in &done_parts {
-        finished.extend(p.docs.iter().map(|d| d.doc));
-        finished.extend(p.skipped.iter().map(|d| d.doc));
-        if !p.docs.is_empty() {
-            columns.get_or_insert_with(|| p.columns.clone());
-        }
-    }
+    // Read the whole corpus once before anything is written: its errors come first.
     let total = {
         let mut n = 0usize;
         for d in corpus.documents()? {
@@ -455,11 +461,22 @@ pub fn analyze_corpus(
     if total == 0 {
         bail!("corpus {} holds no documents", opts.corpus.display());
     }
+    let (mut store, done_parts) = PartStore::open(&opts.output, &manifest)?;
+    let mut finished: BTreeSet<u64> = BTreeSet::new();
+    let mut columns: Option<Vec<String>> = None;
+    for p in &done_parts {
+        finished.extend(p.docs.iter().map(|d| d.doc));
+        finished.extend(p.skipped.iter().map(|d| d.doc));
+        if !p.docs.is_empty() {
+            columns.get_or_insert_with(|| p.columns.clone());
+        }
+    }
     let bar = progress_bar(total as u64, finished.len() as u64);
 
     let mut run = Runner {
         engine,
         metric,
+        spec: spec.clone(),
         model,
         params: &opts.params,
         packed,
@@ -541,8 +558,8 @@ pub fn analyze_corpus(
 }
 
 /// Whether `model` runs several documents in one forward, each as if alone.
-fn model_packs(_model: &Model) -> bool {
-    false
+fn model_packs(model: &Model) -> bool {
+    model.info().packing
 }
 
 fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
@@ -560,6 +577,7 @@ fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
 struct Runner<'a> {
     engine: &'a Engine,
     metric: &'a str,
+    spec: tokit_sdk::MetricSpec,
     model: &'a Model,
     params: &'a Map<String, Value>,
     packed: bool,
@@ -622,7 +640,7 @@ impl Runner<'_> {
             .iter()
             .map(|p| p.tokens.len() - p.skip)
             .sum::<usize>();
-        let (cols, other) = split_tensors(&report.tensors, tokens.len())?;
+        let (cols, other) = split_tensors(&self.spec, &report.tensors, tokens.len())?;
         let mut start = 0;
         for piece in pieces {
             let len = piece.tokens.len();

@@ -24,7 +24,10 @@ pub use token_stats::TokenStats;
 
 use crate::common::{require_causal, LawParams};
 use crate::token_stats::{self as stats, Estimate, PositionStats, TokenStatsOptions};
-use tokit_sdk::{bail, Error, ForwardRequest, MetricInput, MetricOutput, ModelRef, Result};
+use tokit_sdk::{
+    bail, segment_ranges, Error, ForwardRequest, MetricInput, MetricOutput, ModelRef, Result,
+    Tensor,
+};
 
 /// One teacher-forced pass: the per-token and corpus statistics of the text.
 pub(crate) struct Scored {
@@ -68,19 +71,27 @@ fn segments(input: &MetricInput, n: usize) -> Result<Vec<usize>> {
     }
 }
 
-/// Logits `[T, V]` of the packed documents, as one buffer: one forward per document (a
-/// document's logits do not depend on the others, so this equals a packed forward).
+/// Logits `[T, V]` of the packed documents, as one buffer: one packed forward when the
+/// model packs, else one forward per document (the same rows: a document's logits do
+/// not depend on the others).
 fn packed_logits(model: &ModelRef, tokens: &[u32], segments: &[usize]) -> Result<Vec<f32>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for &len in segments {
-        let mut o = model.forward(&tokens[start..start + len], &ForwardRequest::default())?;
-        let logits = o
+    let logits = |tokens: &[u32], segments: Vec<usize>| -> Result<Tensor> {
+        let request = ForwardRequest {
+            segments,
+            ..Default::default()
+        };
+        model
+            .forward(tokens, &request)?
             .first_mut()
             .and_then(|v| v.remove("logits"))
-            .ok_or_else(|| Error::msg("model_forward returned no logits"))?;
-        logits.with_data(|d, _| out.extend_from_slice(d))?;
-        start += len;
+            .ok_or_else(|| Error::msg("model_forward returned no logits"))
+    };
+    if model.info()?.packing {
+        return Ok(logits(tokens, segments.to_vec())?.with_data(|d, _| d.to_vec())?);
+    }
+    let mut out = Vec::new();
+    for r in segment_ranges(segments) {
+        logits(&tokens[r], Vec::new())?.with_data(|d, _| out.extend_from_slice(d))?;
     }
     Ok(out)
 }

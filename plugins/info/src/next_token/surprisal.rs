@@ -12,6 +12,7 @@ impl Metric for Surprisal {
         "surprisal −ln p(x_t | x_<t) of each token; value = its mean (cross-entropy)";
     const NEEDS_MODEL: bool = true;
     const CORPUS: CorpusMode = CorpusMode::Packable;
+    const CORPUS_COLUMNS: &'static [&'static str] = &["surprisal"];
     type Params = LawParams;
 
     fn compute(input: &MetricInput, p: LawParams) -> Result<MetricOutput> {

@@ -12,6 +12,14 @@ impl Metric for TokenStats {
     const DESCRIPTION: &'static str = "all per-token values (surprisal, entropy, rank, free/internal energy, heat capacity); value = cross-entropy";
     const NEEDS_MODEL: bool = true;
     const CORPUS: CorpusMode = CorpusMode::Packable;
+    const CORPUS_COLUMNS: &'static [&'static str] = &[
+        "surprisal",
+        "entropy",
+        "rank",
+        "free_energy",
+        "internal_energy",
+        "heat_capacity",
+    ];
     type Params = LawParams;
 
     fn compute(input: &MetricInput, p: LawParams) -> Result<MetricOutput> {
