@@ -550,3 +550,52 @@ fn bad_corpora_and_options_are_refused_clearly() {
     ]));
     assert!(e.contains("has no parameter `lag`"), "{e}");
 }
+
+/// SmolLM2 (skipped without it, failing under CI): two dozen verses packed into
+/// forwards give every verse's surprisal of a separate run to 1e-5.
+#[test]
+fn smollm2_packed_verses_equal_separate_runs() {
+    let gguf = std::env::var("TOKIT_SMOLLM2_GGUF")
+        .ok()
+        .map(PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var("TOKIT_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tokit")
+                });
+            std::fs::read_dir(home.join("smollm2"))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        });
+    let Some(gguf) = gguf else {
+        missing_prerequisite(
+            "corpus smollm2",
+            "SmolLM2 GGUF not found; run tools/get-smollm2.sh",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine();
+    let m = load(&e, &gguf);
+    let docs = verses(24);
+    let corpus = write_txt(dir.path(), &docs);
+    let out = dir.path().join("smollm2.parquet");
+    let run = analyze_corpus(&e, "token_stats", &m, &CorpusOptions::new(&corpus, &out)).unwrap();
+    assert!(run.packed);
+    let rows = Rows::read_parquet(&out).unwrap();
+    let surprisal = column(&rows, "surprisal");
+    let mut worst = 0.0f32;
+    for (i, text) in docs.iter().enumerate() {
+        let tokens = m.encode(text).unwrap();
+        let want = alone(&e, &m, &tokens);
+        let r = doc_rows(&rows, i as i64);
+        assert_close(&surprisal[r.clone()], &want, 1e-5, &format!("verse {i}"));
+        for (a, b) in surprisal[r].iter().zip(&want).skip(1) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("smollm2 corpus: max |packed − alone| surprisal = {worst:e} nats");
+}

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// Resamples of the bootstrap, and its seed (fixed: the summary is reproducible).
 const BOOTSTRAP: usize = 1000;
-const SEED: u64 = 0x746f_6b69_74;
+const SEED: u64 = 0x0074_6f6b_6974;
 
 /// n, Σx and Σx² of a column's finite values in one document.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -71,10 +71,14 @@ fn segments(input: &MetricInput, n: usize) -> Result<Vec<usize>> {
     }
 }
 
-/// Logits `[T, V]` of the packed documents, as one buffer: one packed forward when the
-/// model packs, else one forward per document (the same rows: a document's logits do
-/// not depend on the others).
-fn packed_logits(model: &ModelRef, tokens: &[u32], segments: &[usize]) -> Result<Vec<f32>> {
+/// Logits of packed documents: one packed forward `[T, V]` when the model packs, else
+/// one forward per document (the same rows: a document's logits do not depend on the
+/// others). Each tensor comes with the documents it covers.
+fn packed_logits(
+    model: &ModelRef,
+    tokens: &[u32],
+    segments: &[usize],
+) -> Result<Vec<(Tensor, Vec<std::ops::Range<usize>>)>> {
     let logits = |tokens: &[u32], segments: Vec<usize>| -> Result<Tensor> {
         let request = ForwardRequest {
             segments,
@@ -87,13 +91,15 @@ fn packed_logits(model: &ModelRef, tokens: &[u32], segments: &[usize]) -> Result
             .ok_or_else(|| Error::msg("model_forward returned no logits"))
     };
     if model.info()?.packing {
-        return Ok(logits(tokens, segments.to_vec())?.with_data(|d, _| d.to_vec())?);
+        return Ok(vec![(
+            logits(tokens, segments.to_vec())?,
+            segment_ranges(segments),
+        )]);
     }
-    let mut out = Vec::new();
-    for r in segment_ranges(segments) {
-        logits(&tokens[r], Vec::new())?.with_data(|d, _| out.extend_from_slice(d))?;
-    }
-    Ok(out)
+    segment_ranges(segments)
+        .into_iter()
+        .map(|r| Ok((logits(&tokens[r.clone()], Vec::new())?, vec![r])))
+        .collect()
 }
 
 /// Standard error of `e` times `s` (NaN when there is none).
@@ -119,20 +125,21 @@ pub(crate) fn score(input: &MetricInput, law: &LawParams) -> Result<(Scored, Met
             .with_data(|data, shape| stats::token_stats(data, shape[1], tokens, &opts))?
             .map_err(fail)?
     } else {
-        let logits = packed_logits(model, tokens, &segments)?;
-        let vocab = logits.len() / tokens.len();
         let mut local = Vec::with_capacity(tokens.len());
-        let mut start = 0;
-        for &len in &segments {
-            let rows = &logits[start * vocab..(start + len) * vocab];
-            // A one-token document has nothing scored (its only value is the NaN).
-            if len > 1 {
-                local.extend(
-                    stats::local_stats(rows, vocab, &tokens[start..start + len], &opts)
-                        .map_err(fail)?,
-                );
-            }
-            start += len;
+        for (logits, docs) in packed_logits(model, tokens, &segments)? {
+            // Rows of `logits` start at the first of its documents.
+            let first = docs.first().map_or(0, |r| r.start);
+            logits.with_data(|data, shape| -> Result<()> {
+                let vocab = shape[1];
+                for r in docs.iter().filter(|r| r.len() > 1) {
+                    // A one-token document has nothing scored (its only value is the NaN).
+                    let rows = &data[(r.start - first) * vocab..(r.end - first) * vocab];
+                    local.extend(
+                        stats::local_stats(rows, vocab, &tokens[r.clone()], &opts).map_err(fail)?,
+                    );
+                }
+                Ok(())
+            })??;
         }
         let corpus = stats::CorpusStats::from_local(&local, law.temperature).map_err(fail)?;
         stats::TokenStats { local, corpus }
