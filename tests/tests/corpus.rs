@@ -599,3 +599,64 @@ fn smollm2_packed_verses_equal_separate_runs() {
     }
     eprintln!("smollm2 corpus: max |packed − alone| surprisal = {worst:e} nats");
 }
+
+/// Per-document metrics: one call per document; declared columns per layer, the value,
+/// scalars and declared series in the summary, equal to separate runs.
+#[test]
+fn per_document_metrics_keep_columns_scalars_and_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine();
+    let m = load(&e, &word_llama(dir.path()));
+    let docs = verses(3);
+    let corpus = write_txt(dir.path(), &docs);
+    let out = dir.path().join("lens.parquet");
+    let run = analyze_corpus(&e, "logit_lens", &m, &CorpusOptions::new(&corpus, &out)).unwrap();
+    assert!(
+        !run.packed,
+        "per-document metrics run one document per call"
+    );
+    let rows = Rows::read_parquet(&out).unwrap();
+    let layers = m.info().n_layers;
+    assert_eq!(rows.columns.len(), 3 * layers);
+    assert!(rows.columns.contains(&format!("lens_kl_{}", layers - 1)));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary_path(&out)).unwrap()).unwrap();
+    for (i, text) in docs.iter().enumerate() {
+        let tokens = m.encode(text).unwrap();
+        let alone = e
+            .analyze(
+                "logit_lens",
+                &AnalyzeInput {
+                    model: Some(m.clone()),
+                    tokens: Some(tokens.clone()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let kl = alone.tensors["lens_kl"].data().to_vec();
+        let r = doc_rows(&rows, i as i64);
+        for l in 0..layers {
+            let col = column(&rows, &format!("lens_kl_{l}"));
+            let want = &kl[l * tokens.len()..(l + 1) * tokens.len()];
+            assert_close(
+                &col[r.clone()],
+                want,
+                1e-6,
+                &format!("document {i} layer {l}"),
+            );
+        }
+        let w = &summary["per_document"][i]["windows"][0];
+        assert!((w["value"].as_f64().unwrap() - alone.value.unwrap()).abs() < 1e-9);
+        assert_eq!(w["scalars"]["layers"].as_f64(), Some(layers as f64));
+        let series: Vec<f32> = serde_json::from_value(w["series"]["kl_by_layer"].clone()).unwrap();
+        assert_close(
+            &series,
+            alone.tensors["kl_by_layer"].data(),
+            0.0,
+            "kl_by_layer",
+        );
+    }
+    let value = &summary["corpus"]["scalars"]["value"];
+    assert_eq!(value["documents"], 3);
+    assert!(value["se"].as_f64().unwrap() > 0.0);
+}
