@@ -874,9 +874,13 @@ pub fn cli(
         r.tokens_per_s,
         if r.packed { ", packed" } else { "" }
     );
-    if !r.complete {
-        println!("stopped early: re-run the same command to finish");
-    }
     println!("wrote {} and {}", r.output.display(), r.summary.display());
+    // An interrupted run is no success: a shell script must not go on as if it were done.
+    if !r.complete {
+        bail!(
+            "interrupted (Ctrl-C) after {} documents; re-run the same command to finish",
+            r.documents
+        );
+    }
     Ok(())
 }
