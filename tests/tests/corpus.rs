@@ -660,3 +660,42 @@ fn per_document_metrics_keep_columns_scalars_and_series() {
     assert_eq!(value["documents"], 3);
     assert!(value["se"].as_f64().unwrap() > 0.0);
 }
+
+/// Rhai: `analyze_corpus` takes the corpus options and the metric's parameters in one map
+/// and returns what it did.
+#[test]
+fn rhai_analyze_corpus_returns_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = word_llama(dir.path());
+    let corpus = write_txt(dir.path(), &verses(5));
+    let out = dir.path().join("r.csv");
+    let mut host = tokit_engine::script::ScriptHost::new(engine());
+    let script = format!(
+        r#"let m = load_model("{}");
+           analyze_corpus("surprisal", #{{ model: m, corpus: "{}", output: "{}", max_docs: 4, unit: "bits" }})"#,
+        model.display(),
+        corpus.display(),
+        out.display()
+    );
+    let run = host.eval_named(&script, "corpus.rhai").unwrap();
+    let run = run.cast::<rhai::Map>();
+    assert_eq!(run["documents"].as_int().unwrap(), 4);
+    assert!(run["complete"].as_bool().unwrap());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary_path(&out)).unwrap()).unwrap();
+    assert_eq!(summary["provenance"]["params"]["unit"], "bits");
+    assert_eq!(summary["provenance"]["max_docs"], 4);
+    let e = host
+        .eval_named(
+            &format!(
+                r#"analyze_corpus("surprisal", #{{ model: load_model("{}"), output: "x.csv" }})"#,
+                model.display()
+            ),
+            "bad.rhai",
+        )
+        .unwrap_err();
+    assert!(
+        format!("{e}").contains("analyze_corpus: give `corpus`"),
+        "{e}"
+    );
+}
