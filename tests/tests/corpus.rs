@@ -699,3 +699,53 @@ fn rhai_analyze_corpus_returns_the_run() {
         "{e}"
     );
 }
+
+/// `granger_map` per document: each document's lag profile and value in the summary,
+/// equal to a separate run; no per-token columns.
+#[test]
+fn granger_map_keeps_per_document_lag_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine();
+    let m = load(&e, &word_llama(dir.path()));
+    let docs = [
+        "And God said, Let there be light",
+        "And God saw the light, that it was good",
+    ];
+    let corpus = write_txt(dir.path(), &docs);
+    let out = dir.path().join("g.jsonl");
+    analyze_corpus(&e, "granger_map", &m, &CorpusOptions::new(&corpus, &out)).unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first.as_object().unwrap().len(), 4, "{first}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary_path(&out)).unwrap()).unwrap();
+    for (i, text) in docs.iter().enumerate() {
+        let alone = e
+            .analyze(
+                "granger_map",
+                &AnalyzeInput {
+                    model: Some(m.clone()),
+                    tokens: Some(m.encode(text).unwrap()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let w = &summary["per_document"][i]["windows"][0];
+        let lag: Vec<Option<f32>> =
+            serde_json::from_value(w["series"]["lag_profile"].clone()).unwrap();
+        let lag: Vec<f32> = lag.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect();
+        assert_close(
+            &lag,
+            alone.tensors["lag_profile"].data(),
+            0.0,
+            "lag_profile",
+        );
+        assert!((w["value"].as_f64().unwrap() - alone.value.unwrap()).abs() < 1e-12);
+    }
+}

@@ -655,9 +655,19 @@ impl Runner<'_> {
             if !self.packed {
                 pr.window = Some(WindowResult {
                     start: piece.start,
-                    value: report.value,
-                    scalars: report.scalars.clone(),
-                    series: other.iter().cloned().collect(),
+                    value: report.value.filter(|v| v.is_finite()),
+                    scalars: report
+                        .scalars
+                        .iter()
+                        .map(|(k, &v)| (k.clone(), Some(v).filter(|v| v.is_finite())))
+                        .collect(),
+                    series: other
+                        .iter()
+                        .map(|(k, v)| {
+                            let v = v.iter().map(|&x| Some(x).filter(|x| x.is_finite()));
+                            (k.clone(), v.collect())
+                        })
+                        .collect(),
                 });
             }
             start += len;

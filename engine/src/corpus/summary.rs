@@ -44,11 +44,13 @@ pub struct WindowResult {
     pub start: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+    /// Named scalars; `None` (JSON `null`) where the metric gave NaN or an infinity.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub scalars: BTreeMap<String, f64>,
-    /// 1-D results that are no per-token series (a lag profile, a per-layer curve).
+    pub scalars: BTreeMap<String, Option<f64>>,
+    /// 1-D results that are no per-token series (a lag profile, a per-layer curve), with
+    /// `None` for a non-finite entry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub series: BTreeMap<String, Vec<f32>>,
+    pub series: BTreeMap<String, Vec<Option<f32>>>,
 }
 
 /// One finished document.
@@ -165,9 +167,9 @@ pub fn aggregates(columns: &[String], docs: &[DocStats]) -> Value {
     for d in docs.iter().filter(|d| !d.windows.is_empty()) {
         let mut acc: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         for w in &d.windows {
-            let vals = w.value.map(|v| ("value".to_string(), v));
+            let vals = w.value.map(|v| ("value".to_string(), Some(v)));
             for (k, v) in vals.into_iter().chain(w.scalars.clone()) {
-                if v.is_finite() {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
                     let e = acc.entry(k).or_default();
                     e.0 += v;
                     e.1 += 1;
