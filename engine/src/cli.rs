@@ -7,7 +7,7 @@ use crate::model::{ForwardSpec, LoadOptions};
 use crate::script::ScriptHost;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
@@ -110,6 +110,8 @@ pub enum Command {
         args: MetricArgs,
         #[arg(long, short)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        corpus: crate::corpus::CorpusArgs,
     },
 }
 
@@ -182,6 +184,26 @@ pub struct MetricArgs {
 }
 
 impl MetricArgs {
+    /// A corpus analysis (`--corpus`): documents come from the corpus, so a text, token ids
+    /// or input tensors beside it are refused.
+    fn corpus(
+        &self,
+        tokit: &Engine,
+        metric: &str,
+        output: Option<&Path>,
+        corpus: &crate::corpus::CorpusArgs,
+    ) -> Result<()> {
+        let i = &self.input;
+        if i.text.is_some() || i.tokens.is_some() || i.file.is_some() {
+            bail!("give --corpus or --text/--tokens/--file, not both");
+        }
+        if !self.inputs.is_empty() {
+            bail!("--input is not taken with --corpus (each document is the input)");
+        }
+        let params = param_map(&self.params)?;
+        crate::corpus::cli(tokit, metric, self.model.as_deref(), params, output, corpus)
+    }
+
     /// The analysis input: the model loaded, the inputs read, the parameters parsed.
     fn load(&self, tokit: &Engine) -> Result<AnalyzeInput> {
         let m = match &self.model {
@@ -194,16 +216,7 @@ impl MetricArgs {
             model: m,
             ..Default::default()
         };
-        for p in &self.params {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
-            let v = serde_json::from_str(v)
-                .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
-            if let Some(old) = a.params.insert(k.to_string(), v) {
-                bail!("--param {k} given twice (first {old}, then {p}): keep one");
-            }
-        }
+        a.params = param_map(&self.params)?;
         for spec in &self.inputs {
             let (name, t) = input_tensor(spec)?;
             if a.tensors.iter().any(|(n, _)| *n == name) {
@@ -512,7 +525,11 @@ pub fn run(cli: Cli) -> Result<()> {
             metric,
             args,
             output,
+            corpus,
         } => {
+            if corpus.corpus.is_some() {
+                return args.corpus(&tokit, &metric, output.as_deref(), &corpus);
+            }
             let a = args.load(&tokit)?;
             let report = tokit.analyze(&metric, &a)?;
             let path = output.unwrap_or_else(|| out_dir.join(format!("{metric}.json")));
@@ -526,6 +543,22 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--param name=value` flags as a map (value parsed as JSON, else taken as a string).
+fn param_map(params: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut map = serde_json::Map::new();
+    for p in params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
+        let v =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        if let Some(old) = map.insert(k.to_string(), v) {
+            bail!("--param {k} given twice (first {old}, then {p}): keep one");
+        }
+    }
+    Ok(map)
 }
 
 fn tokens_of(input: &TextInput, model: Option<&crate::Model>) -> Result<Option<Vec<u32>>> {

@@ -3,6 +3,7 @@
 //! hooks and interventions, and exposes all of it to Rhai scripts and the command line.
 
 pub mod config;
+pub mod corpus;
 pub mod engine;
 pub mod generate;
 pub mod hooks;

@@ -28,8 +28,8 @@ pub use error::{Error, Result, ResultExt};
 pub use host::{check_cancelled, is_cancelled, log, progress, tokenize, Level};
 pub use intervention::{Intervention, InterventionAction, InterventionRequest, Values};
 pub use metric::{
-    compute_metric, spec_of, ForwardOutput, ForwardRequest, Metric, MetricInput, MetricOutput,
-    MetricSpec, ModelRef, ParamSpec,
+    compute_metric, spec_of, CorpusMode, ForwardOutput, ForwardRequest, Metric, MetricInput,
+    MetricOutput, MetricSpec, ModelRef, ParamSpec,
 };
 pub use params::{Array, InfoUnit, ParamValue, Params, RawParams, Unit};
 pub use record::MetricRecord;

@@ -95,6 +95,13 @@ pub trait Metric: 'static {
     const NEEDS_MODEL: bool = false;
     /// The formula is a reconstruction of the paper (`docs/measures.md` marks it [P~]).
     const RECONSTRUCTION: bool = false;
+    /// How the metric runs over a corpus (`tokit analyze --corpus`, `docs/corpus.md`).
+    const CORPUS: CorpusMode = CorpusMode::No;
+    /// On a corpus: the result tensors that are per-token series (`[T]`, or `[k, T]` for k
+    /// columns `name_i`), written as columns of the per-token table.
+    const CORPUS_COLUMNS: &'static [&'static str] = &[];
+    /// On a corpus: 1-D result tensors kept per document in the summary (a lag profile).
+    const CORPUS_SERIES: &'static [&'static str] = &[];
     /// The parameters, declared with [`params!`](crate::params).
     type Params: Params;
     /// Compute the metric on `input` with the parsed parameters.
@@ -110,7 +117,27 @@ pub fn spec_of<M: Metric>() -> MetricSpec {
         needs_model: M::NEEDS_MODEL,
         reconstruction: M::RECONSTRUCTION,
         params: M::Params::specs(),
+        corpus: M::CORPUS,
+        corpus_columns: M::CORPUS_COLUMNS.iter().map(|s| s.to_string()).collect(),
+        corpus_series: M::CORPUS_SERIES.iter().map(|s| s.to_string()).collect(),
     }
+}
+
+/// How a metric runs over a corpus of documents (`docs/corpus.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorpusMode {
+    /// Not on a corpus: the engine refuses it there.
+    #[default]
+    No,
+    /// Called once per document (or window): its [`Metric::CORPUS_COLUMNS`] become
+    /// columns, its value and scalars per-document summary entries.
+    PerDocument,
+    /// Called on several documents packed into one sequence, with an input tensor
+    /// `segments` of their lengths; its [`Metric::CORPUS_COLUMNS`] span the whole pack,
+    /// each document computed as if it ran alone (its first token has no prediction:
+    /// NaN). Scalars of a packed call describe the pack and are not kept.
+    Packable,
 }
 
 /// Parse `input`'s parameters for `M` and compute it (what the host's call runs).
@@ -133,6 +160,13 @@ pub struct MetricSpec {
     pub reconstruction: bool,
     #[serde(default)]
     pub params: Vec<ParamSpec>,
+    /// How it runs over a corpus, and which tensors become columns and per-document series.
+    #[serde(default)]
+    pub corpus: CorpusMode,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corpus_columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corpus_series: Vec<String>,
 }
 
 /// One parameter of a metric.

@@ -84,6 +84,31 @@ Example: let r = analyze(\"surprisal\", #{ model: m, text: \"Let there be light\
     let t = tokit.clone();
     def!(
         rhai,
+        "analyze_corpus",
+        "Run a metric over every document of a corpus (docs/corpus.md); returns a map with
+`output`, `summary`, `complete`, `documents`, `tokens`, `computed`, `tokens_per_s`.
+`args`: `model`, `corpus` (.txt, .jsonl, .parquet or a directory of .txt), `output`
+(.parquet, .csv or .jsonl), optional `text_field`, `max_docs`, `window`, `overlap`;
+every other key is a parameter of the metric.
+Example: analyze_corpus(\"token_stats\", #{ model: m, corpus: \"kjv.txt\", output: \"out/kjv.parquet\" });",
+        move |metric: &str, mut args: Map| -> RhaiResult<Dynamic> {
+            let model = match args.remove("model").map(|m| m.try_cast::<Model>()) {
+                Some(Some(m)) => m,
+                _ => return err("analyze_corpus: `model` must be a Model (from load_model)"),
+            };
+            let opts = anyhow_rt(crate::corpus::CorpusOptions::from_json(
+                match to_json(&Dynamic::from_map(args))? {
+                    Value::Object(m) => m,
+                    _ => serde_json::Map::new(),
+                },
+            ))?;
+            let run = anyhow_rt(crate::corpus::analyze_corpus(&t, metric, &model, &opts))?;
+            from_json(&serde_json::to_value(&run).unwrap_or(Value::Null))
+        },
+    );
+    let t = tokit.clone();
+    def!(
+        rhai,
         "metrics",
         "Every metric of the loaded plugins: an array of maps with `name`, `plugin`,
 `description`, `unit`, `needs_model`, `reconstruction` and `params`.

@@ -23,7 +23,8 @@ use crate::streams::rng::Rng;
 use crate::thermo;
 use serde_json::json;
 use tokit_sdk::{
-    bail, Error, ForwardRequest, InfoUnit, Metric, MetricInput, MetricOutput, Result, Variant,
+    bail, CorpusMode, Error, ForwardRequest, InfoUnit, Metric, MetricInput, MetricOutput, Result,
+    Variant,
 };
 
 /// The `elbo` metric.
@@ -156,6 +157,7 @@ impl Metric for Elbo {
     const NAME: &'static str = "elbo";
     const DESCRIPTION: &'static str = "negative log-likelihood of the response (tokens after `prompt_tokens`) given the prompt, comparable across architectures (M8b): exact for autoregressive models (sum of surprisals); for masked-diffusion models (LLaDA) the l-form of the variational bound, an upper bound on it, as a Monte Carlo mean with standard error; value in nats for the whole response";
     const NEEDS_MODEL: bool = true;
+    const CORPUS: CorpusMode = CorpusMode::PerDocument;
     type Params = Params;
 
     fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {

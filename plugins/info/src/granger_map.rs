@@ -19,8 +19,8 @@ use crate::common::{require_causal, UnitParams};
 use crate::thermo::{self, Scan, ThermoError};
 use serde_json::json;
 use tokit_sdk::{
-    Error, ForwardRequest, InterventionAction, InterventionRequest, Metric, MetricInput,
-    MetricOutput, ModelInfo, Result, Variant,
+    CorpusMode, Error, ForwardRequest, InterventionAction, InterventionRequest, Metric,
+    MetricInput, MetricOutput, ModelInfo, Result, Variant,
 };
 
 pub struct GrangerMap;
@@ -46,6 +46,8 @@ impl Metric for GrangerMap {
     const NAME: &'static str = "granger_map";
     const DESCRIPTION: &'static str = "model-based Granger map (M6): G[t, j] = KL(p(·|x_<t) || p(·|x_<t, x_j ablated)) and the log-prob drop of x_t, for every j < t, by batched position ablation; lag profile; value = mean G. Params: method (ablation method, default the model's), replace_with, max_tokens; layer + head: the per-head map by attention knockout";
     const NEEDS_MODEL: bool = true;
+    const CORPUS: CorpusMode = CorpusMode::PerDocument;
+    const CORPUS_SERIES: &'static [&'static str] = &["lag_profile"];
     type Params = Params;
 
     fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {

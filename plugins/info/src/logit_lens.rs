@@ -12,7 +12,9 @@
 use crate::common::{require_causal, LawParams};
 use crate::thermo;
 use serde_json::json;
-use tokit_sdk::{Error, ForwardRequest, Metric, MetricInput, MetricOutput, Result, Variant};
+use tokit_sdk::{
+    CorpusMode, Error, ForwardRequest, Metric, MetricInput, MetricOutput, Result, Variant,
+};
 
 pub struct LogitLens;
 
@@ -20,6 +22,14 @@ impl Metric for LogitLens {
     const NAME: &'static str = "logit_lens";
     const DESCRIPTION: &'static str = "logit lens: every layer's residual stream through the model's final norm and unembedding (hook blocks.{i}.hook_lens_logits); per layer and token the lens law's entropy, KL(p_out ‖ p_layer) and the observed token's rank; value = mean KL";
     const NEEDS_MODEL: bool = true;
+    const CORPUS: CorpusMode = CorpusMode::PerDocument;
+    const CORPUS_COLUMNS: &'static [&'static str] = &["lens_entropy", "lens_kl", "lens_rank"];
+    const CORPUS_SERIES: &'static [&'static str] = &[
+        "entropy_by_layer",
+        "kl_by_layer",
+        "rank_by_layer",
+        "top1_by_layer",
+    ];
     type Params = LawParams;
 
     fn compute(input: &MetricInput, p: LawParams) -> Result<MetricOutput> {

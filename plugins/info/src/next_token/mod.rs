@@ -2,6 +2,11 @@
 //! M1): one file per metric, all built on one teacher-forced pass (`score`).
 //!
 //! Local values are per token: entry t scores token t given x_<t; token 0 has none (NaN).
+//!
+//! A call may carry several documents packed into one sequence: an input tensor `segments`
+//! of their lengths (what `tokit analyze --corpus` sends, `docs/corpus.md`). Each document
+//! is then scored as if it ran alone: its first token has no value (NaN), and the
+//! aggregates pool the scored tokens of all documents.
 
 mod boltzmann;
 mod cross_entropy;
@@ -19,22 +24,82 @@ pub use token_stats::TokenStats;
 
 use crate::common::{require_causal, LawParams};
 use crate::token_stats::{self as stats, Estimate, PositionStats, TokenStatsOptions};
-use tokit_sdk::{Error, MetricInput, MetricOutput, Result};
+use tokit_sdk::{
+    bail, segment_ranges, Error, ForwardRequest, MetricInput, MetricOutput, ModelRef, Result,
+    Tensor,
+};
 
 /// One teacher-forced pass: the per-token and corpus statistics of the text.
 pub(crate) struct Scored {
     pub stats: stats::TokenStats,
     /// Number of tokens (local tensors have this length).
     pub n: usize,
+    /// Lengths of the documents packed into the call (one entry when not packed).
+    pub segments: Vec<usize>,
 }
 
 impl Scored {
-    /// A local tensor: `f` of every scored position, times `scale`, after a NaN for token 0.
+    /// A local tensor: `f` of every scored position, times `scale`, after a NaN for the
+    /// first token of each document.
     pub fn local(&self, f: &dyn Fn(&PositionStats) -> f64, scale: f64) -> Vec<f32> {
-        std::iter::once(f32::NAN)
-            .chain(self.stats.local.iter().map(|p| (f(p) * scale) as f32))
-            .collect()
+        let mut out = Vec::with_capacity(self.n);
+        let mut scored = self.stats.local.iter();
+        for &len in &self.segments {
+            out.push(f32::NAN);
+            out.extend(scored.by_ref().take(len - 1).map(|p| (f(p) * scale) as f32));
+        }
+        out
     }
+}
+
+/// The document lengths of a packed call (input tensor `segments`), or one document.
+fn segments(input: &MetricInput, n: usize) -> Result<Vec<usize>> {
+    let Some((_, t)) = input.tensors.iter().find(|(name, _)| name == "segments") else {
+        return Ok(vec![n]);
+    };
+    let lens = t.with_data(|data, _| {
+        data.iter()
+            .map(|&x| (x >= 1.0 && x.fract() == 0.0).then_some(x as usize))
+            .collect::<Option<Vec<usize>>>()
+    })?;
+    match lens {
+        Some(l) if l.iter().sum::<usize>() == n => Ok(l),
+        _ => bail!(
+            "{}: `segments` must hold positive whole document lengths summing to the {n} tokens",
+            input.metric
+        ),
+    }
+}
+
+/// Logits of packed documents: one packed forward `[T, V]` when the model packs, else
+/// one forward per document (the same rows: a document's logits do not depend on the
+/// others). Each tensor comes with the documents it covers.
+fn packed_logits(
+    model: &ModelRef,
+    tokens: &[u32],
+    segments: &[usize],
+) -> Result<Vec<(Tensor, Vec<std::ops::Range<usize>>)>> {
+    let logits = |tokens: &[u32], segments: Vec<usize>| -> Result<Tensor> {
+        let request = ForwardRequest {
+            segments,
+            ..Default::default()
+        };
+        model
+            .forward(tokens, &request)?
+            .first_mut()
+            .and_then(|v| v.remove("logits"))
+            .ok_or_else(|| Error::msg("model_forward returned no logits"))
+    };
+    if model.info()?.packing {
+        return Ok(vec![(
+            logits(tokens, segments.to_vec())?,
+            segment_ranges(segments),
+        )]);
+    }
+    segment_ranges(segments)
+        .into_iter()
+        .map(|r| Ok((logits(&tokens[r.clone()], Vec::new())?, vec![r])))
+        .collect()
 }
 
 /// Standard error of `e` times `s` (NaN when there is none).
@@ -47,14 +112,38 @@ pub(crate) fn se(e: &Estimate, s: f64) -> f64 {
 pub(crate) fn score(input: &MetricInput, law: &LawParams) -> Result<(Scored, MetricOutput)> {
     require_causal(input)?;
     let tokens = input.tokens_at_least(2)?;
-    let logits = input.model()?.logits(tokens)?;
+    let segments = segments(input, tokens.len())?;
+    let model = input.model()?;
     let opts = TokenStatsOptions {
         temperature: law.temperature,
         ..Default::default()
     };
-    let stats = logits
-        .with_data(|data, shape| stats::token_stats(data, shape[1], tokens, &opts))?
-        .map_err(|e| Error::msg(format!("{}: {e}", input.metric)))?;
+    let fail = |e: stats::TokenStatsError| Error::msg(format!("{}: {e}", input.metric));
+    let stats = if segments.len() == 1 {
+        model
+            .logits(tokens)?
+            .with_data(|data, shape| stats::token_stats(data, shape[1], tokens, &opts))?
+            .map_err(fail)?
+    } else {
+        let mut local = Vec::with_capacity(tokens.len());
+        for (logits, docs) in packed_logits(model, tokens, &segments)? {
+            // Rows of `logits` start at the first of its documents.
+            let first = docs.first().map_or(0, |r| r.start);
+            logits.with_data(|data, shape| -> Result<()> {
+                let vocab = shape[1];
+                for r in docs.iter().filter(|r| r.len() > 1) {
+                    // A one-token document has nothing scored (its only value is the NaN).
+                    let rows = &data[(r.start - first) * vocab..(r.end - first) * vocab];
+                    local.extend(
+                        stats::local_stats(rows, vocab, &tokens[r.clone()], &opts).map_err(fail)?,
+                    );
+                }
+                Ok(())
+            })??;
+        }
+        let corpus = stats::CorpusStats::from_local(&local, law.temperature).map_err(fail)?;
+        stats::TokenStats { local, corpus }
+    };
     let out = MetricOutput {
         unit: law.unit.into(),
         estimator: "exact (teacher forcing)".into(),
@@ -66,6 +155,7 @@ pub(crate) fn score(input: &MetricInput, law: &LawParams) -> Result<(Scored, Met
         Scored {
             stats,
             n: tokens.len(),
+            segments,
         },
         out,
     ))

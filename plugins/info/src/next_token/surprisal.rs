@@ -2,7 +2,7 @@
 
 use super::{cross_entropy_out, score};
 use crate::common::LawParams;
-use tokit_sdk::{Metric, MetricInput, MetricOutput, Result};
+use tokit_sdk::{CorpusMode, Metric, MetricInput, MetricOutput, Result};
 
 pub struct Surprisal;
 
@@ -11,6 +11,8 @@ impl Metric for Surprisal {
     const DESCRIPTION: &'static str =
         "surprisal −ln p(x_t | x_<t) of each token; value = its mean (cross-entropy)";
     const NEEDS_MODEL: bool = true;
+    const CORPUS: CorpusMode = CorpusMode::Packable;
+    const CORPUS_COLUMNS: &'static [&'static str] = &["surprisal"];
     type Params = LawParams;
 
     fn compute(input: &MetricInput, p: LawParams) -> Result<MetricOutput> {

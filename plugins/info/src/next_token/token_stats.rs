@@ -3,7 +3,7 @@
 
 use super::{cross_entropy_out, score, se};
 use crate::common::LawParams;
-use tokit_sdk::{Metric, MetricInput, MetricOutput, Result};
+use tokit_sdk::{CorpusMode, Metric, MetricInput, MetricOutput, Result};
 
 pub struct TokenStats;
 
@@ -11,6 +11,15 @@ impl Metric for TokenStats {
     const NAME: &'static str = "token_stats";
     const DESCRIPTION: &'static str = "all per-token values (surprisal, entropy, rank, free/internal energy, heat capacity); value = cross-entropy";
     const NEEDS_MODEL: bool = true;
+    const CORPUS: CorpusMode = CorpusMode::Packable;
+    const CORPUS_COLUMNS: &'static [&'static str] = &[
+        "surprisal",
+        "entropy",
+        "rank",
+        "free_energy",
+        "internal_energy",
+        "heat_capacity",
+    ];
     type Params = LawParams;
 
     fn compute(input: &MetricInput, p: LawParams) -> Result<MetricOutput> {
