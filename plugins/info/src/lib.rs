@@ -10,11 +10,15 @@
 //! Every metric is one type in its own file, listed once in the table at the bottom.
 
 pub mod attention;
+pub mod capacity;
 pub mod common;
 pub mod elbo;
+pub mod generalization;
+pub mod geometry;
 pub mod granger_map;
 pub mod information_flow;
 pub mod logit_lens;
+pub mod mdm_likelihood;
 pub mod next_token;
 pub mod sequence_kl;
 pub mod streams;
@@ -52,6 +56,12 @@ tokit_sdk::export_plugin! {
         stream::ExactDirectedInfo,
         stream::InfoFlow,
         elbo::Elbo,
+        capacity::MemoryCapacity,
+        capacity::probe::CapacityProbe,
+        generalization::GeneralizationBound,
+        geometry::EmbeddingGeometry,
+        geometry::gw::GromovWasserstein,
+        mdm_likelihood::MdmLikelihood,
     ],
 }
 
@@ -64,9 +74,9 @@ mod tests {
             .iter()
             .map(|m| m.name)
             .collect();
-        assert_eq!(names.len(), 23);
+        assert_eq!(names.len(), 29);
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 23, "two metrics share a name");
+        assert_eq!(names.len(), 29, "two metrics share a name");
     }
 }
