@@ -52,7 +52,12 @@ impl Quantity {
                 None => bail!(
                     "quantity: result `{}` has no scalar `{k}` (scalars: {})",
                     report.metric,
-                    report.scalars.keys().cloned().collect::<Vec<_>>().join(", ")
+                    report
+                        .scalars
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             },
         };
@@ -167,7 +172,11 @@ impl HtmlReport {
         header: Vec<String>,
         rows: Vec<Vec<Cell>>,
     ) -> Result<()> {
-        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != header.len()) {
+        if let Some((i, r)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() != header.len())
+        {
             bail!(
                 "table: row {i} has {} cells but the header has {}",
                 r.len(),
@@ -203,10 +212,7 @@ impl HtmlReport {
         log_y: bool,
         caption: &str,
     ) -> Result<()> {
-        if let Some(l) = lines
-            .iter()
-            .find(|l| !l.y.iter().any(|v| v.is_finite()))
-        {
+        if let Some(l) = lines.iter().find(|l| !l.y.iter().any(|v| v.is_finite())) {
             bail!("lines: line `{}` has no finite value to draw", l.name);
         }
         if let Some(l) = lines.iter().find(|l| l.sources.is_empty()) {
@@ -465,12 +471,20 @@ fn cell(c: &Cell, sources: &mut Sources) -> String {
 }
 
 /// The provenance entries, numbered in order of first use. Results that agree on metric,
-/// plugin, version, estimator, parameters, model, backend and tokit version share one
-/// entry (the same measurement over several inputs, e.g. one per verse).
+/// plugin, version, estimator, model, backend and tokit version share one entry (the same
+/// measurement over several inputs, e.g. one per verse); parameters that differ between
+/// them (a seed per verse, a length) are named as varying.
 #[derive(Default)]
 struct Sources {
     keys: BTreeMap<String, usize>,
-    entries: Vec<(Arc<Report>, usize, Vec<String>)>,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    first: Arc<Report>,
+    uses: usize,
+    params: Vec<Map<String, Value>>,
+    notes: Vec<String>,
 }
 
 impl Sources {
@@ -481,7 +495,6 @@ impl Sources {
             r.plugin,
             r.plugin_version,
             r.estimator,
-            r.params,
             p.model_hash,
             p.model_path,
             p.arch,
@@ -498,23 +511,28 @@ impl Sources {
         for r in from {
             let k = Self::key(r);
             let id = match self.keys.get(&k) {
-                Some(&id) => {
-                    let e = &mut self.entries[id - 1];
-                    e.1 += 1;
-                    for n in &r.notes {
-                        if !e.2.contains(n) && e.2.len() < 4 {
-                            e.2.push(n.clone());
-                        }
-                    }
-                    id
-                }
+                Some(&id) => id,
                 None => {
-                    self.entries.push((r.clone(), 1, r.notes.iter().take(4).cloned().collect()));
-                    let id = self.entries.len();
-                    self.keys.insert(k, id);
-                    id
+                    self.entries.push(Entry {
+                        first: r.clone(),
+                        uses: 0,
+                        params: Vec::new(),
+                        notes: Vec::new(),
+                    });
+                    self.keys.insert(k, self.entries.len());
+                    self.entries.len()
                 }
             };
+            let e = &mut self.entries[id - 1];
+            e.uses += 1;
+            if !e.params.contains(&r.params) {
+                e.params.push(r.params.clone());
+            }
+            for n in &r.notes {
+                if !e.notes.contains(n) && e.notes.len() < 4 {
+                    e.notes.push(n.clone());
+                }
+            }
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -529,17 +547,50 @@ impl Sources {
         format!("<sup>[{}]</sup>", links.join(","))
     }
 
+    /// The parameters all results of an entry share, and the names of those that vary.
+    fn params(sets: &[Map<String, Value>]) -> String {
+        let mut common = Map::new();
+        let mut varying = Vec::new();
+        let mut keys: Vec<&String> = sets.iter().flat_map(|m| m.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let v = sets[0].get(k);
+            if sets.iter().all(|m| m.get(k) == v) {
+                if let Some(v) = v {
+                    common.insert(k.clone(), v.clone());
+                }
+            } else {
+                varying.push(format!("<code>{}</code>", esc(k)));
+            }
+        }
+        let mut o = format!(
+            "<code>{}</code>",
+            esc(&prose(&Value::Object(common).to_string()))
+        );
+        if !varying.is_empty() {
+            let _ = write!(
+                o,
+                "<br>varying over {} parameter sets: {}",
+                sets.len(),
+                varying.join(", ")
+            );
+        }
+        o
+    }
+
     fn table(&self) -> String {
         let mut o = String::from(
             "<h2 id=\"provenance\">Provenance</h2>\n<p>Every number and figure above links to \
-             one of these entries. An entry is one measurement: results that agree on all of \
-             its columns (say, the same metric on each verse of a text) share it; \
-             <em>uses</em> counts how often its results were drawn on.</p>\n\
+             one of these entries. An entry is one measurement: results of the same metric, \
+             plugin version, estimator and model (say, the same metric on each verse of a \
+             text) share it; <em>uses</em> counts how many results were drawn on.</p>\n\
              <table class=\"prov\">\n<tr><th>#</th><th>metric</th><th>plugin</th>\
              <th>estimator</th><th>parameters</th><th>model</th><th>backend, tokit</th>\
              <th>uses</th><th>notes</th></tr>\n",
         );
-        for (i, (r, uses, notes)) in self.entries.iter().enumerate() {
+        for (i, e) in self.entries.iter().enumerate() {
+            let r = &e.first;
             let p = &r.provenance;
             let model = match (&p.arch, &p.model_path) {
                 (None, None) => "none".to_string(),
@@ -554,21 +605,22 @@ impl Sources {
                         .unwrap_or_default()
                 ),
             };
-            let params = esc(&Value::Object(r.params.clone()).to_string()).replace("NaN", "not a number");
-            let notes: Vec<String> = notes.iter().map(|n| esc(&prose(n))).collect();
+            let notes: Vec<String> = e.notes.iter().map(|n| esc(&prose(n))).collect();
             let _ = writeln!(
                 o,
                 "<tr id=\"src-{}\"><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td>\
-                 <td><code>{params}</code></td><td>{model}</td><td>{}, tokit {}</td>\
-                 <td class=\"n\">{uses}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{model}</td><td>{}, tokit {}</td>\
+                 <td class=\"n\">{}</td><td>{}</td></tr>",
                 i + 1,
                 i + 1,
                 esc(&r.metric),
                 esc(&r.plugin),
                 esc(&r.plugin_version),
                 esc(&r.estimator),
+                Self::params(&e.params),
                 esc(&p.backend),
                 esc(&p.tokit_version),
+                e.uses,
                 notes.join("<br>")
             );
         }
@@ -614,18 +666,27 @@ mod tests {
     #[test]
     fn numbers_link_to_one_provenance_entry_per_measurement() {
         let a = report("cross_entropy", Some(1.5));
-        let b = report("cross_entropy", Some(2.5));
+        let mut b = (*report("cross_entropy", Some(2.5))).clone();
+        b.params.insert("seed".into(), 2.into());
+        let b = Arc::new(b);
         let mut rep = HtmlReport::new("T <1>");
         rep.section("S");
         let q = Quantity::derived(2.0, None, "nats", "mean of two", vec![a.clone(), b]).unwrap();
         rep.table(
             Some("c"),
             vec!["model".into(), "H".into(), "n".into()],
-            vec![vec![
-                Cell::Text("`m`".into()),
-                Cell::Num(Quantity::of(&a, None, None).unwrap()),
-                Cell::Int(3),
-            ], vec![Cell::Text("m2".into()), Cell::Num(q), Cell::Na("not causal".into())]],
+            vec![
+                vec![
+                    Cell::Text("`m`".into()),
+                    Cell::Num(Quantity::of(&a, None, None).unwrap()),
+                    Cell::Int(3),
+                ],
+                vec![
+                    Cell::Text("m2".into()),
+                    Cell::Num(q),
+                    Cell::Na("not causal".into()),
+                ],
+            ],
         )
         .unwrap();
         rep.plot(&a, &Map::new(), "the curve").unwrap();
@@ -636,6 +697,7 @@ mod tests {
         // Same metric, params and model: one entry used three times (two cells, one figure).
         assert_eq!(page.matches("<tr id=\"src-").count(), 1);
         assert!(page.contains("<td class=\"n\">4</td>"), "uses: {page}");
+        assert!(page.contains("varying over 2 parameter sets: <code>seed</code>"));
         assert!(page.contains("n/a</span> <span class=\"why\">(not causal)</span>"));
         assert!(page.contains("<figure id=\"fig-1\"><svg"));
         assert!(!page.contains("<?xml"));
@@ -647,11 +709,16 @@ mod tests {
         let q = Quantity::of(&r, None, None).unwrap();
         assert!(q.missing.as_deref().unwrap().contains("a note"));
         let mut rep = HtmlReport::new("t");
-        rep.table(None, vec!["x".into()], vec![vec![Cell::Num(q)]]).unwrap();
+        rep.table(None, vec!["x".into()], vec![vec![Cell::Num(q)]])
+            .unwrap();
         let nan = Quantity::derived(f64::NAN, None, "", "0/0", vec![r.clone()]).unwrap();
-        rep.table(None, vec!["y".into()], vec![vec![Cell::Num(nan)]]).unwrap();
+        rep.table(None, vec!["y".into()], vec![vec![Cell::Num(nan)]])
+            .unwrap();
         let page = rep.render().unwrap();
-        assert!(find_nan(&page).is_none() && page.matches(">n/a<").count() == 2, "{page}");
+        assert!(
+            find_nan(&page).is_none() && page.matches(">n/a<").count() == 2,
+            "{page}"
+        );
         // A paragraph that would print NaN is refused.
         rep.text("x = NaN");
         let e = rep.render().unwrap_err().to_string();
@@ -660,7 +727,9 @@ mod tests {
         assert!(find_nan("NaNa DNaN NaN2").is_some() && find_nan("NaNa DNaN").is_none());
         // Errors: no sources, unknown scalar, a line with nothing finite.
         assert!(Quantity::derived(1.0, None, "", "x", vec![]).is_err());
-        let e = Quantity::of(&r, Some("nope"), None).unwrap_err().to_string();
+        let e = Quantity::of(&r, Some("nope"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("se") && e.contains("k"), "{e}");
         let line = Line {
             name: "l".into(),

@@ -155,13 +155,23 @@ pub struct Series {
 
 /// Lines from several sources, each with its own x, drawn as one SVG figure:
 /// `labels` are the x and y axis labels.
-pub fn overlay_svg(title: &str, series: Vec<Series>, labels: [String; 2], log_y: bool) -> Result<String> {
+pub fn overlay_svg(
+    title: &str,
+    series: Vec<Series>,
+    labels: [String; 2],
+    log_y: bool,
+) -> Result<String> {
     if series.is_empty() {
         bail!("plot: an overlay needs at least one series");
     }
     for s in &series {
         if s.x.len() != s.y.len() {
-            bail!("plot: line `{}` has {} x values but {} y values", s.name, s.x.len(), s.y.len());
+            bail!(
+                "plot: line `{}` has {} x values but {} y values",
+                s.name,
+                s.x.len(),
+                s.y.len()
+            );
         }
     }
     Figure::Lines {
@@ -460,7 +470,7 @@ impl Figure {
                     .x_label_area_size(48)
                     .y_label_area_size(72);
                 if *log_y {
-                    let (y0, y1) = range(ys.filter(|v| *v > 0.0));
+                    let (y0, y1) = log_range(ys.filter(|v| *v > 0.0));
                     let mut c = chart
                         .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
                         .map_err(draw_err)?;
@@ -493,6 +503,21 @@ fn point_coord(report: &Report, p: &Map<String, Value>, key: &str) -> Result<f64
         },
         _ => bail!("plot: point needs `{key}` (a number or a scalar's name)"),
     }
+}
+
+/// The range of the finite positive `vals` for a log axis, padded by a factor (an
+/// additive pad could reach below zero).
+fn log_range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = vals
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.1, 1.0);
+    }
+    let f = if hi > lo { (hi / lo).powf(0.04) } else { 1.1 };
+    (lo / f, hi * f)
 }
 
 /// The finite range of `vals`, padded so a flat series still has height.

@@ -725,7 +725,9 @@ fn html_sources(v: &Dynamic, what: &str) -> RhaiResult<Vec<Arc<Report>>> {
                 x.clone()
                     .try_cast::<ScriptReport>()
                     .map(|r| r.0)
-                    .ok_or_else(|| format!("{what}: `from` holds a {}, not a Result", x.type_name()).into())
+                    .ok_or_else(|| {
+                        format!("{what}: `from` holds a {}, not a Result", x.type_name()).into()
+                    })
             })
             .collect(),
         None => err(format!(
@@ -767,7 +769,10 @@ fn html_values(v: &Dynamic, from: &[Arc<Report>], what: &str) -> RhaiResult<Vec<
         ));
     };
     if t.ndim() != 1 {
-        return err(format!("{what}: a line needs a 1-D tensor, got shape {:?}", t.shape()));
+        return err(format!(
+            "{what}: a line needs a 1-D tensor, got shape {:?}",
+            t.shape()
+        ));
     }
     Ok(t.data().iter().map(|&x| x as f64).collect())
 }
@@ -946,9 +951,12 @@ Example: rep.save(\"out/compare/report.html\");",
         "The number of figures in the report so far.",
         |rep: &mut HtmlReport| rep.figures() as i64,
     );
-    def!(rhai, "to_string", "`HtmlReport(title)`.", |rep: &mut HtmlReport| {
-        format!("HtmlReport({})", rep.title)
-    });
+    def!(
+        rhai,
+        "to_string",
+        "`HtmlReport(title)`.",
+        |rep: &mut HtmlReport| { format!("HtmlReport({})", rep.title) }
+    );
     def!(
         rhai,
         "quantity",
@@ -1007,12 +1015,17 @@ Example: derived(#{ value: nll / n, unit: \"nats/token\", how: \"Σ NLL / Σ tok
 Example: na(\"LLaDA is not causal: no next-token law\")",
         |reason: &str| Cell::Na(reason.to_string()),
     );
-    def!(rhai, "to_string", "The quantity as text.", |q: &mut Quantity| {
-        match &q.missing {
-            Some(why) => format!("n/a ({why})"),
-            None => format!("{} {}", crate::report::html::fmt_num(q.value), q.unit),
+    def!(
+        rhai,
+        "to_string",
+        "The quantity as text.",
+        |q: &mut Quantity| {
+            match &q.missing {
+                Some(why) => format!("n/a ({why})"),
+                None => format!("{} {}", crate::report::html::fmt_num(q.value), q.unit),
+            }
         }
-    });
+    );
     get!(
         rhai,
         "value",
