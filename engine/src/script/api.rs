@@ -1026,10 +1026,4 @@ Example: na(\"LLaDA is not causal: no next-token law\")",
             }
         }
     );
-    get!(
-        rhai,
-        "value",
-        "The quantity's number.",
-        |q: &mut Quantity| q.value,
-    );
 }
