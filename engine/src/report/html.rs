@@ -482,7 +482,8 @@ struct Sources {
 
 struct Entry {
     first: Arc<Report>,
-    uses: usize,
+    /// The distinct results (by identity) this entry stands for.
+    results: Vec<*const Report>,
     params: Vec<Map<String, Value>>,
     notes: Vec<String>,
 }
@@ -515,7 +516,7 @@ impl Sources {
                 None => {
                     self.entries.push(Entry {
                         first: r.clone(),
-                        uses: 0,
+                        results: Vec::new(),
                         params: Vec::new(),
                         notes: Vec::new(),
                     });
@@ -524,7 +525,9 @@ impl Sources {
                 }
             };
             let e = &mut self.entries[id - 1];
-            e.uses += 1;
+            if !e.results.contains(&Arc::as_ptr(r)) {
+                e.results.push(Arc::as_ptr(r));
+            }
             if !e.params.contains(&r.params) {
                 e.params.push(r.params.clone());
             }
@@ -584,10 +587,10 @@ impl Sources {
             "<h2 id=\"provenance\">Provenance</h2>\n<p>Every number and figure above links to \
              one of these entries. An entry is one measurement: results of the same metric, \
              plugin version, estimator and model (say, the same metric on each verse of a \
-             text) share it; <em>uses</em> counts how many results were drawn on.</p>\n\
+             text) share it; <em>results</em> counts them.</p>\n\
              <table class=\"prov\">\n<tr><th>#</th><th>metric</th><th>plugin</th>\
              <th>estimator</th><th>parameters</th><th>model</th><th>backend, tokit</th>\
-             <th>uses</th><th>notes</th></tr>\n",
+             <th>results</th><th>notes</th></tr>\n",
         );
         for (i, e) in self.entries.iter().enumerate() {
             let r = &e.first;
@@ -620,7 +623,7 @@ impl Sources {
                 Self::params(&e.params),
                 esc(&p.backend),
                 esc(&p.tokit_version),
-                e.uses,
+                e.results.len(),
                 notes.join("<br>")
             );
         }
@@ -694,9 +697,12 @@ mod tests {
         assert!(page.contains("<title>T &lt;1&gt;</title>"), "{page}");
         assert!(page.contains("1.500 ± 0.2500 nats<sup>[<a href=\"#src-1\">1</a>]</sup>"));
         assert!(page.contains("<code>m</code>"));
-        // Same metric, params and model: one entry used three times (two cells, one figure).
+        // Same metric and model: one entry for both results (used by two cells, a figure).
         assert_eq!(page.matches("<tr id=\"src-").count(), 1);
-        assert!(page.contains("<td class=\"n\">4</td>"), "uses: {page}");
+        assert!(
+            page.contains("<td class=\"n\">2</td><td>a note</td>"),
+            "{page}"
+        );
         assert!(page.contains("varying over 2 parameter sets: <code>seed</code>"));
         assert!(page.contains("n/a</span> <span class=\"why\">(not causal)</span>"));
         assert!(page.contains("<figure id=\"fig-1\"><svg"));
