@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tokit_compute::Tensor;
 
+pub mod html;
 pub mod plot;
 
 /// Where a result came from.

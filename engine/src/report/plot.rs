@@ -114,19 +114,11 @@ fn names(report: &Report) -> String {
 pub fn plot(report: &Report, path: &Path, overrides: &Map<String, Value>) -> Result<()> {
     let spec = spec_for(report, overrides)?;
     let fig = Figure::from_spec(report, &spec)?;
-    register_font();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let bytes = match ext {
-        "svg" => {
-            let mut s = String::new();
-            {
-                let root = SVGBackend::with_string(&mut s, (WIDTH, HEIGHT)).into_drawing_area();
-                fig.draw(&root)?;
-                root.present().map_err(draw_err)?;
-            }
-            s.into_bytes()
-        }
+        "svg" => fig.svg()?.into_bytes(),
         "png" => {
+            register_font();
             let mut buf = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
             {
                 let root =
@@ -148,6 +140,50 @@ pub fn plot(report: &Report, path: &Path, overrides: &Map<String, Value>) -> Res
     super::write_atomic(path, &bytes).with_context(|| format!("plot {}", path.display()))
 }
 
+/// `report` drawn as an SVG document (a string), with the spec overridden by `overrides`.
+pub fn svg(report: &Report, overrides: &Map<String, Value>) -> Result<String> {
+    let spec = spec_for(report, overrides)?;
+    Figure::from_spec(report, &spec)?.svg()
+}
+
+/// One line of an overlay: its legend name and its points (NaN breaks the line).
+pub struct Series {
+    pub name: String,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+}
+
+/// Lines from several sources, each with its own x, drawn as one SVG figure:
+/// `labels` are the x and y axis labels.
+pub fn overlay_svg(
+    title: &str,
+    series: Vec<Series>,
+    labels: [String; 2],
+    log_y: bool,
+) -> Result<String> {
+    if series.is_empty() {
+        bail!("plot: an overlay needs at least one series");
+    }
+    for s in &series {
+        if s.x.len() != s.y.len() {
+            bail!(
+                "plot: line `{}` has {} x values but {} y values",
+                s.name,
+                s.x.len(),
+                s.y.len()
+            );
+        }
+    }
+    Figure::Lines {
+        title: title.to_string(),
+        series,
+        labels,
+        log_y,
+        point: None,
+    }
+    .svg()
+}
+
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plot: drawing failed: {e:?}")
 }
@@ -164,8 +200,7 @@ enum Figure {
     },
     Lines {
         title: String,
-        x: Vec<f64>,
-        series: Vec<(String, Vec<f64>)>,
+        series: Vec<Series>,
         labels: [String; 2],
         log_y: bool,
         point: Option<Point>,
@@ -187,6 +222,18 @@ fn get_str(spec: &Map<String, Value>, key: &str) -> Result<Option<String>> {
 }
 
 impl Figure {
+    /// The figure as an SVG document.
+    fn svg(&self) -> Result<String> {
+        register_font();
+        let mut s = String::new();
+        {
+            let root = SVGBackend::with_string(&mut s, (WIDTH, HEIGHT)).into_drawing_area();
+            self.draw(&root)?;
+            root.present().map_err(draw_err)?;
+        }
+        Ok(s)
+    }
+
     fn from_spec(report: &Report, spec: &Map<String, Value>) -> Result<Figure> {
         let unit = if report.unit.is_empty() {
             String::new()
@@ -262,7 +309,7 @@ impl Figure {
                         .collect::<Result<_>>()?,
                     _ => bail!("plot: lines need `y` (a tensor name or a list of them)"),
                 };
-                let series: Vec<(String, Vec<f64>)> = ys
+                let ys_data: Vec<(String, Vec<f64>)> = ys
                     .iter()
                     .map(|n| {
                         let t = tensor(n)?;
@@ -272,7 +319,7 @@ impl Figure {
                         Ok((n.clone(), t.data().iter().map(|&v| v as f64).collect()))
                     })
                     .collect::<Result<_>>()?;
-                let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
+                let n = ys_data.iter().map(|s| s.1.len()).max().unwrap_or(0);
                 let (x, x_default) = match get_str(spec, "x")? {
                     Some(name) => {
                         let t = tensor(&name)?;
@@ -280,7 +327,7 @@ impl Figure {
                     }
                     None => ((0..n).map(|i| i as f64).collect(), "position".to_string()),
                 };
-                if let Some((bad, s)) = series.iter().find(|s| s.1.len() != x.len()) {
+                if let Some((bad, s)) = ys_data.iter().find(|s| s.1.len() != x.len()) {
                     bail!(
                         "plot: line `{bad}` has {} points but x has {}",
                         s.len(),
@@ -292,9 +339,16 @@ impl Figure {
                 } else {
                     format!("value{unit}")
                 };
+                let series = ys_data
+                    .into_iter()
+                    .map(|(name, y)| Series {
+                        name,
+                        x: x.clone(),
+                        y,
+                    })
+                    .collect();
                 Ok(Figure::Lines {
                     title,
-                    x,
                     series,
                     labels: [
                         get_str(spec, "x_label")?.unwrap_or(x_default),
@@ -394,16 +448,20 @@ impl Figure {
             }
             Figure::Lines {
                 title,
-                x,
                 series,
                 labels,
                 log_y,
                 point,
             } => {
-                let (x0, x1) = range(x.iter().copied().chain(point.iter().map(|p| p.x)));
+                let (x0, x1) = range(
+                    series
+                        .iter()
+                        .flat_map(|s| s.x.iter().copied())
+                        .chain(point.iter().map(|p| p.x)),
+                );
                 let ys = series
                     .iter()
-                    .flat_map(|s| s.1.iter().copied())
+                    .flat_map(|s| s.y.iter().copied())
                     .chain(point.iter().map(|p| p.y));
                 let mut chart = ChartBuilder::on(root);
                 chart
@@ -412,15 +470,15 @@ impl Figure {
                     .x_label_area_size(48)
                     .y_label_area_size(72);
                 if *log_y {
-                    let (y0, y1) = range(ys.filter(|v| *v > 0.0));
+                    let (y0, y1) = log_range(ys.filter(|v| *v > 0.0));
                     let mut c = chart
                         .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
                         .map_err(draw_err)?;
-                    mesh_and_lines(&mut c, x, series, labels, point, |v| v > 0.0)?;
+                    mesh_and_lines(&mut c, series, labels, point, |v| v > 0.0)?;
                 } else {
                     let (y0, y1) = range(ys);
                     let mut c = chart.build_cartesian_2d(x0..x1, y0..y1).map_err(draw_err)?;
-                    mesh_and_lines(&mut c, x, series, labels, point, |_| true)?;
+                    mesh_and_lines(&mut c, series, labels, point, |_| true)?;
                 }
             }
         }
@@ -445,6 +503,21 @@ fn point_coord(report: &Report, p: &Map<String, Value>, key: &str) -> Result<f64
         },
         _ => bail!("plot: point needs `{key}` (a number or a scalar's name)"),
     }
+}
+
+/// The range of the finite positive `vals` for a log axis, padded by a factor (an
+/// additive pad could reach below zero).
+fn log_range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = vals
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.1, 1.0);
+    }
+    let f = if hi > lo { (hi / lo).powf(0.04) } else { 1.1 };
+    (lo / f, hi * f)
 }
 
 /// The finite range of `vals`, padded so a flat series still has height.
@@ -492,8 +565,7 @@ where
 
 fn mesh_and_lines<'a, DB: DrawingBackend + 'a, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
-    x: &[f64],
-    series: &[(String, Vec<f64>)],
+    series: &[Series],
     labels: &[String; 2],
     point: &Option<Point>,
     valid: impl Fn(f64) -> bool,
@@ -510,7 +582,7 @@ where
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(draw_err)?;
-    for (i, (name, ys)) in series.iter().enumerate() {
+    for (i, Series { name, x, y: ys }) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         // NaN (or a non-positive value on a log axis) breaks the line into segments.
         let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];

@@ -1,5 +1,6 @@
 //! tokit's functions and types in Rhai (README.md, "Rhai"): `load_model`, the `Model`
-//! methods, `analyze` and its `Result`, `metrics()`, `plugins()`, `call_plugin`, `Tensor`.
+//! methods, `analyze` and its `Result`, `metrics()`, `plugins()`, `call_plugin`, `Tensor`,
+//! and HTML reports (`html_report`, `Quantity`, `derived`, `na`).
 //!
 //! Every function is registered with its documentation (`def!`), which Rhai keeps as
 //! metadata: `:help name` in the REPL prints it.
@@ -8,6 +9,7 @@ use super::convert::*;
 use super::options::{forward_spec, options};
 use crate::engine::{AnalyzeInput, Engine};
 use crate::model::{ForwardSpec, LoadOptions, Model};
+use crate::report::html::{Cell, HtmlReport, Line, Quantity};
 use crate::report::Report;
 use rhai::{Array, Dynamic, FuncRegistration, Map};
 use serde_json::Value;
@@ -50,6 +52,7 @@ pub fn register(rhai: &mut rhai::Engine, tokit: Arc<Engine>) {
     register_model(rhai, tokit.clone());
     register_tensor(rhai);
     register_report(rhai);
+    register_html(rhai);
 
     let t = tokit.clone();
     def!(
@@ -822,5 +825,350 @@ Example: r.plot(\"out/r.png\", #{ kind: \"lines\", y: \"entropy\" });",
             let v = r.0.value.map_or("-".to_string(), |v| format!("{v:.6}"));
             format!("Result({} = {v} {})", r.0.metric, r.0.unit)
         },
+    );
+}
+
+/// A table cell from a script value: a string, an integer, a `Quantity`, a `Result` (its
+/// value), or `na(reason)`. A bare float is refused: it would be a number without
+/// provenance.
+fn html_cell(v: &Dynamic) -> RhaiResult<Cell> {
+    if v.is_string() {
+        return Ok(Cell::Text(v.clone().into_string().unwrap_or_default()));
+    }
+    if let Ok(i) = v.as_int() {
+        return Ok(Cell::Int(i));
+    }
+    if let Some(q) = v.clone().try_cast::<Quantity>() {
+        return Ok(Cell::Num(q));
+    }
+    if let Some(r) = v.clone().try_cast::<ScriptReport>() {
+        return Ok(Cell::Num(anyhow_rt(Quantity::of(&r.0, None, None))?));
+    }
+    if let Some(c) = v.clone().try_cast::<Cell>() {
+        return Ok(c);
+    }
+    if v.is_float() {
+        return err(
+            "table: a bare number has no provenance; use r.quantity(..) or derived(#{ value, unit, how, from })",
+        );
+    }
+    err(format!(
+        "table: a cell must be a string, an integer, a Quantity, a Result or na(reason), found {}",
+        v.type_name()
+    ))
+}
+
+/// The results named by `from`: one Result or an array of them.
+fn html_sources(v: &Dynamic, what: &str) -> RhaiResult<Vec<Arc<Report>>> {
+    if let Some(r) = v.clone().try_cast::<ScriptReport>() {
+        return Ok(vec![r.0]);
+    }
+    match v.clone().try_cast::<Array>() {
+        Some(a) => a
+            .iter()
+            .map(|x| {
+                x.clone()
+                    .try_cast::<ScriptReport>()
+                    .map(|r| r.0)
+                    .ok_or_else(|| {
+                        format!("{what}: `from` holds a {}, not a Result", x.type_name()).into()
+                    })
+            })
+            .collect(),
+        None => err(format!(
+            "{what}: `from` must be a Result or an array of Results, found {}",
+            v.type_name()
+        )),
+    }
+}
+
+/// Values of a line: a tensor name of its one result (1-D), a Tensor, or an array of
+/// numbers.
+fn html_values(v: &Dynamic, from: &[Arc<Report>], what: &str) -> RhaiResult<Vec<f64>> {
+    let t = if v.is_string() {
+        let name = v.clone().into_string().unwrap_or_default();
+        let [r] = from else {
+            return err(format!(
+                "{what}: a tensor name needs exactly one result in `from` ({} given)",
+                from.len()
+            ));
+        };
+        match r.tensors.get(&name) {
+            Some(t) => t.clone(),
+            None => {
+                return err(format!(
+                    "{what}: result `{}` has no tensor `{name}` (tensors: {})",
+                    r.metric,
+                    r.tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }
+        }
+    } else if let Some(t) = v.clone().try_cast::<Tensor>() {
+        t
+    } else if let Some(a) = v.clone().try_cast::<Array>() {
+        return a.iter().map(|x| number(x, what)).collect();
+    } else {
+        return err(format!(
+            "{what}: expected a tensor name, a Tensor or an array of numbers, found {}",
+            v.type_name()
+        ));
+    };
+    if t.ndim() != 1 {
+        return err(format!(
+            "{what}: a line needs a 1-D tensor, got shape {:?}",
+            t.shape()
+        ));
+    }
+    Ok(t.data().iter().map(|&x| x as f64).collect())
+}
+
+fn take_str(m: &mut Map, key: &str, what: &str) -> RhaiResult<Option<String>> {
+    match m.remove(key) {
+        None => Ok(None),
+        Some(v) => v
+            .into_string()
+            .map(Some)
+            .map_err(|t| format!("{what}: `{key}` must be a string, found {t}").into()),
+    }
+}
+
+fn no_more_keys(m: &Map, what: &str, known: &str) -> RhaiResult<()> {
+    match m.keys().next() {
+        Some(k) => err(format!("{what}: unknown key `{k}` (known: {known})")),
+        None => Ok(()),
+    }
+}
+
+fn register_html(rhai: &mut rhai::Engine) {
+    rhai.register_type_with_name::<HtmlReport>("HtmlReport");
+    rhai.register_type_with_name::<Quantity>("Quantity");
+    rhai.register_type_with_name::<Cell>("Cell");
+    def!(
+        rhai,
+        "html_report",
+        "A new HTML report: one self-contained file (inline SVG figures, tables, no network)
+in which every number links to its provenance (metric, plugin version, parameters, model).
+Example: let rep = html_report(\"Three architectures\"); rep.section(\"Likelihood\");
+         rep.table([\"model\", \"NLL\"], [[\"transformer\", r.quantity(\"per_token\")]]);
+         rep.save(\"out/compare/report.html\");",
+        |title: &str| HtmlReport::new(title),
+    );
+    def!(
+        rhai,
+        "section",
+        "Start a section with a heading.",
+        |rep: &mut HtmlReport, heading: &str| rep.section(heading),
+    );
+    def!(
+        rhai,
+        "text",
+        "A paragraph (`code` in backticks). Put numbers in tables, where they carry provenance.",
+        |rep: &mut HtmlReport, paragraph: &str| rep.text(paragraph),
+    );
+    let table = |rep: &mut HtmlReport,
+                 caption: Option<&str>,
+                 header: Array,
+                 rows: Array|
+     -> RhaiResult<()> {
+        let header = strings(&Dynamic::from_array(header), "table: header")?;
+        let rows = rows
+            .iter()
+            .map(|r| match r.clone().try_cast::<Array>() {
+                Some(cells) => cells.iter().map(html_cell).collect::<RhaiResult<Vec<_>>>(),
+                None => err("table: each row must be an array of cells"),
+            })
+            .collect::<RhaiResult<Vec<_>>>()?;
+        anyhow_rt(rep.table(caption, header, rows))
+    };
+    def!(
+        rhai,
+        "table",
+        "A table: a header (strings) and rows of cells: strings, integers, Quantities
+(`r.quantity(..)`, `derived(..)`), Results (their value) or `na(reason)`.
+Example: rep.table([\"model\", \"H\"], [[\"llama\", r.quantity(\"entropy_mean\")]]);",
+        move |rep: &mut HtmlReport, header: Array, rows: Array| table(rep, None, header, rows),
+    );
+    def!(
+        rhai,
+        "table",
+        "A table with a caption.
+Example: rep.table(\"Cross-entropy\", [\"model\", \"H\"], rows);",
+        move |rep: &mut HtmlReport, caption: &str, header: Array, rows: Array| {
+            table(rep, Some(caption), header, rows)
+        },
+    );
+    let plot = |rep: &mut HtmlReport, r: ScriptReport, spec: Map| -> RhaiResult<()> {
+        let mut spec = match to_json(&Dynamic::from_map(spec))? {
+            Value::Object(m) => m,
+            _ => return err("plot: the spec must be a map"),
+        };
+        let caption = match spec.remove("caption") {
+            None => r.0.description.clone(),
+            Some(Value::String(s)) => s,
+            Some(v) => return err(format!("plot: `caption` must be a string, found {v}")),
+        };
+        anyhow_rt(rep.plot(&r.0, &spec, &caption))
+    };
+    def!(
+        rhai,
+        "plot",
+        "A figure of a result, drawn as `r.plot` would (its metric's plot spec).
+Example: rep.plot(r);",
+        move |rep: &mut HtmlReport, r: ScriptReport| plot(rep, r, Map::new()),
+    );
+    def!(
+        rhai,
+        "plot",
+        "A figure of a result with a plot spec (as `r.plot`'s) and a `caption`.
+Example: rep.plot(g, #{ kind: \"heatmap\", z: \"granger_kl\", caption: \"Granger map\" });",
+        plot,
+    );
+    def!(
+        rhai,
+        "lines",
+        "A figure of lines from several results: `series` is an array of
+`#{ name, from, y, x }` where `from` is the Result (or array of Results) the line comes
+from and `y` (and the optional `x`, default 0, 1, ...) a tensor name of `from`, a Tensor
+or an array of numbers; also `title`, `x_label`,
+`y_label`, `log_y`, `caption`.
+Example: rep.lines(#{ title: \"lag profiles\", x_label: \"lag\", y_label: \"KL (nats)\",
+           series: [#{ name: \"llama\", from: g1, y: \"lag_profile\" }, #{ name: \"mamba2\", from: g2, y: \"lag_profile\" }] });",
+        |rep: &mut HtmlReport, spec: Map| -> RhaiResult<()> {
+            let what = "lines";
+            let mut spec = spec;
+            let title = take_str(&mut spec, "title", what)?.unwrap_or_default();
+            let x_label = take_str(&mut spec, "x_label", what)?.unwrap_or_else(|| "x".into());
+            let y_label = take_str(&mut spec, "y_label", what)?.unwrap_or_else(|| "y".into());
+            let caption = take_str(&mut spec, "caption", what)?.unwrap_or_default();
+            let log_y = match spec.remove("log_y") {
+                None => false,
+                Some(v) => v
+                    .as_bool()
+                    .map_err(|t| format!("lines: `log_y` must be true or false, found {t}"))?,
+            };
+            let series = match spec.remove("series").and_then(|v| v.try_cast::<Array>()) {
+                Some(a) => a,
+                None => return err("lines: `series` must be an array of #{ name, from, y, x }"),
+            };
+            no_more_keys(&spec, what, "title, x_label, y_label, log_y, caption, series")?;
+            let mut lines = Vec::new();
+            for s in series {
+                let mut m = s
+                    .try_cast::<Map>()
+                    .ok_or("lines: each series must be a map #{ name, from, y, x }")?;
+                let name = take_str(&mut m, "name", what)?.ok_or("lines: a series needs a `name`")?;
+                let from = m
+                    .remove("from")
+                    .ok_or_else(|| format!("lines: series `{name}` needs `from` (the Result it comes from)"))?;
+                let sources = html_sources(&from, &format!("lines: series `{name}`"))?;
+                let y = m
+                    .remove("y")
+                    .ok_or_else(|| format!("lines: series `{name}` needs `y`"))?;
+                let y = html_values(&y, &sources, &format!("lines: series `{name}`: y"))?;
+                let x = match m.remove("x") {
+                    Some(x) => html_values(&x, &sources, &format!("lines: series `{name}`: x"))?,
+                    None => (0..y.len()).map(|i| i as f64).collect(),
+                };
+                no_more_keys(&m, &format!("lines: series `{name}`"), "name, from, y, x")?;
+                lines.push(Line {
+                    name,
+                    x,
+                    y,
+                    sources,
+                });
+            }
+            anyhow_rt(rep.lines(&title, lines, [x_label, y_label], log_y, &caption))
+        },
+    );
+    def!(
+        rhai,
+        "save",
+        "Write the report as one self-contained HTML file (atomically). Refused when a NaN
+would be printed.
+Example: rep.save(\"out/compare/report.html\");",
+        |rep: &mut HtmlReport, path: &str| -> RhaiResult<()> {
+            anyhow_rt(rep.save(std::path::Path::new(path)))
+        },
+    );
+    def!(
+        rhai,
+        "figures",
+        "The number of figures in the report so far.",
+        |rep: &mut HtmlReport| rep.figures() as i64,
+    );
+    def!(
+        rhai,
+        "to_string",
+        "`HtmlReport(title)`.",
+        |rep: &mut HtmlReport| { format!("HtmlReport({})", rep.title) }
+    );
+    def!(
+        rhai,
+        "quantity",
+        "The result's value as a Quantity for a report table: the number with its unit, its
+standard error (scalar `se`) and its provenance.
+Example: rep.table([\"H\"], [[r.quantity()]]);",
+        |r: &mut ScriptReport| anyhow_rt(Quantity::of(&r.0, None, None)),
+    );
+    def!(
+        rhai,
+        "quantity",
+        "One of the result's scalars as a Quantity (standard error: scalar `KEY_se`, if any),
+in the result's unit.
+Example: r.quantity(\"per_token\")",
+        |r: &mut ScriptReport, key: &str| anyhow_rt(Quantity::of(&r.0, Some(key), None)),
+    );
+    def!(
+        rhai,
+        "quantity",
+        "One of the result's scalars as a Quantity with the unit given.
+Example: s.quantity(\"memory_length_layer0\", \"tokens\")",
+        |r: &mut ScriptReport, key: &str, unit: &str| {
+            anyhow_rt(Quantity::of(&r.0, Some(key), Some(unit)))
+        },
+    );
+    def!(
+        rhai,
+        "derived",
+        "A number computed from results, for a report table: `#{ value, se, unit, how, from }`
+(`se` optional; `how` says how it follows from `from`, a Result or an array of Results).
+A value that is not finite shows as n/a with `how` as the reason.
+Example: derived(#{ value: nll / n, unit: \"nats/token\", how: \"Σ NLL / Σ tokens\", from: results })",
+        |spec: Map| -> RhaiResult<Quantity> {
+            let what = "derived";
+            let mut spec = spec;
+            let value = number(
+                &spec.remove("value").ok_or("derived: needs `value`")?,
+                "derived: value",
+            )?;
+            let se = match spec.remove("se") {
+                None => None,
+                Some(v) if v.is_unit() => None,
+                Some(v) => Some(number(&v, "derived: se")?),
+            };
+            let unit = take_str(&mut spec, "unit", what)?.unwrap_or_default();
+            let how = take_str(&mut spec, "how", what)?.ok_or("derived: needs `how`")?;
+            let from = html_sources(&spec.remove("from").ok_or("derived: needs `from`")?, what)?;
+            no_more_keys(&spec, what, "value, se, unit, how, from")?;
+            anyhow_rt(Quantity::derived(value, se, &unit, &how, from))
+        },
+    );
+    def!(
+        rhai,
+        "na",
+        "A table cell with no value, and the reason shown beside \"n/a\".
+Example: na(\"LLaDA is not causal: no next-token law\")",
+        |reason: &str| Cell::Na(reason.to_string()),
+    );
+    def!(
+        rhai,
+        "to_string",
+        "The quantity as text.",
+        |q: &mut Quantity| {
+            match &q.missing {
+                Some(why) => format!("n/a ({why})"),
+                None => format!("{} {}", crate::report::html::fmt_num(q.value), q.unit),
+            }
+        }
     );
 }
