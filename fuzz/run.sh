@@ -5,7 +5,8 @@
 #   fuzz/run.sh SECONDS [TARGET...]     # default: every target, SECONDS each
 #   FUZZ_EXECS=1000000 fuzz/run.sh 0    # instead: until that many executions each
 #
-# Targets: gguf, safetensors, safetensors_index, hf_config, tokenizer (fuzz/src/bin/).
+# Targets: gguf, safetensors, safetensors_index, hf_config, tokenizer, tokit_ron,
+# rhai_options, tensor_io (fuzz/src/bin/).
 # Seeds: fuzz/seeds/TARGET; found inputs: fuzz/out/TARGET (not committed); the minimised
 # corpora that are committed: fuzz/corpus/TARGET; inputs that once crashed: fuzz/crashes/TARGET.
 # Exits non-zero when a run finds a crash or a hang, or a committed input fails.
@@ -17,7 +18,8 @@ limit=(-V "$secs")
 [[ -n "${FUZZ_EXECS:-}" ]] && limit=(-E "$FUZZ_EXECS")
 shift
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(gguf safetensors safetensors_index hf_config tokenizer)
+[[ ${#targets[@]} -gt 0 ]] ||
+    targets=(gguf safetensors safetensors_index hf_config tokenizer tokit_ron rhai_options tensor_io)
 
 cargo afl build --release --quiet
 # Scratch files on a RAM disk where there is one: each execution writes its input there.

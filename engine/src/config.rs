@@ -257,13 +257,15 @@ impl Config {
     /// Parse and check a RON file; errors name the file and the position or field.
     pub fn load(path: &Path) -> Result<Config> {
         let text = tokit_model::read::read_text_bounded(path, "config", 1 << 20)?;
-        let config: Config =
-            ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        config
-            .check()
-            .with_context(|| format!("{}", path.display()))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and check the text of a RON file (`origin` names it in errors and warnings).
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let config: Config = ron::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        config.check().with_context(|| origin.to_string())?;
         for w in config.script.warnings() {
-            tracing::warn!("{}: {w}", path.display());
+            tracing::warn!("{origin}: {w}");
         }
         Ok(config)
     }

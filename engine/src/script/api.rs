@@ -275,7 +275,13 @@ fn tensor_arg(d: &Dynamic, what: &str) -> RhaiResult<Tensor> {
     }
 }
 
-fn analyze_input(metric: &str, args: &Map, arrays: Option<&[String]>) -> RhaiResult<AnalyzeInput> {
+/// The inputs of `analyze(metric, args)`: model, text, tokens, tensors and the metric's
+/// parameters; `arrays` are the metric's array parameters when it declares them.
+pub fn analyze_input(
+    metric: &str,
+    args: &Map,
+    arrays: Option<&[String]>,
+) -> RhaiResult<AnalyzeInput> {
     let is_array_param = |k: &str| arrays.is_some_and(|a| a.iter().any(|n| n == k));
     let mut input = AnalyzeInput::default();
     for (k, v) in args {

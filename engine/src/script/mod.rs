@@ -4,7 +4,8 @@
 
 mod api;
 mod convert;
-mod options;
+/// Public for the fuzz targets (fuzz/), which feed these readers arbitrary maps.
+pub mod options;
 
 use crate::engine::Engine;
 use crate::plugin::host::host;
@@ -13,7 +14,7 @@ use rhai::{EvalAltResult, Position, Scope};
 use std::path::Path;
 use std::sync::Arc;
 
-pub use api::ScriptReport;
+pub use api::{analyze_input, ScriptReport};
 
 /// A Rhai engine bound to a tokit engine; its scope persists across `eval` calls.
 pub struct ScriptHost {
