@@ -75,6 +75,20 @@ pub enum NotTensor {
     Inexact,
 }
 
+/// A number (int or float) as f64.
+pub fn number(d: &Dynamic, what: &str) -> RhaiResult<f64> {
+    if let Ok(f) = d.as_float() {
+        return Ok(f);
+    }
+    match d.as_int() {
+        Ok(i) => Ok(i as f64),
+        Err(_) => err(format!(
+            "{what}: expected a number, found {}",
+            d.type_name()
+        )),
+    }
+}
+
 /// The shape and values of a rectangular, possibly nested array of numbers, in one pass
 /// over it (no copy of the array). With `exact`, a number f32 cannot hold exactly (an
 /// integer beyond ±2^24, a float with more digits than f32) stops the walk.
