@@ -21,6 +21,7 @@
 
 pub mod ais;
 pub mod counting;
+pub mod dense;
 pub mod directed;
 pub mod entropy;
 pub mod estimate;

@@ -59,12 +59,20 @@ impl Symbols {
         let mut out = Vec::with_capacity(n);
         for r in 0..n {
             let row = &data[r * t..(r + 1) * t];
-            let mut s = Vec::with_capacity(t);
-            for (i, &x) in row.iter().enumerate() {
-                if !(x >= 0.0 && x.fract() == 0.0 && (x as f64) <= u32::MAX as f64) {
-                    return Err(format!("`{name}`: tensor element [{r}, {i}] must be a non-negative integer symbol, found {x}"));
-                }
-                s.push(x as u32);
+            // `x as u32` saturates (NaN to 0), so the round trip holds exactly for the
+            // integers in [0, 2^32); one branch-free pass, the error path finds the culprit.
+            let s: Vec<u32> = row.iter().map(|&x| x as u32).collect();
+            let ok = row
+                .iter()
+                .zip(&s)
+                .fold(true, |ok, (&x, &u)| ok & (u as f32 == x) & (x < 4_294_967_296.0));
+            if !ok {
+                let i = row
+                    .iter()
+                    .position(|&x| !(x >= 0.0 && x.fract() == 0.0 && (x as f64) <= u32::MAX as f64))
+                    .unwrap_or(0);
+                let x = row[i];
+                return Err(format!("`{name}`: tensor element [{r}, {i}] must be a non-negative integer symbol, found {x}"));
             }
             out.push(s);
         }
@@ -237,5 +245,16 @@ mod tests {
         assert!(same_layout(&["a", "b"], &[vec![3], vec![4]])
             .unwrap_err()
             .contains("same trial layout"));
+    }
+
+    #[test]
+    fn tensor_symbols_are_exact_integers_below_2_32() {
+        let ok = [0.0f32, -0.0, 1.0, 16_777_216.0, 4_294_967_040.0];
+        let s = Symbols::from_f32("s", &ok, &[5]).unwrap();
+        assert_eq!(s.0[0], vec![0, 0, 1, 16_777_216, 4_294_967_040]);
+        for bad in [f32::NAN, f32::INFINITY, -1.0, 0.5, 4_294_967_296.0, 1e10] {
+            let e = Symbols::from_f32("s", &[1.0, bad], &[2]).unwrap_err();
+            assert!(e.contains("[0, 1]"), "{bad}: {e}");
+        }
     }
 }
