@@ -1,6 +1,7 @@
 //! `tokit bench`: throughput of whole forward passes and of host ops, measured the same
 //! way as `tools/bench_torch.py` so the two can be compared as a ratio; the Granger map
-//! against separate forwards; Blahut-Arimoto against `tools/ba_numpy.py`.
+//! against separate forwards; Blahut-Arimoto against `tools/ba_numpy.py`; any metric on
+//! inputs loaded once (`bench metric`).
 
 use crate::engine::Engine;
 use crate::model::{ForwardSpec, LoadOptions};
@@ -230,4 +231,57 @@ pub fn ba(engine: &Engine, n: usize, beta: f64, tol: f64, repeat: usize) -> Resu
         r.scalars.get("rate").copied().unwrap_or(f64::NAN),
         r.scalars.get("distortion").copied().unwrap_or(f64::NAN),
     ))
+}
+
+/// Largest `--repeat`/`--warmup` of `bench metric`.
+const MAX_REPEAT: usize = 1_000_000;
+
+/// `repeat` timed calls of `metric` on `input` after `warmup` untimed ones, as one JSON
+/// object: `metric`, `repeat`, `warmup`, `best_ms`, `median_ms`, `value` (full precision),
+/// `record` (the last result's JSON) and `threads`. Loading the inputs is not timed: the
+/// caller loads them once.
+pub fn metric(
+    engine: &Engine,
+    metric: &str,
+    input: &crate::engine::AnalyzeInput,
+    repeat: usize,
+    warmup: usize,
+) -> Result<serde_json::Value> {
+    ensure!(
+        (1..=MAX_REPEAT).contains(&repeat) && warmup <= MAX_REPEAT,
+        "bench metric: --repeat must be between 1 and {MAX_REPEAT} and --warmup at most \
+         {MAX_REPEAT} (got {repeat} and {warmup})"
+    );
+    for _ in 0..warmup {
+        engine.analyze(metric, input)?;
+    }
+    let mut times = Vec::with_capacity(repeat);
+    let mut last = None;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let r = engine.analyze(metric, input)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        last = Some(r);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = if repeat % 2 == 1 {
+        times[repeat / 2]
+    } else {
+        (times[repeat / 2 - 1] + times[repeat / 2]) / 2.0
+    };
+    let r = last.expect("repeat >= 1");
+    let threads = engine
+        .config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Ok(serde_json::json!({
+        "metric": metric,
+        "repeat": repeat,
+        "warmup": warmup,
+        "best_ms": times[0],
+        "median_ms": median,
+        "value": r.value,
+        "record": r.to_json(),
+        "threads": threads,
+    }))
 }

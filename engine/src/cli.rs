@@ -98,7 +98,7 @@ pub enum Command {
         trace: bool,
     },
     /// Measure throughput: `bench forward MODEL --tokens N`, `bench matmul --size N`,
-    /// `bench granger MODEL --tokens N`, `bench ba --size N`.
+    /// `bench granger MODEL --tokens N`, `bench ba --size N`, `bench metric METRIC ...`.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
@@ -106,13 +106,8 @@ pub enum Command {
     /// Compute a metric; write the result JSON.
     Analyze {
         metric: String,
-        #[arg(long)]
-        model: Option<String>,
         #[command(flatten)]
-        input: TextInput,
-        /// A parameter `name=value` (value parsed as JSON, else taken as a string).
-        #[arg(long = "param", short = 'p')]
-        params: Vec<String>,
+        args: MetricArgs,
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
@@ -146,6 +141,17 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// A metric on inputs loaded once: `warmup` untimed calls, then `repeat` timed ones;
+    /// prints one JSON object (best_ms, median_ms, value, record, threads).
+    Metric {
+        metric: String,
+        #[command(flatten)]
+        args: MetricArgs,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+    },
     /// Blahut-Arimoto on the size × size problem of tools/ba_numpy.py, to --tol.
     Ba {
         #[arg(long, default_value_t = 1000)]
@@ -157,6 +163,81 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+}
+
+/// What `analyze` and `bench metric` compute on.
+#[derive(Args, Debug, Default)]
+pub struct MetricArgs {
+    #[arg(long)]
+    model: Option<String>,
+    #[command(flatten)]
+    input: TextInput,
+    /// A parameter `name=value` (value parsed as JSON, else taken as a string).
+    #[arg(long = "param", short = 'p')]
+    params: Vec<String>,
+    /// An input tensor `NAME=FILE` (repeatable): FILE is `.npy`, `.csv` (`FILE.csv:COLUMN`
+    /// for one column) or `FILE.safetensors:TENSOR`.
+    #[arg(long = "input", short = 'i')]
+    inputs: Vec<String>,
+}
+
+impl MetricArgs {
+    /// The analysis input: the model loaded, the inputs read, the parameters parsed.
+    fn load(&self, tokit: &Engine) -> Result<AnalyzeInput> {
+        let m = match &self.model {
+            Some(p) => Some(tokit.load_model(p, &LoadOptions::default())?),
+            None => None,
+        };
+        let mut a = AnalyzeInput {
+            tokens: self.input.tokens.clone(),
+            text: self.input.text()?,
+            model: m,
+            ..Default::default()
+        };
+        for p in &self.params {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
+            let v = serde_json::from_str(v)
+                .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+            if let Some(old) = a.params.insert(k.to_string(), v) {
+                bail!("--param {k} given twice (first {old}, then {p}): keep one");
+            }
+        }
+        for spec in &self.inputs {
+            let (name, t) = input_tensor(spec)?;
+            if a.tensors.iter().any(|(n, _)| *n == name) {
+                bail!("--input {name} given twice: keep one");
+            }
+            if a.params.contains_key(&name) {
+                bail!("`{name}` given both as --param and as --input: keep one");
+            }
+            a.tensors.push((name, t));
+        }
+        Ok(a)
+    }
+}
+
+/// `NAME=FILE`, `NAME=FILE.safetensors:TENSOR` or `NAME=FILE.csv:COLUMN`, read.
+pub fn input_tensor(spec: &str) -> Result<(String, crate::Tensor)> {
+    let (name, file) = spec
+        .split_once('=')
+        .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+        .ok_or_else(|| anyhow!("--input {spec}: expected NAME=FILE"))?;
+    // A `:TENSOR` suffix after a .safetensors or .csv file name picks a tensor or column.
+    let (path, pick) = match file.rsplit_once(':') {
+        Some((p, t))
+            if [".safetensors", ".csv"]
+                .iter()
+                .any(|e| p.to_ascii_lowercase().ends_with(e)) =>
+        {
+            (p, Some(t))
+        }
+        _ => (file, None),
+    };
+    let t = tokit_model::tensor_io::load(std::path::Path::new(path), pick)
+        .with_context(|| format!("--input {name}"))?;
+    Ok((name.to_string(), t))
 }
 
 #[derive(Args, Debug, Default)]
@@ -257,6 +338,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 tol,
                 repeat,
             } => println!("{}", crate::bench::ba(&tokit, size, beta, tol, repeat)?),
+            BenchWhat::Metric {
+                metric,
+                args,
+                repeat,
+                warmup,
+            } => {
+                let input = args.load(&tokit)?;
+                let out = crate::bench::metric(&tokit, &metric, &input, repeat, warmup)?;
+                println!("{}", serde_json::to_string(&out)?);
+            }
         },
         Command::Plugins => {
             if tokit.plugins.plugins.is_empty() {
@@ -419,31 +510,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Analyze {
             metric,
-            model,
-            input,
-            params,
+            args,
             output,
         } => {
-            let m = match &model {
-                Some(p) => Some(tokit.load_model(p, &LoadOptions::default())?),
-                None => None,
-            };
-            let mut a = AnalyzeInput {
-                tokens: input.tokens.clone(),
-                text: input.text()?,
-                model: m,
-                ..Default::default()
-            };
-            for p in &params {
-                let (k, v) = p
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("--param {p}: expected name=value"))?;
-                let v = serde_json::from_str(v)
-                    .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
-                if let Some(old) = a.params.insert(k.to_string(), v) {
-                    bail!("--param {k} given twice (first {old}, then {p}): keep one");
-                }
-            }
+            let a = args.load(&tokit)?;
             let report = tokit.analyze(&metric, &a)?;
             let path = output.unwrap_or_else(|| out_dir.join(format!("{metric}.json")));
             report.save(&path)?;

@@ -9,6 +9,8 @@
 //!   [`save_safetensors`] writes f32 tensors atomically; [`fingerprint`] hashes a model
 //!   directory cheaply for provenance.
 //! - [`Tokenizer`] wraps a Hugging Face `tokenizer.json`, or raw bytes for byte-level models.
+//! - [`tensor_io`] reads tensors from `.npy`, `.safetensors` and `.csv` files and writes
+//!   `.npy`/`.safetensors`, converting to f32 without silent loss.
 //! - [`Gguf`] reads a single-file GGUF model (llama.cpp's format): metadata, tensors
 //!   dequantised to f32 (by GGUF or, for Llama, Hugging Face names), a Hugging Face–style
 //!   config ([`gguf_config`]) and the tokenizer ([`Tokenizer::from_gguf`]).
@@ -19,6 +21,7 @@ pub mod atomic;
 pub mod config;
 pub mod gguf;
 pub mod read;
+pub mod tensor_io;
 pub mod tokenizer;
 pub mod weights;
 
