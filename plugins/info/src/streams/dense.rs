@@ -345,6 +345,66 @@ pub fn cond_entropy(
     bias: Bias,
     local: bool,
 ) -> Option<Estimate> {
+    cond_entropy_tables(a, c, layout, bias, local).map(|(e, _, _)| e)
+}
+
+/// Plug-in entropy of a table of counts over `n` samples, with its Miller–Madow term
+/// (the formula of [`super::estimate::entropy`]).
+fn table_entropy(h: impl Iterator<Item = u32>, n: usize, bias: Bias) -> f64 {
+    let nf = n as f64;
+    let (mut plugin, mut bins) = (0.0, 0i64);
+    for c in h.filter(|&c| c > 0) {
+        plugin += -(c as f64 / nf) * (c as f64 / nf).ln();
+        bins += 1;
+    }
+    plugin + mm(bias, bins - 1, n)
+}
+
+/// The entropy rate `H(X_t | X_{t−k}^{t−1})` of `s` over `layout` (`t0 = k`) and, from
+/// the same counts, `H(X^{k+1}) − H(X^k)` with each block entropy over all of its own
+/// windows ([`super::entropy::block_entropy_difference`]): the `(k+1)`-windows are the
+/// joint states of the rate's samples, the `k`-windows its histories plus the last
+/// window of each trial.
+pub fn entropy_rate_and_difference(
+    s: &Symbols,
+    k: usize,
+    layout: &Layout,
+    bias: Bias,
+    local: bool,
+) -> Option<(Estimate, f64)> {
+    let past: Vec<Part> = (1..=k).map(|l| (s, l)).collect();
+    let (e, t, plan) = cond_entropy_tables(&[(s, 0)], &past, layout, bias, local)?;
+    let upper = table_entropy(t.abc.iter().copied(), e.samples, bias);
+    if k == 0 {
+        return Some((e, upper));
+    }
+    let mut hist = t.c.clone();
+    let mut windows = e.samples;
+    for trial in &s.0 {
+        let len = trial.len();
+        if len >= k {
+            // The history part of a sample at time `len` (one past the end).
+            let code: u32 = plan.parts[1..]
+                .iter()
+                .map(|p| trial[len - p.lag] * p.radix)
+                .sum::<u32>()
+                / plan.na as u32;
+            hist[code as usize] += 1;
+            windows += 1;
+        }
+    }
+    let lower = table_entropy(hist.into_iter(), windows, bias);
+    Some((e, upper - lower))
+}
+
+/// [`cond_entropy`] with its tables and plan.
+fn cond_entropy_tables<'a>(
+    a: &[Part<'a>],
+    c: &[Part<'a>],
+    layout: &Layout,
+    bias: Bias,
+    local: bool,
+) -> Option<(Estimate, Tables, Plan<'a>)> {
     let n = layout.samples();
     let plan = Plan::new([a, &[], c], n)?;
     let (codes, h) = count(&plan.parts, layout, plan.cells(), local);
@@ -372,7 +432,7 @@ pub fn cond_entropy(
     }
     let states = occupied(&t.abc);
     let correction = mm(bias, states - occupied(&t.c), n);
-    Some(Estimate {
+    let e = Estimate {
         value: plugin + correction,
         plugin,
         correction,
@@ -383,7 +443,8 @@ pub fn cond_entropy(
         },
         samples: n,
         states: states as usize,
-    })
+    };
+    Some((e, t, plan))
 }
 
 /// `I(A; B | C)` with local values and the permutation test of `opts` (surrogates
@@ -487,7 +548,9 @@ mod tests {
     use super::*;
     use crate::streams::ais::active_info;
     use crate::streams::directed::directed_info;
-    use crate::streams::entropy::{block_entropy, entropy_rate, stream_entropy};
+    use crate::streams::entropy::{
+        block_entropy, block_entropy_difference, entropy_rate, stream_entropy,
+    };
     use crate::streams::mutual::mutual_info;
     use crate::streams::significance::{Permutations, Surrogate};
     use crate::streams::transfer::{transfer_entropy, TeSpec};
@@ -627,6 +690,15 @@ mod tests {
                     &entropy_rate(&y, k, &o).unwrap(),
                     &entropy_rate(&wy, k, &o).unwrap(),
                 );
+                // The one-table block-entropy difference against the sparse block entropies.
+                let l = Layout {
+                    t0: k,
+                    lens: y.lens(),
+                };
+                let (e, diff) = entropy_rate_and_difference(&y, k, &l, bias, true).unwrap();
+                assert_eq!(e.value, entropy_rate(&y, k, &o).unwrap().value());
+                let want = block_entropy_difference(&wy, k, &o).unwrap();
+                assert!((diff - want).abs() < 1e-12, "k {k}: {diff} vs {want}");
             }
         }
     }
@@ -660,5 +732,86 @@ mod tests {
         let t = 7;
         let want = y.0[0][t] + 3 * (x.0[0][t - 1] + 3 * (x.0[0][t - 2] + 3 * (y.0[0][t - 1] + 3 * y.0[0][t - 2])));
         assert_eq!(one.0[t - 2], want);
+    }
+
+    /// Wall-clock of the estimators on 10⁶-symbol streams (`cargo test --release -p
+    /// tokit-plugin-info -- --ignored --nocapture million`); prints, asserts nothing
+    /// about speed.
+    #[test]
+    #[ignore]
+    fn million_symbol_timings() {
+        let n = 1_000_000;
+        for base in [2u32, 4] {
+            let mut r = Rng::new(1);
+            let x: Vec<u32> = (0..n).map(|_| r.below(base as usize) as u32).collect();
+            let y: Vec<u32> = (0..n)
+                .map(|t| {
+                    if t > 0 && r.uniform() < 0.8 {
+                        x[t - 1]
+                    } else {
+                        r.below(base as usize) as u32
+                    }
+                })
+                .collect();
+            let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let time = |what: &str, f: &mut dyn FnMut() -> f64| {
+                f();
+                let mut best = f64::INFINITY;
+                let mut v = 0.0;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    v = f();
+                    best = best.min(t.elapsed().as_secs_f64() * 1e3);
+                }
+                println!("base {base} {what}: {best:.2} ms (value {v})");
+            };
+            time("from_f32", &mut || {
+                Symbols::from_f32("x", &xf, &[n]).unwrap().0[0].len() as f64
+            });
+            let (xs, ys) = (Symbols::one(x.clone()), Symbols::one(y.clone()));
+            for local in [false, true] {
+                let o = Options {
+                    local,
+                    ..Options::default()
+                };
+                for k in [1, 3] {
+                    time(&format!("te k={k} local={local}"), &mut || {
+                        transfer_entropy(&xs, &ys, None, &TeSpec::with_k(k), &o)
+                            .unwrap()
+                            .value()
+                    });
+                }
+                time(&format!("ais k=3 local={local}"), &mut || {
+                    active_info(&ys, 3, &o).unwrap().value()
+                });
+                time(&format!("entropy rate k=3 local={local}"), &mut || {
+                    entropy_rate(&ys, 3, &o).unwrap().value()
+                });
+            }
+            let o = Options {
+                local: false,
+                permutations: Permutations {
+                    kind: Surrogate::Shuffle,
+                    count: 20,
+                    seed: 1,
+                },
+                ..Options::default()
+            };
+            time("te k=1 + 20 shuffles", &mut || {
+                transfer_entropy(&xs, &ys, None, &TeSpec::with_k(1), &o)
+                    .unwrap()
+                    .value()
+            });
+            let (wx, wy) = (wide(&xs), wide(&ys));
+            let o = Options {
+                local: false,
+                ..Options::default()
+            };
+            time("sparse path te k=3", &mut || {
+                transfer_entropy(&wx, &wy, None, &TeSpec::with_k(3), &o)
+                    .unwrap()
+                    .value()
+            });
+        }
     }
 }

@@ -71,6 +71,28 @@ pub fn entropy_rate(s: &Symbols, k: usize, opts: &Options) -> Result<Measured, S
     })
 }
 
+/// [`entropy_rate`] and [`block_entropy_difference`] together, from one table of counts
+/// when the alphabet allows.
+pub fn entropy_rate_and_difference(
+    s: &Symbols,
+    k: usize,
+    opts: &Options,
+) -> Result<(Measured, f64), String> {
+    let layout = layout(s.lens(), k, "entropy rate")?;
+    if let Some((estimate, diff)) =
+        dense::entropy_rate_and_difference(s, k, &layout, opts.bias, opts.local)
+    {
+        let m = Measured {
+            estimate,
+            layout,
+            significance: None,
+        };
+        return Ok((m, diff));
+    }
+    let diff = block_entropy_difference(s, k, opts)?;
+    Ok((entropy_rate(s, k, opts)?, diff))
+}
+
 /// `H(X^{k+1}) − H(X^k)`, each block entropy over all of its own windows (`H(X^0) = 0`).
 pub fn block_entropy_difference(s: &Symbols, k: usize, opts: &Options) -> Result<f64, String> {
     let opts = Options {
