@@ -20,9 +20,9 @@
 use super::counting::Layout;
 use super::estimate::{Bias, Estimate};
 use super::measure::{Measured, Options};
+use super::rng::Rng;
 use super::series::Symbols;
 use super::significance::{run_surrogates, summarise, surrogate};
-use super::rng::Rng;
 use std::ops::Range;
 
 /// One part of a variable: the symbol of a stream at a lag before the sample time.
@@ -133,7 +133,13 @@ fn codes_into(parts: &[Coded], trial: usize, t0: usize, range: Range<usize>, out
 fn count(parts: &[Coded], layout: &Layout, cells: usize, keep: bool) -> (Vec<u32>, Vec<u32>) {
     let n = layout.samples();
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    count_on(parts, layout, cells, keep, cores.min(8).min(1 + n / PER_THREAD))
+    count_on(
+        parts,
+        layout,
+        cells,
+        keep,
+        cores.min(8).min(1 + n / PER_THREAD),
+    )
 }
 
 /// [`count`] on `threads` threads.
@@ -159,13 +165,7 @@ fn count_on(
             while at < e {
                 let end = (at + BLOCK).min(e);
                 let b = &mut buf[..end - at];
-                codes_into(
-                    parts,
-                    trial,
-                    layout.t0,
-                    at - seg.start..end - seg.start,
-                    b,
-                );
+                codes_into(parts, trial, layout.t0, at - seg.start..end - seg.start, b);
                 if cells > 0 {
                     for &c in b.iter() {
                         hist[c as usize] += 1;
@@ -590,14 +590,22 @@ mod tests {
     fn same(what: &str, d: &Measured, s: &Measured) {
         let (a, b) = (&d.estimate, &s.estimate);
         let tol = 1e-12 * (1.0 + b.value.abs());
-        assert!((a.value - b.value).abs() <= tol, "{what}: {} vs {}", a.value, b.value);
+        assert!(
+            (a.value - b.value).abs() <= tol,
+            "{what}: {} vs {}",
+            a.value,
+            b.value
+        );
         assert!((a.plugin - b.plugin).abs() <= tol, "{what}");
         assert_eq!(a.correction.to_bits(), b.correction.to_bits(), "{what}");
         assert_eq!((a.samples, a.states), (b.samples, b.states), "{what}");
         // Same formula on the same counts: bit-identical local values.
         assert_eq!(a.local.len(), b.local.len(), "{what}");
         assert!(
-            a.local.iter().zip(&b.local).all(|(x, y)| x.to_bits() == y.to_bits()),
+            a.local
+                .iter()
+                .zip(&b.local)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
             "{what}: local values differ"
         );
         assert_eq!(d.layout, s.layout, "{what}");
@@ -730,7 +738,8 @@ mod tests {
         }
         // The code of a sample is its joint state: y_t + 3 (x_{t−1} + 3 x_{t−2}) + …
         let t = 7;
-        let want = y.0[0][t] + 3 * (x.0[0][t - 1] + 3 * (x.0[0][t - 2] + 3 * (y.0[0][t - 1] + 3 * y.0[0][t - 2])));
+        let want = y.0[0][t]
+            + 3 * (x.0[0][t - 1] + 3 * (x.0[0][t - 2] + 3 * (y.0[0][t - 1] + 3 * y.0[0][t - 2])));
         assert_eq!(one.0[t - 2], want);
     }
 

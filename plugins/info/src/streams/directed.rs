@@ -75,9 +75,13 @@ pub fn directed_info(
             samples: layout.samples(),
             ..Default::default()
         }
-    } else if let Some(e) =
-        dense::cmi_estimate(&[(x, 0)], &parts(y, &past), &parts(x, &past), &layout, opts.bias)
-    {
+    } else if let Some(e) = dense::cmi_estimate(
+        &[(x, 0)],
+        &parts(y, &past),
+        &parts(x, &past),
+        &layout,
+        opts.bias,
+    ) {
         e
     } else {
         let xa = embed(x, &[0], &layout);

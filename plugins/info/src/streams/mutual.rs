@@ -28,7 +28,8 @@ pub fn mutual_info(
     let t0 = lag.max(condition.map_or(0, |(_, l)| l));
     let layout = layout(target.lens(), t0, "mutual information")?;
     let c: Vec<_> = condition.into_iter().collect();
-    if let Some(m) = dense::measure_cmi(&[(target, 0)], &[(source, lag)], &c, layout.clone(), opts) {
+    if let Some(m) = dense::measure_cmi(&[(target, 0)], &[(source, lag)], &c, layout.clone(), opts)
+    {
         return Ok(m);
     }
     let y = embed(target, &[0], &layout);

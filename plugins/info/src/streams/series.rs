@@ -8,7 +8,8 @@
 //! condition) must have the same trial layout.
 //!
 //! Symbols are non-negative integers below 2³² (token ids, discretised states); the
-//! alphabet need not be contiguous and its size does not matter (counting is sparse).
+//! alphabet need not be contiguous and its size does not matter (counting is dense for
+//! small alphabets, sparse otherwise).
 
 use serde_json::Value;
 
@@ -76,10 +77,9 @@ impl Symbols {
                 // `x as u32` saturates (NaN to 0), so the round trip holds exactly for the
                 // integers in [0, 2^32).
                 s = row.iter().map(|&x| x as u32).collect();
-                ok = row
-                    .iter()
-                    .zip(&s)
-                    .fold(true, |ok, (&x, &u)| ok & (u as f32 == x) & (x < 4_294_967_296.0));
+                ok = row.iter().zip(&s).fold(true, |ok, (&x, &u)| {
+                    ok & (u as f32 == x) & (x < 4_294_967_296.0)
+                });
             }
             if !ok {
                 let i = row
@@ -270,7 +270,16 @@ mod tests {
         let small = [0.0f32, 3.0, 8_388_607.0, 5.0];
         let s = Symbols::from_f32("s", &small, &[2, 2]).unwrap();
         assert_eq!(s.0, vec![vec![0, 3], vec![8_388_607, 5]]);
-        for bad in [f32::NAN, f32::INFINITY, -1.0, 0.5, 2.5, 8_388_607.5, 4_294_967_296.0, 1e10] {
+        for bad in [
+            f32::NAN,
+            f32::INFINITY,
+            -1.0,
+            0.5,
+            2.5,
+            8_388_607.5,
+            4_294_967_296.0,
+            1e10,
+        ] {
             let e = Symbols::from_f32("s", &[1.0, bad], &[2]).unwrap_err();
             assert!(e.contains("[0, 1]"), "{bad}: {e}");
         }
