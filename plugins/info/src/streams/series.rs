@@ -68,7 +68,7 @@ impl Symbols {
                 .iter()
                 .map(|&x| {
                     let y = x + M;
-                    small &= (x >= 0.0) & (x < M) & (y - M == x);
+                    small &= (0.0..M).contains(&x) & (y - M == x);
                     y.to_bits().wrapping_sub(M.to_bits())
                 })
                 .collect();
