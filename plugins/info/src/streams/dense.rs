@@ -156,8 +156,11 @@ fn count_on(
     let chunk = n.div_ceil(threads).max(1);
     let mut all = if keep { vec![0u32; n] } else { Vec::new() };
     // One worker: samples `g0..g1` (global order), codes into `out` when kept.
+    // Small tables are counted in four interleaved copies, so runs of equal codes do not
+    // serialise on one counter.
+    let lanes = if cells <= 1 << 12 { 4 } else { 1 };
     let work = |g0: usize, g1: usize, mut out: Option<&mut [u32]>| -> Vec<u32> {
-        let mut hist = vec![0u32; cells];
+        let mut hist = vec![0u32; cells * lanes];
         let mut buf = [0u32; BLOCK];
         for (trial, seg) in segments.iter().enumerate() {
             let (s, e) = (seg.start.max(g0), seg.end.min(g1));
@@ -166,7 +169,18 @@ fn count_on(
                 let end = (at + BLOCK).min(e);
                 let b = &mut buf[..end - at];
                 codes_into(parts, trial, layout.t0, at - seg.start..end - seg.start, b);
-                if cells > 0 {
+                if cells > 0 && lanes == 4 {
+                    let mut quads = b.chunks_exact(4);
+                    for q in &mut quads {
+                        hist[q[0] as usize] += 1;
+                        hist[cells + q[1] as usize] += 1;
+                        hist[2 * cells + q[2] as usize] += 1;
+                        hist[3 * cells + q[3] as usize] += 1;
+                    }
+                    for &c in quads.remainder() {
+                        hist[c as usize] += 1;
+                    }
+                } else if cells > 0 {
                     for &c in b.iter() {
                         hist[c as usize] += 1;
                     }
@@ -177,6 +191,13 @@ fn count_on(
                 at = end;
             }
         }
+        let (first, rest) = hist.split_at_mut(cells);
+        for lane in rest.chunks_exact(cells.max(1)) {
+            for (a, b) in first.iter_mut().zip(lane) {
+                *a += b;
+            }
+        }
+        hist.truncate(cells);
         hist
     };
     let hists: Vec<Vec<u32>> = if threads == 1 {
