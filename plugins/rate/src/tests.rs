@@ -587,3 +587,39 @@ fn rate_distortion_matches_dit() {
         assert!(worst < tol, "{}: max |ΔR| {worst}", case["method"]);
     }
 }
+
+#[test]
+fn rate_distortion_acceleration_is_honoured_or_refused() {
+    // A 256 × 256 problem takes the dense kernel, where `acceleration` applies.
+    let n = 256usize;
+    let w: Vec<f64> = (0..n).map(|x| (x % 7 + 1) as f64).collect();
+    let total: f64 = w.iter().sum();
+    let p: Vec<f64> = w.iter().map(|v| v / total).collect();
+    let d: Vec<Vec<f64>> = (0..n)
+        .map(|x| {
+            (0..n)
+                .map(|y| ((x * 31 + y * 17) % 64 + x.abs_diff(y) % 64) as f64 / 64.0)
+                .collect()
+        })
+        .collect();
+    let call = |accel: &str| {
+        run(
+            "rate_distortion",
+            json!({ "source": p, "distortion": d, "beta": 8.0, "tol": 1e-13, "restarts": 0,
+                    "acceleration": accel }),
+        )
+    };
+    let (fast, plain) = (call("squarem").unwrap(), call("none").unwrap());
+    assert_eq!(fast.params["acceleration"], json!("squarem"));
+    assert_eq!(plain.params["acceleration"], json!("none"));
+    assert!(
+        fast.get("iterations") < plain.get("iterations"),
+        "{} vs {}",
+        fast.get("iterations"),
+        plain.get("iterations")
+    );
+    close(fast.get("rate"), plain.get("rate"), 1e-10);
+    close(fast.get("distortion"), plain.get("distortion"), 1e-10);
+    let e = call("anderson").unwrap_err().to_string();
+    assert!(e.contains("acceleration") && e.contains("anderson"), "{e}");
+}

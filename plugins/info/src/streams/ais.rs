@@ -7,6 +7,7 @@
 //! both marginals and breaks their pairing).
 
 use super::counting::{embed, lags};
+use super::dense;
 use super::measure::{layout, measure_cmi, Measured, Options};
 use super::series::Symbols;
 
@@ -15,6 +16,10 @@ pub fn active_info(s: &Symbols, k: usize, opts: &Options) -> Result<Measured, St
         return Err("active information storage needs a history length k ≥ 1".into());
     }
     let layout = layout(s.lens(), k, "active information storage")?;
+    let past: Vec<_> = lags(1, k, 1).into_iter().map(|l| (s, l)).collect();
+    if let Some(m) = dense::measure_cmi(&[(s, 0)], &past, &[], layout.clone(), opts) {
+        return Ok(m);
+    }
     let future = embed(s, &[0], &layout);
     let past = embed(s, &lags(1, k, 1), &layout);
     Ok(measure_cmi(future, past, None, layout, opts))

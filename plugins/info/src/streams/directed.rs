@@ -24,6 +24,7 @@
 //! Local value `ln p(y_t | y-past, x-window) / p(y_t | y-past)`.
 
 use super::counting::embed;
+use super::dense;
 use super::estimate::{Cmi, Estimate};
 use super::measure::{layout, measure_cmi, Measured, Options};
 use super::series::{same_layout, Symbols};
@@ -53,15 +54,35 @@ pub fn directed_info(
     let layout = layout(y.lens(), memory, "directed information")?;
     let past: Vec<usize> = (1..=memory).collect();
     let window: Vec<usize> = (delay..=memory).collect();
-    let a = embed(y, &[0], &layout);
-    let b = embed(x, &window, &layout);
-    let c = (memory > 0).then(|| embed(y, &past, &layout));
-    let forward = measure_cmi(a, b, c, layout.clone(), opts);
+    let parts = |s, lags: &[usize]| lags.iter().map(|&l| (s, l)).collect::<Vec<_>>();
+    let forward = match dense::measure_cmi(
+        &[(y, 0)],
+        &parts(x, &window),
+        &parts(y, &past),
+        layout.clone(),
+        opts,
+    ) {
+        Some(m) => m,
+        None => {
+            let a = embed(y, &[0], &layout);
+            let b = embed(x, &window, &layout);
+            let c = (memory > 0).then(|| embed(y, &past, &layout));
+            measure_cmi(a, b, c, layout.clone(), opts)
+        }
+    };
     let reverse = if memory == 0 {
         Estimate {
             samples: layout.samples(),
             ..Default::default()
         }
+    } else if let Some(e) = dense::cmi_estimate(
+        &[(x, 0)],
+        &parts(y, &past),
+        &parts(x, &past),
+        &layout,
+        opts.bias,
+    ) {
+        e
     } else {
         let xa = embed(x, &[0], &layout);
         let yb = embed(y, &past, &layout);

@@ -13,6 +13,7 @@
 //! Local values: `−ln p(x_t)`, `−ln p(window_t)`, `−ln p(x_t | past_t)`.
 
 use super::counting::{embed, lags};
+use super::dense;
 use super::estimate::{cond_entropy, entropy};
 use super::measure::{layout, Measured, Options};
 use super::series::Symbols;
@@ -20,9 +21,12 @@ use super::series::Symbols;
 /// `H(X)` over every symbol of every trial.
 pub fn stream_entropy(s: &Symbols, opts: &Options) -> Result<Measured, String> {
     let layout = layout(s.lens(), 0, "entropy")?;
-    let a = embed(s, &[0], &layout);
+    let estimate = match dense::cond_entropy(&[(s, 0)], &[], &layout, opts.bias, opts.local) {
+        Some(e) => e,
+        None => entropy(&embed(s, &[0], &layout), opts.bias, opts.local),
+    };
     Ok(Measured {
-        estimate: entropy(&a, opts.bias, opts.local),
+        estimate,
         layout,
         significance: None,
     })
@@ -34,9 +38,14 @@ pub fn block_entropy(s: &Symbols, k: usize, opts: &Options) -> Result<Measured, 
         return Err("block entropy needs a block length k ≥ 1".into());
     }
     let layout = layout(s.lens(), k - 1, "block entropy")?;
-    let a = embed(s, &lags(0, k, 1), &layout);
+    let window = lags(0, k, 1);
+    let parts: Vec<_> = window.iter().map(|&l| (s, l)).collect();
+    let estimate = match dense::cond_entropy(&parts, &[], &layout, opts.bias, opts.local) {
+        Some(e) => e,
+        None => entropy(&embed(s, &window, &layout), opts.bias, opts.local),
+    };
     Ok(Measured {
-        estimate: entropy(&a, opts.bias, opts.local),
+        estimate,
         layout,
         significance: None,
     })
@@ -45,13 +54,43 @@ pub fn block_entropy(s: &Symbols, k: usize, opts: &Options) -> Result<Measured, 
 /// `H(X_t | X_{t−k}^{t−1})` (`k = 0`: `H(X)`).
 pub fn entropy_rate(s: &Symbols, k: usize, opts: &Options) -> Result<Measured, String> {
     let layout = layout(s.lens(), k, "entropy rate")?;
-    let future = embed(s, &[0], &layout);
-    let past = embed(s, &lags(1, k, 1), &layout);
+    let past_lags = lags(1, k, 1);
+    let past: Vec<_> = past_lags.iter().map(|&l| (s, l)).collect();
+    let estimate = match dense::cond_entropy(&[(s, 0)], &past, &layout, opts.bias, opts.local) {
+        Some(e) => e,
+        None => {
+            let future = embed(s, &[0], &layout);
+            let past = embed(s, &past_lags, &layout);
+            cond_entropy(&future, &past, opts.bias, opts.local)
+        }
+    };
     Ok(Measured {
-        estimate: cond_entropy(&future, &past, opts.bias, opts.local),
+        estimate,
         layout,
         significance: None,
     })
+}
+
+/// [`entropy_rate`] and [`block_entropy_difference`] together, from one table of counts
+/// when the alphabet allows.
+pub fn entropy_rate_and_difference(
+    s: &Symbols,
+    k: usize,
+    opts: &Options,
+) -> Result<(Measured, f64), String> {
+    let layout = layout(s.lens(), k, "entropy rate")?;
+    if let Some((estimate, diff)) =
+        dense::entropy_rate_and_difference(s, k, &layout, opts.bias, opts.local)
+    {
+        let m = Measured {
+            estimate,
+            layout,
+            significance: None,
+        };
+        return Ok((m, diff));
+    }
+    let diff = block_entropy_difference(s, k, opts)?;
+    Ok((entropy_rate(s, k, opts)?, diff))
 }
 
 /// `H(X^{k+1}) − H(X^k)`, each block entropy over all of its own windows (`H(X^0) = 0`).

@@ -1,7 +1,8 @@
 //! Information measures of symbol streams and real-valued series, with no model needed
 //! (`docs/measures.md` M2, M5, M6), plus exact toy oracles.
 //!
-//! * Sparse plug-in estimators on symbol streams ([`counting`], [`estimate`]): entropy,
+//! * Plug-in estimators on symbol streams, counted densely for small alphabets
+//!   ([`dense`]) and sparsely otherwise ([`counting`], [`estimate`]): entropy,
 //!   block entropy, entropy rate ([`entropy`]), active information storage ([`ais`]),
 //!   transfer entropy and conditional TE ([`transfer`]), mutual and conditional mutual
 //!   information ([`mutual`]), directed information under a finite-memory assumption
@@ -21,6 +22,7 @@
 
 pub mod ais;
 pub mod counting;
+pub mod dense;
 pub mod directed;
 pub mod entropy;
 pub mod estimate;

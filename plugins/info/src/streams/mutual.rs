@@ -6,6 +6,7 @@
 //! The permutation test reorders the (lagged) source `X` over the samples.
 
 use super::counting::embed;
+use super::dense;
 use super::measure::{layout, measure_cmi, Measured, Options};
 use super::series::{same_layout, Symbols};
 
@@ -26,6 +27,11 @@ pub fn mutual_info(
     same_layout(&names, &lens)?;
     let t0 = lag.max(condition.map_or(0, |(_, l)| l));
     let layout = layout(target.lens(), t0, "mutual information")?;
+    let c: Vec<_> = condition.into_iter().collect();
+    if let Some(m) = dense::measure_cmi(&[(target, 0)], &[(source, lag)], &c, layout.clone(), opts)
+    {
+        return Ok(m);
+    }
     let y = embed(target, &[0], &layout);
     let x = embed(source, &[lag], &layout);
     let z = condition.map(|(c, l)| embed(c, &[l], &layout));

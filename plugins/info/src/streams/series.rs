@@ -8,7 +8,8 @@
 //! condition) must have the same trial layout.
 //!
 //! Symbols are non-negative integers below 2³² (token ids, discretised states); the
-//! alphabet need not be contiguous and its size does not matter (counting is sparse).
+//! alphabet need not be contiguous and its size does not matter (counting is dense for
+//! small alphabets, sparse otherwise).
 
 use serde_json::Value;
 
@@ -59,12 +60,34 @@ impl Symbols {
         let mut out = Vec::with_capacity(n);
         for r in 0..n {
             let row = &data[r * t..(r + 1) * t];
-            let mut s = Vec::with_capacity(t);
-            for (i, &x) in row.iter().enumerate() {
-                if !(x >= 0.0 && x.fract() == 0.0 && (x as f64) <= u32::MAX as f64) {
-                    return Err(format!("`{name}`: tensor element [{r}, {i}] must be a non-negative integer symbol, found {x}"));
-                }
-                s.push(x as u32);
+            // Symbols below 2^23: adding 2^23 rounds to an integer and puts it in the
+            // mantissa bits, one branch-free vector pass for check and conversion.
+            const M: f32 = 8_388_608.0;
+            let mut small = true;
+            let mut s: Vec<u32> = row
+                .iter()
+                .map(|&x| {
+                    let y = x + M;
+                    small &= (0.0..M).contains(&x) & (y - M == x);
+                    y.to_bits().wrapping_sub(M.to_bits())
+                })
+                .collect();
+            let mut ok = small;
+            if !small {
+                // `x as u32` saturates (NaN to 0), so the round trip holds exactly for the
+                // integers in [0, 2^32).
+                s = row.iter().map(|&x| x as u32).collect();
+                ok = row.iter().zip(&s).fold(true, |ok, (&x, &u)| {
+                    ok & (u as f32 == x) & (x < 4_294_967_296.0)
+                });
+            }
+            if !ok {
+                let i = row
+                    .iter()
+                    .position(|&x| !(x >= 0.0 && x.fract() == 0.0 && (x as f64) <= u32::MAX as f64))
+                    .unwrap_or(0);
+                let x = row[i];
+                return Err(format!("`{name}`: tensor element [{r}, {i}] must be a non-negative integer symbol, found {x}"));
             }
             out.push(s);
         }
@@ -237,5 +260,28 @@ mod tests {
         assert!(same_layout(&["a", "b"], &[vec![3], vec![4]])
             .unwrap_err()
             .contains("same trial layout"));
+    }
+
+    #[test]
+    fn tensor_symbols_are_exact_integers_below_2_32() {
+        let ok = [0.0f32, -0.0, 1.0, 16_777_216.0, 4_294_967_040.0];
+        let s = Symbols::from_f32("s", &ok, &[5]).unwrap();
+        assert_eq!(s.0[0], vec![0, 0, 1, 16_777_216, 4_294_967_040]);
+        let small = [0.0f32, 3.0, 8_388_607.0, 5.0];
+        let s = Symbols::from_f32("s", &small, &[2, 2]).unwrap();
+        assert_eq!(s.0, vec![vec![0, 3], vec![8_388_607, 5]]);
+        for bad in [
+            f32::NAN,
+            f32::INFINITY,
+            -1.0,
+            0.5,
+            2.5,
+            8_388_607.5,
+            4_294_967_296.0,
+            1e10,
+        ] {
+            let e = Symbols::from_f32("s", &[1.0, bad], &[2]).unwrap_err();
+            assert!(e.contains("[0, 1]"), "{bad}: {e}");
+        }
     }
 }

@@ -132,22 +132,29 @@ pub fn permutation_test(
         count: permutations,
         seed,
     } = spec;
-    let mut values = vec![f64::NAN; permutations];
     let one = |i: usize| -> f64 {
         let mut rng = Rng::for_stream(seed, i as u64);
         let ids = surrogate(&b.ids, segments, kind, &mut rng);
         cmi.estimate(&Ids { ids, n: b.n }, bias, false).value
     };
+    let values = run_surrogates(permutations, cmi.samples(), one);
+    summarise(observed, values)
+}
+
+/// `one(i)` for every surrogate `i < count` (over `samples` samples each), on scoped
+/// threads when the work is large enough; the values do not depend on the thread count.
+pub fn run_surrogates(count: usize, samples: usize, one: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
+    let mut values = vec![f64::NAN; count];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Below ~64k sample-surrogates a thread costs more than it saves.
-    let work = permutations.saturating_mul(cmi.samples());
-    let threads = cores.min(8).min(1 + work / 65_536).min(permutations.max(1));
+    let work = count.saturating_mul(samples);
+    let threads = cores.min(8).min(1 + work / 65_536).min(count.max(1));
     if threads <= 1 {
         for (i, v) in values.iter_mut().enumerate() {
             *v = one(i);
         }
     } else {
-        let chunk = permutations.div_ceil(threads);
+        let chunk = count.div_ceil(threads);
         std::thread::scope(|s| {
             for (c, part) in values.chunks_mut(chunk).enumerate() {
                 let one = &one;
@@ -159,7 +166,7 @@ pub fn permutation_test(
             }
         });
     }
-    summarise(observed, values)
+    values
 }
 
 /// p-value and moments of a surrogate distribution.

@@ -18,6 +18,7 @@
 //! `ln p(y_t | y-past, x-window) / p(y_t | y-past)`.
 
 use super::counting::{embed, lags, pair};
+use super::dense;
 use super::measure::{layout, measure_cmi, Measured, Options};
 use super::series::{same_layout, Symbols};
 
@@ -105,6 +106,16 @@ pub fn transfer_entropy(
         t0 = t0.max(cl.iter().copied().max().unwrap_or(0));
     }
     let layout = layout(target.lens(), t0, "transfer entropy")?;
+    // Small alphabets: dense counts straight from the streams.
+    let a = [(target, 0)];
+    let b: Vec<_> = sl.iter().map(|&l| (source, l)).collect();
+    let mut c: Vec<_> = hl.iter().map(|&l| (target, l)).collect();
+    if let Some(z) = condition {
+        c.extend(cl.iter().map(|&l| (z, l)));
+    }
+    if let Some(m) = dense::measure_cmi(&a, &b, &c, layout.clone(), opts) {
+        return Ok(m);
+    }
     let future = embed(target, &[0], &layout);
     let src = embed(source, &sl, &layout);
     let mut given = (spec.k > 0).then(|| embed(target, &hl, &layout));

@@ -47,6 +47,9 @@ pub struct BaOptions {
     pub restarts: usize,
     /// Seed of the restarts.
     pub seed: u64,
+    /// SQUAREM extrapolation in the dense kernel (problems of at least
+    /// `dense::DENSE_MIN` cells at finite β); the log-domain runs are plain.
+    pub accelerate: bool,
 }
 
 impl Default for BaOptions {
@@ -56,6 +59,7 @@ impl Default for BaOptions {
             max_iter: 100_000,
             restarts: 3,
             seed: 0,
+            accelerate: false,
         }
     }
 }

@@ -85,6 +85,7 @@ fn t4_gaussian_closed_form_and_discretised_ba() {
         max_iter: 20_000,
         restarts: 0,
         seed: 0,
+        accelerate: false,
     };
     let pt = prob.at_distortion(0.25, &opts).unwrap();
     assert!((bits(pt.rate) - 1.0).abs() < 1e-5, "R = {}", bits(pt.rate));

@@ -111,6 +111,7 @@ pub(crate) fn ba_options(rec: &mut Record, ba: &Ba, restarts: usize) -> Result<B
         max_iter: ba.max_iter,
         restarts,
         seed: ba.seed,
+        accelerate: false,
     };
     o.check()?;
     rec.params.insert("tol".into(), json!(o.tol));

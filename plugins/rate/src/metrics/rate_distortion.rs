@@ -31,6 +31,8 @@ tokit_sdk::params! {
         num_points: usize = 41,
         /// random-simplex restarts besides the uniform start (deterministic)
         restarts: usize = 3,
+        /// `squarem`: squared extrapolation (SQUAREM) of the BA steps on large problems (at least 65536 matrix cells, finite β; same fixed point, fewer steps); `none`: the plain iteration. Small problems always run plain in the log domain
+        acceleration: String = "squarem".into(),
         #[flatten]
         ba: Ba,
     }
@@ -58,7 +60,19 @@ fn run(args: &Args, p: Params) -> Result<Record> {
     let src = args.vector_req("source", "the source law p(x)")?;
     let (d, ny) = distortion_matrix(args, "distortion", src.data.len())?;
     let prob = RdProblem::new(&src.data, &d, ny, src.sum_tol())?;
-    let opts = ba_options(&mut rec, &p.ba, p.restarts)?;
+    let mut opts = ba_options(&mut rec, &p.ba, p.restarts)?;
+    opts.accelerate = match p.acceleration.as_str() {
+        "squarem" => true,
+        "none" => false,
+        other => {
+            return Err(args.err(
+                "acceleration",
+                format!("expected \"squarem\" or \"none\", found \"{other}\""),
+            ))
+        }
+    };
+    rec.params
+        .insert("acceleration".into(), json!(p.acceleration.as_str()));
     match args.one_of(&["beta", "betas", "target_distortion", "distortions"])? {
         Some("beta") => {
             let beta = required(p.beta, args, "beta")?;

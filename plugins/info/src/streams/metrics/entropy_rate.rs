@@ -1,7 +1,7 @@
 //! `entropy_rate`: the entropy rate estimate h_k = H(X_t | k past symbols)
 //! = H(X^{k+1}) − H(X^k) on matched windows (pyinform's `entropy_rate`).
 
-use super::super::entropy::{block_entropy_difference, entropy_rate};
+use super::super::entropy::entropy_rate_and_difference;
 use super::{echo, need_symbols, output, plug_in, Estimation, Record, StreamMetric, STREAM_DOC};
 use tokit_sdk::{Array, Metric, MetricInput, MetricOutput, Result};
 
@@ -34,9 +34,9 @@ impl StreamMetric for EntropyRate {
         plug_in(input, echo(input, &p), &p.est, None, |opts, rec| {
             let e = super::err(&input.metric);
             let s = need_symbols(input, rec, "series", &p.series)?;
-            let d = block_entropy_difference(&s, p.k, opts).map_err(&e)?;
+            let (m, d) = entropy_rate_and_difference(&s, p.k, opts).map_err(&e)?;
             rec.scalar("block_entropy_difference", d * scale);
-            entropy_rate(&s, p.k, opts).map_err(&e)
+            Ok(m)
         })
     }
 }
