@@ -165,6 +165,9 @@ impl RdProblem {
             converged,
             lower_bound,
             time_shared: false,
+            starts_spread: 0.0,
+            from_restart: false,
+            starts: 1,
         })
     }
 }

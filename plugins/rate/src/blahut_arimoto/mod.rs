@@ -20,7 +20,8 @@
 //!
 //! Restarts: the uniform output law plus `restarts` random points of the simplex from a
 //! seeded SplitMix64; the run with the smallest `R + βD` is kept. (The problem is convex in
-//! `Q`, so restarts only guard against slow or stalled runs.)
+//! `Q`, so restarts only guard against slow or stalled runs; how far apart the starts ended
+//! is reported as `restarts_spread`.)
 //!
 //! `R(D)` at a target `D` is found by bisection on `ln β` (`D(β)` is non-increasing); when the
 //! curve has a straight segment (a jump of `D(β)` at one slope) the two end channels are
@@ -123,6 +124,14 @@ pub struct RdPoint {
     pub lower_bound: f64,
     /// The point time-shares two channels (a straight segment of the curve).
     pub time_shared: bool,
+    /// How far apart the starts ended: the largest minus the smallest `R + βD` over the
+    /// uniform start and the `restarts` random ones (0 for one start). The problem is
+    /// convex, so this measures convergence, not local optima.
+    pub starts_spread: f64,
+    /// The kept run started from one of the random restarts (not the uniform or warm start).
+    pub from_restart: bool,
+    /// Runs made (uniform, warm and random starts; 1 for a point not found by `solve`).
+    pub starts: usize,
 }
 
 impl RdPoint {
@@ -238,6 +247,12 @@ impl RdProblem {
         })
     }
 
+    /// Whether finite-β runs take the dense kernel (`dense.rs`, where `acceleration`
+    /// applies): problems of at least `DENSE_MIN` cells.
+    pub fn is_dense(&self) -> bool {
+        self.nx * self.ny >= dense::DENSE_MIN
+    }
+
     /// One BA run from the log output law `lq0`: the dense exponential-domain kernel
     /// (`dense.rs`) for large problems at finite β, else the log domain.
     pub fn run_from(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
@@ -249,7 +264,7 @@ impl RdProblem {
                 ..self.zero_rate_point()
             });
         }
-        if beta.is_finite() && self.nx * self.ny >= dense::DENSE_MIN {
+        if beta.is_finite() && self.is_dense() {
             self.run_dense(beta, lq0, opts)
         } else {
             self.run_log(beta, lq0, opts)
@@ -265,13 +280,18 @@ impl RdProblem {
                 starts.push(w.iter().map(|v| v.ln()).collect());
             }
         }
+        let fixed = starts.len();
         let mut rng = SplitMix64::new(opts.seed);
         for _ in 0..opts.restarts {
             starts.push(rng.simplex(self.ny).iter().map(|v| v.ln()).collect());
         }
         let mut best: Option<RdPoint> = None;
-        for s in &starts {
-            let pt = self.run_from(beta, s, opts)?;
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for (i, s) in starts.iter().enumerate() {
+            let mut pt = self.run_from(beta, s, opts)?;
+            pt.from_restart = i >= fixed;
+            lo = lo.min(pt.objective());
+            hi = hi.max(pt.objective());
             if best
                 .as_ref()
                 .is_none_or(|b| pt.objective() < b.objective() - 1e-15)
@@ -279,7 +299,10 @@ impl RdProblem {
                 best = Some(pt);
             }
         }
-        best.ok_or_else(|| tokit_sdk::Error::msg("no start"))
+        let mut best = best.ok_or_else(|| tokit_sdk::Error::msg("no start"))?;
+        best.starts_spread = hi - lo;
+        best.starts = starts.len();
+        Ok(best)
     }
 
     /// BA at each slope of `betas` (warm-starting each from the previous point).
@@ -320,6 +343,9 @@ impl RdProblem {
             converged: true,
             lower_bound: 0.0,
             time_shared: false,
+            starts_spread: 0.0,
+            from_restart: false,
+            starts: 1,
         }
     }
 
@@ -360,6 +386,9 @@ impl RdProblem {
             converged: lo.converged && hi.converged,
             lower_bound,
             time_shared: true,
+            starts_spread: lo.starts_spread.max(hi.starts_spread),
+            from_restart: lo.from_restart || hi.from_restart,
+            starts: lo.starts + hi.starts,
         }
     }
 

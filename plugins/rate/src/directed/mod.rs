@@ -177,6 +177,10 @@ pub struct DirectedPoint {
     pub channel: Vec<f64>,
     pub iterations: usize,
     pub converged: bool,
+    /// The largest minus the smallest objective over the starts (0 for one start).
+    pub starts_spread: f64,
+    /// The kept run started from one of the random restarts.
+    pub from_restart: bool,
 }
 
 impl DirectedPoint {
@@ -409,6 +413,8 @@ impl DirectedProblem {
             channel: lch.iter().map(|l| l.exp()).collect(),
             iterations,
             converged,
+            starts_spread: 0.0,
+            from_restart: false,
         })
     }
 
@@ -416,17 +422,22 @@ impl DirectedProblem {
     pub fn solve(&self, beta: f64, opts: &DirectedOptions) -> Result<DirectedPoint> {
         let (nx, ny) = (self.nx, self.ny);
         let mut best = self.run_from(beta, &vec![-(ny as f64).ln(); nx * ny], opts)?;
+        let (mut lo, mut hi) = (best.objective(), best.objective());
         let mut rng = SplitMix64::new(opts.ba.seed);
         for _ in 0..opts.ba.restarts {
             let start: Vec<f64> = (0..nx)
                 .flat_map(|_| rng.simplex(ny))
                 .map(|v| v.ln())
                 .collect();
-            let pt = self.run_from(beta, &start, opts)?;
+            let mut pt = self.run_from(beta, &start, opts)?;
+            pt.from_restart = true;
+            lo = lo.min(pt.objective());
+            hi = hi.max(pt.objective());
             if pt.objective() < best.objective() - 1e-15 {
                 best = pt;
             }
         }
+        best.starts_spread = hi - lo;
         Ok(best)
     }
 

@@ -83,6 +83,16 @@ fn directed_source(
         "iid" => {
             let (p, tol) = match args.vector("source")? {
                 Some(a) => {
+                    if args.has("x_alphabet") && p.x_alphabet != a.data.len() {
+                        return Err(args.err(
+                            "x_alphabet",
+                            format!(
+                                "{} does not match the {} letters of `source` (give one of them)",
+                                p.x_alphabet,
+                                a.data.len()
+                            ),
+                        ));
+                    }
                     let tol = a.sum_tol();
                     (crate::util::check_pmf("source", &a.data, tol)?, tol)
                 }
@@ -198,6 +208,8 @@ fn run(args: &Args, p: Params) -> Result<Record> {
             rec.scalar("directed_information", brute * s);
             rec.scalar("check_abs_diff", (brute - pt.rate).abs() * s);
             rec.scalar("iterations", pt.iterations as f64);
+            rec.scalar("restarts_spread", pt.starts_spread * s);
+            super::note_restarts(&mut rec, pt.from_restart);
             rec.flag("converged", pt.converged);
             rec.scalar("n", n as f64);
             rec.scalar("delay", delay as f64);
@@ -234,6 +246,9 @@ fn run(args: &Args, p: Params) -> Result<Record> {
             rec.column("distortion", &col(&|p| p.distortion));
             rec.column("rate", &col(&|p| p.rate * s));
             rec.column("directed_information", &col(&|p| di(p) * s));
+            let spread = pts.iter().map(|p| p.starts_spread).fold(0.0, f64::max);
+            rec.scalar("max_restarts_spread", spread * s);
+            super::note_restarts(&mut rec, pts.iter().any(|p| p.from_restart));
             rec.plot_lines(
                 "distortion",
                 &["rate"],

@@ -160,6 +160,23 @@ pub(crate) fn list(args: &Args, name: &str) -> Result<Vec<f64>> {
     Ok(a.data)
 }
 
+/// Says so when no kept point came from a random restart: the restarts (and their seed)
+/// then had no effect on the result (the problem is convex; `restarts_spread` says how far
+/// apart the starts ended).
+pub(crate) fn note_restarts(rec: &mut Record, any_from_restart: bool) {
+    let restarts = rec
+        .params
+        .get("restarts")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if restarts > 0 && !any_from_restart {
+        rec.notes.push(format!(
+            "`restarts` and `seed` had no effect on the result: the uniform (or warm) start's \
+             run was kept over {restarts} random restarts"
+        ));
+    }
+}
+
 /// One BA point: value, scalars, test channel and output law.
 pub(crate) fn rd_point_record(rec: &mut Record, pt: &RdPoint, prob: &RdProblem, unit: InfoUnit) {
     let s = unit.scale();
@@ -176,6 +193,9 @@ pub(crate) fn rd_point_record(rec: &mut Record, pt: &RdPoint, prob: &RdProblem, 
     rec.scalar("lower_bound", pt.lower_bound * s);
     rec.scalar("gap", (pt.rate - pt.lower_bound).max(0.0) * s);
     rec.scalar("iterations", pt.iterations as f64);
+    rec.scalar("restarts_spread", pt.starts_spread * s);
+    rec.scalar("starts", pt.starts as f64);
+    note_restarts(rec, pt.from_restart);
     rec.flag("converged", pt.converged);
     rec.flag("time_shared", pt.time_shared);
     rec.scalar("d_min", prob.d_min);
@@ -238,6 +258,10 @@ pub(crate) fn rd_curve_record(
     rec.column("converged", &col(&|p| if p.converged { 1.0 } else { 0.0 }));
     rec.scalar("points", pts.len() as f64);
     rec.flag("all_converged", pts.iter().all(|p| p.converged));
+    let spread = pts.iter().map(|p| p.starts_spread).fold(0.0, f64::max);
+    rec.scalar("max_restarts_spread", spread * s);
+    rec.scalar("starts", pts.iter().map(|p| p.starts).sum::<usize>() as f64);
+    note_restarts(rec, pts.iter().any(|p| p.from_restart));
     rec.scalar(
         "max_gap",
         pts.iter()

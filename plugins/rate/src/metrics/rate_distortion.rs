@@ -73,6 +73,12 @@ fn run(args: &Args, p: Params) -> Result<Record> {
     };
     rec.params
         .insert("acceleration".into(), json!(p.acceleration.as_str()));
+    if args.has("acceleration") && !prob.is_dense() {
+        rec.notes.push(
+            "`acceleration` has no effect here: small problems run the plain log-domain iteration"
+                .into(),
+        );
+    }
     match args.one_of(&["beta", "betas", "target_distortion", "distortions"])? {
         Some("beta") => {
             let beta = required(p.beta, args, "beta")?;
