@@ -265,9 +265,20 @@ def train(kind, steps, eval_docs):
         lr=LR, betas=(0.9, 0.95),
     )
     g = torch.Generator().manual_seed(SEED + 1)
-    curve, start = [], time.time()
+    curve, start, first, before = [], time.time(), 0, 0.0
+    # A killed run resumes from its last checkpoint (every 50 steps, outside git) with the
+    # same model, optimiser and sampler state, so the result is the uninterrupted one.
+    ckpt_dir = os.environ.get("TRAIN_CHECKPOINTS", os.path.expanduser("~/.cache/tokit/train"))
+    ckpt = os.path.join(ckpt_dir, f"kjv-{kind}-{steps}.pt")
+    if os.path.exists(ckpt):
+        c = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(c["model"])
+        opt.load_state_dict(c["opt"])
+        g.set_state(c["g"])
+        curve, first, before = c["curve"], c["step"], c["seconds"]
+        print(f"{kind}: resumed at step {first} from {ckpt}", flush=True)
     model.train()
-    for step in range(steps):
+    for step in range(first, steps):
         lr = LR * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for group in opt.param_groups:
             group["lr"] = lr
@@ -280,7 +291,13 @@ def train(kind, steps, eval_docs):
         curve.append(loss.item())
         if step % 50 == 0 or step == steps - 1:
             print(f"{kind} step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f} s)", flush=True)
-    minutes = (time.time() - start) / 60
+        if (step + 1) % 50 == 0:
+            os.makedirs(ckpt_dir, exist_ok=True)
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "g": g.get_state(),
+                     "curve": curve, "step": step + 1, "seconds": before + time.time() - start}
+            torch.save(state, ckpt + ".tmp")
+            os.replace(ckpt + ".tmp", ckpt)
+    minutes = (before + time.time() - start) / 60
     model.eval()
     # tokit loads the float16 file: evaluate exactly those weights.
     with torch.no_grad():
