@@ -225,20 +225,10 @@ fn long_documents_are_cut_into_windows_scored_once() {
     );
 }
 
-/// A byte-level order-2 model fitted on the Genesis text (does not pack).
+/// A byte-level model that does not pack (the toylm test plugin: embedding and head).
 fn byte_model(dir: &Path) -> PathBuf {
     let model = dir.join("bytes");
-    let script = dir.join("fit.rhai");
-    std::fs::write(
-        &script,
-        format!(
-            r#"call_plugin("arllm", "fit", #{{ text_file: "scripts/data/genesis-1-11.txt", order: 2, out: "{}" }});"#,
-            model.display()
-        ),
-    )
-    .unwrap();
-    let o = tokit(&["run", script.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    write_toylm(&model, 256, 8, serde_json::json!({}));
     model
 }
 
