@@ -113,6 +113,12 @@ pub enum Command {
         #[command(flatten)]
         corpus: crate::corpus::CorpusArgs,
     },
+    /// Merge the shards of a corpus analysis (`analyze --corpus ... --output OUT --shard I/N`)
+    /// into OUT and its summary, the files a single run writes.
+    Merge {
+        /// The --output the shards were given.
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -520,6 +526,18 @@ pub fn run(cli: Cli) -> Result<()> {
             if trace {
                 println!("{}", serde_json::to_string(&g)?);
             }
+        }
+        Command::Merge { output } => {
+            let t0 = std::time::Instant::now();
+            let m = crate::corpus::merge(&output)?;
+            println!(
+                "merged {} shards: {} documents, {} tokens in {:.3} s",
+                m.shards,
+                m.documents,
+                m.tokens,
+                t0.elapsed().as_secs_f64()
+            );
+            println!("wrote {} and {}", m.output.display(), m.summary.display());
         }
         Command::Analyze {
             metric,
