@@ -73,7 +73,8 @@ pub struct CorpusArgs {
     /// OUT. Without it, a Slurm array task's variables give I and N.
     #[arg(long)]
     pub shard: Option<String>,
-    /// The number of shards, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX as I.
+    /// The number of shards N, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX or a
+    /// Slurm array's SLURM_ARRAY_TASK_ID as I.
     #[arg(long)]
     pub shards: Option<usize>,
 }

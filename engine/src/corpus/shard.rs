@@ -3,7 +3,9 @@
 //!
 //! - which shard a process is: `--shard I/N`, else a Kubernetes Indexed Job's
 //!   `JOB_COMPLETION_INDEX` with `--shards N`, else a Slurm array's
-//!   `SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`;
+//!   `SLURM_ARRAY_TASK_ID` of `--shards N` (so one task can be re-submitted alone), or
+//!   without `--shards`, `SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN` of
+//!   `SLURM_ARRAY_TASK_COUNT`;
 //! - which documents it takes: a contiguous run of documents, cut so each shard holds
 //!   about 1/N of the corpus's tokens; documents stay whole and the cut depends only on
 //!   the documents' token counts and N;
@@ -99,6 +101,16 @@ pub fn resolve(
         return Ok(Some(Shard::new(i, n)?));
     }
     if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+        // With --shards N the task id is the shard itself, so one failed task can be
+        // re-submitted alone (`sbatch --array=2`).
+        if let Some(n) = shards {
+            return Ok(Some(Shard::new(id, n).with_context(|| {
+                format!(
+                    "SLURM_ARRAY_TASK_ID={id} with --shards {n}: submit --array=0-{}",
+                    n.saturating_sub(1)
+                )
+            })?));
+        }
         let n = num("SLURM_ARRAY_TASK_COUNT")?
             .ok_or_else(|| anyhow!("SLURM_ARRAY_TASK_ID is set without SLURM_ARRAY_TASK_COUNT"))?;
         let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
@@ -108,7 +120,7 @@ pub fn resolve(
                 n.saturating_sub(1)
             )
         })?;
-        return agree(Shard::new(i, n)?, "the Slurm array");
+        return Ok(Some(Shard::new(i, n)?));
     }
     if let Some(n) = shards {
         bail!("--shards {n} needs a shard index: --shard I/{n}, JOB_COMPLETION_INDEX or a Slurm array task");
@@ -402,6 +414,10 @@ mod tests {
             Some(Shard { index: 2, count: 4 })
         );
         assert!(resolve(None, Some(3), slurm).is_err());
+        assert_eq!(
+            resolve(None, Some(8), slurm).unwrap(),
+            Some(Shard { index: 7, count: 8 })
+        );
         let gap = |k: &str| match k {
             "SLURM_ARRAY_TASK_ID" => Some("9".to_string()),
             "SLURM_ARRAY_TASK_COUNT" => Some("4".to_string()),
