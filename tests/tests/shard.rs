@@ -350,3 +350,61 @@ fn slurm_array_merges_to_the_single_run() {
     ok(&merge(&out));
     assert_same_files(&out, &single);
 }
+
+/// `tokit run --shard I/N SCRIPT`: `shard_items` gives each shard its slice of a grid, the
+/// shards together cover it once, and `item_seed` depends on the item, not on N.
+#[test]
+fn script_grids_split_over_shards_with_seeds_independent_of_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("grid.rhai");
+    std::fs::write(
+        &script,
+        "let grid = [];\n\
+         for i in 0..11 { grid.push(i * 10); }\n\
+         let idx = shard_indices(grid.len());\n\
+         let items = shard_items(grid);\n\
+         for k in 0..items.len() { print(`${items[k]} ${item_seed(42, idx[k])}`); }\n\
+         print(`shard ${shard_index()} of ${shard_count()}`);\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str], env: Option<(&str, &str)>| -> Vec<String> {
+        let mut c = clean_tokit();
+        c.arg("run").args(extra).arg(&script);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        ok(&c.output().unwrap())
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let whole = run(&[], None);
+    assert_eq!(whole.last().unwrap(), "shard 0 of 1");
+    let whole: Vec<String> = whole[..whole.len() - 1].to_vec();
+    assert_eq!(whole.len(), 11);
+    for n in [2usize, 3, 4] {
+        let mut got = Vec::new();
+        for i in 0..n {
+            let out = if i == 1 {
+                run(
+                    &["--shards", &n.to_string()],
+                    Some(("JOB_COMPLETION_INDEX", "1")),
+                )
+            } else {
+                run(&["--shard", &format!("{i}/{n}")], None)
+            };
+            assert_eq!(out.last().unwrap(), &format!("shard {i} of {n}"));
+            assert!(out.len() - 1 >= 11 / n, "balanced: {out:?}");
+            got.extend(out[..out.len() - 1].iter().cloned());
+        }
+        assert_eq!(got, whole, "{n} shards, in order, same seeds");
+    }
+    let e = fails(
+        &clean_tokit()
+            .args(["run", "--shard", "3/3"])
+            .arg(&script)
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("shards are numbered 0 to 2"), "{e}");
+}
