@@ -242,6 +242,66 @@ fn shards_from_kubernetes_slurm_and_the_flag_merge_to_the_single_run() {
     assert!(e.contains("give --shards N"), "{e}");
 }
 
+/// A shard killed with SIGKILL (as `kill -9`, by a scheduler's time limit or the OOM
+/// killer) after its first part: no part for `merge`; re-run, it resumes from its finished
+/// parts and the merge is the single run.
+#[test]
+fn a_shard_killed_with_sigkill_resumes_to_the_same_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = word_llama(dir.path());
+    let corpus = write_corpus(dir.path(), 299);
+    let mut args = analyze_args(&model, &corpus, &dir.path().join("single.parquet"));
+    args[9] = "20".into(); // --part-tokens: many small parts, so the kill lands midway
+    let single = dir.path().join("single.parquet");
+    ok(&clean_tokit().args(&args).output().unwrap());
+    let out = dir.path().join("sharded.parquet");
+    args[11] = p(&out);
+    for i in [0, 2] {
+        ok(&clean_tokit()
+            .args(&args)
+            .args(["--shard", &format!("{i}/3")])
+            .output()
+            .unwrap());
+    }
+    let mut child = clean_tokit()
+        .args(&args)
+        .args(["--shard", "1/3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = shards_dir(&out).join("part-1-of-3.parquet.parts/part-000000.json");
+    while !first.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "shard 1 ended before a part"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "shard 1 finished before the kill"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let e = fails(&merge(&out));
+    assert!(e.contains("missing part-1-of-3"), "{e}");
+    let re = ok(&clean_tokit()
+        .args(&args)
+        .args(["--shard", "1/3"])
+        .output()
+        .unwrap());
+    // "token_stats: D documents, T tokens (C computed now, ...": the finished parts skipped.
+    let num = |after: &str| -> usize {
+        let w: Vec<&str> = re.split_whitespace().collect();
+        let k = w.iter().position(|x| *x == after).unwrap();
+        w[k - 1].trim_start_matches('(').parse().unwrap()
+    };
+    assert!(num("computed") < num("documents,"), "resumed: {re}");
+    ok(&merge(&out));
+    assert_same_files(&out, &single);
+}
+
 /// More shards than documents: the empty shards write empty parts and the merge is still
 /// the single run.
 #[test]
