@@ -47,6 +47,14 @@ pub enum Command {
         /// Keep running: re-run the script when it is saved, reload plugins when rebuilt.
         #[arg(long)]
         watch: bool,
+        /// Run shard I of N (e.g. 0/4) of the script's grid: `shard_items(array)` gives this
+        /// shard's items. Without it, a Slurm array task's variables give I and N.
+        #[arg(long)]
+        shard: Option<String>,
+        /// The number of shards N, with JOB_COMPLETION_INDEX (Kubernetes) or
+        /// SLURM_ARRAY_TASK_ID as I.
+        #[arg(long)]
+        shards: Option<usize>,
     },
     /// Interactive Rhai prompt (scripts given are run first, in its scope).
     Repl { scripts: Vec<PathBuf> },
@@ -112,6 +120,12 @@ pub enum Command {
         output: Option<PathBuf>,
         #[command(flatten)]
         corpus: crate::corpus::CorpusArgs,
+    },
+    /// Merge the shards of a corpus analysis (`analyze --corpus ... --output OUT --shard I/N`)
+    /// into OUT and its summary, the files a single run writes.
+    Merge {
+        /// The --output the shards were given.
+        output: PathBuf,
     },
 }
 
@@ -315,14 +329,26 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run {
             script,
             watch: false,
+            shard,
+            shards,
         } => {
+            let shard =
+                crate::corpus::shard::resolve(shard.as_deref(), shards, |k| std::env::var(k).ok())?;
             let mut host = ScriptHost::new(Arc::new(tokit));
+            host.set_shard(shard);
             let _ = host.run_file(&script)?;
         }
         Command::Run {
             script,
             watch: true,
-        } => crate::repl::watch_script(Arc::new(tokit), &script)?,
+            shard,
+            shards,
+        } => {
+            if shard.is_some() || shards.is_some() {
+                bail!("--watch re-runs one script on this machine: it takes no --shard");
+            }
+            crate::repl::watch_script(Arc::new(tokit), &script)?
+        }
         Command::Repl { scripts } => crate::repl::run(Arc::new(tokit), &scripts)?,
         Command::Bench { what } => match what {
             BenchWhat::Forward {
@@ -520,6 +546,18 @@ pub fn run(cli: Cli) -> Result<()> {
             if trace {
                 println!("{}", serde_json::to_string(&g)?);
             }
+        }
+        Command::Merge { output } => {
+            let t0 = std::time::Instant::now();
+            let m = crate::corpus::merge(&output)?;
+            println!(
+                "merged {} shards: {} documents, {} tokens in {:.3} s",
+                m.shards,
+                m.documents,
+                m.tokens,
+                t0.elapsed().as_secs_f64()
+            );
+            println!("wrote {} and {}", m.output.display(), m.summary.display());
         }
         Command::Analyze {
             metric,

@@ -24,3 +24,4 @@ pub use tokit_compute::Tensor;
 pub mod bench;
 pub mod cli;
 pub mod script;
+pub mod shard;

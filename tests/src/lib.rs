@@ -2,7 +2,9 @@
 //! engine that finds them, and write small model directories.
 
 mod fixtures;
-pub use fixtures::{fixture, load_fixture, logits, max_diff, nan_max, reference, Reference};
+pub use fixtures::{
+    fixture, load_fixture, logits, max_diff, nan_max, reference, word_llama, Reference, GENESIS,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

@@ -3,52 +3,13 @@
 //! and output format, resume after a killed run giving the same files as an uninterrupted
 //! run, and the refusals.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tokit_engine::corpus::{analyze_corpus, parts_dir, summary_path, CorpusOptions, Rows};
 use tokit_engine::{AnalyzeInput, Engine, LoadOptions, Model};
 use tokit_tests::*;
 
-const GENESIS: &str = include_str!("../../scripts/data/genesis-1-11.txt");
-
 fn verses(n: usize) -> Vec<&'static str> {
     GENESIS.lines().take(n).collect()
-}
-
-/// The llama fixture (packs documents, context 64) with a WordLevel tokenizer over the
-/// 127 most frequent words of the Genesis text (others are `<unk>`).
-fn word_llama(dir: &Path) -> PathBuf {
-    let src = fixture("transformer/llama_gqa_tied");
-    let model = dir.join("llama-words");
-    std::fs::create_dir_all(&model).unwrap();
-    std::fs::copy(
-        src.join("model.safetensors"),
-        model.join("model.safetensors"),
-    )
-    .unwrap();
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    config.as_object_mut().unwrap().remove("tokenizer");
-    std::fs::write(model.join("config.json"), config.to_string()).unwrap();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for w in GENESIS.split_whitespace() {
-        *counts.entry(w).or_default() += 1;
-    }
-    let mut words: Vec<(&str, usize)> = counts.into_iter().collect();
-    words.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut vocab = serde_json::Map::new();
-    vocab.insert("<unk>".into(), 0.into());
-    for (i, (w, _)) in words.iter().take(127).enumerate() {
-        vocab.insert(w.to_string(), (i + 1).into());
-    }
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
-        "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
-    std::fs::write(model.join("tokenizer.json"), tok.to_string()).unwrap();
-    model
 }
 
 fn load(e: &Engine, path: &Path) -> Model {

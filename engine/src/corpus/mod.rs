@@ -12,10 +12,12 @@
 //!   document order, so an interrupted run resumed gives the same file as an
 //!   uninterrupted one.
 
+pub mod shard;
 mod source;
 mod summary;
 mod table;
 
+pub use shard::{merge, Merged, Shard};
 pub use source::{Corpus, Document};
 pub use summary::{DocStats, Moments, Skipped, WindowResult};
 pub use table::Rows;
@@ -66,6 +68,15 @@ pub struct CorpusArgs {
     /// Test aid: abort the process (as kill -9 would) after writing this many parts.
     #[arg(long, hide = true)]
     pub abort_after_parts: Option<usize>,
+    /// Run shard I of N (e.g. 0/4): a contiguous slice of the documents holding about 1/N
+    /// of the tokens, written to OUT.shards/part-I-of-N.*; `tokit merge OUT` then writes
+    /// OUT. Without it, a Slurm array task's variables give I and N.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// The number of shards N, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX or a
+    /// Slurm array's SLURM_ARRAY_TASK_ID as I.
+    #[arg(long)]
+    pub shards: Option<usize>,
 }
 
 /// Everything a corpus analysis needs besides the engine, metric and model.
@@ -81,6 +92,8 @@ pub struct CorpusOptions {
     pub params: Map<String, Value>,
     pub part_tokens: usize,
     pub abort_after_parts: Option<usize>,
+    /// Compute only this shard's documents, into `OUT.shards/part-I-of-N.parquet`.
+    pub shard: Option<Shard>,
 }
 
 impl CorpusOptions {
@@ -95,6 +108,7 @@ impl CorpusOptions {
             params: Map::new(),
             part_tokens: DEFAULT_PART_TOKENS,
             abort_after_parts: None,
+            shard: None,
         }
     }
 }
@@ -427,7 +441,7 @@ pub fn analyze_corpus(
     // The packing contract: several documents per forward when the metric takes them and
     // the model keeps them apart; otherwise one document (window) per call.
     let packed = mode == CorpusMode::Packable && model_packs(model);
-    let manifest = json!({
+    let mut manifest = json!({
         "metric": metric,
         "params": opts.params,
         "model": model.path.display().to_string(),
@@ -443,9 +457,6 @@ pub fn analyze_corpus(
         "packed": packed,
         "tokit_version": env!("CARGO_PKG_VERSION"),
     });
-    if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
     // Read the whole corpus once before anything is written: its errors come first.
     let total = {
         let mut n = 0usize;
@@ -461,7 +472,40 @@ pub fn analyze_corpus(
     if total == 0 {
         bail!("corpus {} holds no documents", opts.corpus.display());
     }
-    let (mut store, done_parts) = PartStore::open(&opts.output, &manifest)?;
+    // A shard computes its own documents only, and writes its part of the output.
+    let (output, format, mine) = match opts.shard {
+        None => (opts.output.clone(), format, None),
+        Some(s) => {
+            let mut tokens = Vec::with_capacity(total);
+            let mut ids = Vec::with_capacity(total);
+            for d in corpus.documents()?.take(total) {
+                let d = d?;
+                let n = model
+                    .encode(&d.text)
+                    .with_context(|| format!("document {}", d.id))?
+                    .len();
+                tokens.push(n);
+                ids.push(d.id);
+            }
+            let owned: BTreeSet<u64> = shard::assign(&tokens, s.count)
+                .into_iter()
+                .zip(ids)
+                .filter(|&(i, _)| i == s.index)
+                .map(|(_, id)| id)
+                .collect();
+            manifest["shard"] = json!({"index": s.index, "count": s.count, "documents": total});
+            (
+                shard::part_output(&opts.output, s),
+                Format::Parquet,
+                Some(owned),
+            )
+        }
+    };
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let total = mine.as_ref().map_or(total, BTreeSet::len);
+    let (mut store, done_parts) = PartStore::open(&output, &manifest)?;
     let mut finished: BTreeSet<u64> = BTreeSet::new();
     let mut columns: Option<Vec<String>> = None;
     for p in &done_parts {
@@ -504,7 +548,7 @@ pub fn analyze_corpus(
             }
             break;
         };
-        if finished.contains(&doc.id) {
+        if finished.contains(&doc.id) || mine.as_ref().is_some_and(|m| !m.contains(&doc.id)) {
             continue;
         }
         let tokens = model
@@ -544,10 +588,10 @@ pub fn analyze_corpus(
     run.flush_if_full(&mut store, opts.part_tokens, true)?;
     bar.finish_and_clear();
     let complete = !stopped;
-    let (documents, tokens) = assemble(&opts.output, format, &store, &manifest, complete)?;
+    let (documents, tokens) = assemble(&output, format, &store, &manifest, complete)?;
     Ok(CorpusRun {
-        output: opts.output.clone(),
-        summary: summary_path(&opts.output),
+        summary: summary_path(&output),
+        output,
         complete,
         documents,
         tokens,
@@ -811,6 +855,29 @@ fn assemble(
         "{}: parts overlap (documents out of order); delete it and re-run",
         store.dir.display()
     );
+    write_outputs(
+        out, format, &columns, rows, docs, skipped, manifest, complete,
+    )
+}
+
+/// Write OUT (rows in document order) and its summary: the end of a single run, of a
+/// shard, and of `tokit merge`, so all three write alike.
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    out: &Path,
+    format: Format,
+    columns: &[String],
+    rows: Rows,
+    mut docs: Vec<DocStats>,
+    mut skipped: Vec<Skipped>,
+    manifest: &Value,
+    complete: bool,
+) -> Result<(usize, usize)> {
+    ensure!(
+        rows.doc.windows(2).all(|w| w[0] <= w[1]),
+        "{}: rows out of document order",
+        out.display()
+    );
     docs.sort_by_key(|d| d.doc);
     skipped.sort_by_key(|d| d.doc);
     let at = || format!("writing {}", out.display());
@@ -832,7 +899,7 @@ fn assemble(
         "complete": complete,
         "documents": docs.len(),
         "tokens": tokens,
-        "corpus": summary::aggregates(&columns, &docs),
+        "corpus": summary::aggregates(columns, &docs),
         "skipped": skipped,
         "per_document": docs,
         "provenance": manifest,
@@ -864,8 +931,12 @@ pub fn cli(
             "analyze --corpus needs --output OUT (.parquet, .csv or .jsonl): the per-token table"
         )
     })?;
+    let shard = shard::resolve(args.shard.as_deref(), args.shards, |k| {
+        std::env::var(k).ok()
+    })?;
     let m = engine.load_model(model, &crate::model::LoadOptions::default())?;
     let opts = CorpusOptions {
+        shard,
         text_field: args.text_field.clone(),
         max_docs: args.max_docs,
         window: args.window,
@@ -885,6 +956,14 @@ pub fn cli(
         if r.packed { ", packed" } else { "" }
     );
     println!("wrote {} and {}", r.output.display(), r.summary.display());
+    if let Some(s) = shard {
+        println!(
+            "shard {} of {}: when all are done, `tokit merge {}` writes the whole",
+            s.index,
+            s.count,
+            output.display()
+        );
+    }
     // An interrupted run is no success: a shell script must not go on as if it were done.
     if !r.complete {
         bail!(

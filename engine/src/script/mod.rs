@@ -53,11 +53,18 @@ impl ScriptHost {
         });
         rhai.on_debug(|s, src, pos| tracing::debug!("{}:{pos}: {s}", src.unwrap_or("script")));
         api::register(&mut rhai, tokit.clone());
+        crate::shard::register(&mut rhai, None);
         ScriptHost {
             rhai,
             scope: Scope::new(),
             tokit,
         }
+    }
+
+    /// Make this run shard `s` of a grid: `shard_items` and the other shard functions
+    /// (engine/src/shard.rs) then give the script its share.
+    pub fn set_shard(&mut self, s: Option<crate::corpus::Shard>) {
+        crate::shard::register(&mut self.rhai, s);
     }
 
     /// Run a script file in the persistent scope.

@@ -1,0 +1,471 @@
+//! Sharded corpus analyses (`analyze --corpus ... --shard I/N`, `tokit merge OUT`,
+//! `docs/corpus.md`): shards run as separate processes the ways a cluster starts them (a
+//! Kubernetes Indexed Job's `JOB_COMPLETION_INDEX`, a Slurm array's task variables, the
+//! flag), and their merge is byte for byte the single run's files; a shard killed midway
+//! and re-run gives the same merge; missing, duplicated and foreign parts are refused by
+//! name. Under CI a real one-node Slurm cluster runs the array.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tokit_engine::corpus::shard::shards_dir;
+use tokit_engine::corpus::summary_path;
+use tokit_tests::*;
+
+/// Verses of Genesis, with a one-word line (skipped: fewer than 2 tokens) among them.
+fn write_corpus(dir: &Path, n: usize) -> PathBuf {
+    let mut lines: Vec<&str> = GENESIS.lines().take(n).collect();
+    lines.insert(n / 3, "Amen");
+    let p = dir.join("kjv.txt");
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+/// `tokit` with no cluster variables of the environment this test runs in.
+fn clean_tokit() -> Command {
+    let mut c = tokit_command();
+    for k in [
+        "JOB_COMPLETION_INDEX",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_COUNT",
+    ] {
+        c.env_remove(k);
+    }
+    c
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "tokit failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(o: &Output) -> String {
+    assert!(!o.status.success(), "tokit should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(x: &Path) -> String {
+    x.to_str().unwrap().to_string()
+}
+
+fn analyze_args(model: &Path, corpus: &Path, out: &Path) -> Vec<String> {
+    [
+        "analyze",
+        "token_stats",
+        "--model",
+        &p(model),
+        "--corpus",
+        &p(corpus),
+        "--window",
+        "48",
+        "--part-tokens",
+        "120",
+        "--output",
+        &p(out),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn merge(out: &Path) -> Output {
+    clean_tokit().args(["merge", &p(out)]).output().unwrap()
+}
+
+/// The merged files equal the single run's, byte for byte.
+fn assert_same_files(merged: &Path, single: &Path) {
+    assert_eq!(
+        std::fs::read(merged).unwrap(),
+        std::fs::read(single).unwrap(),
+        "per-token table"
+    );
+    assert_eq!(
+        std::fs::read_to_string(summary_path(merged)).unwrap(),
+        std::fs::read_to_string(summary_path(single)).unwrap(),
+        "summary"
+    );
+}
+
+#[test]
+fn shards_from_kubernetes_slurm_and_the_flag_merge_to_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = word_llama(dir.path());
+    let corpus = write_corpus(dir.path(), 60);
+    let single = dir.path().join("single.parquet");
+    ok(&clean_tokit()
+        .args(analyze_args(&model, &corpus, &single))
+        .output()
+        .unwrap());
+
+    let out = dir.path().join("sharded.parquet");
+    let args = analyze_args(&model, &corpus, &out);
+    // Shards 0 and 1 as a Kubernetes Indexed Job starts them, at the same time.
+    let k8s: Vec<_> = (0..2)
+        .map(|i| {
+            clean_tokit()
+                .args(&args)
+                .args(["--shards", "4"])
+                .env("JOB_COMPLETION_INDEX", i.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in k8s {
+        ok(&c.wait_with_output().unwrap());
+    }
+    // Shard 2 as task 12 of a Slurm array 10-13.
+    ok(&clean_tokit()
+        .args(&args)
+        .env("SLURM_ARRAY_TASK_ID", "12")
+        .env("SLURM_ARRAY_TASK_MIN", "10")
+        .env("SLURM_ARRAY_TASK_COUNT", "4")
+        .output()
+        .unwrap());
+    let e = fails(&merge(&out));
+    assert!(e.contains("missing part-3-of-4"), "{e}");
+
+    // Shard 3 killed (abort, as kill -9: no cleanup) after its first part: still missing.
+    let o = clean_tokit()
+        .args(&args)
+        .args(["--shard", "3/4", "--abort-after-parts", "1"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = fails(&merge(&out));
+    assert!(
+        e.contains("missing part-3-of-4"),
+        "a killed shard is no part: {e}"
+    );
+    // Re-run alone, it resumes from its finished part.
+    let re = ok(&clean_tokit()
+        .args(&args)
+        .args(["--shard", "3/4"])
+        .output()
+        .unwrap());
+    assert!(re.contains("shard 3 of 4"), "{re}");
+
+    let m = ok(&merge(&out));
+    assert!(m.contains("merged 4 shards"), "{m}");
+    assert_same_files(&out, &single);
+    // Idempotent.
+    ok(&merge(&out));
+    assert_same_files(&out, &single);
+
+    // Shards hold whole documents and about a quarter of the tokens each.
+    let shards = shards_dir(&out);
+    let tokens: Vec<u64> = (0..4)
+        .map(|i| {
+            let s: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(shards.join(format!("part-{i}-of-4.summary.json")))
+                    .unwrap(),
+            )
+            .unwrap();
+            s["tokens"].as_u64().unwrap()
+        })
+        .collect();
+    let total: u64 = tokens.iter().sum();
+    for t in &tokens {
+        let dev = (*t as f64 - total as f64 / 4.0).abs();
+        assert!(dev <= 60.0, "shard tokens {tokens:?}");
+    }
+
+    // A part given twice, under another spelling.
+    let one = shards.join("part-1-of-4.summary.json");
+    let twice = shards.join("part-01-of-4.summary.json");
+    std::fs::copy(&one, &twice).unwrap();
+    let e = fails(&merge(&out));
+    assert!(
+        e.contains("part 1 of 4 is there twice")
+            && e.contains("part-1-of-4.summary.json")
+            && e.contains("part-01-of-4.summary.json"),
+        "{e}"
+    );
+    std::fs::remove_file(&twice).unwrap();
+    // A stale part of a run with another shard count.
+    let stale = shards.join("part-0-of-3.summary.json");
+    std::fs::copy(shards.join("part-0-of-4.summary.json"), &stale).unwrap();
+    let e = fails(&merge(&out));
+    assert!(
+        e.contains("different shard counts") && e.contains("part-0-of-3.summary.json"),
+        "{e}"
+    );
+    std::fs::remove_file(&stale).unwrap();
+    // A part from another code version.
+    let two = shards.join("part-2-of-4.summary.json");
+    let saved = std::fs::read_to_string(&two).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    v["provenance"]["tokit_version"] = "0.0.0-other".into();
+    std::fs::write(&two, v.to_string()).unwrap();
+    let e = fails(&merge(&out));
+    assert!(
+        e.contains("part-2-of-4 comes from another run than part-0-of-4")
+            && e.contains("tokit_version"),
+        "{e}"
+    );
+    std::fs::write(&two, saved).unwrap();
+    // Rows that are not the summary's.
+    let pq = shards.join("part-1-of-4.parquet");
+    let rows = std::fs::read(&pq).unwrap();
+    std::fs::copy(shards.join("part-2-of-4.parquet"), &pq).unwrap();
+    let e = fails(&merge(&out));
+    assert!(
+        e.contains("part-1-of-4.parquet: its rows do not match"),
+        "{e}"
+    );
+    std::fs::write(&pq, rows).unwrap();
+    ok(&merge(&out));
+    assert_same_files(&out, &single);
+
+    // Shard flags are checked.
+    let e = fails(
+        &clean_tokit()
+            .args(&args)
+            .args(["--shards", "4"])
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("--shards 4 needs a shard index"), "{e}");
+    let e = fails(
+        &clean_tokit()
+            .args(&args)
+            .env("JOB_COMPLETION_INDEX", "1")
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("give --shards N"), "{e}");
+}
+
+/// A shard killed with SIGKILL (as `kill -9`, by a scheduler's time limit or the OOM
+/// killer) after its first part: no part for `merge`; re-run, it resumes from its finished
+/// parts and the merge is the single run.
+#[test]
+fn a_shard_killed_with_sigkill_resumes_to_the_same_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = word_llama(dir.path());
+    let corpus = write_corpus(dir.path(), 299);
+    let mut args = analyze_args(&model, &corpus, &dir.path().join("single.parquet"));
+    args[9] = "20".into(); // --part-tokens: many small parts, so the kill lands midway
+    let single = dir.path().join("single.parquet");
+    ok(&clean_tokit().args(&args).output().unwrap());
+    let out = dir.path().join("sharded.parquet");
+    args[11] = p(&out);
+    for i in [0, 2] {
+        ok(&clean_tokit()
+            .args(&args)
+            .args(["--shard", &format!("{i}/3")])
+            .output()
+            .unwrap());
+    }
+    let mut child = clean_tokit()
+        .args(&args)
+        .args(["--shard", "1/3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = shards_dir(&out).join("part-1-of-3.parquet.parts/part-000000.json");
+    while !first.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "shard 1 ended before a part"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "shard 1 finished before the kill"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let e = fails(&merge(&out));
+    assert!(e.contains("missing part-1-of-3"), "{e}");
+    let re = ok(&clean_tokit()
+        .args(&args)
+        .args(["--shard", "1/3"])
+        .output()
+        .unwrap());
+    // "token_stats: D documents, T tokens (C computed now, ...": the finished parts skipped.
+    let num = |after: &str| -> usize {
+        let w: Vec<&str> = re.split_whitespace().collect();
+        let k = w.iter().position(|x| *x == after).unwrap();
+        w[k - 1].trim_start_matches('(').parse().unwrap()
+    };
+    assert!(num("computed") < num("documents,"), "resumed: {re}");
+    ok(&merge(&out));
+    assert_same_files(&out, &single);
+}
+
+/// More shards than documents: the empty shards write empty parts and the merge is still
+/// the single run.
+#[test]
+fn more_shards_than_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = word_llama(dir.path());
+    let corpus = write_corpus(dir.path(), 2);
+    let single = dir.path().join("single.jsonl");
+    ok(&clean_tokit()
+        .args(analyze_args(&model, &corpus, &single))
+        .output()
+        .unwrap());
+    let out = dir.path().join("sharded.jsonl");
+    for i in 0..5 {
+        ok(&clean_tokit()
+            .args(analyze_args(&model, &corpus, &out))
+            .args(["--shard", &format!("{i}/5")])
+            .output()
+            .unwrap());
+    }
+    ok(&merge(&out));
+    assert_same_files(&out, &single);
+}
+
+/// A real Slurm: a one-node cluster on this machine (examples/slurm/local-cluster.sh), the
+/// job array of examples/slurm/analyze.sbatch, then the merge equals the single run; a task
+/// killed midway and re-submitted alone gives the same merge. Skipped without Slurm,
+/// failing under CI.
+#[test]
+fn slurm_array_merges_to_the_single_run() {
+    let test = "slurm_array_merges_to_the_single_run";
+    if Command::new("sbatch").arg("--version").output().is_err() {
+        missing_prerequisite(test, "sbatch not found (apt-get install slurm-wlm munge)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cluster = Command::new(root.join("examples/slurm/local-cluster.sh"))
+        .output()
+        .unwrap();
+    if !cluster.status.success() {
+        missing_prerequisite(
+            test,
+            format!(
+                "the local Slurm cluster did not start: {}",
+                String::from_utf8_lossy(&cluster.stderr)
+            ),
+        );
+        return;
+    }
+    ensure_built();
+    let dir = tempfile::tempdir().unwrap();
+    let model = word_llama(dir.path());
+    let corpus = write_corpus(dir.path(), 80);
+    let single = dir.path().join("single.parquet");
+    ok(&clean_tokit()
+        .args(analyze_args(&model, &corpus, &single))
+        .output()
+        .unwrap());
+    let out = dir.path().join("slurm.parquet");
+    let exe = target_dir().join(format!("tokit{}", std::env::consts::EXE_SUFFIX));
+    let sbatch = |array: &str, extra: &[&str]| -> Output {
+        Command::new("sbatch")
+            .current_dir(dir.path())
+            .args([
+                &format!("--array={array}"),
+                "--wait",
+                "--output",
+                &p(&dir.path().join("slurm-%a.out")),
+            ])
+            .arg(root.join("examples/slurm/analyze.sbatch"))
+            .args(["--window", "48", "--part-tokens", "120"])
+            .args(extra)
+            .env("TOKIT", &exe)
+            .env("MODEL", &model)
+            .env("CORPUS", &corpus)
+            .env("OUT", &out)
+            .env("SHARDS", "4")
+            .output()
+            .unwrap()
+    };
+    let log = |i: usize| {
+        std::fs::read_to_string(dir.path().join(format!("slurm-{i}.out"))).unwrap_or_default()
+    };
+    let o = sbatch("0-3", &[]);
+    assert!(
+        o.status.success(),
+        "sbatch: {}\n{}\ntask logs: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        (0..4).map(log).collect::<Vec<_>>().join("\n")
+    );
+    ok(&merge(&out));
+    assert_same_files(&out, &single);
+
+    // Task 2 killed midway in a fresh run: the merge names it; re-submitted alone, it
+    // resumes and the merge is the single run again.
+    std::fs::remove_dir_all(shards_dir(&out).join("part-2-of-4.parquet.parts")).unwrap();
+    std::fs::remove_file(shards_dir(&out).join("part-2-of-4.summary.json")).unwrap();
+    std::fs::remove_file(shards_dir(&out).join("part-2-of-4.parquet")).unwrap();
+    let o = sbatch("2", &["--abort-after-parts", "1"]);
+    assert!(!o.status.success(), "the killed task reports failure");
+    let e = fails(&merge(&out));
+    assert!(e.contains("missing part-2-of-4"), "{e}");
+    let o = sbatch("2", &[]);
+    assert!(o.status.success(), "re-submitted task: {}", log(2));
+    ok(&merge(&out));
+    assert_same_files(&out, &single);
+}
+
+/// `tokit run --shard I/N SCRIPT`: `shard_items` gives each shard its slice of a grid, the
+/// shards together cover it once, and `item_seed` depends on the item, not on N.
+#[test]
+fn script_grids_split_over_shards_with_seeds_independent_of_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("grid.rhai");
+    std::fs::write(
+        &script,
+        "let grid = [];\n\
+         for i in 0..11 { grid.push(i * 10); }\n\
+         let idx = shard_indices(grid.len());\n\
+         let items = shard_items(grid);\n\
+         for k in 0..items.len() { print(`${items[k]} ${item_seed(42, idx[k])}`); }\n\
+         print(`shard ${shard_index()} of ${shard_count()}`);\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str], env: Option<(&str, &str)>| -> Vec<String> {
+        let mut c = clean_tokit();
+        c.arg("run").args(extra).arg(&script);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        ok(&c.output().unwrap())
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let whole = run(&[], None);
+    assert_eq!(whole.last().unwrap(), "shard 0 of 1");
+    let whole: Vec<String> = whole[..whole.len() - 1].to_vec();
+    assert_eq!(whole.len(), 11);
+    for n in [2usize, 3, 4] {
+        let mut got = Vec::new();
+        for i in 0..n {
+            let out = if i == 1 {
+                run(
+                    &["--shards", &n.to_string()],
+                    Some(("JOB_COMPLETION_INDEX", "1")),
+                )
+            } else {
+                run(&["--shard", &format!("{i}/{n}")], None)
+            };
+            assert_eq!(out.last().unwrap(), &format!("shard {i} of {n}"));
+            let k = out.len() - 1;
+            assert!(k == 11 / n || k == 11usize.div_ceil(n), "balanced: {out:?}");
+            got.extend(out[..out.len() - 1].iter().cloned());
+        }
+        assert_eq!(got, whole, "{n} shards, in order, same seeds");
+    }
+    let e = fails(
+        &clean_tokit()
+            .args(["run", "--shard", "3/3"])
+            .arg(&script)
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("shards are numbered 0 to 2"), "{e}");
+}
