@@ -1,8 +1,8 @@
 //! Every declared parameter of every metric is honoured or refused: changing it from its
 //! default changes the result, or the metric refuses the value with an error naming the
-//! parameter, or the result's notes say the parameter had no effect (docs/measures.md,
-//! "Parameters"). A metric or parameter missing from the table below fails the test, so a
-//! new parameter comes with a case that shows it does something.
+//! parameter, or the result's notes say the parameter had no effect (docs/plugins.md,
+//! "Metrics: parameters, units and tests"). A metric or parameter missing from the table
+//! below fails the test, so a new parameter comes with a case that shows it does something.
 
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -36,8 +36,7 @@ fn tokens(rel: &str, n: usize) -> Vec<u32> {
         .collect()
 }
 
-/// A deterministic symbol stream over `k` symbols that depends on `other` (so TE, MI and
-/// DI are not zero) with a little pseudo-random noise.
+/// A deterministic pseudo-random symbol stream over `k` symbols (an LCG from `seed`).
 fn stream(n: usize, k: u64, seed: u64) -> Vec<u64> {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
@@ -52,6 +51,8 @@ fn stream(n: usize, k: u64, seed: u64) -> Vec<u64> {
         .collect()
 }
 
+/// `src` one step late with a little of `noise` added: a target the source drives (TE, MI
+/// and DI are not zero).
 fn lagged(src: &[u64], noise: &[u64], k: u64) -> Vec<u64> {
     (0..src.len())
         .map(|t| {
