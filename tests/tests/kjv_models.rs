@@ -47,8 +47,17 @@ fn corpus_summary(model: &str, metric: &str, params: &[&str]) -> Value {
 
 #[test]
 fn transformer_held_out_cross_entropy_equals_pytorch() {
-    let card = json(&models().join("kjv-transformer/heldout.json"));
-    let s = corpus_summary("kjv-transformer", "surprisal", &[]);
+    causal_held_out_cross_entropy_equals_pytorch("kjv-transformer");
+}
+
+#[test]
+fn mamba2_held_out_cross_entropy_equals_pytorch() {
+    causal_held_out_cross_entropy_equals_pytorch("kjv-mamba2");
+}
+
+fn causal_held_out_cross_entropy_equals_pytorch(model: &str) {
+    let card = json(&models().join(model).join("heldout.json"));
+    let s = corpus_summary(model, "surprisal", &[]);
     let col = &s["corpus"]["columns"]["surprisal"];
     assert_eq!(col["tokens"], card["tokens"], "scored tokens");
     let (ours, torch) = (
@@ -57,7 +66,7 @@ fn transformer_held_out_cross_entropy_equals_pytorch() {
     );
     assert!(
         (ours - torch).abs() < 1e-4,
-        "held-out cross-entropy: tokit {ours}, PyTorch {torch}"
+        "{model}: held-out cross-entropy: tokit {ours}, PyTorch {torch}"
     );
 }
 
