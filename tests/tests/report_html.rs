@@ -172,9 +172,53 @@ fn figures_render_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("report.html");
     let figures = build_report(&file) as usize;
+    renders_in_chromium(&chrome, &file, figures);
+}
+
+/// tokit's main job: `scripts/compare_architectures.rhai` on the three trained models of
+/// `models/` writes a report whose every figure renders.
+#[test]
+fn the_architecture_comparison_renders_in_headless_chromium() {
+    let Some(chrome) = chromium() else {
+        missing_prerequisite(
+            "the_architecture_comparison_renders_in_headless_chromium",
+            "no `chromium` on PATH (Debian package chromium)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("compare.rhai");
+    let out = dir.path().join("report.html");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let src = std::fs::read_to_string(root.join("scripts/compare_architectures.rhai")).unwrap();
+    let src = src.replacen(
+        "let out = \"out/compare/report.html\";",
+        &format!(
+            "let out = \"{}\";",
+            out.display().to_string().replace('\\', "/")
+        ),
+        1,
+    );
+    assert!(
+        src.contains(&out.display().to_string().replace('\\', "/")),
+        "output line"
+    );
+    std::fs::write(&script, src).unwrap();
+    let o = tokit(&["run", script.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&out).unwrap();
+    let figures = page.matches("<figure").count();
+    assert!(figures >= 8, "{figures} figures");
+    renders_in_chromium(&chrome, &out, figures);
+}
+
+/// Opens `file` in headless Chromium: `figures` figures are laid out, each box has ink
+/// and colours in a screenshot, and the rendered page holds no `NaN`.
+fn renders_in_chromium(chrome: &Path, file: &Path, figures: usize) {
+    let dir = tempfile::tempdir().unwrap();
     // A copy of the page that, once laid out, writes each figure's box into the DOM.
     let probe = dir.path().join("probe.html");
-    let page = std::fs::read_to_string(&file).unwrap();
+    let page = std::fs::read_to_string(file).unwrap();
     let script = r#"<pre id="boxes">BOXES<script>
         const b = [...document.querySelectorAll('figure svg')].map(e => {
           const r = e.getBoundingClientRect();
@@ -186,7 +230,7 @@ fn figures_render_in_headless_chromium() {
     std::fs::write(&probe, page.replace("</body>", script)).unwrap();
     let width = 1200;
     let dom = headless(
-        &chrome,
+        chrome,
         &[&format!("--window-size={width},900"), "--dump-dom"],
         &probe,
     );
@@ -209,7 +253,7 @@ fn figures_render_in_headless_chromium() {
     // Screenshot the whole page at the same width and look into each figure's box.
     let shot = dir.path().join("shot.png");
     headless(
-        &chrome,
+        chrome,
         &[
             &format!("--window-size={width},{height}"),
             &format!("--screenshot={}", shot.display()),
