@@ -120,3 +120,21 @@ pub fn tokit_command() -> std::process::Command {
 pub fn tokit(args: &[&str]) -> std::process::Output {
     tokit_command().args(args).output().expect("running tokit")
 }
+
+/// The SmolLM2 GGUF, where `tools/get-smollm2.sh` puts it (`$TOKIT_CACHE/smollm2`, default
+/// `~/.cache/tokit/smollm2`), or the file `TOKIT_SMOLLM2_GGUF` names.
+pub fn smollm2_gguf() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TOKIT_SMOLLM2_GGUF") {
+        return Some(p.into());
+    }
+    let cache = std::env::var("TOKIT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tokit")
+        });
+    std::fs::read_dir(cache.join("smollm2"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+}

@@ -506,21 +506,7 @@ fn bad_corpora_and_options_are_refused_clearly() {
 /// forwards give every verse's surprisal of a separate run to 1e-5.
 #[test]
 fn smollm2_packed_verses_equal_separate_runs() {
-    let gguf = std::env::var("TOKIT_SMOLLM2_GGUF")
-        .ok()
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var("TOKIT_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| {
-                    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tokit")
-                });
-            std::fs::read_dir(home.join("smollm2"))
-                .ok()?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|e| e == "gguf"))
-        });
+    let gguf = smollm2_gguf();
     let Some(gguf) = gguf else {
         missing_prerequisite(
             "corpus smollm2",

@@ -405,23 +405,6 @@ fn packed_calls_take_variants_and_last_only() {
     }
 }
 
-/// The SmolLM2 GGUF, where `tools/get-smollm2.sh` puts it (or `TOKIT_SMOLLM2_GGUF`).
-fn smollm2_gguf() -> Option<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("TOKIT_SMOLLM2_GGUF") {
-        return Some(p.into());
-    }
-    let cache = std::env::var("TOKIT_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tokit")
-        });
-    std::fs::read_dir(cache.join("smollm2"))
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
-}
-
 #[test]
 fn packed_smollm2_equals_its_documents_alone() {
     let Some(path) = smollm2_gguf() else {

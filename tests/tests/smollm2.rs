@@ -6,25 +6,9 @@
 use tokit_engine::{AnalyzeInput, LoadOptions};
 use tokit_tests::*;
 
-fn gguf() -> Option<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("TOKIT_SMOLLM2_GGUF") {
-        return Some(p.into());
-    }
-    let cache = std::env::var("TOKIT_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tokit")
-        });
-    std::fs::read_dir(cache.join("smollm2"))
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
-}
-
 #[test]
 fn token_ids_and_mean_cross_entropy_match_transformers() {
-    let Some(path) = gguf() else {
+    let Some(path) = smollm2_gguf() else {
         missing_prerequisite(
             "smollm2",
             "SmolLM2 GGUF not found; run tools/get-smollm2.sh",
@@ -65,7 +49,7 @@ fn token_ids_and_mean_cross_entropy_match_transformers() {
 /// through the vocabulary plus each position's 16 largest).
 #[test]
 fn logits_match_transformers_at_every_position() {
-    let Some(path) = gguf() else {
+    let Some(path) = smollm2_gguf() else {
         missing_prerequisite(
             "smollm2",
             "SmolLM2 GGUF not found; run tools/get-smollm2.sh",
