@@ -43,7 +43,7 @@ mod tests {
             a.value() / LN_2
         );
         assert!((a.estimate.local.iter().sum::<f64>() / 7.0 - a.value()).abs() < 1e-14);
-        let two = Symbols(vec![
+        let two = Symbols::new(vec![
             vec![0, 0, 1, 1, 1, 1, 0, 0, 0],
             vec![1, 0, 0, 1, 0, 0, 1, 0, 0],
         ]);

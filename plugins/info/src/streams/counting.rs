@@ -238,7 +238,8 @@ pub fn embed(s: &Symbols, lags: &[usize], layout: &Layout) -> Ids {
     let mut ids = Vec::with_capacity(n);
     if lags.len() == 1 {
         let mut map: FxHashMap<u32, u32> = FxHashMap::default();
-        for trial in &s.0 {
+        for r in 0..s.count() {
+            let trial = s.trial_u32(r);
             for t in layout.t0..trial.len() {
                 let next = map.len() as u32;
                 ids.push(*map.entry(trial[t - lags[0]]).or_insert(next));
@@ -251,7 +252,8 @@ pub fn embed(s: &Symbols, lags: &[usize], layout: &Layout) -> Ids {
     }
     let mut interner = Interner::default();
     let mut key = vec![0u32; lags.len()];
-    for trial in &s.0 {
+    for r in 0..s.count() {
+        let trial = s.trial_u32(r);
         for t in layout.t0..trial.len() {
             for (k, &l) in key.iter_mut().zip(lags) {
                 *k = trial[t - l];
@@ -296,7 +298,7 @@ mod tests {
 
     #[test]
     fn embedding_windows_and_layout() {
-        let s = Symbols(vec![vec![0, 1, 0, 1, 1], vec![7, 7, 7]]);
+        let s = Symbols::new(vec![vec![0, 1, 0, 1, 1], vec![7, 7, 7]]);
         let layout = Layout {
             t0: 2,
             lens: s.lens(),

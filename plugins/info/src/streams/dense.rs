@@ -21,7 +21,7 @@ use super::counting::Layout;
 use super::estimate::{Bias, Estimate};
 use super::measure::{Measured, Options};
 use super::rng::Rng;
-use super::series::Symbols;
+use super::series::{Symbols, Trial};
 use super::significance::{run_surrogates, summarise, surrogate};
 use std::ops::Range;
 
@@ -37,14 +37,6 @@ const PER_THREAD: usize = 1 << 17;
 /// count costs more to clear and scan than hashing would.
 pub fn cells_limit(samples: usize) -> u64 {
     (4 * samples as u64).clamp(1 << 16, 1 << 24)
-}
-
-/// Alphabet size of a stream: largest symbol + 1 (0 when empty).
-fn alphabet(s: &Symbols) -> u64 {
-    s.0.iter()
-        .map(|t| t.iter().copied().fold(0u32, u32::max) as u64 + 1)
-        .max()
-        .unwrap_or(0)
 }
 
 /// A part with its place value in the joint code.
@@ -76,7 +68,7 @@ impl<'a> Plan<'a> {
                 let base = match seen.iter().find(|(p, _)| std::ptr::eq(*p, s)) {
                     Some(&(_, b)) => b,
                     None => {
-                        let b = alphabet(s);
+                        let b = s.alphabet();
                         seen.push((s, b));
                         b
                     }
@@ -106,24 +98,110 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// `out[i] (+)= x[i] · radix` (`set`: assign), widening the narrow storage on the fly.
+#[inline(always)]
+fn mul_add<T: Copy + Into<u32>>(out: &mut [u32], x: &[T], radix: u32, set: bool) {
+    if set {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v.into() * radix;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o += v.into() * radix;
+        }
+    }
+}
+
 /// Codes of `parts` at the times `t0 + i` of one trial, for `i` in `range`, into `out`.
+#[inline(always)]
 fn codes_into(parts: &[Coded], trial: usize, t0: usize, range: Range<usize>, out: &mut [u32]) {
     debug_assert_eq!(out.len(), range.len());
     let (lo, hi) = (t0 + range.start, t0 + range.end);
-    match parts.split_first() {
-        None => out.fill(0),
-        Some((first, rest)) => {
-            let x = &first.stream.0[trial][lo - first.lag..hi - first.lag];
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = v * first.radix;
-            }
-            for p in rest {
-                let x = &p.stream.0[trial][lo - p.lag..hi - p.lag];
-                for (o, &v) in out.iter_mut().zip(x) {
-                    *o += v * p.radix;
+    if parts.is_empty() {
+        out.fill(0);
+    }
+    for (i, p) in parts.iter().enumerate() {
+        let r = lo - p.lag..hi - p.lag;
+        match p.stream.trial(trial) {
+            Trial::U8(x) => mul_add(out, &x[r], p.radix, i == 0),
+            Trial::U16(x) => mul_add(out, &x[r], p.radix, i == 0),
+            Trial::U32(x) => mul_add(out, &x[r], p.radix, i == 0),
+        }
+    }
+}
+
+/// What a counting worker needs: the parts, the trials' sample ranges, and the table size.
+struct Worker<'p, 'a> {
+    parts: &'p [Coded<'a>],
+    segments: &'p [Range<usize>],
+    t0: usize,
+    cells: usize,
+}
+
+impl Worker<'_, '_> {
+    /// The counts of samples `g0..g1` (global order), their codes into `out` when kept.
+    /// Small tables are counted in four interleaved copies, so runs of equal codes do not
+    /// serialise on one counter.
+    #[inline(always)]
+    fn count(&self, g0: usize, g1: usize, mut out: Option<&mut [u32]>) -> Vec<u32> {
+        let cells = self.cells;
+        let lanes = if cells <= 1 << 12 { 4 } else { 1 };
+        let mut hist = vec![0u32; cells * lanes];
+        let mut buf = [0u32; BLOCK];
+        for (trial, seg) in self.segments.iter().enumerate() {
+            let (s, e) = (seg.start.max(g0), seg.end.min(g1));
+            let mut at = s;
+            while at < e {
+                let end = (at + BLOCK).min(e);
+                let b = &mut buf[..end - at];
+                codes_into(
+                    self.parts,
+                    trial,
+                    self.t0,
+                    at - seg.start..end - seg.start,
+                    b,
+                );
+                if cells > 0 && lanes == 4 {
+                    let (h0, rest) = hist.split_at_mut(cells);
+                    let (h1, rest) = rest.split_at_mut(cells);
+                    let (h2, h3) = rest.split_at_mut(cells);
+                    let mut quads = b.chunks_exact(4);
+                    for q in &mut quads {
+                        h0[q[0] as usize] += 1;
+                        h1[q[1] as usize] += 1;
+                        h2[q[2] as usize] += 1;
+                        h3[q[3] as usize] += 1;
+                    }
+                    for &c in quads.remainder() {
+                        h0[c as usize] += 1;
+                    }
+                } else if cells > 0 {
+                    for &c in b.iter() {
+                        hist[c as usize] += 1;
+                    }
                 }
+                if let Some(o) = out.as_deref_mut() {
+                    o[at - g0..end - g0].copy_from_slice(b);
+                }
+                at = end;
             }
         }
+        let (first, rest) = hist.split_at_mut(cells);
+        for lane in rest.chunks_exact(cells.max(1)) {
+            for (a, b) in first.iter_mut().zip(lane) {
+                *a += b;
+            }
+        }
+        hist.truncate(cells);
+        hist
+    }
+
+    /// [`Worker::count`] compiled for AVX2 (the code pass widens and multiplies eight
+    /// samples at a time).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn count_avx2(&self, g0: usize, g1: usize, out: Option<&mut [u32]>) -> Vec<u32> {
+        self.count(g0, g1, out)
     }
 }
 
@@ -155,75 +233,50 @@ fn count_on(
     let threads = threads.clamp(1, n.max(1));
     let chunk = n.div_ceil(threads).max(1);
     let mut all = if keep { vec![0u32; n] } else { Vec::new() };
-    // One worker: samples `g0..g1` (global order), codes into `out` when kept.
-    // Small tables are counted in four interleaved copies, so runs of equal codes do not
-    // serialise on one counter.
-    let lanes = if cells <= 1 << 12 { 4 } else { 1 };
-    let work = |g0: usize, g1: usize, mut out: Option<&mut [u32]>| -> Vec<u32> {
-        let mut hist = vec![0u32; cells * lanes];
-        let mut buf = [0u32; BLOCK];
-        for (trial, seg) in segments.iter().enumerate() {
-            let (s, e) = (seg.start.max(g0), seg.end.min(g1));
-            let mut at = s;
-            while at < e {
-                let end = (at + BLOCK).min(e);
-                let b = &mut buf[..end - at];
-                codes_into(parts, trial, layout.t0, at - seg.start..end - seg.start, b);
-                if cells > 0 && lanes == 4 {
-                    let mut quads = b.chunks_exact(4);
-                    for q in &mut quads {
-                        hist[q[0] as usize] += 1;
-                        hist[cells + q[1] as usize] += 1;
-                        hist[2 * cells + q[2] as usize] += 1;
-                        hist[3 * cells + q[3] as usize] += 1;
-                    }
-                    for &c in quads.remainder() {
-                        hist[c as usize] += 1;
-                    }
-                } else if cells > 0 {
-                    for &c in b.iter() {
-                        hist[c as usize] += 1;
-                    }
-                }
-                if let Some(o) = out.as_deref_mut() {
-                    o[at - g0..end - g0].copy_from_slice(b);
-                }
-                at = end;
-            }
+    let t0 = layout.t0;
+    let segments = &segments[..];
+    let work = |g0: usize, g1: usize, out: Option<&mut [u32]>| -> Vec<u32> {
+        let range = Worker {
+            parts,
+            segments,
+            t0,
+            cells,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { range.count_avx2(g0, g1, out) };
         }
-        let (first, rest) = hist.split_at_mut(cells);
-        for lane in rest.chunks_exact(cells.max(1)) {
-            for (a, b) in first.iter_mut().zip(lane) {
-                *a += b;
-            }
-        }
-        hist.truncate(cells);
-        hist
+        range.count(g0, g1, out)
     };
     let hists: Vec<Vec<u32>> = if threads == 1 {
         vec![work(0, n, keep.then_some(&mut all[..]))]
     } else {
+        // The first range runs on the calling thread: one spawn fewer.
         std::thread::scope(|s| {
             let work = &work;
-            let handles: Vec<_> = if keep {
-                all.chunks_mut(chunk)
-                    .enumerate()
-                    .map(|(i, out)| {
-                        let g0 = i * chunk;
-                        let g1 = g0 + out.len();
-                        s.spawn(move || work(g0, g1, Some(out)))
-                    })
-                    .collect()
+            let mut outs: Vec<Option<&mut [u32]>> = if keep {
+                all.chunks_mut(chunk).map(Some).collect()
             } else {
-                (0..n)
-                    .step_by(chunk)
-                    .map(|g0| s.spawn(move || work(g0, (g0 + chunk).min(n), None)))
-                    .collect()
+                (0..n).step_by(chunk).map(|_| None).collect()
             };
-            handles
+            let first = outs.remove(0);
+            let handles: Vec<_> = outs
                 .into_iter()
-                .map(|h| h.join().expect("counting worker"))
-                .collect()
+                .enumerate()
+                .map(|(i, out)| {
+                    let g0 = (i + 1) * chunk;
+                    let g1 = (g0 + chunk).min(n);
+                    s.spawn(move || work(g0, g1, out))
+                })
+                .collect();
+            let mut hists = vec![work(0, chunk.min(n), first)];
+            hists.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("counting worker")),
+            );
+            hists
         })
     };
     let mut hists = hists.into_iter();
@@ -401,13 +454,14 @@ pub fn entropy_rate_and_difference(
     }
     let mut hist = t.c.clone();
     let mut windows = e.samples;
-    for trial in &s.0 {
+    for r in 0..s.count() {
+        let trial = s.trial(r);
         let len = trial.len();
         if len >= k {
             // The history part of a sample at time `len` (one past the end).
             let code: u32 = plan.parts[1..]
                 .iter()
-                .map(|p| trial[len - p.lag] * p.radix)
+                .map(|p| trial.get(len - p.lag) * p.radix)
                 .sum::<u32>()
                 / plan.na as u32;
             hist[code as usize] += 1;
@@ -596,14 +650,14 @@ mod tests {
             out[1].push(y);
             out[2].push(z);
         }
-        out.map(Symbols)
+        out.map(Symbols::new)
     }
 
     /// The same streams relabelled into an alphabet too large for a dense table.
     fn wide(s: &Symbols) -> Symbols {
-        Symbols(
-            s.0.iter()
-                .map(|t| t.iter().map(|&v| v * 100_003 + 11).collect())
+        Symbols::new(
+            (0..s.count())
+                .map(|r| s.trial_u32(r).iter().map(|&v| v * 100_003 + 11).collect())
                 .collect(),
         )
     }
@@ -759,8 +813,8 @@ mod tests {
         }
         // The code of a sample is its joint state: y_t + 3 (x_{t−1} + 3 x_{t−2}) + …
         let t = 7;
-        let want = y.0[0][t]
-            + 3 * (x.0[0][t - 1] + 3 * (x.0[0][t - 2] + 3 * (y.0[0][t - 1] + 3 * y.0[0][t - 2])));
+        let (x0, y0) = (x.trial_u32(0), y.trial_u32(0));
+        let want = y0[t] + 3 * (x0[t - 1] + 3 * (x0[t - 2] + 3 * (y0[t - 1] + 3 * y0[t - 2])));
         assert_eq!(one.0[t - 2], want);
     }
 
@@ -796,7 +850,7 @@ mod tests {
                 println!("base {base} {what}: {best:.2} ms (value {v})");
             };
             time("from_f32", &mut || {
-                Symbols::from_f32("x", &xf, &[n]).unwrap().0[0].len() as f64
+                Symbols::from_f32("x", &xf, &[n]).unwrap().lens()[0] as f64
             });
             let (xs, ys) = (Symbols::one(x.clone()), Symbols::one(y.clone()));
             for local in [false, true] {
@@ -842,6 +896,43 @@ mod tests {
                     .unwrap()
                     .value()
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn probe_phases() {
+        let n = 1_000_000;
+        let mut r = Rng::new(1);
+        let y: Vec<u32> = (0..n).map(|_| r.below(2) as u32).collect();
+        let yf: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+        let phase = std::env::var("PROBE").unwrap_or_default();
+        let reps = 200;
+        let mut out = vec![0u8; n];
+        let s = Symbols::one(y.clone());
+        let layout = Layout { t0: 3, lens: s.lens() };
+        let plan = Plan::new([&[(&s, 0)], &[(&s, 1), (&s, 2), (&s, 3)], &[]], n).unwrap();
+        for _ in 0..reps {
+            match phase.as_str() {
+                "convert" => { std::hint::black_box(crate::streams::series::probe_convert(&yf, &mut out)); }
+                "from_f32" => { std::hint::black_box(Symbols::from_f32("y", &yf, &[n]).unwrap()); }
+                "count" => { std::hint::black_box(count_on(&plan.parts, &layout, plan.cells(), false, 1)); }
+                "codes" => {
+                    let mut buf = [0u32; BLOCK];
+                    let mut at = 0;
+                    while at < n - 3 {
+                        let end = (at + BLOCK).min(n - 3);
+                        codes_into(&plan.parts, 0, 3, at..end, &mut buf[..end - at]);
+                        at = end;
+                    }
+                    std::hint::black_box(&buf);
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -146,7 +146,7 @@ mod tests {
             er.value(),
             1e-14,
         );
-        let two = Symbols(vec![
+        let two = Symbols::new(vec![
             vec![0, 0, 1, 1, 1, 1, 0, 0, 0],
             vec![1, 0, 0, 1, 0, 0, 1, 0, 0],
         ]);

@@ -13,22 +13,167 @@
 
 use serde_json::Value;
 
-/// Trials of a symbol stream.
+/// Trials of a symbol stream, stored in the narrowest unsigned width that holds the
+/// largest symbol (u8, u16 or u32), with its alphabet size (largest symbol + 1) known
+/// from construction. The dense counters read the narrow storage directly; the sparse
+/// path reads it widened ([`Symbols::trial_u32`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Symbols(pub Vec<Vec<u32>>);
+pub struct Symbols {
+    trials: Trials,
+    alphabet: u64,
+}
 
-/// Trials of a real-valued series.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reals(pub Vec<Vec<f64>>);
+/// The storage of [`Symbols`]: always the narrowest width, so equal streams compare equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Trials {
+    U8(Vec<Vec<u8>>),
+    U16(Vec<Vec<u16>>),
+    U32(Vec<Vec<u32>>),
+}
+
+/// One trial's symbols, borrowed in their storage width.
+#[derive(Clone, Copy, Debug)]
+pub enum Trial<'a> {
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+}
+
+impl Trial<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Trial::U8(s) => s.len(),
+            Trial::U16(s) => s.len(),
+            Trial::U32(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The symbol at `i`.
+    pub fn get(&self, i: usize) -> u32 {
+        match self {
+            Trial::U8(s) => s[i] as u32,
+            Trial::U16(s) => s[i] as u32,
+            Trial::U32(s) => s[i],
+        }
+    }
+}
+
+/// Narrowest storage of `trials` whose largest symbol is `max`.
+fn narrow(trials: Vec<Vec<u32>>, max: u32) -> Trials {
+    if max <= u8::MAX as u32 {
+        Trials::U8(
+            trials
+                .into_iter()
+                .map(|t| t.into_iter().map(|v| v as u8).collect())
+                .collect(),
+        )
+    } else if max <= u16::MAX as u32 {
+        Trials::U16(
+            trials
+                .into_iter()
+                .map(|t| t.into_iter().map(|v| v as u16).collect())
+                .collect(),
+        )
+    } else {
+        Trials::U32(trials)
+    }
+}
+
+/// Elements per thread below which converting a tensor on another thread costs more than
+/// it saves.
+const CONVERT_PER_THREAD: usize = 1 << 18;
+
+/// `2^23`: adding it to a float in `[0, 2^23)` rounds to an integer and puts the integer in
+/// the mantissa bits.
+const M: f32 = 8_388_608.0;
+
+/// Symbols below 256 from `src` into `dst` in one branch-free pass: whether every value
+/// is an integer in `[0, 2^23)`, and the largest one (the narrowed values are right only
+/// when it is below 256).
+fn convert_small(src: &[f32], dst: &mut [u8]) -> (bool, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { convert_small_avx2(src, dst) };
+    }
+    convert_small_body(src, dst)
+}
+
+/// [`convert_small`] compiled for AVX2 (eight values per step).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn convert_small_avx2(src: &[f32], dst: &mut [u8]) -> (bool, u32) {
+    convert_small_body(src, dst)
+}
+
+#[inline(always)]
+fn convert_small_body(src: &[f32], dst: &mut [u8]) -> (bool, u32) {
+    let mut ok = true;
+    let mut max = 0u32;
+    for (o, &x) in dst.iter_mut().zip(src) {
+        let y = x + M;
+        ok &= (0.0..M).contains(&x) & (y - M == x);
+        let v = y.to_bits().wrapping_sub(M.to_bits());
+        max = max.max(v);
+        *o = v as u8;
+    }
+    (ok, max)
+}
 
 impl Symbols {
+    /// From trials of symbols (stored narrow).
+    pub fn new(trials: Vec<Vec<u32>>) -> Symbols {
+        let max = trials.iter().flatten().copied().max();
+        let alphabet = max.map_or(0, |m| m as u64 + 1);
+        Symbols {
+            trials: narrow(trials, max.unwrap_or(0)),
+            alphabet,
+        }
+    }
+
     /// One trial.
     pub fn one(s: Vec<u32>) -> Symbols {
-        Symbols(vec![s])
+        Symbols::new(vec![s])
+    }
+
+    /// Number of trials.
+    pub fn count(&self) -> usize {
+        match &self.trials {
+            Trials::U8(t) => t.len(),
+            Trials::U16(t) => t.len(),
+            Trials::U32(t) => t.len(),
+        }
     }
 
     pub fn lens(&self) -> Vec<usize> {
-        self.0.iter().map(Vec::len).collect()
+        (0..self.count()).map(|r| self.trial(r).len()).collect()
+    }
+
+    /// Alphabet size: largest symbol + 1 (0 when there is no symbol).
+    pub fn alphabet(&self) -> u64 {
+        self.alphabet
+    }
+
+    /// Trial `r` in its storage width.
+    pub fn trial(&self, r: usize) -> Trial<'_> {
+        match &self.trials {
+            Trials::U8(t) => Trial::U8(&t[r]),
+            Trials::U16(t) => Trial::U16(&t[r]),
+            Trials::U32(t) => Trial::U32(&t[r]),
+        }
+    }
+
+    /// Trial `r` as u32 symbols (borrowed when stored as u32).
+    pub fn trial_u32(&self, r: usize) -> std::borrow::Cow<'_, [u32]> {
+        match self.trial(r) {
+            Trial::U8(s) => s.iter().map(|&v| v as u32).collect(),
+            Trial::U16(s) => s.iter().map(|&v| v as u32).collect(),
+            Trial::U32(s) => s.into(),
+        }
     }
 
     /// Parse a JSON array (one trial) or an array of arrays (several trials).
@@ -51,18 +196,60 @@ impl Symbols {
             }
             out.push(s);
         }
-        Ok(Symbols(out))
+        Ok(Symbols::new(out))
     }
 
     /// From tensor data (`[T]` one trial, `[n, T]` trials); values must be integral.
+    ///
+    /// Symbols below 256 (the common case: discretised states, small alphabets) take one
+    /// pass that checks, converts to u8 and finds the largest symbol together, split over
+    /// threads for long streams; anything else takes the general conversion.
     pub fn from_f32(name: &str, data: &[f32], shape: &[usize]) -> Result<Symbols, String> {
         let (n, t) = tensor_layout(name, shape)?;
+        let data = &data[..n * t];
+        let mut flat = vec![0u8; data.len()];
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let threads = cores.min(8).min(1 + data.len() / CONVERT_PER_THREAD);
+        let chunk = data.len().div_ceil(threads).max(1);
+        let (ok, max) = if threads <= 1 {
+            convert_small(data, &mut flat)
+        } else {
+            std::thread::scope(|s| {
+                let mut pieces = data.chunks(chunk).zip(flat.chunks_mut(chunk));
+                let (src0, dst0) = pieces.next().expect("non-empty tensor");
+                let handles: Vec<_> = pieces
+                    .map(|(src, dst)| s.spawn(move || convert_small(src, dst)))
+                    .collect();
+                let first = convert_small(src0, dst0);
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("conversion worker"))
+                    .fold(first, |(a, m), (b, n)| (a & b, m.max(n)))
+            })
+        };
+        if ok && max <= u8::MAX as u32 {
+            let trials = if n == 1 {
+                vec![flat]
+            } else {
+                flat.chunks(t).map(<[u8]>::to_vec).collect()
+            };
+            return Ok(Symbols {
+                trials: Trials::U8(trials),
+                alphabet: max as u64 + 1,
+            });
+        }
+        drop(flat);
+        Self::from_f32_general(name, data, n, t)
+    }
+
+    /// [`Symbols::from_f32`] for any symbol below 2^32, or the error naming the first bad
+    /// element.
+    fn from_f32_general(name: &str, data: &[f32], n: usize, t: usize) -> Result<Symbols, String> {
         let mut out = Vec::with_capacity(n);
         for r in 0..n {
             let row = &data[r * t..(r + 1) * t];
             // Symbols below 2^23: adding 2^23 rounds to an integer and puts it in the
             // mantissa bits, one branch-free vector pass for check and conversion.
-            const M: f32 = 8_388_608.0;
             let mut small = true;
             let mut s: Vec<u32> = row
                 .iter()
@@ -91,9 +278,13 @@ impl Symbols {
             }
             out.push(s);
         }
-        Ok(Symbols(out))
+        Ok(Symbols::new(out))
     }
 }
+
+/// Trials of a real-valued series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reals(pub Vec<Vec<f64>>);
 
 impl Reals {
     pub fn lens(&self) -> Vec<usize> {
@@ -228,11 +419,11 @@ mod tests {
     fn parses_trials_and_rejects_bad_symbols() {
         assert_eq!(
             Symbols::from_json("s", &json!([0, 1, 2])).unwrap(),
-            Symbols(vec![vec![0, 1, 2]])
+            Symbols::new(vec![vec![0, 1, 2]])
         );
         assert_eq!(
             Symbols::from_json("s", &json!([[0, 1], [2]])).unwrap(),
-            Symbols(vec![vec![0, 1], vec![2]])
+            Symbols::new(vec![vec![0, 1], vec![2]])
         );
         for bad in [
             json!([0, -1]),
@@ -248,7 +439,7 @@ mod tests {
         assert!(e.contains("`source`") && e.contains("element 2"), "{e}");
         assert_eq!(
             Symbols::from_f32("s", &[0.0, 3.0, 1.0, 2.0], &[2, 2]).unwrap(),
-            Symbols(vec![vec![0, 3], vec![1, 2]])
+            Symbols::new(vec![vec![0, 3], vec![1, 2]])
         );
         assert!(Symbols::from_f32("s", &[0.5], &[1]).is_err());
         assert!(Symbols::from_f32("s", &[-1.0], &[1]).is_err());
@@ -266,10 +457,10 @@ mod tests {
     fn tensor_symbols_are_exact_integers_below_2_32() {
         let ok = [0.0f32, -0.0, 1.0, 16_777_216.0, 4_294_967_040.0];
         let s = Symbols::from_f32("s", &ok, &[5]).unwrap();
-        assert_eq!(s.0[0], vec![0, 0, 1, 16_777_216, 4_294_967_040]);
+        assert_eq!(*s.trial_u32(0), [0, 0, 1, 16_777_216, 4_294_967_040]);
         let small = [0.0f32, 3.0, 8_388_607.0, 5.0];
         let s = Symbols::from_f32("s", &small, &[2, 2]).unwrap();
-        assert_eq!(s.0, vec![vec![0, 3], vec![8_388_607, 5]]);
+        assert_eq!(s, Symbols::new(vec![vec![0, 3], vec![8_388_607, 5]]));
         for bad in [
             f32::NAN,
             f32::INFINITY,
@@ -284,4 +475,9 @@ mod tests {
             assert!(e.contains("[0, 1]"), "{bad}: {e}");
         }
     }
+}
+
+#[cfg(test)]
+pub fn probe_convert(src: &[f32], dst: &mut [u8]) -> (bool, u32) {
+    convert_small(src, dst)
 }
