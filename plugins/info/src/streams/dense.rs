@@ -914,13 +914,22 @@ mod probe {
         let reps = 200;
         let mut out = vec![0u8; n];
         let s = Symbols::one(y.clone());
-        let layout = Layout { t0: 3, lens: s.lens() };
+        let layout = Layout {
+            t0: 3,
+            lens: s.lens(),
+        };
         let plan = Plan::new([&[(&s, 0)], &[(&s, 1), (&s, 2), (&s, 3)], &[]], n).unwrap();
         for _ in 0..reps {
             match phase.as_str() {
-                "convert" => { std::hint::black_box(crate::streams::series::probe_convert(&yf, &mut out)); }
-                "from_f32" => { std::hint::black_box(Symbols::from_f32("y", &yf, &[n]).unwrap()); }
-                "count" => { std::hint::black_box(count_on(&plan.parts, &layout, plan.cells(), false, 1)); }
+                "convert" => {
+                    std::hint::black_box(crate::streams::series::probe_convert(&yf, &mut out));
+                }
+                "from_f32" => {
+                    std::hint::black_box(Symbols::from_f32("y", &yf, &[n]).unwrap());
+                }
+                "count" => {
+                    std::hint::black_box(count_on(&plan.parts, &layout, plan.cells(), false, 1));
+                }
                 "codes" => {
                     let mut buf = [0u32; BLOCK];
                     let mut at = 0;

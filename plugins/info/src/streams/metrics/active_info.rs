@@ -2,10 +2,8 @@
 //! `active_info`), with a permutation test.
 
 use super::super::ais::active_info;
-use super::{
-    echo, need_symbols, output, plug_in, Estimation, Record, StreamMetric, Test, STREAM_DOC,
-};
-use tokit_sdk::{Array, Metric, MetricInput, MetricOutput, Result};
+use super::{need_symbols, plug_in, Estimation, Record, StreamMetric, Test, STREAM_DOC};
+use tokit_sdk::{Array, MetricInput, Result};
 
 pub struct ActiveInfo;
 
@@ -22,27 +20,17 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for ActiveInfo {
-    const NAME: &'static str = "active_info";
-    const DESCRIPTION: &'static str = "active information storage I(X_{t−k}^{t−1}; X_t) (pyinform's active_info), with a permutation test";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    ActiveInfo,
+    "active_info",
+    "active information storage I(X_{t−k}^{t−1}; X_t) (pyinform's active_info), with a permutation test"
+);
 
 impl StreamMetric for ActiveInfo {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {
-        plug_in(
-            input,
-            echo(input, &p),
-            &p.est,
-            Some(&p.test),
-            |opts, rec| {
-                let s = need_symbols(input, rec, "series", &p.series)?;
-                active_info(&s, p.k, opts).map_err(super::err(&input.metric))
-            },
-        )
+        plug_in(input, &p, &p.est, Some(&p.test), |opts, rec| {
+            let s = need_symbols(input, rec, "series", &p.series)?;
+            active_info(&s, p.k, opts).map_err(super::err(&input.metric))
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! `block_entropy`: the entropy H(X^k) of the length-k windows of a symbol stream.
 
 use super::super::entropy::block_entropy;
-use super::{echo, need_symbols, output, plug_in, Estimation, Record, StreamMetric, STREAM_DOC};
-use tokit_sdk::{Array, Metric, MetricInput, MetricOutput, Result};
+use super::{need_symbols, plug_in, Estimation, Record, StreamMetric, STREAM_DOC};
+use tokit_sdk::{Array, MetricInput, Result};
 
 pub struct BlockEntropy;
 
@@ -17,20 +17,15 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for BlockEntropy {
-    const NAME: &'static str = "block_entropy";
-    const DESCRIPTION: &'static str =
-        "block entropy H(X^k) of the length-k windows of a symbol stream; local −ln p(window)";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    BlockEntropy,
+    "block_entropy",
+    "block entropy H(X^k) of the length-k windows of a symbol stream; local −ln p(window)"
+);
 
 impl StreamMetric for BlockEntropy {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {
-        plug_in(input, echo(input, &p), &p.est, None, |opts, rec| {
+        plug_in(input, &p, &p.est, None, |opts, rec| {
             let s = need_symbols(input, rec, "series", &p.series)?;
             block_entropy(&s, p.k, opts).map_err(super::err(&input.metric))
         })

@@ -3,8 +3,8 @@
 //! term I(0·Y^{n−1} → X^n)/n.
 
 use super::super::directed::directed_info;
-use super::{echo, need_symbols, output, plug_in, Estimation, Record, StreamMetric, Test};
-use tokit_sdk::{Array, Metric, MetricInput, MetricOutput, Result};
+use super::{plug_in, source_target, Estimation, Record, StreamMetric, Test};
+use tokit_sdk::{Array, MetricInput, Result};
 
 pub struct DirectedInfo;
 
@@ -25,40 +25,29 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for DirectedInfo {
-    const NAME: &'static str = "directed_info";
-    const DESCRIPTION: &'static str = "directed information rate I(X^n → Y^n)/n between symbol streams (Massey), plug-in under a Markov-order-`memory` assumption; also the feedback term I(0·Y^{n−1} → X^n)/n";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    DirectedInfo,
+    "directed_info",
+    "directed information rate I(X^n → Y^n)/n between symbol streams (Massey), plug-in under a Markov-order-`memory` assumption; also the feedback term I(0·Y^{n−1} → X^n)/n"
+);
 
 impl StreamMetric for DirectedInfo {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {
         let scale = p.est.unit.scale();
-        plug_in(
-            input,
-            echo(input, &p),
-            &p.est,
-            Some(&p.test),
-            |opts, rec| {
-                let source = need_symbols(input, rec, "source", &p.source)?;
-                let target = need_symbols(input, rec, "target", &p.target)?;
-                let memory = p.memory;
-                let d = directed_info(&source, &target, memory, p.delay, opts)
-                    .map_err(super::err(&input.metric))?;
-                rec.scalar("feedback_rate", d.reverse.value * scale);
-                rec.scalar(
-                    "length_mean",
-                    target.lens().iter().sum::<usize>() as f64 / target.count() as f64,
-                );
-                rec.notes.push(format!(
+        plug_in(input, &p, &p.est, Some(&p.test), |opts, rec| {
+            let (source, target, _) = source_target(input, rec, &p.source, &p.target, None)?;
+            let memory = p.memory;
+            let d = directed_info(&source, &target, memory, p.delay, opts)
+                .map_err(super::err(&input.metric))?;
+            rec.scalar("feedback_rate", d.reverse.value * scale);
+            rec.scalar(
+                "length_mean",
+                target.lens().iter().sum::<usize>() as f64 / target.count() as f64,
+            );
+            rec.notes.push(format!(
                 "rate per symbol under a Markov-order-{memory} assumption on both p(y_t | y-past, x-past) and p(y_t | y-past); I(X^n → Y^n) ≈ n × value; feedback_rate = I(0·Y^(n−1) → X^n)/n"
             ));
-                Ok(d.forward)
-            },
-        )
+            Ok(d.forward)
+        })
     }
 }

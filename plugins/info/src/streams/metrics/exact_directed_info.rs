@@ -3,9 +3,9 @@
 //! residual of Massey & Massey's (2005) conservation law (the `docs/measures.md` M2 oracle).
 
 use super::super::joint::{report, Joint};
-use super::{echo, output, Record, StreamMetric};
+use super::{echo, Record, StreamMetric};
 use serde_json::json;
-use tokit_sdk::{Array, InfoUnit, Metric, MetricInput, MetricOutput, Result};
+use tokit_sdk::{Array, InfoUnit, MetricInput, Result};
 
 pub struct ExactDirectedInfo;
 
@@ -20,15 +20,11 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for ExactDirectedInfo {
-    const NAME: &'static str = "exact_directed_info";
-    const DESCRIPTION: &'static str = "exact directed information I(X^{n−d} → Y^n) of an explicit joint pmf over (x^n, y^n), with MI, the feedback term and the Massey conservation-law residual (M2 oracle)";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    ExactDirectedInfo,
+    "exact_directed_info",
+    "exact directed information I(X^{n−d} → Y^n) of an explicit joint pmf over (x^n, y^n), with MI, the feedback term and the Massey conservation-law residual (M2 oracle)"
+);
 
 impl StreamMetric for ExactDirectedInfo {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {

@@ -2,20 +2,16 @@
 //! Barrett & Seth 2009), with local values and the Granger tests (see [`super::granger`]).
 
 use super::granger::{granger_record, Params};
-use super::{output, Record, StreamMetric};
-use tokit_sdk::{Metric, MetricInput, MetricOutput, Result};
+use super::{Record, StreamMetric};
+use tokit_sdk::{MetricInput, Result};
 
 pub struct GaussianTe;
 
-impl Metric for GaussianTe {
-    const NAME: &'static str = "gaussian_te";
-    const DESCRIPTION: &'static str = "Gaussian transfer entropy source→target = Geweke F / 2 (Barnett et al. 2009), with local values and the Granger tests";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    GaussianTe,
+    "gaussian_te",
+    "Gaussian transfer entropy source→target = Geweke F / 2 (Barnett et al. 2009), with local values and the Granger tests"
+);
 
 impl StreamMetric for GaussianTe {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {

@@ -5,8 +5,8 @@
 
 use super::super::granger::granger;
 use super::super::series::Reals;
-use super::{describe, echo, output, required, stream, Record, StreamMetric};
-use tokit_sdk::{Array, InfoUnit, Metric, MetricInput, MetricOutput, Result};
+use super::{describe, echo, required, stream, Record, StreamMetric};
+use tokit_sdk::{Array, InfoUnit, MetricInput, Result};
 
 pub struct Granger;
 
@@ -26,15 +26,11 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for Granger {
-    const NAME: &'static str = "granger";
-    const DESCRIPTION: &'static str = "linear-Gaussian Granger causality source→target with p lags: value = Geweke F = ln(σ²_r/σ²_f); statsmodels' ssr F-test (F, p-value), χ² and LR tests; Gaussian TE = F/2";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    Granger,
+    "granger",
+    "linear-Gaussian Granger causality source→target with p lags: value = Geweke F = ln(σ²_r/σ²_f); statsmodels' ssr F-test (F, p-value), χ² and LR tests; Gaussian TE = F/2"
+);
 
 impl StreamMetric for Granger {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {

@@ -12,6 +12,25 @@
 //! [`StreamMetric::record`] does everything but the host tensors, so every metric is
 //! testable without a host.
 
+/// `impl Metric` for a [`StreamMetric`] of this module: its `NAME`, `DESCRIPTION`, the
+/// `Params` of its file, and `compute` = [`output`]`::<Self>`.
+macro_rules! stream_metric {
+    ($metric:ident, $name:expr, $description:expr $(,)?) => {
+        impl tokit_sdk::Metric for $metric {
+            const NAME: &'static str = $name;
+            const DESCRIPTION: &'static str = $description;
+            type Params = Params;
+
+            fn compute(
+                input: &tokit_sdk::MetricInput,
+                p: Params,
+            ) -> tokit_sdk::Result<tokit_sdk::MetricOutput> {
+                super::output::<Self>(input, p)
+            }
+        }
+    };
+}
+
 mod active_info;
 mod block_entropy;
 mod directed_info;
@@ -139,11 +158,12 @@ fn err(metric: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::msg(format!("{metric}: {e}"))
 }
 
-/// A plug-in estimate on symbol streams: the options from `est` and `test` (no test:
-/// none), `measure` fills in the estimate, the record gets its value, locals and test.
-fn plug_in(
+/// A plug-in estimate on symbol streams: the record echoes the parameters `p`, the
+/// options come from `est` and `test` (no test: none), `measure` fills in the estimate,
+/// the record gets its value, locals and test.
+fn plug_in<P: Params>(
     input: &MetricInput,
-    params: Map<String, Value>,
+    p: &P,
     est: &Estimation,
     test: Option<&Test>,
     measure: impl FnOnce(&Options, &mut Record) -> Result<Measured>,
@@ -161,7 +181,7 @@ fn plug_in(
             seed: t.seed,
         };
     }
-    let mut rec = Record::new(est.unit, params);
+    let mut rec = Record::new(est.unit, echo(input, p));
     let m = measure(&opts, &mut rec)?;
     stream_record(&mut rec, &m, est.unit.scale(), opts.bias);
     Ok(rec)
@@ -245,6 +265,25 @@ fn need_symbols(
     param: &Array,
 ) -> Result<Symbols> {
     required(symbols(input, rec, name, param)?, &input.metric, name)
+}
+
+/// The streams of a pairwise estimator (transfer entropy, mutual and directed
+/// information): `source` and `target`, required, and `condition` when the metric has one
+/// and it is given; each summarised into `rec.params`.
+fn source_target(
+    input: &MetricInput,
+    rec: &mut Record,
+    source: &Array,
+    target: &Array,
+    condition: Option<&Array>,
+) -> Result<(Symbols, Symbols, Option<Symbols>)> {
+    let s = need_symbols(input, rec, "source", source)?;
+    let t = need_symbols(input, rec, "target", target)?;
+    let c = match condition {
+        Some(c) => symbols(input, rec, "condition", c)?,
+        None => None,
+    };
+    Ok((s, t, c))
 }
 
 fn describe(lens: &[usize]) -> Value {

@@ -2,11 +2,8 @@
 //! MI given `condition`, plug-in with local values and a permutation test.
 
 use super::super::mutual::mutual_info;
-use super::{
-    echo, need_symbols, output, plug_in, symbols, Estimation, Record, StreamMetric, Test,
-    STREAM_DOC,
-};
-use tokit_sdk::{Array, Metric, MetricInput, MetricOutput, Result};
+use super::{plug_in, source_target, Estimation, Record, StreamMetric, Test, STREAM_DOC};
+use tokit_sdk::{Array, MetricInput, Result};
 
 pub struct MutualInfo;
 
@@ -29,36 +26,25 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for MutualInfo {
-    const NAME: &'static str = "mutual_info";
-    const DESCRIPTION: &'static str = "mutual information I(source_{t−lag}; target_t), or conditional MI given `condition`, plug-in with local values and a permutation test";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    MutualInfo,
+    "mutual_info",
+    "mutual information I(source_{t−lag}; target_t), or conditional MI given `condition`, plug-in with local values and a permutation test"
+);
 
 impl StreamMetric for MutualInfo {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {
-        plug_in(
-            input,
-            echo(input, &p),
-            &p.est,
-            Some(&p.test),
-            |opts, rec| {
-                let source = need_symbols(input, rec, "source", &p.source)?;
-                let target = need_symbols(input, rec, "target", &p.target)?;
-                let condition = symbols(input, rec, "condition", &p.condition)?;
-                mutual_info(
-                    &source,
-                    &target,
-                    p.lag,
-                    condition.as_ref().map(|c| (c, p.cond_lag)),
-                    opts,
-                )
-                .map_err(super::err(&input.metric))
-            },
-        )
+        plug_in(input, &p, &p.est, Some(&p.test), |opts, rec| {
+            let (source, target, condition) =
+                source_target(input, rec, &p.source, &p.target, Some(&p.condition))?;
+            mutual_info(
+                &source,
+                &target,
+                p.lag,
+                condition.as_ref().map(|c| (c, p.cond_lag)),
+                opts,
+            )
+            .map_err(super::err(&input.metric))
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! `stream_entropy`: the plug-in entropy H(X) of a symbol stream.
 
 use super::super::entropy::stream_entropy;
-use super::{echo, need_symbols, output, plug_in, Estimation, Record, StreamMetric, STREAM_DOC};
-use tokit_sdk::{Array, Metric, MetricInput, MetricOutput, Result};
+use super::{need_symbols, plug_in, Estimation, Record, StreamMetric, STREAM_DOC};
+use tokit_sdk::{Array, MetricInput, Result};
 
 pub struct StreamEntropy;
 
@@ -15,20 +15,15 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for StreamEntropy {
-    const NAME: &'static str = "stream_entropy";
-    const DESCRIPTION: &'static str =
-        "entropy H(X) of a symbol stream (plug-in; trials pooled); local −ln p(x_t)";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    StreamEntropy,
+    "stream_entropy",
+    "entropy H(X) of a symbol stream (plug-in; trials pooled); local −ln p(x_t)"
+);
 
 impl StreamMetric for StreamEntropy {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {
-        plug_in(input, echo(input, &p), &p.est, None, |opts, rec| {
+        plug_in(input, &p, &p.est, None, |opts, rec| {
             let s = need_symbols(input, rec, "series", &p.series)?;
             stream_entropy(&s, opts).map_err(super::err(&input.metric))
         })

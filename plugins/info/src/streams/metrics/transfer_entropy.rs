@@ -3,11 +3,8 @@
 //! and a permutation test; the defaults reproduce pyinform's `transfer_entropy`.
 
 use super::super::transfer::{transfer_entropy, TeSpec};
-use super::{
-    echo, need_symbols, output, plug_in, symbols, Estimation, Record, StreamMetric, Test,
-    STREAM_DOC,
-};
-use tokit_sdk::{Array, Metric, MetricInput, MetricOutput, Result};
+use super::{plug_in, source_target, Estimation, Record, StreamMetric, Test, STREAM_DOC};
+use tokit_sdk::{Array, MetricInput, Result};
 
 pub struct TransferEntropy;
 
@@ -42,40 +39,29 @@ tokit_sdk::params! {
     }
 }
 
-impl Metric for TransferEntropy {
-    const NAME: &'static str = "transfer_entropy";
-    const DESCRIPTION: &'static str = "transfer entropy TE(source→target) = I(Y_t; X-window | Y-history [, condition-window]) (Schreiber; conditional TE with `condition`), plug-in with local values and a permutation test; defaults reproduce pyinform's transfer_entropy";
-    type Params = Params;
-
-    fn compute(input: &MetricInput, p: Params) -> Result<MetricOutput> {
-        output::<Self>(input, p)
-    }
-}
+stream_metric!(
+    TransferEntropy,
+    "transfer_entropy",
+    "transfer entropy TE(source→target) = I(Y_t; X-window | Y-history [, condition-window]) (Schreiber; conditional TE with `condition`), plug-in with local values and a permutation test; defaults reproduce pyinform's transfer_entropy"
+);
 
 impl StreamMetric for TransferEntropy {
     fn record(input: &MetricInput, p: Params) -> Result<Record> {
-        plug_in(
-            input,
-            echo(input, &p),
-            &p.est,
-            Some(&p.test),
-            |opts, rec| {
-                let source = need_symbols(input, rec, "source", &p.source)?;
-                let target = need_symbols(input, rec, "target", &p.target)?;
-                let condition = symbols(input, rec, "condition", &p.condition)?;
-                let spec = TeSpec {
-                    k: p.k,
-                    k_tau: p.k_tau,
-                    l: p.l,
-                    l_tau: p.l_tau,
-                    delay: p.delay,
-                    cond_l: p.cond_l,
-                    cond_tau: p.cond_tau,
-                    cond_delay: p.cond_delay,
-                };
-                transfer_entropy(&source, &target, condition.as_ref(), &spec, opts)
-                    .map_err(super::err(&input.metric))
-            },
-        )
+        plug_in(input, &p, &p.est, Some(&p.test), |opts, rec| {
+            let (source, target, condition) =
+                source_target(input, rec, &p.source, &p.target, Some(&p.condition))?;
+            let spec = TeSpec {
+                k: p.k,
+                k_tau: p.k_tau,
+                l: p.l,
+                l_tau: p.l_tau,
+                delay: p.delay,
+                cond_l: p.cond_l,
+                cond_tau: p.cond_tau,
+                cond_delay: p.cond_delay,
+            };
+            transfer_entropy(&source, &target, condition.as_ref(), &spec, opts)
+                .map_err(super::err(&input.metric))
+        })
     }
 }
