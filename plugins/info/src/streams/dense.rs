@@ -98,34 +98,65 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The integer type of the per-sample codes: u16 when the joint table is small enough
+/// ([`Worker::run`]; twice the lanes per vector step), else u32.
+trait Code: Copy + Default + Into<u32> + std::ops::Mul<Output = Self> + std::ops::AddAssign {
+    /// `v`, which the caller knows to fit.
+    fn of(v: u32) -> Self;
+}
+
+impl Code for u16 {
+    #[inline(always)]
+    fn of(v: u32) -> u16 {
+        debug_assert!(v <= u16::MAX as u32);
+        v as u16
+    }
+}
+
+impl Code for u32 {
+    #[inline(always)]
+    fn of(v: u32) -> u32 {
+        v
+    }
+}
+
 /// `out[i] (+)= x[i] · radix` (`set`: assign), widening the narrow storage on the fly.
 #[inline(always)]
-fn mul_add<T: Copy + Into<u32>>(out: &mut [u32], x: &[T], radix: u32, set: bool) {
+fn mul_add<T: Copy + Into<u32>, C: Code>(out: &mut [C], x: &[T], radix: C, set: bool) {
     if set {
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = v.into() * radix;
+            *o = C::of(v.into()) * radix;
         }
     } else {
         for (o, &v) in out.iter_mut().zip(x) {
-            *o += v.into() * radix;
+            *o += C::of(v.into()) * radix;
         }
     }
 }
 
 /// Codes of `parts` at the times `t0 + i` of one trial, for `i` in `range`, into `out`.
+/// With u16 codes every part's symbols and place values are below 2¹⁶ (the table is
+/// small), so the narrowing in [`Code::of`] is exact.
 #[inline(always)]
-fn codes_into(parts: &[Coded], trial: usize, t0: usize, range: Range<usize>, out: &mut [u32]) {
+fn codes_into<C: Code>(
+    parts: &[Coded],
+    trial: usize,
+    t0: usize,
+    range: Range<usize>,
+    out: &mut [C],
+) {
     debug_assert_eq!(out.len(), range.len());
     let (lo, hi) = (t0 + range.start, t0 + range.end);
     if parts.is_empty() {
-        out.fill(0);
+        out.fill(C::default());
     }
     for (i, p) in parts.iter().enumerate() {
         let r = lo - p.lag..hi - p.lag;
+        let radix = C::of(p.radix);
         match p.stream.trial(trial) {
-            Trial::U8(x) => mul_add(out, &x[r], p.radix, i == 0),
-            Trial::U16(x) => mul_add(out, &x[r], p.radix, i == 0),
-            Trial::U32(x) => mul_add(out, &x[r], p.radix, i == 0),
+            Trial::U8(x) => mul_add(out, &x[r], radix, i == 0),
+            Trial::U16(x) => mul_add(out, &x[r], radix, i == 0),
+            Trial::U32(x) => mul_add(out, &x[r], radix, i == 0),
         }
     }
 }
@@ -143,11 +174,11 @@ impl Worker<'_, '_> {
     /// Small tables are counted in four interleaved copies, so runs of equal codes do not
     /// serialise on one counter.
     #[inline(always)]
-    fn count(&self, g0: usize, g1: usize, mut out: Option<&mut [u32]>) -> Vec<u32> {
+    fn count<C: Code>(&self, g0: usize, g1: usize, mut out: Option<&mut [u32]>) -> Vec<u32> {
         let cells = self.cells;
         let lanes = if cells <= 1 << 12 { 4 } else { 1 };
         let mut hist = vec![0u32; cells * lanes];
-        let mut buf = [0u32; BLOCK];
+        let mut buf = [C::default(); BLOCK];
         for (trial, seg) in self.segments.iter().enumerate() {
             let (s, e) = (seg.start.max(g0), seg.end.min(g1));
             let mut at = s;
@@ -167,21 +198,23 @@ impl Worker<'_, '_> {
                     let (h2, h3) = rest.split_at_mut(cells);
                     let mut quads = b.chunks_exact(4);
                     for q in &mut quads {
-                        h0[q[0] as usize] += 1;
-                        h1[q[1] as usize] += 1;
-                        h2[q[2] as usize] += 1;
-                        h3[q[3] as usize] += 1;
+                        h0[q[0].into() as usize] += 1;
+                        h1[q[1].into() as usize] += 1;
+                        h2[q[2].into() as usize] += 1;
+                        h3[q[3].into() as usize] += 1;
                     }
                     for &c in quads.remainder() {
-                        h0[c as usize] += 1;
+                        h0[c.into() as usize] += 1;
                     }
                 } else if cells > 0 {
                     for &c in b.iter() {
-                        hist[c as usize] += 1;
+                        hist[c.into() as usize] += 1;
                     }
                 }
                 if let Some(o) = out.as_deref_mut() {
-                    o[at - g0..end - g0].copy_from_slice(b);
+                    for (o, &c) in o[at - g0..end - g0].iter_mut().zip(b.iter()) {
+                        *o = c.into();
+                    }
                 }
                 at = end;
             }
@@ -200,8 +233,37 @@ impl Worker<'_, '_> {
     /// samples at a time).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn count_avx2(&self, g0: usize, g1: usize, out: Option<&mut [u32]>) -> Vec<u32> {
-        self.count(g0, g1, out)
+    unsafe fn count_avx2<C: Code>(
+        &self,
+        g0: usize,
+        g1: usize,
+        out: Option<&mut [u32]>,
+    ) -> Vec<u32> {
+        self.count::<C>(g0, g1, out)
+    }
+
+    /// [`Worker::count`] with the narrowest codes the table allows, for AVX2 when the CPU
+    /// has it.
+    fn run(&self, g0: usize, g1: usize, out: Option<&mut [u32]>) -> Vec<u32> {
+        // At most 2¹⁵ cells: every symbol, place value and code fits in u16 (a place
+        // value can equal the cell count when a stream's alphabet is 1).
+        let narrow = self.cells > 0 && self.cells <= 1 << 15;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe {
+                if narrow {
+                    self.count_avx2::<u16>(g0, g1, out)
+                } else {
+                    self.count_avx2::<u32>(g0, g1, out)
+                }
+            };
+        }
+        if narrow {
+            self.count::<u16>(g0, g1, out)
+        } else {
+            self.count::<u32>(g0, g1, out)
+        }
     }
 }
 
@@ -236,18 +298,13 @@ fn count_on(
     let t0 = layout.t0;
     let segments = &segments[..];
     let work = |g0: usize, g1: usize, out: Option<&mut [u32]>| -> Vec<u32> {
-        let range = Worker {
+        Worker {
             parts,
             segments,
             t0,
             cells,
-        };
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { range.count_avx2(g0, g1, out) };
         }
-        range.count(g0, g1, out)
+        .run(g0, g1, out)
     };
     let hists: Vec<Vec<u32>> = if threads == 1 {
         vec![work(0, n, keep.then_some(&mut all[..]))]
@@ -903,6 +960,17 @@ mod tests {
 #[cfg(test)]
 mod probe {
     use super::*;
+    #[target_feature(enable = "avx2")]
+    unsafe fn codes_avx2(parts: &[Coded], n: usize) {
+        let mut buf = [0u16; BLOCK];
+        let mut at = 0;
+        while at < n - 3 {
+            let end = (at + BLOCK).min(n - 3);
+            codes_into(parts, 0, 3, at..end, &mut buf[..end - at]);
+            at = end;
+            std::hint::black_box(&buf);
+        }
+    }
     #[test]
     #[ignore]
     fn probe_phases() {
@@ -930,7 +998,8 @@ mod probe {
                 "count" => {
                     std::hint::black_box(count_on(&plan.parts, &layout, plan.cells(), false, 1));
                 }
-                "codes" => {
+                "codes" => unsafe { codes_avx2(&plan.parts, n) },
+                "codes_sse" => {
                     let mut buf = [0u32; BLOCK];
                     let mut at = 0;
                     while at < n - 3 {
