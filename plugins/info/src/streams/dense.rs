@@ -875,6 +875,82 @@ mod tests {
         assert_eq!(one.0[t - 2], want);
     }
 
+    /// Streams stored as u16 and tables past the u16 codes (u32 codes): the dense path
+    /// still equals the sparse one, and its counts do not depend on the thread count.
+    #[test]
+    fn wide_storage_and_wide_codes_agree_with_the_sparse_path() {
+        let mut r = Rng::new(8);
+        let n = 40_000;
+        // Alphabet 300 (stored as u16), mostly small symbols; and alphabet 20 (u8).
+        let x: Vec<u32> = (0..n)
+            .map(|_| {
+                if r.uniform() < 0.05 {
+                    299
+                } else {
+                    r.below(4) as u32
+                }
+            })
+            .collect();
+        let y: Vec<u32> = (0..n)
+            .map(|t| {
+                if t > 0 && r.uniform() < 0.6 {
+                    x[t - 1] % 20
+                } else {
+                    r.below(20) as u32
+                }
+            })
+            .collect();
+        let (x, y) = (Symbols::one(x), Symbols::one(y));
+        assert_eq!((x.alphabet(), y.alphabet()), (300, 20));
+        assert!(matches!(x.trial(0), Trial::U16(_)));
+        assert!(matches!(y.trial(0), Trial::U8(_)));
+        let (wx, wy) = (wide(&x), wide(&y));
+        let o = Options {
+            bias: Bias::MillerMadow,
+            permutations: Permutations {
+                kind: Surrogate::Shuffle,
+                count: 5,
+                seed: 2,
+            },
+            local: true,
+        };
+        // MI(x_{t−1}; y_t): 300 · 20 cells, u16 codes from u16 and u8 storage.
+        let l = Layout {
+            t0: 1,
+            lens: y.lens(),
+        };
+        let plan = Plan::new([&[(&y, 0)], &[(&x, 1)], &[]], l.samples()).unwrap();
+        assert!(plan.cells() <= 1 << 15);
+        same(
+            "mi u16",
+            &mutual_info(&x, &y, 1, None, &o).unwrap(),
+            &mutual_info(&wx, &wy, 1, None, &o).unwrap(),
+        );
+        // TE x → y, k = 1: 20 · 300 · 20 cells > 2¹⁵, u32 codes.
+        let spec = TeSpec::with_k(1);
+        let l = Layout {
+            t0: 1,
+            lens: y.lens(),
+        };
+        let plan = Plan::new([&[(&y, 0)], &[(&x, 1)], &[(&y, 1)]], l.samples());
+        let plan = plan.expect("dense");
+        assert!(plan.cells() > 1 << 15);
+        same(
+            "te u32 codes",
+            &transfer_entropy(&x, &y, None, &spec, &o).unwrap(),
+            &transfer_entropy(&wx, &wy, None, &spec, &o).unwrap(),
+        );
+        let one = count_on(&plan.parts, &l, plan.cells(), true, 1);
+        for threads in [2, 5] {
+            assert_eq!(count_on(&plan.parts, &l, plan.cells(), true, threads), one);
+        }
+        same(
+            "entropy u16 storage",
+            &stream_entropy(&x, &o).unwrap(),
+            &stream_entropy(&wx, &o).unwrap(),
+        );
+    }
+
     /// Wall-clock of the estimators on 10⁶-symbol streams (`cargo test --release -p
     /// tokit-plugin-info -- --ignored --nocapture million`); prints, asserts nothing
     /// about speed.
@@ -953,64 +1029,6 @@ mod tests {
                     .unwrap()
                     .value()
             });
-        }
-    }
-}
-
-#[cfg(test)]
-mod probe {
-    use super::*;
-    #[target_feature(enable = "avx2")]
-    unsafe fn codes_avx2(parts: &[Coded], n: usize) {
-        let mut buf = [0u16; BLOCK];
-        let mut at = 0;
-        while at < n - 3 {
-            let end = (at + BLOCK).min(n - 3);
-            codes_into(parts, 0, 3, at..end, &mut buf[..end - at]);
-            at = end;
-            std::hint::black_box(&buf);
-        }
-    }
-    #[test]
-    #[ignore]
-    fn probe_phases() {
-        let n = 1_000_000;
-        let mut r = Rng::new(1);
-        let y: Vec<u32> = (0..n).map(|_| r.below(2) as u32).collect();
-        let yf: Vec<f32> = y.iter().map(|&v| v as f32).collect();
-        let phase = std::env::var("PROBE").unwrap_or_default();
-        let reps = 200;
-        let mut out = vec![0u8; n];
-        let s = Symbols::one(y.clone());
-        let layout = Layout {
-            t0: 3,
-            lens: s.lens(),
-        };
-        let plan = Plan::new([&[(&s, 0)], &[(&s, 1), (&s, 2), (&s, 3)], &[]], n).unwrap();
-        for _ in 0..reps {
-            match phase.as_str() {
-                "convert" => {
-                    std::hint::black_box(crate::streams::series::probe_convert(&yf, &mut out));
-                }
-                "from_f32" => {
-                    std::hint::black_box(Symbols::from_f32("y", &yf, &[n]).unwrap());
-                }
-                "count" => {
-                    std::hint::black_box(count_on(&plan.parts, &layout, plan.cells(), false, 1));
-                }
-                "codes" => unsafe { codes_avx2(&plan.parts, n) },
-                "codes_sse" => {
-                    let mut buf = [0u32; BLOCK];
-                    let mut at = 0;
-                    while at < n - 3 {
-                        let end = (at + BLOCK).min(n - 3);
-                        codes_into(&plan.parts, 0, 3, at..end, &mut buf[..end - at]);
-                        at = end;
-                    }
-                    std::hint::black_box(&buf);
-                }
-                _ => {}
-            }
         }
     }
 }

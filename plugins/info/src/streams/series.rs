@@ -453,6 +453,46 @@ mod tests {
             .contains("same trial layout"));
     }
 
+    /// The one-pass u8 conversion (split over threads for long tensors) against the
+    /// general one, with wider symbols and bad values in a late chunk.
+    #[test]
+    fn long_tensors_convert_like_short_ones() {
+        let n = 3 * CONVERT_PER_THREAD + 77;
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let small: Vec<u32> = (0..n).map(|_| next() % 7).collect();
+        let data: Vec<f32> = small.iter().map(|&v| v as f32).collect();
+        let s = Symbols::from_f32("s", &data, &[n]).unwrap();
+        assert!(matches!(s.trial(0), Trial::U8(_)));
+        assert_eq!(s, Symbols::one(small.clone()));
+        assert_eq!(s.alphabet(), 7);
+        // Trials: [rows, T].
+        let rows = Symbols::from_f32("s", &data[..n - 77], &[3, CONVERT_PER_THREAD]).unwrap();
+        let want: Vec<Vec<u32>> = small[..n - 77]
+            .chunks(CONVERT_PER_THREAD)
+            .map(<[u32]>::to_vec)
+            .collect();
+        assert_eq!(rows, Symbols::new(want));
+        // A symbol past u8 in the last chunk: stored as u16, same values.
+        let mut wide = data.clone();
+        wide[n - 3] = 300.0;
+        let s = Symbols::from_f32("s", &wide, &[n]).unwrap();
+        assert!(matches!(s.trial(0), Trial::U16(_)));
+        assert_eq!(s.alphabet(), 301);
+        assert_eq!(s.trial(0).get(n - 3), 300);
+        assert_eq!(s.trial(0).get(5), small[5]);
+        // A bad value late in the tensor is named by its index.
+        let mut bad = data;
+        bad[n - 10] = 2.5;
+        let e = Symbols::from_f32("s", &bad, &[n]).unwrap_err();
+        assert!(e.contains(&format!("[0, {}]", n - 10)), "{e}");
+    }
+
     #[test]
     fn tensor_symbols_are_exact_integers_below_2_32() {
         let ok = [0.0f32, -0.0, 1.0, 16_777_216.0, 4_294_967_040.0];
@@ -475,9 +515,4 @@ mod tests {
             assert!(e.contains("[0, 1]"), "{bad}: {e}");
         }
     }
-}
-
-#[cfg(test)]
-pub fn probe_convert(src: &[f32], dst: &mut [u8]) -> (bool, u32) {
-    convert_small(src, dst)
 }
