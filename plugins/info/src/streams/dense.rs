@@ -23,6 +23,7 @@ use super::measure::{Measured, Options};
 use super::rng::Rng;
 use super::series::{Symbols, Trial};
 use super::significance::{run_surrogates, summarise, surrogate};
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// One part of a variable: the symbol of a stream at a lag before the sample time.
@@ -309,32 +310,15 @@ fn count_on(
     let hists: Vec<Vec<u32>> = if threads == 1 {
         vec![work(0, n, keep.then_some(&mut all[..]))]
     } else {
-        // The first range runs on the calling thread: one spawn fewer.
-        std::thread::scope(|s| {
-            let work = &work;
-            let mut outs: Vec<Option<&mut [u32]>> = if keep {
-                all.chunks_mut(chunk).map(Some).collect()
-            } else {
-                (0..n).step_by(chunk).map(|_| None).collect()
-            };
-            let first = outs.remove(0);
-            let handles: Vec<_> = outs
-                .into_iter()
-                .enumerate()
-                .map(|(i, out)| {
-                    let g0 = (i + 1) * chunk;
-                    let g1 = (g0 + chunk).min(n);
-                    s.spawn(move || work(g0, g1, out))
-                })
-                .collect();
-            let mut hists = vec![work(0, chunk.min(n), first)];
-            hists.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("counting worker")),
-            );
-            hists
-        })
+        let outs: Vec<Option<&mut [u32]>> = if keep {
+            all.chunks_mut(chunk).map(Some).collect()
+        } else {
+            (0..n).step_by(chunk).map(|_| None).collect()
+        };
+        outs.into_par_iter()
+            .enumerate()
+            .map(|(i, out)| work(i * chunk, ((i + 1) * chunk).min(n), out))
+            .collect()
     };
     let mut hists = hists.into_iter();
     let mut hist = hists.next().unwrap_or_else(|| vec![0; cells]);

@@ -11,6 +11,7 @@
 //! alphabet need not be contiguous and its size does not matter (counting is dense for
 //! small alphabets, sparse otherwise).
 
+use rayon::prelude::*;
 use serde_json::Value;
 
 /// Trials of a symbol stream, stored in the narrowest unsigned width that holds the
@@ -214,18 +215,10 @@ impl Symbols {
         let (ok, max) = if threads <= 1 {
             convert_small(data, &mut flat)
         } else {
-            std::thread::scope(|s| {
-                let mut pieces = data.chunks(chunk).zip(flat.chunks_mut(chunk));
-                let (src0, dst0) = pieces.next().expect("non-empty tensor");
-                let handles: Vec<_> = pieces
-                    .map(|(src, dst)| s.spawn(move || convert_small(src, dst)))
-                    .collect();
-                let first = convert_small(src0, dst0);
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("conversion worker"))
-                    .fold(first, |(a, m), (b, n)| (a & b, m.max(n)))
-            })
+            data.par_chunks(chunk)
+                .zip(flat.par_chunks_mut(chunk))
+                .map(|(src, dst)| convert_small(src, dst))
+                .reduce(|| (true, 0), |(a, m), (b, n)| (a & b, m.max(n)))
         };
         if ok && max <= u8::MAX as u32 {
             let trials = if n == 1 {
