@@ -5,11 +5,14 @@
 //! time". When every stream's alphabet (its largest symbol + 1) is small enough that the
 //! joint table of `(A, B, C)` has at most [`cells_limit`] cells, each sample gets the
 //! mixed-radix code `a + |A| (b + |B| c)` of its joint state, computed block-wise from the
-//! streams (one multiply-add pass per part over a cache-sized block, no per-sample
-//! allocation, no hashing) and counted straight into the table; the marginal tables
-//! `(A, C)`, `(B, C)` and `C` are sums over the joint one. Samples are split into
-//! contiguous ranges over threads, each with its own table, summed afterwards: counts are
-//! integers, so every result is bit-identical whatever the number of threads.
+//! streams (one multiply-add pass per part over a cache-sized block, reading the streams'
+//! narrow storage directly; no per-sample allocation, no hashing) and counted straight
+//! into the table; the marginal tables `(A, C)`, `(B, C)` and `C` are sums over the joint
+//! one. Codes are u16 when the table is small (twice the lanes per vector step), and the
+//! counting loop is compiled for AVX2 when the CPU has it. Samples are split into
+//! contiguous ranges over the threads of rayon's pool, each with its own table, summed
+//! afterwards: counts are integers, so every result is bit-identical whatever the number
+//! of threads.
 //!
 //! Values use the formulas of [`super::estimate`] on the same counts (local values are
 //! bit-identical; global values are the same sums in another order, equal to rounding).
