@@ -238,7 +238,7 @@ pub fn embed(s: &Symbols, lags: &[usize], layout: &Layout) -> Ids {
     let mut ids = Vec::with_capacity(n);
     if lags.len() == 1 {
         let mut map: FxHashMap<u32, u32> = FxHashMap::default();
-        for r in 0..s.count() {
+        for r in 0..s.n_trials() {
             let trial = s.trial_u32(r);
             for t in layout.t0..trial.len() {
                 let next = map.len() as u32;
@@ -252,7 +252,7 @@ pub fn embed(s: &Symbols, lags: &[usize], layout: &Layout) -> Ids {
     }
     let mut interner = Interner::default();
     let mut key = vec![0u32; lags.len()];
-    for r in 0..s.count() {
+    for r in 0..s.n_trials() {
         let trial = s.trial_u32(r);
         for t in layout.t0..trial.len() {
             for (k, &l) in key.iter_mut().zip(lags) {

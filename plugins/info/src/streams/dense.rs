@@ -498,7 +498,7 @@ pub fn entropy_rate_and_difference(
     }
     let mut hist = t.c.clone();
     let mut windows = e.samples;
-    for r in 0..s.count() {
+    for r in 0..s.n_trials() {
         let trial = s.trial(r);
         let len = trial.len();
         if len >= k {
@@ -700,7 +700,7 @@ mod tests {
     /// The same streams relabelled into an alphabet too large for a dense table.
     fn wide(s: &Symbols) -> Symbols {
         Symbols::new(
-            (0..s.count())
+            (0..s.n_trials())
                 .map(|r| s.trial_u32(r).iter().map(|&v| v * 100_003 + 11).collect())
                 .collect(),
         )

@@ -9,7 +9,9 @@
 //!
 //! Symbols are non-negative integers below 2³² (token ids, discretised states); the
 //! alphabet need not be contiguous and its size does not matter (counting is dense for
-//! small alphabets, sparse otherwise).
+//! small alphabets, sparse otherwise). A stream is stored in the narrowest of u8, u16
+//! and u32 that holds its largest symbol; tensor inputs are checked, narrowed and
+//! measured (their alphabet) in one pass.
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -142,7 +144,7 @@ impl Symbols {
     }
 
     /// Number of trials.
-    pub fn count(&self) -> usize {
+    pub fn n_trials(&self) -> usize {
         match &self.trials {
             Trials::U8(t) => t.len(),
             Trials::U16(t) => t.len(),
@@ -151,7 +153,7 @@ impl Symbols {
     }
 
     pub fn lens(&self) -> Vec<usize> {
-        (0..self.count()).map(|r| self.trial(r).len()).collect()
+        (0..self.n_trials()).map(|r| self.trial(r).len()).collect()
     }
 
     /// Alphabet size: largest symbol + 1 (0 when there is no symbol).

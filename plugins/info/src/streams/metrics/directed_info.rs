@@ -42,7 +42,7 @@ impl StreamMetric for DirectedInfo {
             rec.scalar("feedback_rate", d.reverse.value * scale);
             rec.scalar(
                 "length_mean",
-                target.lens().iter().sum::<usize>() as f64 / target.count() as f64,
+                target.lens().iter().sum::<usize>() as f64 / target.n_trials() as f64,
             );
             rec.notes.push(format!(
                 "rate per symbol under a Markov-order-{memory} assumption on both p(y_t | y-past, x-past) and p(y_t | y-past); I(X^n → Y^n) ≈ n × value; feedback_rate = I(0·Y^(n−1) → X^n)/n"
