@@ -94,9 +94,12 @@ const CONVERT_PER_THREAD: usize = 1 << 18;
 /// the mantissa bits.
 const M: f32 = 8_388_608.0;
 
-/// Symbols below 256 from `src` into `dst` in one branch-free pass: whether every value
-/// is an integer in `[0, 2^23)`, and the largest one (the narrowed values are right only
-/// when it is below 256).
+/// Symbols below 256 from `src` into `dst` in one branch-free pass: `v = bits(x + 2^23) −
+/// bits(2^23)`, whether every `x` equals its `v`, and the largest `v`. When that largest
+/// `v` is below 256 and every `x` equals its `v`, every value is that integer and the
+/// narrowed values are exact; any `x` outside `[0, 2^23)` (or NaN, ±∞) gives a `v` of
+/// 2^23 or more (wrapping for negatives) or a mismatch, and the caller falls back to the
+/// general conversion.
 fn convert_small(src: &[f32], dst: &mut [u8]) -> (bool, u32) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -118,9 +121,9 @@ fn convert_small_body(src: &[f32], dst: &mut [u8]) -> (bool, u32) {
     let mut ok = true;
     let mut max = 0u32;
     for (o, &x) in dst.iter_mut().zip(src) {
-        let y = x + M;
-        ok &= (0.0..M).contains(&x) & (y - M == x);
-        let v = y.to_bits().wrapping_sub(M.to_bits());
+        let v = (x + M).to_bits().wrapping_sub(M.to_bits());
+        // `as i32`: exact for the `v` below 256 that matter, and a single vector convert.
+        ok &= (v as i32) as f32 == x;
         max = max.max(v);
         *o = v as u8;
     }
@@ -482,10 +485,28 @@ mod tests {
         assert_eq!(s.trial(0).get(n - 3), 300);
         assert_eq!(s.trial(0).get(5), small[5]);
         // A bad value late in the tensor is named by its index.
-        let mut bad = data;
-        bad[n - 10] = 2.5;
-        let e = Symbols::from_f32("s", &bad, &[n]).unwrap_err();
-        assert!(e.contains(&format!("[0, {}]", n - 10)), "{e}");
+        for x in [
+            2.5,
+            255.5,
+            -0.5,
+            -1.0,
+            -300.0,
+            f32::NAN,
+            f32::NEG_INFINITY,
+            1e10,
+        ] {
+            let mut bad = data.clone();
+            bad[n - 10] = x;
+            let e = Symbols::from_f32("s", &bad, &[n]).unwrap_err();
+            assert!(e.contains(&format!("[0, {}]", n - 10)), "{x}: {e}");
+        }
+        // −0 is the symbol 0, on the fast path as on the general one.
+        let mut zero = data;
+        zero[1] = -0.0;
+        assert_eq!(
+            Symbols::from_f32("s", &zero, &[n]).unwrap().trial(0).get(1),
+            0
+        );
     }
 
     #[test]
