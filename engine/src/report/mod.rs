@@ -90,6 +90,54 @@ impl Report {
         })
     }
 
+    /// A report read back from its canonical JSON ([`Report::to_json`]); `null` numbers
+    /// are NaN again, so `from_json(to_json(r))` writes the same file as `r`.
+    pub fn from_json(v: &Value) -> Result<Report> {
+        let text = |k: &str| -> Result<String> {
+            v[k].as_str()
+                .map(str::to_string)
+                .with_context(|| format!("result JSON: `{k}` is no string"))
+        };
+        let number = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
+        let object = |k: &str| -> Result<&Map<String, Value>> {
+            v[k].as_object()
+                .with_context(|| format!("result JSON: `{k}` is no object"))
+        };
+        let mut tensors = BTreeMap::new();
+        for (k, t) in object("tensors")? {
+            let shape: Vec<usize> = serde_json::from_value(t["shape"].clone())
+                .with_context(|| format!("result JSON: tensor `{k}`: shape"))?;
+            let data: Vec<f32> = t["data"]
+                .as_array()
+                .with_context(|| format!("result JSON: tensor `{k}`: data"))?
+                .iter()
+                .map(|x| number(x) as f32)
+                .collect();
+            tensors.insert(k.clone(), Tensor::new(shape, data)?);
+        }
+        Ok(Report {
+            metric: text("metric")?,
+            plugin: text("plugin")?,
+            plugin_version: text("plugin_version")?,
+            description: text("description")?,
+            reconstruction: v["reconstruction"].as_bool().unwrap_or(false),
+            value: (!v["value"].is_null()).then(|| number(&v["value"])),
+            unit: text("unit")?,
+            estimator: text("estimator")?,
+            scalars: object("scalars")?
+                .iter()
+                .map(|(k, x)| (k.clone(), number(x)))
+                .collect(),
+            params: object("params")?.clone(),
+            notes: serde_json::from_value(v["notes"].clone()).context("result JSON: notes")?,
+            tensors,
+            tokens: serde_json::from_value(v["tokens"].clone()).context("result JSON: tokens")?,
+            provenance: serde_json::from_value(v["provenance"].clone())
+                .context("result JSON: provenance")?,
+            plot: Some(v["plot"].clone()).filter(|p| !p.is_null()),
+        })
+    }
+
     /// Per-position table: the chosen 1-D tensors (all of them when `columns` is empty)
     /// whose length matches the longest one, plus the token text when known.
     pub fn table(&self, columns: &[String]) -> (Vec<String>, Vec<Vec<String>>) {

@@ -19,11 +19,39 @@
 //! effective transfer entropy). Each surrogate draws from its own generator derived from
 //! `(seed, index)`, so results do not depend on the number of threads. Threads are scoped
 //! to the call (no thread outlives a call into the plugin).
+//!
+//! A test sharded over the tasks of a cluster job (`docs/corpus.md`, "Sharding a
+//! permutation test") computes a range `first..first + count` of the surrogate indices in
+//! each task: [`numbered_from`] sets `first` for the duration of a measurement, so every
+//! estimator (the sparse one here and the dense tables of `dense.rs`, both of which draw
+//! through [`run_surrogates`]) numbers its surrogates alike, and surrogate `i` is the same
+//! number whichever task computes it. [`Significance::exceeding`] and the values are the
+//! range's mergeable statistics.
 
 use super::counting::Ids;
 use super::estimate::{Bias, Cmi};
 use super::rng::Rng;
+use std::cell::Cell;
 use std::ops::Range;
+
+thread_local! {
+    /// The index of the first surrogate a test on this thread computes (see
+    /// [`numbered_from`]).
+    static FIRST: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Run `f` with its permutation tests computing surrogates `first..first + count` (their
+/// `count` as given) instead of `0..count`; restored when `f` returns or unwinds.
+pub fn numbered_from<R>(first: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FIRST.set(self.0);
+        }
+    }
+    let _restore = Restore(FIRST.replace(first));
+    f()
+}
 
 /// How surrogates reorder the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +100,9 @@ pub struct Significance {
     pub surrogate_std: f64,
     /// `observed − surrogate_mean`.
     pub effective: f64,
+    /// Surrogates at least as large as the observed value (ties up to rounding included):
+    /// the p-value's count, which sums over the ranges of a sharded test.
+    pub exceeding: usize,
     pub values: Vec<f64>,
 }
 
@@ -141,9 +172,12 @@ pub fn permutation_test(
     summarise(observed, values)
 }
 
-/// `one(i)` for every surrogate `i < count` (over `samples` samples each), on scoped
-/// threads when the work is large enough; the values do not depend on the thread count.
+/// `one(i)` for every surrogate `i` in `first..first + count` (over `samples` samples
+/// each; `first` is 0 unless set by [`numbered_from`]), on scoped threads when the work is
+/// large enough; the values do not depend on the thread count.
 pub fn run_surrogates(count: usize, samples: usize, one: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
+    let first = FIRST.get();
+    let one = |i: usize| one(first + i);
     let mut values = vec![f64::NAN; count];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Below ~64k sample-surrogates a thread costs more than it saves.
@@ -178,6 +212,7 @@ pub fn summarise(observed: f64, values: Vec<f64>) -> Significance {
             surrogate_mean: f64::NAN,
             surrogate_std: f64::NAN,
             effective: f64::NAN,
+            exceeding: 0,
             values,
         };
     }
@@ -195,6 +230,7 @@ pub fn summarise(observed: f64, values: Vec<f64>) -> Significance {
         surrogate_mean: mean,
         surrogate_std: var.sqrt(),
         effective: observed - mean,
+        exceeding: ge,
         values,
     }
 }
@@ -245,6 +281,21 @@ mod tests {
                 .all(|c| c[0] % 3 == 0 && c[1] == c[0] + 1 && c[2] == c[0] + 2),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_range_of_surrogates_is_the_same_numbers_as_in_the_whole_test() {
+        let one = |i: usize| (i * i) as f64 + 0.5;
+        // Enough work for threads, so the offset must reach every one of them.
+        let whole = run_surrogates(50, 100_000, one);
+        for (first, count) in [(0, 50), (7, 20), (49, 1), (50, 0)] {
+            let part = numbered_from(first, || run_surrogates(count, 100_000, one));
+            assert_eq!(part, whole[first..first + count]);
+        }
+        // Restored after the call.
+        assert_eq!(run_surrogates(3, 1, one), whole[..3]);
+        let s = summarise(1.0, vec![0.0, 1.0, 2.0, 0.5]);
+        assert_eq!(s.exceeding, 2);
     }
 
     #[test]
