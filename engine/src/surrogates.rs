@@ -230,16 +230,24 @@ fn scalar(r: &Report, k: &str, name: &str) -> Result<f64> {
         .ok_or_else(|| anyhow!("{name}: its result has no `{k}`"))
 }
 
-/// The result without what depends on the surrogate range: what every part must share.
+/// The result without what depends on the surrogate range or the node: what every part
+/// must share.
 fn observed(r: &Report) -> Value {
     let mut v = r.to_json();
-    for k in TEST_SCALARS.iter().chain(&RANGE_SCALARS) {
-        v["scalars"].as_object_mut().map(|s| s.remove(*k));
+    if let Some(s) = v["scalars"].as_object_mut() {
+        for k in TEST_SCALARS.iter().chain(&RANGE_SCALARS) {
+            s.remove(*k);
+        }
     }
-    v["tensors"].as_object_mut().map(|t| t.remove("surrogates"));
-    v["provenance"]
-        .as_object_mut()
-        .map(|p| p.remove("created_unix"));
+    if let Some(t) = v["tensors"].as_object_mut() {
+        t.remove("surrogates");
+    }
+    // When and on which backend (thread count, GPU) a shard ran is no part of its result:
+    // the nodes of a cluster differ.
+    if let Some(p) = v["provenance"].as_object_mut() {
+        p.remove("created_unix");
+        p.remove("backend");
+    }
     v
 }
 

@@ -409,6 +409,40 @@ fn slurm_array_merges_to_the_single_run() {
     assert!(o.status.success(), "re-submitted task: {}", log(2));
     ok(&merge(&out));
     assert_same_files(&out, &single);
+
+    // A permutation test as an array (examples/slurm/permutation.sbatch).
+    let (src, dst) = te_streams(dir.path(), 2000, 0);
+    let single = dir.path().join("te-single.json");
+    ok(&clean_tokit()
+        .args(te_args(&src, &dst, &single, 200))
+        .output()
+        .unwrap());
+    let out = dir.path().join("te-slurm.json");
+    let args = te_args(&src, &dst, &out, 200);
+    let o = Command::new("sbatch")
+        .current_dir(dir.path())
+        .args([
+            "--array=0-3",
+            "--wait",
+            "--output",
+            &p(&dir.path().join("te-%a.out")),
+        ])
+        .arg(root.join("examples/slurm/permutation.sbatch"))
+        // `analyze transfer_entropy` and `--output OUT` come from the script.
+        .args(&args[2..args.len() - 2])
+        .env("TOKIT", &exe)
+        .env("OUT", &out)
+        .env("SHARDS", "4")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sbatch: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(&merge(&out));
+    assert_same_test(&out, &single);
 }
 
 /// `tokit run --shard I/N SCRIPT`: `shard_items` gives each shard its slice of a grid, the
