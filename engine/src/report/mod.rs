@@ -270,3 +270,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     tokit_model::atomic::write_atomically(path, |w| w.write_all(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_read_back_from_its_json_writes_the_same_json() {
+        let r = Report {
+            metric: "m".into(),
+            plugin: "p".into(),
+            plugin_version: "1".into(),
+            description: "d".into(),
+            reconstruction: true,
+            value: Some(0.1 + 0.2),
+            unit: "bits".into(),
+            estimator: "plugin".into(),
+            scalars: [("a".to_string(), 1.0 / 3.0), ("nan".to_string(), f64::NAN)].into(),
+            params: serde_json::json!({"k": [1, 2], "s": "x"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            notes: vec!["n".into()],
+            tensors: [(
+                "t".to_string(),
+                Tensor::new(vec![2, 2], vec![0.1, f32::NAN, -3.5e-8, 1e30]).unwrap(),
+            )]
+            .into(),
+            tokens: vec!["a".into(), "b".into()],
+            provenance: Provenance {
+                backend: "cpu".into(),
+                tokit_version: "0".into(),
+                created_unix: 5,
+                ..Default::default()
+            },
+            plot: Some(serde_json::json!({"kind": "line"})),
+        };
+        let j = r.to_json();
+        let back = Report::from_json(&j).unwrap();
+        assert_eq!(back.to_json(), j);
+        assert_eq!(back.value.unwrap().to_bits(), (0.1f64 + 0.2).to_bits());
+        // Through text too: every f64 comes back bit for bit.
+        let text = serde_json::to_string_pretty(&j).unwrap();
+        let again = Report::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&again.to_json()).unwrap(),
+            text
+        );
+        let x = 0.012_345_678_901_234_567_f64;
+        let v: Value = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+        assert_eq!(v.as_f64().unwrap().to_bits(), x.to_bits());
+    }
+}
