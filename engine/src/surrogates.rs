@@ -51,28 +51,21 @@ const RANGE_SCALARS: [&str; 4] = [
     "surrogates_m2",
 ];
 
-/// The surrogates shard `s` of a test of `count` computes: the contiguous run of
-/// [`crate::shard::indices`] (empty when there are more shards than surrogates).
+/// The surrogates shard `s` of a test of `count` computes: the split of
+/// [`crate::shard::indices`] (surrogate j goes to shard ⌊N(2j + 1)/(2·count)⌋), in closed
+/// form so a test of millions of surrogates needs no list of them; empty when there are
+/// more shards than surrogates.
 pub fn range(s: Shard, count: usize) -> Range<usize> {
-    let mine = crate::shard::indices(Some(s), count);
-    let start = match mine.first() {
-        Some(&i) => i,
-        // No surrogate here: the range starts where the earlier shards' end.
-        None => (0..s.index)
-            .map(|i| {
-                crate::shard::indices(
-                    Some(Shard {
-                        index: i,
-                        count: s.count,
-                    }),
-                    count,
-                )
-            })
-            .filter_map(|v| v.last().map(|&l| l + 1))
-            .max()
-            .unwrap_or(0),
+    // Surrogates before shard i: the j with N(2j + 1) < 2·count·i.
+    let before = |i: usize| -> usize {
+        let (c, n, i) = (count as u128, s.count as u128, i as u128);
+        if 2 * c * i <= n {
+            0
+        } else {
+            ((2 * c * i + n - 1) / (2 * n)).min(c) as usize
+        }
     };
-    start..start + mine.len()
+    before(s.index)..before(s.index + 1)
 }
 
 /// `OUT.shards/part-I-of-N.json`.
@@ -420,11 +413,18 @@ mod tests {
 
     #[test]
     fn ranges_tile_the_surrogates_for_any_n() {
-        for total in [0, 1, 3, 200, 201] {
+        for total in [0, 1, 3, 5, 200, 201] {
             for n in [1, 2, 3, 4, 7, 16] {
                 let mut next = 0;
                 for i in 0..n {
-                    let r = range(Shard::new(i, n).unwrap(), total);
+                    let s = Shard::new(i, n).unwrap();
+                    let r = range(s, total);
+                    // The split of `shard_items`.
+                    assert_eq!(
+                        r.clone().collect::<Vec<_>>(),
+                        crate::shard::indices(Some(s), total),
+                        "{total} over {n}: shard {i}"
+                    );
                     assert_eq!(r.start, next, "{total} over {n}: shard {i}");
                     assert!(r.len() <= total.div_ceil(n), "balanced");
                     next = r.end;
