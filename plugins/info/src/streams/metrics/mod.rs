@@ -7,7 +7,9 @@
 //! converted on output (`unit`). Local values come back as the tensor `local`, aligned
 //! with the input's time axis (`[T]`, or `[trials, T]` for several trials), NaN at times
 //! that have no sample (before the largest lag); their mean over the non-NaN entries is
-//! the value. Permutation tests return the surrogate values as the tensor `surrogates`.
+//! the value. Permutation tests return the surrogate values as the tensor `surrogates`;
+//! with `surrogate_range` only a range of them, plus the range's mergeable statistics (one
+//! shard of a test split over a cluster, `docs/corpus.md`, "Sharding a permutation test").
 //!
 //! [`StreamMetric::record`] does everything but the host tensors, so every metric is
 //! testable without a host.
