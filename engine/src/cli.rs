@@ -122,7 +122,8 @@ pub enum Command {
         corpus: crate::corpus::CorpusArgs,
     },
     /// Merge the shards of a corpus analysis (`analyze --corpus ... --output OUT --shard I/N`)
-    /// into OUT and its summary, the files a single run writes.
+    /// into OUT and its summary, or of a permutation test (`analyze METRIC ... --output OUT
+    /// --shard I/N`) into OUT: the files a single run writes.
     Merge {
         /// The --output the shards were given.
         output: PathBuf,
@@ -547,6 +548,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&g)?);
             }
         }
+        Command::Merge { output } if crate::surrogates::is_test(&output) => {
+            let t0 = std::time::Instant::now();
+            let m = crate::surrogates::merge(&output)?;
+            println!(
+                "merged {} shards: {} surrogates, p = {} in {:.3} s",
+                m.shards,
+                m.permutations,
+                m.p_value,
+                t0.elapsed().as_secs_f64()
+            );
+            println!("wrote {}", m.output.display());
+        }
         Command::Merge { output } => {
             let t0 = std::time::Instant::now();
             let m = crate::corpus::merge(&output)?;
@@ -569,8 +582,40 @@ pub fn run(cli: Cli) -> Result<()> {
                 return args.corpus(&tokit, &metric, output.as_deref(), &corpus);
             }
             let a = args.load(&tokit)?;
-            let report = tokit.analyze(&metric, &a)?;
             let path = output.unwrap_or_else(|| out_dir.join(format!("{metric}.json")));
+            // A permutation test shards only when asked by a flag: a cluster's variables
+            // alone do not split a plain analysis (a Slurm array may run a grid of them).
+            let shard = match (&corpus.shard, corpus.shards) {
+                (None, None) => None,
+                (flag, shards) => crate::corpus::shard::resolve(flag.as_deref(), shards, |k| {
+                    std::env::var(k).ok()
+                })?,
+            };
+            if let Some(s) = shard {
+                let t0 = std::time::Instant::now();
+                let r = crate::surrogates::run_shard(&tokit, &metric, &a, &path, s)?;
+                let v = r
+                    .report
+                    .value
+                    .map_or("-".to_string(), |v| format!("{v:.6}"));
+                println!(
+                    "{metric} = {v} {}: shard {} of {}, surrogates {}..{} of {} in {:.3} s",
+                    r.report.unit,
+                    s.index,
+                    s.count,
+                    r.surrogates.start,
+                    r.surrogates.end,
+                    r.permutations,
+                    t0.elapsed().as_secs_f64()
+                );
+                println!(
+                    "wrote {}; when all are done, `tokit merge {}` writes the whole",
+                    r.part.display(),
+                    path.display()
+                );
+                return Ok(());
+            }
+            let report = tokit.analyze(&metric, &a)?;
             report.save(&path)?;
             let v = report.value.map_or("-".to_string(), |v| format!("{v:.6}"));
             println!("{metric} = {v} {} ({})", report.unit, report.estimator);

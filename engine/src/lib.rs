@@ -25,3 +25,4 @@ pub mod bench;
 pub mod cli;
 pub mod script;
 pub mod shard;
+pub mod surrogates;

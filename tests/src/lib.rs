@@ -138,3 +138,21 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "gguf"))
 }
+
+/// A little-endian int64 `.npy` file.
+pub fn write_npy_i64(path: &Path, v: &[u32]) {
+    let mut h = format!(
+        "{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}",
+        v.len()
+    );
+    let total = 10 + h.len() + 1;
+    h.push_str(&" ".repeat(total.next_multiple_of(64) - total));
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    for &x in v {
+        b.extend_from_slice(&(x as i64).to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use tokit_engine::script::ScriptHost;
 use tokit_engine::AnalyzeInput;
-use tokit_tests::{engine, tokit, tokit_command};
+use tokit_tests::{engine, tokit, tokit_command, write_npy_i64};
 
 /// A pseudo-random binary stream and a noisy copy delayed by one step (a script of the same
 /// generator builds the same numbers).
@@ -209,24 +209,6 @@ fn tensors_round_trip_through_files() {
     assert!(m.contains("bad.csv:2") && m.contains("column 2"), "{m}");
     let m = err(&format!(r#"save_tensor("text", "{d}/x.npy")"#));
     assert!(m.contains("Tensor"), "{m}");
-}
-
-/// A little-endian int64 `.npy` file.
-fn write_npy_i64(path: &Path, v: &[u32]) {
-    let mut h = format!(
-        "{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}",
-        v.len()
-    );
-    let total = 10 + h.len() + 1;
-    h.push_str(&" ".repeat(total.next_multiple_of(64) - total));
-    h.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    b.extend_from_slice(h.as_bytes());
-    for &x in v {
-        b.extend_from_slice(&(x as i64).to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
 }
 
 #[test]

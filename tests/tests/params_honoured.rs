@@ -134,6 +134,8 @@ fn cases() -> Vec<Case> {
     let zr = reals(300, 6);
     let cond = json!({ "condition": z });
     let block = json!({ "surrogate": "block" });
+    // Surrogates 5..12 of the 20: one shard of a test split over a cluster.
+    let range = json!({ "surrogate_range": [5, 12] });
     let vocab = 128;
     let ref_logits: Vec<f32> = (0..12 * vocab)
         .map(|i| ((i * 37 % 101) as f32) / 50.0)
@@ -206,6 +208,7 @@ fn cases() -> Vec<Case> {
             )
             .change("surrogate", json!({ "surrogate": "circular" }))
             .change_with("block_size", json!({ "block_size": 7 }), block.clone())
+            .change("surrogate_range", range.clone())
     };
     all.push(
         case(
@@ -220,7 +223,8 @@ fn cases() -> Vec<Case> {
             json!({ "bias_correction": "miller_madow" }),
         )
         .change("surrogate", json!({ "surrogate": "circular" }))
-        .change_with("block_size", json!({ "block_size": 7 }), block.clone()),
+        .change_with("block_size", json!({ "block_size": 7 }), block.clone())
+        .change("surrogate_range", range.clone()),
     );
     let te = json!({ "source": x, "target": y, "permutations": 20 });
     let cond2 = json!({ "condition": z, "cond_l": 2 });

@@ -13,7 +13,7 @@
 //!   uninterrupted one.
 
 pub mod shard;
-mod source;
+pub(crate) mod source;
 mod summary;
 mod table;
 
@@ -68,9 +68,11 @@ pub struct CorpusArgs {
     /// Test aid: abort the process (as kill -9 would) after writing this many parts.
     #[arg(long, hide = true)]
     pub abort_after_parts: Option<usize>,
-    /// Run shard I of N (e.g. 0/4): a contiguous slice of the documents holding about 1/N
-    /// of the tokens, written to OUT.shards/part-I-of-N.*; `tokit merge OUT` then writes
-    /// OUT. Without it, a Slurm array task's variables give I and N.
+    /// Run shard I of N (e.g. 0/4): with --corpus, a contiguous slice of the documents
+    /// holding about 1/N of the tokens, written to OUT.shards/part-I-of-N.*; without, a
+    /// contiguous range of a permutation test's surrogates, written to
+    /// OUT.shards/part-I-of-N.json. `tokit merge OUT` then writes OUT. With --corpus and
+    /// without it, a Slurm array task's variables give I and N.
     #[arg(long)]
     pub shard: Option<String>,
     /// The number of shards N, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX or a

@@ -172,32 +172,43 @@ pub struct Merged {
     pub tokens: usize,
 }
 
-/// Parse `part-I-of-N.summary.json`.
-fn parse_name(name: &str) -> Option<(usize, usize)> {
-    let rest = name.strip_prefix("part-")?.strip_suffix(".summary.json")?;
+/// Parse `part-I-of-N{suffix}`.
+fn parse_name(name: &str, suffix: &str) -> Option<(usize, usize)> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(suffix)?;
     let (i, n) = rest.split_once("-of-")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(i) || !digits(n) {
+        return None;
+    }
     Some((i.parse().ok()?, n.parse().ok()?))
 }
 
-/// `tokit merge OUT`: check that `OUT.shards` holds every part of one sharded run, each
-/// once and all of the same inputs and code version, then write OUT and its summary as a
-/// single run would. Writing the same files again, it is idempotent.
-pub fn merge(out: &Path) -> Result<Merged> {
-    let format = super::format_of(out)?;
-    let dir = shards_dir(out);
-    let entries = std::fs::read_dir(&dir)
+/// Whether `dir` holds a file named `part-I-of-N{suffix}`.
+pub(crate) fn has_parts(dir: &Path, suffix: &str) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| parse_name(&e.file_name().to_string_lossy(), suffix).is_some())
+    })
+}
+
+/// Check that `dir` holds the finished parts `part-I-of-N{suffix}` of one sharded run,
+/// I = 0 to N−1 each once (a part under two spellings, a stale part of another N, a
+/// missing part are errors naming them); returns N.
+pub(crate) fn inventory(dir: &Path, suffix: &str) -> Result<usize> {
+    let entries = std::fs::read_dir(dir)
         .with_context(|| format!("reading {} (no shard has finished?)", dir.display()))?;
     // (index, count) → file names, to find a part given twice under two spellings.
     let mut found: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     for e in entries {
         let name = e?.file_name().to_string_lossy().into_owned();
-        if let Some(k) = parse_name(&name) {
+        if let Some(k) = parse_name(&name, suffix) {
             found.entry(k).or_default().push(name);
         }
     }
     ensure!(
         !found.is_empty(),
-        "{} holds no finished part (part-I-of-N.summary.json)",
+        "{} holds no finished part (part-I-of-N{suffix})",
         dir.display()
     );
     if let Some((&(i, n), names)) = found.iter().find(|(_, v)| v.len() > 1) {
@@ -233,6 +244,16 @@ pub fn merge(out: &Path) -> Result<Merged> {
         dir.display(),
         missing.join(", ")
     );
+    Ok(count)
+}
+
+/// `tokit merge OUT`: check that `OUT.shards` holds every part of one sharded run, each
+/// once and all of the same inputs and code version, then write OUT and its summary as a
+/// single run would. Writing the same files again, it is idempotent.
+pub fn merge(out: &Path) -> Result<Merged> {
+    let format = super::format_of(out)?;
+    let dir = shards_dir(out);
+    let count = inventory(&dir, ".summary.json")?;
 
     let mut base: Option<(String, Value)> = None;
     let mut columns: Option<Vec<String>> = None;

@@ -95,7 +95,7 @@ impl Corpus {
     /// Bytes and a 64-bit FNV-1a hash of the corpus content (for a directory: of each
     /// `.txt` file's name and content), for provenance and for the resume check.
     pub fn fingerprint(&self) -> Result<(u64, String)> {
-        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        let mut h = Fnv::new();
         let mut size = 0u64;
         let mut hash_file = |p: &Path, h: &mut Fnv| -> Result<()> {
             let mut f = std::fs::File::open(p).with_context(|| format!("{}", p.display()))?;
@@ -118,7 +118,7 @@ impl Corpus {
         } else {
             hash_file(&self.path, &mut h)?;
         }
-        Ok((size, format!("fnv1a64:{:016x}", h.0)))
+        Ok((size, h.hex()))
     }
 
     /// The documents, in id order, empty ones skipped.
@@ -266,10 +266,19 @@ impl Corpus {
 }
 
 /// FNV-1a, 64 bits: a content hash for provenance (not for security).
-struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl Fnv {
-    fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// `fnv1a64:` and the hash in hex.
+    pub(crate) fn hex(&self) -> String {
+        format!("fnv1a64:{:016x}", self.0)
+    }
+
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         for &x in b {
             self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
         }

@@ -90,6 +90,54 @@ impl Report {
         })
     }
 
+    /// A report read back from its canonical JSON ([`Report::to_json`]); `null` numbers
+    /// are NaN again, so `from_json(to_json(r))` writes the same file as `r`.
+    pub fn from_json(v: &Value) -> Result<Report> {
+        let text = |k: &str| -> Result<String> {
+            v[k].as_str()
+                .map(str::to_string)
+                .with_context(|| format!("result JSON: `{k}` is no string"))
+        };
+        let number = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
+        let object = |k: &str| -> Result<&Map<String, Value>> {
+            v[k].as_object()
+                .with_context(|| format!("result JSON: `{k}` is no object"))
+        };
+        let mut tensors = BTreeMap::new();
+        for (k, t) in object("tensors")? {
+            let shape: Vec<usize> = serde_json::from_value(t["shape"].clone())
+                .with_context(|| format!("result JSON: tensor `{k}`: shape"))?;
+            let data: Vec<f32> = t["data"]
+                .as_array()
+                .with_context(|| format!("result JSON: tensor `{k}`: data"))?
+                .iter()
+                .map(|x| number(x) as f32)
+                .collect();
+            tensors.insert(k.clone(), Tensor::new(shape, data)?);
+        }
+        Ok(Report {
+            metric: text("metric")?,
+            plugin: text("plugin")?,
+            plugin_version: text("plugin_version")?,
+            description: text("description")?,
+            reconstruction: v["reconstruction"].as_bool().unwrap_or(false),
+            value: (!v["value"].is_null()).then(|| number(&v["value"])),
+            unit: text("unit")?,
+            estimator: text("estimator")?,
+            scalars: object("scalars")?
+                .iter()
+                .map(|(k, x)| (k.clone(), number(x)))
+                .collect(),
+            params: object("params")?.clone(),
+            notes: serde_json::from_value(v["notes"].clone()).context("result JSON: notes")?,
+            tensors,
+            tokens: serde_json::from_value(v["tokens"].clone()).context("result JSON: tokens")?,
+            provenance: serde_json::from_value(v["provenance"].clone())
+                .context("result JSON: provenance")?,
+            plot: Some(v["plot"].clone()).filter(|p| !p.is_null()),
+        })
+    }
+
     /// Per-position table: the chosen 1-D tensors (all of them when `columns` is empty)
     /// whose length matches the longest one, plus the token text when known.
     pub fn table(&self, columns: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
@@ -221,4 +269,56 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     tokit_model::atomic::write_atomically(path, |w| w.write_all(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_read_back_from_its_json_writes_the_same_json() {
+        let r = Report {
+            metric: "m".into(),
+            plugin: "p".into(),
+            plugin_version: "1".into(),
+            description: "d".into(),
+            reconstruction: true,
+            value: Some(0.1 + 0.2),
+            unit: "bits".into(),
+            estimator: "plugin".into(),
+            scalars: [("a".to_string(), 1.0 / 3.0), ("nan".to_string(), f64::NAN)].into(),
+            params: serde_json::json!({"k": [1, 2], "s": "x"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            notes: vec!["n".into()],
+            tensors: [(
+                "t".to_string(),
+                Tensor::new(vec![2, 2], vec![0.1, f32::NAN, -3.5e-8, 1e30]).unwrap(),
+            )]
+            .into(),
+            tokens: vec!["a".into(), "b".into()],
+            provenance: Provenance {
+                backend: "cpu".into(),
+                tokit_version: "0".into(),
+                created_unix: 5,
+                ..Default::default()
+            },
+            plot: Some(serde_json::json!({"kind": "line"})),
+        };
+        let j = r.to_json();
+        let back = Report::from_json(&j).unwrap();
+        assert_eq!(back.to_json(), j);
+        assert_eq!(back.value.unwrap().to_bits(), (0.1f64 + 0.2).to_bits());
+        // Through text too: every f64 comes back bit for bit.
+        let text = serde_json::to_string_pretty(&j).unwrap();
+        let again = Report::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&again.to_json()).unwrap(),
+            text
+        );
+        let x = 0.012_345_678_901_234_567_f64;
+        let v: Value = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+        assert_eq!(v.as_f64().unwrap().to_bits(), x.to_bits());
+    }
 }

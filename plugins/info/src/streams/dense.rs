@@ -636,7 +636,7 @@ pub fn measure_cmi(
             };
             s.cmi(n, false).0 + mm(bias, s.cmi_bins(), n)
         };
-        let values = run_surrogates(spec.count, n, one);
+        let values = run_surrogates(spec.first, spec.count, n, one);
         summarise(estimate.value, values)
     });
     Some(Measured {
@@ -762,6 +762,7 @@ mod tests {
                 permutations: Permutations {
                     kind,
                     count: 20,
+                    first: 0,
                     seed: 5,
                 },
                 local: true,
@@ -897,6 +898,7 @@ mod tests {
             permutations: Permutations {
                 kind: Surrogate::Shuffle,
                 count: 5,
+                first: 0,
                 seed: 2,
             },
             local: true,
@@ -997,6 +999,7 @@ mod tests {
                 permutations: Permutations {
                     kind: Surrogate::Shuffle,
                     count: 20,
+                    first: 0,
                     seed: 1,
                 },
                 ..Options::default()

@@ -22,6 +22,7 @@ impl Default for Options {
             permutations: Permutations {
                 kind: Surrogate::Shuffle,
                 count: 0,
+                first: 0,
                 seed: 0,
             },
             local: true,

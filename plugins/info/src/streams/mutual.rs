@@ -67,6 +67,7 @@ mod tests {
             permutations: Permutations {
                 kind: Surrogate::Shuffle,
                 count: 99,
+                first: 0,
                 seed: 1,
             },
             ..Options::default()

@@ -19,6 +19,13 @@
 //! effective transfer entropy). Each surrogate draws from its own generator derived from
 //! `(seed, index)`, so results do not depend on the number of threads. Threads are scoped
 //! to the call (no thread outlives a call into the plugin).
+//!
+//! A test sharded over the tasks of a cluster job (`docs/corpus.md`, "Sharding a
+//! permutation test") computes a range `first..first + count` of the surrogate indices in
+//! each task ([`Permutations::first`]); every estimator (the sparse one here and the dense
+//! tables of `dense.rs`, both of which draw through [`run_surrogates`]) numbers its
+//! surrogates alike, so surrogate `i` is the same number whichever task computes it. [`Significance::exceeding`] and the values are the
+//! range's mergeable statistics.
 
 use super::counting::Ids;
 use super::estimate::{Bias, Cmi};
@@ -55,12 +62,15 @@ impl Surrogate {
     }
 }
 
-/// What a permutation test runs: surrogate kind, count, seed.
+/// What a permutation test runs: surrogate kind, the surrogates `first..first + count`
+/// (all of a test: `first` 0; one shard of it: its range), seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Permutations {
     pub kind: Surrogate,
     /// Number of surrogates (0: no test).
     pub count: usize,
+    /// Index of the first surrogate (0 unless the test is sharded).
+    pub first: usize,
     pub seed: u64,
 }
 
@@ -72,6 +82,9 @@ pub struct Significance {
     pub surrogate_std: f64,
     /// `observed − surrogate_mean`.
     pub effective: f64,
+    /// Surrogates at least as large as the observed value (ties up to rounding included):
+    /// the p-value's count, which sums over the ranges of a sharded test.
+    pub exceeding: usize,
     pub values: Vec<f64>,
 }
 
@@ -129,7 +142,8 @@ pub fn permutation_test(
 ) -> Significance {
     let Permutations {
         kind,
-        count: permutations,
+        count,
+        first,
         seed,
     } = spec;
     let one = |i: usize| -> f64 {
@@ -137,13 +151,20 @@ pub fn permutation_test(
         let ids = surrogate(&b.ids, segments, kind, &mut rng);
         cmi.estimate(&Ids { ids, n: b.n }, bias, false).value
     };
-    let values = run_surrogates(permutations, cmi.samples(), one);
+    let values = run_surrogates(first, count, cmi.samples(), one);
     summarise(observed, values)
 }
 
-/// `one(i)` for every surrogate `i < count` (over `samples` samples each), on scoped
-/// threads when the work is large enough; the values do not depend on the thread count.
-pub fn run_surrogates(count: usize, samples: usize, one: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
+/// `one(i)` for every surrogate `i` in `first..first + count` (over `samples` samples
+/// each), on scoped threads when the work is large enough; the values do not depend on
+/// the thread count.
+pub fn run_surrogates(
+    first: usize,
+    count: usize,
+    samples: usize,
+    one: impl Fn(usize) -> f64 + Sync,
+) -> Vec<f64> {
+    let one = |i: usize| one(first + i);
     let mut values = vec![f64::NAN; count];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Below ~64k sample-surrogates a thread costs more than it saves.
@@ -178,6 +199,7 @@ pub fn summarise(observed: f64, values: Vec<f64>) -> Significance {
             surrogate_mean: f64::NAN,
             surrogate_std: f64::NAN,
             effective: f64::NAN,
+            exceeding: 0,
             values,
         };
     }
@@ -195,6 +217,7 @@ pub fn summarise(observed: f64, values: Vec<f64>) -> Significance {
         surrogate_mean: mean,
         surrogate_std: var.sqrt(),
         effective: observed - mean,
+        exceeding: ge,
         values,
     }
 }
@@ -245,6 +268,20 @@ mod tests {
                 .all(|c| c[0] % 3 == 0 && c[1] == c[0] + 1 && c[2] == c[0] + 2),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_range_of_surrogates_is_the_same_numbers_as_in_the_whole_test() {
+        let one = |i: usize| (i * i) as f64 + 0.5;
+        // Enough work for threads, so the offset must reach every one of them.
+        let whole = run_surrogates(0, 50, 100_000, one);
+        for (first, count) in [(0, 50), (7, 20), (49, 1), (50, 0)] {
+            let part = run_surrogates(first, count, 100_000, one);
+            assert_eq!(part, whole[first..first + count]);
+        }
+        assert_eq!(run_surrogates(0, 3, 1, one), whole[..3]);
+        let s = summarise(1.0, vec![0.0, 1.0, 2.0, 0.5]);
+        assert_eq!(s.exceeding, 2);
     }
 
     #[test]

@@ -271,6 +271,7 @@ mod tests {
                 permutations: Permutations {
                     kind,
                     count: 199,
+                    first: 0,
                     seed: 11,
                 },
                 ..Options::default()
@@ -297,6 +298,7 @@ mod tests {
                 permutations: Permutations {
                     kind: Surrogate::Shuffle,
                     count: 99,
+                    first: 0,
                     seed: rep,
                 },
                 local: false,

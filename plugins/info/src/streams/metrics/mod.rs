@@ -7,7 +7,9 @@
 //! converted on output (`unit`). Local values come back as the tensor `local`, aligned
 //! with the input's time axis (`[T]`, or `[trials, T]` for several trials), NaN at times
 //! that have no sample (before the largest lag); their mean over the non-NaN entries is
-//! the value. Permutation tests return the surrogate values as the tensor `surrogates`.
+//! the value. Permutation tests return the surrogate values as the tensor `surrogates`;
+//! with `surrogate_range` only a range of them, plus the range's mergeable statistics (one
+//! shard of a test split over a cluster, `docs/corpus.md`, "Sharding a permutation test").
 //!
 //! [`StreamMetric::record`] does everything but the host tensors, so every metric is
 //! testable without a host.
@@ -60,7 +62,7 @@ pub use transfer_entropy::TransferEntropy;
 use super::estimate::Bias;
 use super::measure::{Measured, Options};
 use super::series::Symbols;
-use super::significance::{Permutations, Surrogate};
+use super::significance::{Permutations, Significance, Surrogate};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use tokit_sdk::{Array, Error, InfoUnit, Metric, MetricInput, MetricOutput, Params, Result, Unit};
@@ -148,6 +150,8 @@ tokit_sdk::params! {
         block_size: usize = 0,
         /// seed of the surrogates (results are reproducible and thread-count independent)
         seed: u64 = 0,
+        /// `[first, end]`: compute only surrogates first..end of the `permutations` (one shard of a test split over a cluster, docs/corpus.md); the result adds the range's mergeable statistics `surrogates_n`, `surrogates_exceeding`, `surrogates_sum` and `surrogates_m2`
+        surrogate_range: Array = Array::NONE,
     }
 }
 
@@ -174,17 +178,75 @@ fn plug_in<P: Params>(
         local: est.local,
         ..Options::default()
     };
+    let mut range = None;
     if let Some(t) = test {
+        range = surrogate_range(input, t)?;
         opts.permutations = Permutations {
             kind: Surrogate::parse(&t.surrogate, t.block_size).map_err(&e)?,
-            count: t.permutations,
+            count: range.as_ref().map_or(t.permutations, |r| r.len()),
+            first: range.as_ref().map_or(0, |r| r.start),
             seed: t.seed,
         };
     }
     let mut rec = Record::new(est.unit, echo(input, p));
     let m = measure(&opts, &mut rec)?;
-    stream_record(&mut rec, &m, est.unit.scale(), opts.bias);
+    let scale = est.unit.scale();
+    stream_record(&mut rec, &m, scale, opts.bias);
+    if range.is_some() {
+        range_record(&mut rec, m.significance.as_ref(), scale);
+    }
     Ok(rec)
+}
+
+/// The `surrogate_range` of `t` (a parameter or a tensor input): `first..end` within the
+/// `permutations`, or `None` for all of them.
+fn surrogate_range(input: &MetricInput, t: &Test) -> Result<Option<std::ops::Range<usize>>> {
+    let name = "surrogate_range";
+    let bad = |found: String| {
+        Error::msg(format!(
+            "{}: parameter `{name}`: expected [first, end] with first ≤ end ≤ permutations ({}), found {found}",
+            input.metric, t.permutations
+        ))
+    };
+    let pair = |v: Vec<f64>| -> Result<std::ops::Range<usize>> {
+        let whole = |x: f64| x >= 0.0 && x.fract() == 0.0 && x <= t.permutations as f64;
+        match v[..] {
+            [a, b] if whole(a) && whole(b) && a <= b => Ok(a as usize..b as usize),
+            _ => Err(bad(format!("{v:?}"))),
+        }
+    };
+    let from_json = |_: &str, v: &Value| -> std::result::Result<Value, String> { Ok(v.clone()) };
+    let from_f32 =
+        |_: &str, d: &[f32], _: &[usize]| -> std::result::Result<Value, String> { Ok(json!(d)) };
+    let Some(v) = stream(input, name, &t.surrogate_range, from_json, from_f32)? else {
+        return Ok(None);
+    };
+    let nums: Option<Vec<f64>> = v
+        .as_array()
+        .and_then(|a| a.iter().map(Value::as_f64).collect());
+    nums.ok_or_else(|| bad(v.to_string()))
+        .and_then(pair)
+        .map(Some)
+}
+
+/// A sharded test's mergeable statistics of its surrogate range, in the result's unit:
+/// the count, the count at least as large as the observed value, Σx and Σ(x − x̄)² (the
+/// merge combines these as Chan, Golub & LeVeque 1979 do; an empty range gives zeros).
+fn range_record(rec: &mut Record, s: Option<&Significance>, scale: f64) {
+    let (n, exceeding, sum, m2) = match s {
+        Some(s) if !s.values.is_empty() => {
+            let x: Vec<f64> = s.values.iter().map(|v| v * scale).collect();
+            let sum: f64 = x.iter().sum();
+            let mean = sum / x.len() as f64;
+            let m2: f64 = x.iter().map(|v| (v - mean) * (v - mean)).sum();
+            (x.len(), s.exceeding, sum, m2)
+        }
+        _ => (0, 0, 0.0, 0.0),
+    };
+    rec.scalar("surrogates_n", n as f64);
+    rec.scalar("surrogates_exceeding", exceeding as f64);
+    rec.scalar("surrogates_sum", sum);
+    rec.scalar("surrogates_m2", m2);
 }
 
 /// What a stream result records: every declared parameter as given or defaulted, but no

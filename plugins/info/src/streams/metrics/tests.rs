@@ -265,3 +265,65 @@ fn bad_input_errors_name_the_metric_and_parameter() {
         .to_string();
     assert!(e.contains("too many"), "{e}");
 }
+
+/// A test split into surrogate ranges (`surrogate_range`, one shard each) gives the whole
+/// test's surrogates in order and counts that sum to its p-value, on the dense tables and
+/// on the sparse estimator (a source alphabet beyond the dense limit) alike.
+#[test]
+fn surrogate_ranges_split_the_test_exactly() {
+    let mut rng = crate::streams::rng::Rng::new(9);
+    let x: Vec<u32> = (0..300).map(|_| rng.below(2) as u32).collect();
+    let y: Vec<u32> = (0..300)
+        .map(|t| match t {
+            0 => 0,
+            _ if rng.uniform() < 0.15 => x[t - 1],
+            _ => rng.below(2) as u32,
+        })
+        .collect();
+    // The same stream over the symbols 0 and 99 999: too large an alphabet for dense tables.
+    let wide: Vec<u32> = x.iter().map(|&v| v * 99_999).collect();
+    for (metric, base) in [
+        ("transfer_entropy", json!({ "source": x, "target": y })),
+        ("transfer_entropy", json!({ "source": wide, "target": y })),
+        ("mutual_info", json!({ "source": x, "target": y, "lag": 1 })),
+        ("directed_info", json!({ "source": x, "target": y })),
+        ("active_info", json!({ "series": y, "k": 2 })),
+    ] {
+        let with = |extra: Value| {
+            let mut p = base.clone();
+            p["permutations"] = json!(30);
+            p["unit"] = json!("bits");
+            for (k, v) in extra.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            run(&input(metric, p))
+        };
+        let whole = with(json!({})).unwrap();
+        let all = &whole.tensor("surrogates").unwrap().1;
+        let (mut values, mut exceeding, mut n) = (Vec::new(), 0.0, 0.0);
+        for r in [[0, 11], [11, 11], [11, 30]] {
+            let part = with(json!({ "surrogate_range": r })).unwrap();
+            assert_eq!(part.value.to_bits(), whole.value.to_bits(), "{metric}");
+            // An empty range has no test and so no `surrogates`.
+            let got = part.tensor("surrogates").map_or(&[][..], |t| &t.1[..]);
+            values.extend_from_slice(got);
+            exceeding += part.scalars["surrogates_exceeding"];
+            n += part.scalars["surrogates_n"];
+            assert_eq!(part.scalars["surrogates_n"], (r[1] - r[0]) as f64);
+            let sum: f64 = got.iter().map(|&v| v as f64).sum();
+            close(part.scalars["surrogates_sum"], sum, 1e-6);
+        }
+        assert_eq!(&values, all, "{metric} {base}");
+        assert_eq!(
+            (1.0 + exceeding) / (1.0 + n),
+            whole.scalars["p_value"],
+            "{metric}"
+        );
+        for bad in [json!([5, 31]), json!([6, 5]), json!([1.5, 3]), json!("all")] {
+            let e = with(json!({ "surrogate_range": bad }))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("`surrogate_range`"), "{metric}: {e}");
+        }
+    }
+}
