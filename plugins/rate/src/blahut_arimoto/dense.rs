@@ -10,22 +10,76 @@
 //! q'(y) = q(y) Σ_x p(x) A[x, y] / c(x)   (q' = q ⊙ Aᵀ (p / c))
 //! D = D_min + Σ_x p(x) b(x) / c(x)
 //! R = −β (D − D_min) − Σ_x p(x) ln c(x) + Σ_y q'(y) ln(q(y) / q'(y))
+//! R + βD = β D_min − Σ_x p(x) ln c(x) + Σ_y q'(y) ln(q(y) / q'(y))
 //! ```
 //!
 //! the same update as the log-domain solver ([`super::log_domain`]), with `(D, R)` of
-//! the channel against its new output law, as there. Each thread takes a block of rows and
-//! reads each row of `A` twice while it is in cache (the dot product for `c`, then the
-//! axpy into its share of `Aᵀ (p / c)`), so the whole iteration is three streaming passes
-//! over memory. `tools/ba_numpy.py` runs the identical iteration in NumPy for the benchmark.
-//! Entries of `A` that underflow (β d' > 745) are below 1e-323 of a row's largest and do
-//! not change any reported digit.
+//! the channel against its new output law, as there. Entries of `A` that underflow
+//! (β d' > 745) are below 1e-323 of a row's largest and do not change any reported digit.
+//!
+//! **One pass per step.** [`Pool::step`] is the only step, for the plain iteration and
+//! for SQUAREM alike. Each row of `A` (and of `B`) is read from memory once per step: the
+//! dot products for `c(x)` and `b(x)`, then, while the row is in L1, the axpy of
+//! `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 independent
+//! partial sums (lane `k` takes the columns `≡ k mod 16`; multiplies and adds, no fused
+//! multiply–add) so that the compiler vectorizes them; [`rows_f64`] and [`rows_f32`] are
+//! compiled for AVX-512, AVX2+FMA and the baseline and chosen at run time (crate
+//! `multiversion`), and give the same bits on each.
+//!
+//! **Threads.** The rows are cut into `min(16, nx)` fixed blocks; each block sums into its
+//! own partial of `Aᵀ (p / c)`, `Σ p b / c` and `Σ p ln c`, and the partials are added in
+//! block order, so the result does not depend on how many threads there are. A run
+//! ([`Kernel::run`]) starts its worker threads once (scoped: none outlives the call,
+//! `docs/architecture.md`); each step hands every worker its input law and its blocks'
+//! buffers through a channel and takes them back, so a step spawns and allocates nothing.
+//!
+//! **Precision.** With SQUAREM (`acceleration: "squarem"`), the run starts on an `f32`
+//! copy of `A` (sums still in `f64`) and finishes on the `f64` kernel. Error analysis:
+//! rounding gives `A₃₂ = A (1 + δ)` with `|δ| ≤ 2⁻²⁴`, and with `f64` sums a step on
+//! `A₃₂` is an exact BA step (to `f64` rounding) for the distortion `d' − ln(1 + δ)/β`,
+//! a change of at most `6e-8 / β` in every entry. That moves the fixed point by about
+//! 1e-8 (on the 1000 × 1000 problem of `tools/ba_numpy.py` at β = 8: 5e-9 in R, 2e-10 in
+//! D), more than the 1e-10 the solver is asked for, so `f32` cannot finish the run: it
+//! only finds the starting point. The `f32` phase stops when two consecutive BA steps
+//! move `q` by less than `max(1e-6, tol)` in ℓ¹ (the scale at which the two fixed points
+//! separate), and SQUAREM continues on `A` and `B` in `f64` with the stopping rule of the
+//! plain iteration, so the fixed point and every reported digit are those of the `f64`
+//! kernel; on that problem the `f64` phase takes 8 of 136 BA steps at tol 1e-10. The
+//! `f32` phase computes no distortion (it reads neither `B` nor `b`): SQUAREM needs only
+//! `R + βD`, which needs only `c` (formula above), so an `f32` step reads 4 bytes per
+//! cell where an `f64` step reads 16. Entries of `A₃₂` below `f32`'s smallest normal
+//! (β d' > 87) are set to 0; when that would leave an output with no positive entry
+//! where `A` has one, the run is `f64` throughout. The plain iteration is `f64`
+//! throughout. `tools/ba_numpy.py` runs the identical iterations in NumPy (the `f32`
+//! phase on an `f64` copy of the rounded kernel, NumPy having no `f32`-storage,
+//! `f64`-sum product) for the benchmark.
 
 use super::{BaOptions, RdPoint, RdProblem};
 use crate::util::ln0;
-use tokit_sdk::{bail, check_cancelled, Result};
+use multiversion::multiversion;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use tokit_sdk::{bail, check_cancelled, Error, Result};
 
 /// Problems at least this large (`nx · ny`) take this path.
 pub const DENSE_MIN: usize = 1 << 16;
+
+/// Row blocks per kernel (fewer when there are fewer rows); fixes the summation order.
+const BLOCKS: usize = 16;
+
+/// Partial sums per dot product (a multiple of every vector width used).
+const LANES: usize = 16;
+
+/// The `f32` phase ends when two consecutive BA steps move `q` by less than this in ℓ¹
+/// (or by less than `tol`, when that is larger).
+const F32_EXIT: f64 = 1e-6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Precision {
+    /// `A₃₂`; no distortion is computed.
+    F32,
+    /// `A` and `B`.
+    F64,
+}
 
 /// The kernel of one slope.
 pub struct Kernel<'p> {
@@ -33,106 +87,207 @@ pub struct Kernel<'p> {
     beta: f64,
     a: Vec<f64>,
     b: Vec<f64>,
+    /// `A` rounded to `f32` (entries below the smallest normal set to 0), when that
+    /// keeps every output that `A` reaches.
+    a32: Option<Vec<f32>>,
+    /// Row ranges of the blocks.
+    blocks: Vec<(usize, usize)>,
     threads: usize,
 }
 
-/// One iteration's results.
-struct Step {
+/// One block's share of a step.
+struct Part {
+    /// Its rows' share of `Aᵀ (p / c)`.
+    v: Vec<f64>,
+    /// `Σ p b / c` over its rows (0 in the `f32` phase).
+    dsum: f64,
+    /// `Σ p ln c` over its rows.
+    lsum: f64,
+}
+
+/// A worker's share of a step: the input law and its blocks' buffers, sent to the worker
+/// and back.
+struct Job {
     q: Vec<f64>,
+    prec: Precision,
+    /// Index of its first block.
+    first: usize,
+    parts: Vec<Part>,
+}
+
+/// One step's scalars (the output law goes to a buffer).
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    /// `D` (NaN in the `f32` phase).
     distortion: f64,
+    /// `R` (NaN in the `f32` phase).
     rate: f64,
+    /// `R + βD`.
+    objective: f64,
+}
+
+/// The sum of 16 partial sums, in a fixed order.
+#[inline(always)]
+fn hsum(mut s: [f64; LANES]) -> f64 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for k in 0..w {
+            s[k] += s[k + w];
+        }
+        w /= 2;
+    }
+    s[0]
+}
+
+/// `(a · q, b · q)` with 16 partial sums each.
+#[inline(always)]
+fn dot2(a: &[f64], b: &[f64], q: &[f64]) -> (f64, f64) {
+    let (ac, at) = a.as_chunks::<LANES>();
+    let (bc, bt) = b.as_chunks::<LANES>();
+    let (qc, qt) = q.as_chunks::<LANES>();
+    let (mut sa, mut sb) = ([0.0; LANES], [0.0; LANES]);
+    for ((a, b), q) in ac.iter().zip(bc).zip(qc) {
+        for k in 0..LANES {
+            sa[k] += a[k] * q[k];
+            sb[k] += b[k] * q[k];
+        }
+    }
+    for (k, ((a, b), q)) in at.iter().zip(bt).zip(qt).enumerate() {
+        sa[k] += a * q;
+        sb[k] += b * q;
+    }
+    (hsum(sa), hsum(sb))
+}
+
+/// `a · q` (`a` in `f32`, summed in `f64`) with 16 partial sums.
+#[inline(always)]
+fn dot32(a: &[f32], q: &[f64]) -> f64 {
+    let (ac, at) = a.as_chunks::<LANES>();
+    let (qc, qt) = q.as_chunks::<LANES>();
+    let mut s = [0.0; LANES];
+    for (a, q) in ac.iter().zip(qc) {
+        for k in 0..LANES {
+            s[k] += f64::from(a[k]) * q[k];
+        }
+    }
+    for (k, (a, q)) in at.iter().zip(qt).enumerate() {
+        s[k] += f64::from(*a) * q;
+    }
+    hsum(s)
+}
+
+/// A block of rows on the `f64` kernel: adds `p(x)/c(x) A[x, ·]` into `v` and returns
+/// `(Σ p b / c, Σ p ln c)`. `a`, `b`: the block's rows; `p`: their source weights.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rows_f64(a: &[f64], b: &[f64], p: &[f64], q: &[f64], v: &mut [f64]) -> (f64, f64) {
+    let ny = q.len();
+    let (mut dsum, mut lsum) = (0.0, 0.0);
+    for ((ra, rb), &px) in a.chunks_exact(ny).zip(b.chunks_exact(ny)).zip(p) {
+        if px == 0.0 {
+            continue;
+        }
+        let (c, bq) = dot2(ra, rb, q);
+        dsum += px * bq / c;
+        lsum += px * c.ln();
+        let w = px / c;
+        for (vy, &ay) in v.iter_mut().zip(ra) {
+            *vy += w * ay;
+        }
+    }
+    (dsum, lsum)
+}
+
+/// [`rows_f64`] on `A₃₂`, without the distortion: returns `Σ p ln c`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rows_f32(a: &[f32], p: &[f64], q: &[f64], v: &mut [f64]) -> f64 {
+    let ny = q.len();
+    let mut lsum = 0.0;
+    for (ra, &px) in a.chunks_exact(ny).zip(p) {
+        if px == 0.0 {
+            continue;
+        }
+        let c = dot32(ra, q);
+        lsum += px * c.ln();
+        let w = px / c;
+        for (vy, &ay) in v.iter_mut().zip(ra) {
+            *vy += w * f64::from(ay);
+        }
+    }
+    lsum
 }
 
 impl<'p> Kernel<'p> {
     pub fn new(prob: &'p RdProblem, beta: f64, dshift: &[f64]) -> Kernel<'p> {
+        let (nx, ny) = (prob.nx, prob.ny);
         let a: Vec<f64> = dshift
             .iter()
             .map(|&d| if d == 0.0 { 1.0 } else { (-beta * d).exp() })
             .collect();
         let b = a.iter().zip(dshift).map(|(a, d)| a * d).collect();
+        let a32: Vec<f32> = a
+            .iter()
+            .map(|&v| {
+                let v = v as f32;
+                if v < f32::MIN_POSITIVE {
+                    0.0
+                } else {
+                    v
+                }
+            })
+            .collect();
+        // Every output that a source letter reaches in `A` must stay reachable in `A₃₂`
+        // (BA's multiplicative update never revives an output at 0).
+        let (mut reach, mut reach32) = (vec![false; ny], vec![false; ny]);
+        for (x, &px) in prob.p.iter().enumerate() {
+            if px > 0.0 {
+                let rows = a[x * ny..(x + 1) * ny].iter().zip(&a32[x * ny..(x + 1) * ny]);
+                for ((r, r32), (&v, &v32)) in reach.iter_mut().zip(reach32.iter_mut()).zip(rows) {
+                    *r |= v > 0.0;
+                    *r32 |= v32 > 0.0;
+                }
+            }
+        }
+        let a32 = (reach == reach32).then_some(a32);
+        let nb = BLOCKS.min(nx).max(1);
+        let blocks = (0..nb).map(|k| (k * nx / nb, (k + 1) * nx / nb)).collect();
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(prob.nx.max(1));
+            .min(nb);
         Kernel {
             prob,
             beta,
             a,
             b,
+            a32,
+            blocks,
             threads,
         }
     }
 
-    /// One BA step from output law `q` (linear domain).
-    fn step(&self, q: &[f64]) -> Result<Step> {
-        let (nx, ny) = (self.prob.nx, self.prob.ny);
-        let p = &self.prob.p;
-        let rows = nx.div_ceil(self.threads);
-        // Per thread: Σ p b / c, Σ p ln c, and its share of Aᵀ (p / c).
-        let parts: Vec<(f64, f64, Vec<f64>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..nx)
-                .step_by(rows)
-                .map(|x0| {
-                    s.spawn(move || {
-                        let (mut dsum, mut lsum) = (0.0, 0.0);
-                        let mut v = vec![0.0; ny];
-                        let x1 = (x0 + rows).min(nx);
-                        for (x, &px) in p.iter().enumerate().take(x1).skip(x0) {
-                            if px == 0.0 {
-                                continue;
-                            }
-                            let ra = &self.a[x * ny..(x + 1) * ny];
-                            let rb = &self.b[x * ny..(x + 1) * ny];
-                            let (mut c, mut bq) = (0.0, 0.0);
-                            for y in 0..ny {
-                                c += ra[y] * q[y];
-                                bq += rb[y] * q[y];
-                            }
-                            dsum += px * bq / c;
-                            lsum += px * c.ln();
-                            let w = px / c;
-                            for (vy, &ay) in v.iter_mut().zip(ra) {
-                                *vy += w * ay;
-                            }
-                        }
-                        (dsum, lsum, v)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("BA worker"))
-                .collect()
-        });
-        let (mut dsum, mut lsum) = (0.0, 0.0);
-        let mut v = vec![0.0; ny];
-        for (d, l, part) in parts {
-            dsum += d;
-            lsum += l;
-            for (a, b) in v.iter_mut().zip(&part) {
-                *a += b;
+    /// Fills the partials of blocks `first..first + parts.len()` for input law `q`.
+    fn fill(&self, prec: Precision, q: &[f64], first: usize, parts: &mut [Part]) {
+        let ny = self.prob.ny;
+        for (part, &(x0, x1)) in parts.iter_mut().zip(&self.blocks[first..]) {
+            part.v.fill(0.0);
+            let rows = x0 * ny..x1 * ny;
+            let p = &self.prob.p[x0..x1];
+            match (prec, &self.a32) {
+                (Precision::F32, Some(a32)) => {
+                    part.lsum = rows_f32(&a32[rows], p, q, &mut part.v);
+                    part.dsum = 0.0;
+                }
+                _ => {
+                    (part.dsum, part.lsum) =
+                        rows_f64(&self.a[rows.clone()], &self.b[rows], p, q, &mut part.v);
+                }
             }
         }
-        if !(dsum.is_finite() && lsum.is_finite()) {
-            bail!("Blahut–Arimoto degenerate at β = {}: a source letter lost every output (use a smaller β)", self.beta);
-        }
-        let qn: Vec<f64> = q.iter().zip(&v).map(|(q, v)| q * v).collect();
-        let cross: f64 = q
-            .iter()
-            .zip(&qn)
-            .filter(|(_, &n)| n > 0.0)
-            .map(|(&o, &n)| n * (o / n).ln())
-            .sum();
-        Ok(Step {
-            q: qn,
-            distortion: self.prob.d_min + dsum,
-            rate: (-self.beta * dsum - lsum + cross).max(0.0),
-        })
     }
 
     /// Iterate from `q0` until rate and distortion change by less than `tol` between two
     /// consecutive BA steps; returns the final output law (linear), the number of BA steps
     /// and whether it converged. `accelerate`: SQUAREM extrapolation between pairs of steps
-    /// ([`Kernel::squarem`]).
+    /// ([`Kernel::squarem`]), starting on `A₃₂` where it is kept.
     pub fn run(
         &self,
         q0: Vec<f64>,
@@ -140,17 +295,33 @@ impl<'p> Kernel<'p> {
         max_iter: usize,
         accelerate: bool,
     ) -> Result<(Vec<f64>, usize, bool)> {
-        if accelerate {
-            return self.squarem(q0, tol, max_iter);
-        }
+        std::thread::scope(|s| {
+            let mut pool = Pool::new(self, s);
+            if accelerate {
+                self.squarem(&mut pool, q0, tol, max_iter)
+            } else {
+                self.plain(&mut pool, q0, tol, max_iter)
+            }
+        })
+    }
+
+    /// The plain iteration (`f64` throughout).
+    fn plain(
+        &self,
+        pool: &mut Pool,
+        q0: Vec<f64>,
+        tol: f64,
+        max_iter: usize,
+    ) -> Result<(Vec<f64>, usize, bool)> {
         let mut q = q0;
+        let mut next = vec![0.0; q.len()];
         let mut prev: Option<(f64, f64)> = None;
         for it in 1..=max_iter {
             if it % 64 == 0 {
                 check_cancelled()?;
             }
-            let s = self.step(&q)?;
-            q = s.q;
+            let s = pool.step(Precision::F64, &q, &mut next)?;
+            std::mem::swap(&mut q, &mut next);
             if let Some((d0, r0)) = prev {
                 if (s.distortion - d0).abs() < tol && (s.rate - r0).abs() < tol {
                     return Ok((q, it, true));
@@ -169,55 +340,84 @@ impl<'p> Kernel<'p> {
     /// BA step has a larger objective `R + βD` than `q2`'s is replaced by `q2`, so the
     /// iteration keeps the plain one's fixed point and never does worse per pair of steps.
     /// Convergence is judged as in the plain run, between the two consecutive BA steps of
-    /// a pair; the count returned is of BA steps (each costs one plain iteration).
-    fn squarem(&self, q0: Vec<f64>, tol: f64, max_iter: usize) -> Result<(Vec<f64>, usize, bool)> {
-        let objective = |s: &Step| s.rate + self.beta * s.distortion;
+    /// a pair; the count returned is of BA steps (each costs one plain iteration). The
+    /// steps are on `A₃₂` until a pair moves `q` by less than `max(F32_EXIT, tol)` in ℓ¹,
+    /// then on the `f64` kernel from that pair's `q2` (module doc).
+    fn squarem(
+        &self,
+        pool: &mut Pool,
+        q0: Vec<f64>,
+        tol: f64,
+        max_iter: usize,
+    ) -> Result<(Vec<f64>, usize, bool)> {
+        let n = q0.len();
         let mut q = q0;
-        let mut it = 0;
+        let (mut q1, mut q2, mut next) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         // The plain double step of the last extrapolation and its objective.
-        let mut fallback: Option<(Vec<f64>, f64)> = None;
+        let mut fallback = vec![0.0; n];
+        let mut fallback_objective: Option<f64> = None;
+        let mut prec = if self.a32.is_some() {
+            Precision::F32
+        } else {
+            Precision::F64
+        };
+        let mut it = 0;
         loop {
             if it + 2 > max_iter {
-                let (q, it) = if it < max_iter {
-                    (self.step(&q)?.q, it + 1)
-                } else {
-                    (q, it)
-                };
+                if it < max_iter {
+                    pool.step(prec, &q, &mut q1)?;
+                    std::mem::swap(&mut q, &mut q1);
+                    it += 1;
+                }
                 return Ok((q, it, false));
             }
             if it % 64 < 2 {
                 check_cancelled()?;
             }
-            let mut s1 = self.step(&q)?;
+            let mut s1 = pool.step(prec, &q, &mut q1)?;
             it += 1;
-            if let Some((q2, l2)) = fallback.take() {
-                if objective(&s1) > l2 + 1e-13 * l2.abs() {
+            if let Some(l2) = fallback_objective.take() {
+                if s1.objective > l2 + 1e-13 * l2.abs() {
                     // The extrapolation overshot: continue from the plain double step.
-                    q = q2;
+                    std::mem::swap(&mut q, &mut fallback);
                     if it + 2 > max_iter {
                         continue;
                     }
-                    s1 = self.step(&q)?;
+                    s1 = pool.step(prec, &q, &mut q1)?;
                     it += 1;
                 }
             }
-            let s2 = self.step(&s1.q)?;
+            let s2 = pool.step(prec, &q1, &mut q2)?;
             it += 1;
-            if (s2.distortion - s1.distortion).abs() < tol && (s2.rate - s1.rate).abs() < tol {
-                return Ok((s2.q, it, true));
+            match prec {
+                Precision::F64 => {
+                    if (s2.distortion - s1.distortion).abs() < tol
+                        && (s2.rate - s1.rate).abs() < tol
+                    {
+                        return Ok((q2, it, true));
+                    }
+                }
+                Precision::F32 => {
+                    let moved: f64 = q1.iter().zip(&q2).map(|(a, b)| (a - b).abs()).sum();
+                    if moved < F32_EXIT.max(tol) {
+                        // Finish on the f64 kernel from the last BA step.
+                        prec = Precision::F64;
+                        std::mem::swap(&mut q, &mut q2);
+                        continue;
+                    }
+                }
             }
             let (mut rr, mut vv) = (0.0, 0.0);
-            for ((&a, &b), &c) in q.iter().zip(&s1.q).zip(&s2.q) {
+            for ((&a, &b), &c) in q.iter().zip(&q1).zip(&q2) {
                 let (r, v) = (b - a, c - 2.0 * b + a);
                 rr += r * r;
                 vv += v * v;
             }
             let mut alpha = if vv > 0.0 { -(rr / vv).sqrt() } else { -1.0 };
             alpha = alpha.min(-1.0);
-            let mut next = vec![0.0; q.len()];
             loop {
                 let mut ok = true;
-                for (((n, &a), &b), &c) in next.iter_mut().zip(&q).zip(&s1.q).zip(&s2.q) {
+                for (((n, &a), &b), &c) in next.iter_mut().zip(&q).zip(&q1).zip(&q2) {
                     let (r, v) = (b - a, c - 2.0 * b + a);
                     *n = a - 2.0 * alpha * r + alpha * alpha * v;
                     ok &= *n >= 0.0;
@@ -231,16 +431,136 @@ impl<'p> Kernel<'p> {
                 }
             }
             if alpha == -1.0 {
-                next.copy_from_slice(&s2.q);
+                std::mem::swap(&mut q, &mut q2);
             } else {
                 let total: f64 = next.iter().sum();
                 for n in next.iter_mut() {
                     *n /= total;
                 }
-                fallback = Some((s2.q.clone(), objective(&s2)));
+                std::mem::swap(&mut q, &mut next);
+                fallback.copy_from_slice(&q2);
+                fallback_objective = Some(s2.objective);
             }
-            q = next;
         }
+    }
+}
+
+/// The threads of one run: the calling thread takes the first group of blocks, each
+/// worker one further group.
+struct Pool<'k, 'p> {
+    kernel: &'k Kernel<'p>,
+    /// The calling thread's blocks.
+    own: Vec<Part>,
+    /// Per worker: its channels and, between steps, its job.
+    workers: Vec<(SyncSender<Job>, Receiver<Job>, Option<Job>)>,
+    /// `Aᵀ (p / c)`.
+    v: Vec<f64>,
+}
+
+impl<'k, 'p> Pool<'k, 'p> {
+    fn new<'s>(kernel: &'k Kernel<'p>, scope: &'s std::thread::Scope<'s, '_>) -> Pool<'k, 'p>
+    where
+        'k: 's,
+    {
+        let (nb, ny, t) = (kernel.blocks.len(), kernel.prob.ny, kernel.threads);
+        let parts = |k: usize| -> Vec<Part> {
+            (0..k)
+                .map(|_| Part {
+                    v: vec![0.0; ny],
+                    dsum: 0.0,
+                    lsum: 0.0,
+                })
+                .collect()
+        };
+        let group = |i: usize| (i * nb / t, (i + 1) * nb / t);
+        let (g0, g1) = group(0);
+        let mut workers = Vec::new();
+        for i in 1..t {
+            let (first, end) = group(i);
+            let (to_worker, jobs) = sync_channel::<Job>(1);
+            let (done, from_worker) = sync_channel::<Job>(1);
+            scope.spawn(move || {
+                while let Ok(mut job) = jobs.recv() {
+                    kernel.fill(job.prec, &job.q, job.first, &mut job.parts);
+                    if done.send(job).is_err() {
+                        break;
+                    }
+                }
+            });
+            let job = Job {
+                q: vec![0.0; ny],
+                prec: Precision::F64,
+                first,
+                parts: parts(end - first),
+            };
+            workers.push((to_worker, from_worker, Some(job)));
+        }
+        Pool {
+            kernel,
+            own: parts(g1 - g0),
+            workers,
+            v: vec![0.0; ny],
+        }
+    }
+
+    /// One BA step from output law `q` (linear domain) into `out`.
+    fn step(&mut self, prec: Precision, q: &[f64], out: &mut [f64]) -> Result<Stats> {
+        let kernel = self.kernel;
+        let lost = || Error::msg("Blahut–Arimoto: a worker thread stopped");
+        for (to_worker, _, job) in &mut self.workers {
+            let mut job = job.take().ok_or_else(lost)?;
+            job.q.copy_from_slice(q);
+            job.prec = prec;
+            to_worker.send(job).map_err(|_| lost())?;
+        }
+        kernel.fill(prec, q, 0, &mut self.own);
+        for (_, from_worker, job) in &mut self.workers {
+            *job = Some(from_worker.recv().map_err(|_| lost())?);
+        }
+        // Block partials in block order.
+        let (mut dsum, mut lsum) = (0.0, 0.0);
+        self.v.fill(0.0);
+        let worker_parts = self
+            .workers
+            .iter()
+            .flat_map(|(_, _, job)| job.iter().flat_map(|j| &j.parts));
+        for part in self.own.iter().chain(worker_parts) {
+            dsum += part.dsum;
+            lsum += part.lsum;
+            for (a, b) in self.v.iter_mut().zip(&part.v) {
+                *a += b;
+            }
+        }
+        let beta = kernel.beta;
+        if !(dsum.is_finite() && lsum.is_finite()) {
+            bail!("Blahut–Arimoto degenerate at β = {beta}: a source letter lost every output (use a smaller β)");
+        }
+        for ((o, &q), &v) in out.iter_mut().zip(q).zip(&self.v) {
+            *o = q * v;
+        }
+        let cross: f64 = q
+            .iter()
+            .zip(out.iter())
+            .filter(|(_, &n)| n > 0.0)
+            .map(|(&o, &n)| n * (o / n).ln())
+            .sum();
+        let d_min = kernel.prob.d_min;
+        Ok(match prec {
+            Precision::F64 => {
+                let distortion = d_min + dsum;
+                let rate = (-beta * dsum - lsum + cross).max(0.0);
+                Stats {
+                    distortion,
+                    rate,
+                    objective: rate + beta * distortion,
+                }
+            }
+            Precision::F32 => Stats {
+                distortion: f64::NAN,
+                rate: f64::NAN,
+                objective: beta * d_min - lsum + cross,
+            },
+        })
     }
 }
 
