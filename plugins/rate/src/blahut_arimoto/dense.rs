@@ -55,7 +55,6 @@
 //! `f64`-sum product) for the benchmark.
 
 use super::{BaOptions, RdPoint, RdProblem};
-use crate::util::ln0;
 use multiversion::multiversion;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use tokit_sdk::{bail, check_cancelled, Error, Result};
@@ -124,6 +123,8 @@ struct Stats {
     rate: f64,
     /// `R + βD`.
     objective: f64,
+    /// `Σ_x p(x) ln c(x)`.
+    lsum: f64,
 }
 
 /// The sum of 16 partial sums, in a fixed order.
@@ -285,23 +286,80 @@ impl<'p> Kernel<'p> {
     }
 
     /// Iterate from `q0` until rate and distortion change by less than `tol` between two
-    /// consecutive BA steps; returns the final output law (linear), the number of BA steps
-    /// and whether it converged. `accelerate`: SQUAREM extrapolation between pairs of steps
-    /// ([`Kernel::squarem`]), starting on `A₃₂` where it is kept.
-    pub fn run(
+    /// consecutive BA steps (or `max_iter` BA steps), then evaluate the channel of the
+    /// final output law ([`Kernel::finish`]). `accelerate`: SQUAREM extrapolation between
+    /// pairs of steps ([`Kernel::squarem`]), starting on `A₃₂` where it is kept.
+    pub fn solve(
         &self,
         q0: Vec<f64>,
         tol: f64,
         max_iter: usize,
         accelerate: bool,
-    ) -> Result<(Vec<f64>, usize, bool)> {
+    ) -> Result<RdPoint> {
         std::thread::scope(|s| {
             let mut pool = Pool::new(self, s);
-            if accelerate {
-                self.squarem(&mut pool, q0, tol, max_iter)
+            let (q, iterations, converged) = if accelerate {
+                self.squarem(&mut pool, q0, tol, max_iter)?
             } else {
-                self.plain(&mut pool, q0, tol, max_iter)
+                self.plain(&mut pool, q0, tol, max_iter)?
+            };
+            self.finish(&mut pool, &q, iterations, converged)
+        })
+    }
+
+    /// The reported point of output law `q`, in the linear domain on the `f64` kernel:
+    /// the channel `Q(y|x) = A[x, y] q(y) / c(x)`, its output law, `(D, R)` (one more BA
+    /// step from `q`; the formulas of the module doc are those of this channel against
+    /// its output law) and Blahut's lower bound at that output law `q'`,
+    /// `−β (D − D_min) − Σ_x p(x) ln c'(x) − ln max_y Σ_x p(x) A[x, y] / c'(x)` with
+    /// `c' = A q'` (a further step's sums; the same bound as
+    /// [`RdProblem::lower_bound`], without a logarithm or exponential per cell).
+    fn finish(
+        &self,
+        pool: &mut Pool,
+        q: &[f64],
+        iterations: usize,
+        converged: bool,
+    ) -> Result<RdPoint> {
+        let (ny, beta) = (self.prob.ny, self.beta);
+        let mut output = vec![0.0; ny];
+        let s = pool.step(Precision::F64, q, &mut output)?;
+        if !(s.distortion.is_finite() && s.rate.is_finite()) {
+            bail!(
+                "Blahut–Arimoto produced a non-finite result at β = {beta} (distortion {}, rate {})",
+                s.distortion,
+                s.rate
+            );
+        }
+        let mut channel = vec![0.0; self.a.len()];
+        for (row, ra) in channel.chunks_exact_mut(ny).zip(self.a.chunks_exact(ny)) {
+            let (c, _) = dot2(ra, ra, q);
+            for ((o, &a), &qy) in row.iter_mut().zip(ra).zip(q) {
+                *o = a * qy / c;
             }
+        }
+        let mut next = vec![0.0; ny];
+        let bound = pool.step(Precision::F64, &output, &mut next)?;
+        let max_v = pool.v.iter().copied().fold(0.0, f64::max);
+        let lower_bound = -beta * (s.distortion - self.prob.d_min) - bound.lsum - max_v.ln();
+        let lower_bound = if lower_bound.is_finite() {
+            lower_bound
+        } else {
+            0.0
+        };
+        Ok(RdPoint {
+            beta,
+            distortion: s.distortion,
+            rate: s.rate,
+            channel,
+            output,
+            iterations,
+            converged,
+            lower_bound: lower_bound.min(s.rate),
+            time_shared: false,
+            starts_spread: 0.0,
+            from_restart: false,
+            starts: 1,
         })
     }
 
@@ -553,12 +611,14 @@ impl<'k, 'p> Pool<'k, 'p> {
                     distortion,
                     rate,
                     objective: rate + beta * distortion,
+                    lsum,
                 }
             }
             Precision::F32 => Stats {
                 distortion: f64::NAN,
                 rate: f64::NAN,
                 objective: beta * d_min - lsum + cross,
+                lsum,
             },
         })
     }
@@ -569,15 +629,7 @@ impl RdProblem {
     pub fn run_dense(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
         let kernel = Kernel::new(self, beta, &self.dshift);
         let q0 = lq0.iter().map(|l| l.exp()).collect();
-        let (q, iterations, converged) =
-            kernel.run(q0, opts.tol, opts.max_iter, opts.accelerate)?;
-        let lq: Vec<f64> = q.iter().map(|&v| ln0(v)).collect();
-        // The reported channel, (D, R) and bound come from the log-domain evaluation of
-        // the final output law, as in the log-domain run.
-        let mut lqq = vec![0.0; self.nx * self.ny];
-        self.channel_from(&lq, beta, &mut lqq)?;
-        let lq = self.output_law(&lqq);
-        self.finish(beta, lqq, lq, iterations, converged)
+        kernel.solve(q0, opts.tol, opts.max_iter, opts.accelerate)
     }
 }
 
