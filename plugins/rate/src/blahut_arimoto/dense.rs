@@ -85,7 +85,9 @@ pub struct Kernel<'p> {
     prob: &'p RdProblem,
     beta: f64,
     a: Vec<f64>,
-    b: Vec<f64>,
+    /// `d'` (`B = A ⊙ d'` is formed in the dot product, which reads the same bytes as a
+    /// stored `B` without building it).
+    dshift: &'p [f64],
     /// `A` rounded to `f32` (entries below the smallest normal set to 0), when that
     /// keeps every output that `A` reaches.
     a32: Option<Vec<f32>>,
@@ -140,22 +142,23 @@ fn hsum(mut s: [f64; LANES]) -> f64 {
     s[0]
 }
 
-/// `(a · q, b · q)` with 16 partial sums each.
+/// `(a · q, (a ⊙ d) · q)` with 16 partial sums each (`a ⊙ d` rounded as a stored `B`
+/// would be).
 #[inline(always)]
-fn dot2(a: &[f64], b: &[f64], q: &[f64]) -> (f64, f64) {
+fn dot2(a: &[f64], d: &[f64], q: &[f64]) -> (f64, f64) {
     let (ac, at) = a.as_chunks::<LANES>();
-    let (bc, bt) = b.as_chunks::<LANES>();
+    let (dc, dt) = d.as_chunks::<LANES>();
     let (qc, qt) = q.as_chunks::<LANES>();
     let (mut sa, mut sb) = ([0.0; LANES], [0.0; LANES]);
-    for ((a, b), q) in ac.iter().zip(bc).zip(qc) {
+    for ((a, d), q) in ac.iter().zip(dc).zip(qc) {
         for k in 0..LANES {
             sa[k] += a[k] * q[k];
-            sb[k] += b[k] * q[k];
+            sb[k] += (a[k] * d[k]) * q[k];
         }
     }
-    for (k, ((a, b), q)) in at.iter().zip(bt).zip(qt).enumerate() {
+    for (k, ((a, d), q)) in at.iter().zip(dt).zip(qt).enumerate() {
         sa[k] += a * q;
-        sb[k] += b * q;
+        sb[k] += (a * d) * q;
     }
     (hsum(sa), hsum(sb))
 }
@@ -178,16 +181,17 @@ fn dot32(a: &[f32], q: &[f64]) -> f64 {
 }
 
 /// A block of rows on the `f64` kernel: adds `p(x)/c(x) A[x, ·]` into `v` and returns
-/// `(Σ p b / c, Σ p ln c)`. `a`, `b`: the block's rows; `p`: their source weights.
+/// `(Σ p b / c, Σ p ln c)`. `a`, `d`: the block's rows of `A` and `d'`; `p`: their
+/// source weights.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn rows_f64(a: &[f64], b: &[f64], p: &[f64], q: &[f64], v: &mut [f64]) -> (f64, f64) {
+fn rows_f64(a: &[f64], d: &[f64], p: &[f64], q: &[f64], v: &mut [f64]) -> (f64, f64) {
     let ny = q.len();
     let (mut dsum, mut lsum) = (0.0, 0.0);
-    for ((ra, rb), &px) in a.chunks_exact(ny).zip(b.chunks_exact(ny)).zip(p) {
+    for ((ra, rd), &px) in a.chunks_exact(ny).zip(d.chunks_exact(ny)).zip(p) {
         if px == 0.0 {
             continue;
         }
-        let (c, bq) = dot2(ra, rb, q);
+        let (c, bq) = dot2(ra, rd, q);
         dsum += px * bq / c;
         lsum += px * c.ln();
         let w = px / c;
@@ -218,13 +222,12 @@ fn rows_f32(a: &[f32], p: &[f64], q: &[f64], v: &mut [f64]) -> f64 {
 }
 
 impl<'p> Kernel<'p> {
-    pub fn new(prob: &'p RdProblem, beta: f64, dshift: &[f64]) -> Kernel<'p> {
+    pub fn new(prob: &'p RdProblem, beta: f64, dshift: &'p [f64]) -> Kernel<'p> {
         let (nx, ny) = (prob.nx, prob.ny);
         let a: Vec<f64> = dshift
             .iter()
             .map(|&d| if d == 0.0 { 1.0 } else { (-beta * d).exp() })
             .collect();
-        let b = a.iter().zip(dshift).map(|(a, d)| a * d).collect();
         let a32: Vec<f32> = a
             .iter()
             .map(|&v| {
@@ -241,7 +244,9 @@ impl<'p> Kernel<'p> {
         let (mut reach, mut reach32) = (vec![false; ny], vec![false; ny]);
         for (x, &px) in prob.p.iter().enumerate() {
             if px > 0.0 {
-                let rows = a[x * ny..(x + 1) * ny].iter().zip(&a32[x * ny..(x + 1) * ny]);
+                let rows = a[x * ny..(x + 1) * ny]
+                    .iter()
+                    .zip(&a32[x * ny..(x + 1) * ny]);
                 for ((r, r32), (&v, &v32)) in reach.iter_mut().zip(reach32.iter_mut()).zip(rows) {
                     *r |= v > 0.0;
                     *r32 |= v32 > 0.0;
@@ -258,7 +263,7 @@ impl<'p> Kernel<'p> {
             prob,
             beta,
             a,
-            b,
+            dshift,
             a32,
             blocks,
             threads,
@@ -279,7 +284,7 @@ impl<'p> Kernel<'p> {
                 }
                 _ => {
                     (part.dsum, part.lsum) =
-                        rows_f64(&self.a[rows.clone()], &self.b[rows], p, q, &mut part.v);
+                        rows_f64(&self.a[rows.clone()], &self.dshift[rows], p, q, &mut part.v);
                 }
             }
         }
@@ -635,6 +640,7 @@ impl RdProblem {
 
 #[cfg(test)]
 mod tests {
+    use super::Kernel;
     use crate::blahut_arimoto::{BaOptions, RdProblem};
 
     /// The dense kernel and the log-domain iteration agree on a 120 × 120 problem.
@@ -763,5 +769,87 @@ mod tests {
                 .unwrap();
             assert_eq!((capped.iterations, capped.converged), (7, false), "{what}");
         }
+    }
+
+    /// The result does not depend on the number of threads (fixed blocks, summed in
+    /// block order): the same bits with 1, 2 and 3 threads, plain and SQUAREM.
+    #[test]
+    fn thread_count_does_not_change_a_bit() {
+        let prob = bench_problem(300);
+        let q0 = vec![1.0 / 300.0; 300];
+        for accelerate in [false, true] {
+            let runs: Vec<_> = [1, 2, 3]
+                .iter()
+                .map(|&t| {
+                    let mut k = Kernel::new(&prob, 8.0, &prob.dshift);
+                    k.threads = t;
+                    k.solve(q0.clone(), 1e-12, 5000, accelerate).unwrap()
+                })
+                .collect();
+            for r in &runs[1..] {
+                assert_eq!(r.iterations, runs[0].iterations);
+                assert_eq!(r.rate.to_bits(), runs[0].rate.to_bits());
+                assert_eq!(r.distortion.to_bits(), runs[0].distortion.to_bits());
+                assert!(r
+                    .output
+                    .iter()
+                    .zip(&runs[0].output)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    }
+
+    /// SQUAREM starts on the f32 kernel and finishes on the f64 one: the f32 fixed point
+    /// alone is off by more than 1e-10 (so the f64 phase is needed), the mixed run is not.
+    /// Where f32 would lose an output (β d' > 87 on a whole column), the run is f64 only
+    /// and still agrees.
+    #[test]
+    fn f32_phase_then_f64_keeps_the_f64_fixed_point() {
+        let prob = bench_problem(300);
+        let q0 = vec![1.0 / 300.0; 300];
+        let k = Kernel::new(&prob, 8.0, &prob.dshift);
+        assert!(k.a32.is_some());
+        let plain = k.solve(q0.clone(), 1e-14, 50_000, false).unwrap();
+        let mixed = k.solve(q0.clone(), 1e-12, 50_000, true).unwrap();
+        assert!(plain.converged && mixed.converged);
+        assert!(
+            (mixed.rate - plain.rate).abs() < 1e-10,
+            "{} vs {}",
+            mixed.rate,
+            plain.rate
+        );
+        assert!((mixed.distortion - plain.distortion).abs() < 1e-10);
+        // The f32 kernel's own fixed point (SQUAREM on it, never switching) is further off.
+        let f32_only = {
+            std::thread::scope(|s| {
+                let mut pool = super::Pool::new(&k, s);
+                let mut q = q0.clone();
+                let mut next = vec![0.0; 300];
+                for _ in 0..3000 {
+                    pool.step(super::Precision::F32, &q, &mut next).unwrap();
+                    std::mem::swap(&mut q, &mut next);
+                }
+                k.finish(&mut pool, &q, 0, false).unwrap()
+            })
+        };
+        let off = (f32_only.rate - plain.rate)
+            .abs()
+            .max((f32_only.distortion - plain.distortion).abs());
+        assert!(off > 1e-10 && off < 1e-6, "f32 fixed point off by {off}");
+
+        // A column that only underflowing entries reach: f64 throughout.
+        let n = 300;
+        let mut d = prob.d.clone();
+        for x in 0..n {
+            d[x * n + 7] = 20.0;
+        }
+        let wide = RdProblem::new(&prob.p, &d, n, 1e-9).unwrap();
+        let k = Kernel::new(&wide, 8.0, &wide.dshift);
+        assert!(k.a32.is_none());
+        let plain = k.solve(q0.clone(), 1e-14, 50_000, false).unwrap();
+        let fast = k.solve(q0, 1e-12, 50_000, true).unwrap();
+        assert!((fast.rate - plain.rate).abs() < 1e-10);
+        assert!((fast.distortion - plain.distortion).abs() < 1e-10);
+        assert!(fast.iterations < plain.iterations);
     }
 }

@@ -197,9 +197,16 @@ impl RdProblem {
                 spread = spread.max(hi - lo);
             }
         }
+        // Column sums row by row (the same additions, in the same order, as summing
+        // each column down, without the strided reads).
+        let mut col = vec![0.0; ny];
+        for (row, &px) in d.chunks_exact(ny).zip(&p) {
+            for (e, &v) in col.iter_mut().zip(row) {
+                *e += px * v;
+            }
+        }
         let (mut d_max, mut y_star) = (f64::INFINITY, 0);
-        for y in 0..ny {
-            let e: f64 = (0..nx).map(|x| p[x] * d[x * ny + y]).sum();
+        for (y, &e) in col.iter().enumerate() {
             if e < d_max {
                 d_max = e;
                 y_star = y;
