@@ -14,13 +14,17 @@
 //! ```
 //!
 //! the same update as the log-domain solver ([`super::log_domain`]), with `(D, R)` of
-//! the channel against its new output law, as there. Entries of `A` that underflow
+//! the channel against its new output law, as there. The reported point (channel,
+//! `(D, R)`, Blahut's lower bound) is evaluated on the same kernel in the linear domain
+//! ([`Kernel::finish`]: two more steps and one pass for the channel, where the log
+//! domain takes an exponential per cell in five passes). Entries of `A` that underflow
 //! (β d' > 745) are below 1e-323 of a row's largest and do not change any reported digit.
 //!
 //! **One pass per step.** [`Pool::step`] is the only step, for the plain iteration and
-//! for SQUAREM alike. Each row of `A` (and of `B`) is read from memory once per step: the
-//! dot products for `c(x)` and `b(x)`, then, while the row is in L1, the axpy of
-//! `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 independent
+//! for SQUAREM alike. Each row of `A` (and of `d'`) is read from memory once per step:
+//! the dot products for `c(x)` and `b(x)` (`B = A ⊙ d'` is formed in the product, rounded
+//! as a stored `B` would be, so it is never built), then, while the row is in L1, the
+//! axpy of `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 independent
 //! partial sums (lane `k` takes the columns `≡ k mod 16`; multiplies and adds, no fused
 //! multiply–add) so that the compiler vectorizes them; [`rows_f64`] and [`rows_f32`] are
 //! compiled for AVX-512, AVX2+FMA and the baseline and chosen at run time (crate
@@ -28,8 +32,8 @@
 //!
 //! **Threads.** The rows are cut into `min(16, nx)` fixed blocks; each block sums into its
 //! own partial of `Aᵀ (p / c)`, `Σ p b / c` and `Σ p ln c`, and the partials are added in
-//! block order, so the result does not depend on how many threads there are. A run
-//! ([`Kernel::run`]) starts its worker threads once (scoped: none outlives the call,
+//! block order, so the result does not depend on how many threads there are (tested to
+//! the bit). A run ([`Kernel::solve`]) starts its worker threads once (scoped: none outlives the call,
 //! `docs/architecture.md`); each step hands every worker its input law and its blocks'
 //! buffers through a channel and takes them back, so a step spawns and allocates nothing.
 //!
@@ -42,12 +46,13 @@
 //! D), more than the 1e-10 the solver is asked for, so `f32` cannot finish the run: it
 //! only finds the starting point. The `f32` phase stops when two consecutive BA steps
 //! move `q` by less than `max(1e-6, tol)` in ℓ¹ (the scale at which the two fixed points
-//! separate), and SQUAREM continues on `A` and `B` in `f64` with the stopping rule of the
+//! separate), and SQUAREM continues on `A` and `d'` in `f64` with the stopping rule of the
 //! plain iteration, so the fixed point and every reported digit are those of the `f64`
 //! kernel; on that problem the `f64` phase takes 8 of 136 BA steps at tol 1e-10. The
-//! `f32` phase computes no distortion (it reads neither `B` nor `b`): SQUAREM needs only
-//! `R + βD`, which needs only `c` (formula above), so an `f32` step reads 4 bytes per
-//! cell where an `f64` step reads 16. Entries of `A₃₂` below `f32`'s smallest normal
+//! `f32` phase computes no distortion (it reads no `d'`): SQUAREM needs only `R + βD`,
+//! which needs only `c` (formula above), so an `f32` step reads 4 bytes per cell where
+//! an `f64` step reads 16 (and at 1000 × 1000 each core's half of `A₃₂`, 1.9 MiB, stays
+//! in a 2 MiB L2). Entries of `A₃₂` below `f32`'s smallest normal
 //! (β d' > 87) are set to 0; when that would leave an output with no positive entry
 //! where `A` has one, the run is `f64` throughout. The plain iteration is `f64`
 //! throughout. `tools/ba_numpy.py` runs the identical iterations in NumPy (the `f32`
@@ -76,7 +81,7 @@ const F32_EXIT: f64 = 1e-6;
 enum Precision {
     /// `A₃₂`; no distortion is computed.
     F32,
-    /// `A` and `B`.
+    /// `A` and `d'`.
     F64,
 }
 
