@@ -24,8 +24,8 @@
 //! for SQUAREM alike. Each row of `A` (and of `d'`) is read from memory once per step:
 //! the dot products for `c(x)` and `b(x)` (`B = A ⊙ d'` is formed in the product, rounded
 //! as a stored `B` would be, so it is never built), then, while the row is in L1, the
-//! axpy of `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 independent
-//! partial sums (lane `k` takes the columns `≡ k mod 16`; multiplies and adds, no fused
+//! axpy of `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 (`f32`: 32)
+//! independent partial sums (lane `k` takes the columns `≡ k` mod 16 or 32; multiplies and adds, no fused
 //! multiply–add) so that the compiler vectorizes them; [`rows_f64`] and [`rows_f32`] are
 //! compiled for AVX-512, AVX2+FMA and the baseline and chosen at run time (crate
 //! `multiversion`), and give the same bits on each.
@@ -70,8 +70,11 @@ pub const DENSE_MIN: usize = 1 << 16;
 /// Row blocks per kernel (fewer when there are fewer rows); fixes the summation order.
 const BLOCKS: usize = 16;
 
-/// Partial sums per dot product (a multiple of every vector width used).
+/// Partial sums per dot product (a multiple of every vector width used): `f64` kernel.
 const LANES: usize = 16;
+
+/// Partial sums of the `f32` kernel's dot product.
+const LANES32: usize = 32;
 
 /// The `f32` phase ends when two consecutive BA steps move `q` by less than this in ℓ¹
 /// (or by less than `tol`, when that is larger).
@@ -134,10 +137,10 @@ struct Stats {
     lsum: f64,
 }
 
-/// The sum of 16 partial sums, in a fixed order.
+/// The sum of `N` (a power of 2) partial sums, in a fixed order.
 #[inline(always)]
-fn hsum(mut s: [f64; LANES]) -> f64 {
-    let mut w = LANES / 2;
+fn hsum<const N: usize>(mut s: [f64; N]) -> f64 {
+    let mut w = N / 2;
     while w > 0 {
         for k in 0..w {
             s[k] += s[k + w];
@@ -168,14 +171,15 @@ fn dot2(a: &[f64], d: &[f64], q: &[f64]) -> (f64, f64) {
     (hsum(sa), hsum(sb))
 }
 
-/// `a · q` (`a` in `f32`, summed in `f64`) with 16 partial sums.
+/// `a · q` (`a` in `f32`, summed in `f64`) with 32 partial sums (one product per lane
+/// and step, so twice the lanes of [`dot2`] keep as many additions in flight).
 #[inline(always)]
 fn dot32(a: &[f32], q: &[f64]) -> f64 {
-    let (ac, at) = a.as_chunks::<LANES>();
-    let (qc, qt) = q.as_chunks::<LANES>();
-    let mut s = [0.0; LANES];
+    let (ac, at) = a.as_chunks::<LANES32>();
+    let (qc, qt) = q.as_chunks::<LANES32>();
+    let mut s = [0.0; LANES32];
     for (a, q) in ac.iter().zip(qc) {
-        for k in 0..LANES {
+        for k in 0..LANES32 {
             s[k] += f64::from(a[k]) * q[k];
         }
     }
