@@ -233,41 +233,60 @@ fn rows_f32(a: &[f32], p: &[f64], q: &[f64], v: &mut [f64]) -> f64 {
 impl<'p> Kernel<'p> {
     pub fn new(prob: &'p RdProblem, beta: f64, dshift: &'p [f64]) -> Kernel<'p> {
         let (nx, ny) = (prob.nx, prob.ny);
-        let a: Vec<f64> = dshift
-            .iter()
-            .map(|&d| if d == 0.0 { 1.0 } else { (-beta * d).exp() })
-            .collect();
-        let a32: Vec<f32> = a
-            .iter()
-            .map(|&v| {
-                let v = v as f32;
-                if v < f32::MIN_POSITIVE {
-                    0.0
-                } else {
-                    v
-                }
-            })
-            .collect();
-        // Every output that a source letter reaches in `A` must stay reachable in `A₃₂`
-        // (BA's multiplicative update never revives an output at 0).
-        let (mut reach, mut reach32) = (vec![false; ny], vec![false; ny]);
-        for (x, &px) in prob.p.iter().enumerate() {
-            if px > 0.0 {
-                let rows = a[x * ny..(x + 1) * ny]
-                    .iter()
-                    .zip(&a32[x * ny..(x + 1) * ny]);
-                for ((r, r32), (&v, &v32)) in reach.iter_mut().zip(reach32.iter_mut()).zip(rows) {
-                    *r |= v > 0.0;
-                    *r32 |= v32 > 0.0;
-                }
-            }
-        }
-        let a32 = (reach == reach32).then_some(a32);
         let nb = BLOCKS.min(nx).max(1);
-        let blocks = (0..nb).map(|k| (k * nx / nb, (k + 1) * nx / nb)).collect();
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(nb);
+        // `A`, `A₃₂` and the largest entry of `A` per output over the source letters in
+        // use, rows split over the threads (entrywise, so the split changes nothing).
+        let (mut a, mut a32) = (vec![0.0; nx * ny], vec![0f32; nx * ny]);
+        let fill = |x0: usize, a: &mut [f64], a32: &mut [f32]| -> Vec<f64> {
+            let mut top = vec![0.0f64; ny];
+            let rows = a.chunks_exact_mut(ny).zip(a32.chunks_exact_mut(ny));
+            for (x, (ra, ra32)) in (x0..).zip(rows) {
+                let rd = &dshift[x * ny..(x + 1) * ny];
+                for ((o, o32), &d) in ra.iter_mut().zip(ra32.iter_mut()).zip(rd) {
+                    *o = if d == 0.0 { 1.0 } else { (-beta * d).exp() };
+                    let v = *o as f32;
+                    *o32 = if v < f32::MIN_POSITIVE { 0.0 } else { v };
+                }
+                if prob.p[x] > 0.0 {
+                    for (t, &v) in top.iter_mut().zip(ra.iter()) {
+                        *t = t.max(v);
+                    }
+                }
+            }
+            top
+        };
+        let per = nx.div_ceil(threads) * ny;
+        let tops: Vec<Vec<f64>> = std::thread::scope(|s| {
+            let fill = &fill;
+            let mut chunks = a.chunks_mut(per).zip(a32.chunks_mut(per)).enumerate();
+            let first = chunks.next();
+            let handles: Vec<_> = chunks
+                .map(|(k, (ca, c32))| s.spawn(move || fill(k * per / ny, ca, c32)))
+                .collect();
+            let mut tops: Vec<Vec<f64>> = first
+                .map(|(_, (ca, c32))| fill(0, ca, c32))
+                .into_iter()
+                .collect();
+            tops.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("BA kernel set-up")),
+            );
+            tops
+        });
+        // Every output that a source letter reaches in `A` must stay reachable in `A₃₂`
+        // (BA's multiplicative update never revives an output at 0): rounding is
+        // monotone, so an output is lost exactly when its largest entry rounds below
+        // f32's smallest normal.
+        let lost = (0..ny).any(|y| {
+            let top = tops.iter().map(|t| t[y]).fold(0.0, f64::max);
+            top > 0.0 && (top as f32) < f32::MIN_POSITIVE
+        });
+        let a32 = (!lost).then_some(a32);
+        let blocks = (0..nb).map(|k| (k * nx / nb, (k + 1) * nx / nb)).collect();
         Kernel {
             prob,
             beta,
