@@ -23,8 +23,10 @@
 //! **One pass per step.** [`Pool::step`] is the only step, for the plain iteration and
 //! for SQUAREM alike. Each row of `A` (and of `d'`) is read from memory once per step:
 //! the dot products for `c(x)` and `b(x)` (`B = A ⊙ d'` is formed in the product, rounded
-//! as a stored `B` would be, so it is never built), then, while the row is in L1, the
-//! axpy of `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 (`f32`: 32)
+//! as a stored `B` would be, so it is never built; `d'` is read from an `f32` copy when
+//! that holds every entry exactly, as for distortions read from `f32` tensors, which
+//! gives the same bits from 12 bytes a cell instead of 16), then, while the row is in
+//! L1, the axpy of `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 (`f32`: 32)
 //! independent partial sums (lane `k` takes the columns `≡ k` mod 16 or 32; multiplies and adds, no fused
 //! multiply–add) so that the compiler vectorizes them; [`rows_f64`] and [`rows_f32`] are
 //! compiled for AVX-512, AVX2+FMA and the baseline and chosen at run time (crate
@@ -51,7 +53,7 @@
 //! kernel; on that problem the `f64` phase takes 8 of 136 BA steps at tol 1e-10. The
 //! `f32` phase computes no distortion (it reads no `d'`): SQUAREM needs only `R + βD`,
 //! which needs only `c` (formula above), so an `f32` step reads 4 bytes per cell where
-//! an `f64` step reads 16 (and at 1000 × 1000 each core's half of `A₃₂`, 1.9 MiB, stays
+//! an `f64` step reads 12 or 16 (and at 1000 × 1000 each core's half of `A₃₂`, 1.9 MiB, stays
 //! in a 2 MiB L2). Entries of `A₃₂` below `f32`'s smallest normal
 //! (β d' > 87) are set to 0; when that would leave an output with no positive entry
 //! where `A` has one, the run is `f64` throughout. The plain iteration is `f64`
@@ -96,6 +98,9 @@ pub struct Kernel<'p> {
     /// `d'` (`B = A ⊙ d'` is formed in the dot product, which reads the same bytes as a
     /// stored `B` without building it).
     dshift: &'p [f64],
+    /// `d'` in `f32`, when that holds every entry exactly (distortions read from `f32`
+    /// tensors, or small rationals): the same products from fewer bytes.
+    d32: Option<Vec<f32>>,
     /// `A` rounded to `f32` (entries below the smallest normal set to 0), when that
     /// keeps every output that `A` reaches.
     a32: Option<Vec<f32>>,
@@ -151,9 +156,9 @@ fn hsum<const N: usize>(mut s: [f64; N]) -> f64 {
 }
 
 /// `(a · q, (a ⊙ d) · q)` with 16 partial sums each (`a ⊙ d` rounded as a stored `B`
-/// would be).
+/// would be; `d` in `f64`, or in `f32` where that holds it exactly).
 #[inline(always)]
-fn dot2(a: &[f64], d: &[f64], q: &[f64]) -> (f64, f64) {
+fn dot2<D: Copy + Into<f64>>(a: &[f64], d: &[D], q: &[f64]) -> (f64, f64) {
     let (ac, at) = a.as_chunks::<LANES>();
     let (dc, dt) = d.as_chunks::<LANES>();
     let (qc, qt) = q.as_chunks::<LANES>();
@@ -161,12 +166,12 @@ fn dot2(a: &[f64], d: &[f64], q: &[f64]) -> (f64, f64) {
     for ((a, d), q) in ac.iter().zip(dc).zip(qc) {
         for k in 0..LANES {
             sa[k] += a[k] * q[k];
-            sb[k] += (a[k] * d[k]) * q[k];
+            sb[k] += (a[k] * d[k].into()) * q[k];
         }
     }
-    for (k, ((a, d), q)) in at.iter().zip(dt).zip(qt).enumerate() {
+    for (k, ((a, &d), q)) in at.iter().zip(dt).zip(qt).enumerate() {
         sa[k] += a * q;
-        sb[k] += (a * d) * q;
+        sb[k] += (a * d.into()) * q;
     }
     (hsum(sa), hsum(sb))
 }
@@ -194,6 +199,25 @@ fn dot32(a: &[f32], q: &[f64]) -> f64 {
 /// source weights.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn rows_f64(a: &[f64], d: &[f64], p: &[f64], q: &[f64], v: &mut [f64]) -> (f64, f64) {
+    rows_body(a, d, p, q, v)
+}
+
+/// [`rows_f64`] with `d'` held exactly in `f32` (the same bits, 12 bytes a cell read
+/// instead of 16).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rows_f64_d32(a: &[f64], d: &[f32], p: &[f64], q: &[f64], v: &mut [f64]) -> (f64, f64) {
+    rows_body(a, d, p, q, v)
+}
+
+/// The body of [`rows_f64`] and [`rows_f64_d32`].
+#[inline(always)]
+fn rows_body<D: Copy + Into<f64>>(
+    a: &[f64],
+    d: &[D],
+    p: &[f64],
+    q: &[f64],
+    v: &mut [f64],
+) -> (f64, f64) {
     let ny = q.len();
     let (mut dsum, mut lsum) = (0.0, 0.0);
     for ((ra, rd), &px) in a.chunks_exact(ny).zip(d.chunks_exact(ny)).zip(p) {
@@ -286,12 +310,16 @@ impl<'p> Kernel<'p> {
             top > 0.0 && (top as f32) < f32::MIN_POSITIVE
         });
         let a32 = (!lost).then_some(a32);
+        let d32: Vec<f32> = dshift.iter().map(|&v| v as f32).collect();
+        let exact = dshift.iter().zip(&d32).all(|(&v, &w)| f64::from(w) == v);
+        let d32 = exact.then_some(d32);
         let blocks = (0..nb).map(|k| (k * nx / nb, (k + 1) * nx / nb)).collect();
         Kernel {
             prob,
             beta,
             a,
             dshift,
+            d32,
             a32,
             blocks,
             threads,
@@ -311,8 +339,11 @@ impl<'p> Kernel<'p> {
                     part.dsum = 0.0;
                 }
                 _ => {
-                    (part.dsum, part.lsum) =
-                        rows_f64(&self.a[rows.clone()], &self.dshift[rows], p, q, &mut part.v);
+                    let a = &self.a[rows.clone()];
+                    (part.dsum, part.lsum) = match &self.d32 {
+                        Some(d32) => rows_f64_d32(a, &d32[rows], p, q, &mut part.v),
+                        None => rows_f64(a, &self.dshift[rows], p, q, &mut part.v),
+                    };
                 }
             }
         }
@@ -814,6 +845,13 @@ mod tests {
                     k.solve(q0.clone(), 1e-12, 5000, accelerate).unwrap()
                 })
                 .collect();
+            // `d'` held in f32 (exact here: multiples of 1/64) changes no bit either.
+            let mut k = Kernel::new(&prob, 8.0, &prob.dshift);
+            assert!(k.d32.is_some());
+            k.d32 = None;
+            let wide = k.solve(q0.clone(), 1e-12, 5000, accelerate).unwrap();
+            assert_eq!(wide.rate.to_bits(), runs[0].rate.to_bits());
+            assert_eq!(wide.distortion.to_bits(), runs[0].distortion.to_bits());
             for r in &runs[1..] {
                 assert_eq!(r.iterations, runs[0].iterations);
                 assert_eq!(r.rate.to_bits(), runs[0].rate.to_bits());
