@@ -21,7 +21,7 @@ by q2 when its next step's R + beta D exceeds q2's). The stopping rule applies b
 two plain steps of a pair. The iteration counts are BA steps. As in tokit, SQUAREM starts
 on the kernel A rounded to f32 (entries below f32's smallest normal set to 0; products
 summed in f64; R + beta D from c alone, no distortion) until a pair moves q by less than
-max(1e-6, tol) in l1, then continues on the f64 kernel from that pair's q2. tokit stores
+max(1e-7, tol) in l1, then continues on the f64 kernel from that pair's q2. tokit stores
 that kernel in f32; NumPy has no f32-storage, f64-sum product, so it runs the same
 arithmetic on an f64 copy of the rounded kernel (same iteration, f64 memory traffic).
 
@@ -118,7 +118,7 @@ def plain(p, d, beta, tol, np, max_iter=1_000_000):
     return rate, dist, max_iter
 
 
-F32_EXIT = 1e-6
+F32_EXIT = 1e-7
 
 
 def squarem(p, d, beta, tol, np, max_iter=1_000_000, mixed=True):
