@@ -10,147 +10,442 @@
 //! q'(y) = q(y) Σ_x p(x) A[x, y] / c(x)   (q' = q ⊙ Aᵀ (p / c))
 //! D = D_min + Σ_x p(x) b(x) / c(x)
 //! R = −β (D − D_min) − Σ_x p(x) ln c(x) + Σ_y q'(y) ln(q(y) / q'(y))
+//! R + βD = β D_min − Σ_x p(x) ln c(x) + Σ_y q'(y) ln(q(y) / q'(y))
 //! ```
 //!
 //! the same update as the log-domain solver ([`super::log_domain`]), with `(D, R)` of
-//! the channel against its new output law, as there. Each thread takes a block of rows and
-//! reads each row of `A` twice while it is in cache (the dot product for `c`, then the
-//! axpy into its share of `Aᵀ (p / c)`), so the whole iteration is three streaming passes
-//! over memory. `tools/ba_numpy.py` runs the identical iteration in NumPy for the benchmark.
-//! Entries of `A` that underflow (β d' > 745) are below 1e-323 of a row's largest and do
-//! not change any reported digit.
+//! the channel against its new output law, as there. The reported point (channel,
+//! `(D, R)`, Blahut's lower bound) is evaluated on the same kernel in the linear domain
+//! ([`Kernel::finish`]: two more steps and one pass for the channel, where the log
+//! domain takes an exponential per cell in five passes). Entries of `A` that underflow
+//! (β d' > 745) are below 1e-323 of a row's largest and do not change any reported digit.
+//!
+//! **One pass per step.** [`Pool::step`] is the only step, for the plain iteration and
+//! for SQUAREM alike. Each row of `A` (and of `d'`) is read from memory once per step:
+//! the dot products for `c(x)` and `b(x)` (`B = A ⊙ d'` is formed in the product, rounded
+//! as a stored `B` would be, so it is never built; `d'` is read from an `f32` copy when
+//! that holds every entry exactly, as for distortions read from `f32` tensors, which
+//! gives the same bits from 12 bytes a cell instead of 16), then, while the row is in
+//! L1, the axpy of `p(x) / c(x)` times it into `Aᵀ (p / c)`. The dot products keep 16 (`f32`: 32)
+//! independent partial sums (lane `k` takes the columns `≡ k` mod 16 or 32; multiplies and adds, no fused
+//! multiply–add) so that the compiler vectorizes them; [`rows_f64`] and [`rows_f32`] are
+//! compiled for AVX-512, AVX2+FMA and the baseline and chosen at run time (crate
+//! `multiversion`), and give the same bits on each.
+//!
+//! **Threads.** The rows are cut into `min(16, nx)` fixed blocks; each block sums into its
+//! own partial of `Aᵀ (p / c)`, `Σ p b / c` and `Σ p ln c`, and the partials are added in
+//! block order, so the result does not depend on how many threads there are (tested to
+//! the bit). A run ([`Kernel::solve`]) starts its worker threads once (scoped: none outlives the call,
+//! `docs/architecture.md`); each step hands every worker its input law and its blocks'
+//! buffers through a channel and takes them back, so a step spawns and allocates nothing.
+//!
+//! **Precision.** With SQUAREM (`acceleration: "squarem"`), the run starts on an `f32`
+//! copy of `A` (sums still in `f64`) and finishes on the `f64` kernel. Error analysis:
+//! rounding gives `A₃₂ = A (1 + δ)` with `|δ| ≤ 2⁻²⁴`, and with `f64` sums a step on
+//! `A₃₂` is an exact BA step (to `f64` rounding) for the distortion `d' − ln(1 + δ)/β`,
+//! a change of at most `6e-8 / β` in every entry. That moves the fixed point by about
+//! 1e-8 (on the 1000 × 1000 problem of `tools/ba_numpy.py` at β = 8: 5e-9 in R, 2e-10 in
+//! D), more than the 1e-10 the solver is asked for, so `f32` cannot finish the run: it
+//! only finds the starting point. The `f32` phase stops when two consecutive BA steps
+//! move `q` by less than `max(1e-7, tol)` in ℓ¹ (near the scale at which the two fixed points
+//! separate), and SQUAREM continues on `A` and `d'` in `f64` with the stopping rule of the
+//! plain iteration, so the fixed point and every reported digit are those of the `f64`
+//! kernel; on that problem the `f64` phase takes 8 of 138 BA steps at tol 1e-10 (a
+//! looser exit, 1e-6, leaves more steps to the `f64` phase: 8 of 136 at tol 1e-10 but 18
+//! of 146 at 1e-11). The
+//! `f32` phase computes no distortion (it reads no `d'`): SQUAREM needs only `R + βD`,
+//! which needs only `c` (formula above), so an `f32` step reads 4 bytes per cell where
+//! an `f64` step reads 12 or 16 (and at 1000 × 1000 each core's half of `A₃₂`, 1.9 MiB, stays
+//! in a 2 MiB L2). Entries of `A₃₂` below `f32`'s smallest normal
+//! (β d' > 87) are set to 0; when that would leave an output with no positive entry
+//! where `A` has one, the run is `f64` throughout. The plain iteration is `f64`
+//! throughout. `tools/ba_numpy.py` runs the identical iterations in NumPy (the `f32`
+//! phase on an `f64` copy of the rounded kernel, NumPy having no `f32`-storage,
+//! `f64`-sum product) for the benchmark.
 
 use super::{BaOptions, RdPoint, RdProblem};
-use crate::util::ln0;
-use tokit_sdk::{bail, check_cancelled, Result};
+use multiversion::multiversion;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use tokit_sdk::{bail, check_cancelled, Error, Result};
 
 /// Problems at least this large (`nx · ny`) take this path.
 pub const DENSE_MIN: usize = 1 << 16;
+
+/// Row blocks per kernel (fewer when there are fewer rows); fixes the summation order.
+const BLOCKS: usize = 16;
+
+/// Partial sums per dot product (a multiple of every vector width used): `f64` kernel.
+const LANES: usize = 16;
+
+/// Partial sums of the `f32` kernel's dot product.
+const LANES32: usize = 32;
+
+/// The `f32` phase ends when two consecutive BA steps move `q` by less than this in ℓ¹
+/// (or by less than `tol`, when that is larger).
+const F32_EXIT: f64 = 1e-7;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Precision {
+    /// `A₃₂`; no distortion is computed.
+    F32,
+    /// `A` and `d'`.
+    F64,
+}
 
 /// The kernel of one slope.
 pub struct Kernel<'p> {
     prob: &'p RdProblem,
     beta: f64,
     a: Vec<f64>,
-    b: Vec<f64>,
+    /// `d'` (`B = A ⊙ d'` is formed in the dot product, which reads the same bytes as a
+    /// stored `B` without building it).
+    dshift: &'p [f64],
+    /// `d'` in `f32`, when that holds every entry exactly (distortions read from `f32`
+    /// tensors, or small rationals): the same products from fewer bytes.
+    d32: Option<Vec<f32>>,
+    /// `A` rounded to `f32` (entries below the smallest normal set to 0), when that
+    /// keeps every output that `A` reaches.
+    a32: Option<Vec<f32>>,
+    /// Row ranges of the blocks.
+    blocks: Vec<(usize, usize)>,
     threads: usize,
 }
 
-/// One iteration's results.
-struct Step {
+/// One block's share of a step.
+struct Part {
+    /// Its rows' share of `Aᵀ (p / c)`.
+    v: Vec<f64>,
+    /// `Σ p b / c` over its rows (0 in the `f32` phase).
+    dsum: f64,
+    /// `Σ p ln c` over its rows.
+    lsum: f64,
+}
+
+/// A worker's share of a step: the input law and its blocks' buffers, sent to the worker
+/// and back.
+struct Job {
     q: Vec<f64>,
+    prec: Precision,
+    /// Index of its first block.
+    first: usize,
+    parts: Vec<Part>,
+}
+
+/// One step's scalars (the output law goes to a buffer).
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    /// `D` (NaN in the `f32` phase).
     distortion: f64,
+    /// `R` (NaN in the `f32` phase).
     rate: f64,
+    /// `R + βD`.
+    objective: f64,
+    /// `Σ_x p(x) ln c(x)`.
+    lsum: f64,
+}
+
+/// The sum of `N` (a power of 2) partial sums, in a fixed order.
+#[inline(always)]
+fn hsum<const N: usize>(mut s: [f64; N]) -> f64 {
+    let mut w = N / 2;
+    while w > 0 {
+        for k in 0..w {
+            s[k] += s[k + w];
+        }
+        w /= 2;
+    }
+    s[0]
+}
+
+/// `(a · q, (a ⊙ d) · q)` with 16 partial sums each (`a ⊙ d` rounded as a stored `B`
+/// would be; `d` in `f64`, or in `f32` where that holds it exactly).
+#[inline(always)]
+fn dot2<D: Copy + Into<f64>>(a: &[f64], d: &[D], q: &[f64]) -> (f64, f64) {
+    let (ac, at) = a.as_chunks::<LANES>();
+    let (dc, dt) = d.as_chunks::<LANES>();
+    let (qc, qt) = q.as_chunks::<LANES>();
+    let (mut sa, mut sb) = ([0.0; LANES], [0.0; LANES]);
+    for ((a, d), q) in ac.iter().zip(dc).zip(qc) {
+        for k in 0..LANES {
+            sa[k] += a[k] * q[k];
+            sb[k] += (a[k] * d[k].into()) * q[k];
+        }
+    }
+    for (k, ((a, &d), q)) in at.iter().zip(dt).zip(qt).enumerate() {
+        sa[k] += a * q;
+        sb[k] += (a * d.into()) * q;
+    }
+    (hsum(sa), hsum(sb))
+}
+
+/// `a · q` (`a` in `f32`, summed in `f64`) with 32 partial sums (one product per lane
+/// and step, so twice the lanes of [`dot2`] keep as many additions in flight).
+#[inline(always)]
+fn dot32(a: &[f32], q: &[f64]) -> f64 {
+    let (ac, at) = a.as_chunks::<LANES32>();
+    let (qc, qt) = q.as_chunks::<LANES32>();
+    let mut s = [0.0; LANES32];
+    for (a, q) in ac.iter().zip(qc) {
+        for k in 0..LANES32 {
+            s[k] += f64::from(a[k]) * q[k];
+        }
+    }
+    for (k, (a, q)) in at.iter().zip(qt).enumerate() {
+        s[k] += f64::from(*a) * q;
+    }
+    hsum(s)
+}
+
+/// A block of rows on the `f64` kernel: adds `p(x)/c(x) A[x, ·]` into `v` and returns
+/// `(Σ p b / c, Σ p ln c)`. `a`, `d`: the block's rows of `A` and `d'`; `p`: their
+/// source weights.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rows_f64(a: &[f64], d: &[f64], p: &[f64], q: &[f64], v: &mut [f64]) -> (f64, f64) {
+    rows_body(a, d, p, q, v)
+}
+
+/// [`rows_f64`] with `d'` held exactly in `f32` (the same bits, 12 bytes a cell read
+/// instead of 16).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rows_f64_d32(a: &[f64], d: &[f32], p: &[f64], q: &[f64], v: &mut [f64]) -> (f64, f64) {
+    rows_body(a, d, p, q, v)
+}
+
+/// The body of [`rows_f64`] and [`rows_f64_d32`].
+#[inline(always)]
+fn rows_body<D: Copy + Into<f64>>(
+    a: &[f64],
+    d: &[D],
+    p: &[f64],
+    q: &[f64],
+    v: &mut [f64],
+) -> (f64, f64) {
+    let ny = q.len();
+    let (mut dsum, mut lsum) = (0.0, 0.0);
+    for ((ra, rd), &px) in a.chunks_exact(ny).zip(d.chunks_exact(ny)).zip(p) {
+        if px == 0.0 {
+            continue;
+        }
+        let (c, bq) = dot2(ra, rd, q);
+        dsum += px * bq / c;
+        lsum += px * c.ln();
+        let w = px / c;
+        for (vy, &ay) in v.iter_mut().zip(ra) {
+            *vy += w * ay;
+        }
+    }
+    (dsum, lsum)
+}
+
+/// [`rows_f64`] on `A₃₂`, without the distortion: returns `Σ p ln c`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rows_f32(a: &[f32], p: &[f64], q: &[f64], v: &mut [f64]) -> f64 {
+    let ny = q.len();
+    let mut lsum = 0.0;
+    for (ra, &px) in a.chunks_exact(ny).zip(p) {
+        if px == 0.0 {
+            continue;
+        }
+        let c = dot32(ra, q);
+        lsum += px * c.ln();
+        let w = px / c;
+        for (vy, &ay) in v.iter_mut().zip(ra) {
+            *vy += w * f64::from(ay);
+        }
+    }
+    lsum
 }
 
 impl<'p> Kernel<'p> {
-    pub fn new(prob: &'p RdProblem, beta: f64, dshift: &[f64]) -> Kernel<'p> {
-        let a: Vec<f64> = dshift
-            .iter()
-            .map(|&d| if d == 0.0 { 1.0 } else { (-beta * d).exp() })
-            .collect();
-        let b = a.iter().zip(dshift).map(|(a, d)| a * d).collect();
+    pub fn new(prob: &'p RdProblem, beta: f64, dshift: &'p [f64]) -> Kernel<'p> {
+        let (nx, ny) = (prob.nx, prob.ny);
+        let nb = BLOCKS.min(nx).max(1);
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(prob.nx.max(1));
+            .min(nb);
+        // `A`, `A₃₂` and the largest entry of `A` per output over the source letters in
+        // use, rows split over the threads (entrywise, so the split changes nothing).
+        let (mut a, mut a32) = (vec![0.0; nx * ny], vec![0f32; nx * ny]);
+        let fill = |x0: usize, a: &mut [f64], a32: &mut [f32]| -> Vec<f64> {
+            let mut top = vec![0.0f64; ny];
+            let rows = a.chunks_exact_mut(ny).zip(a32.chunks_exact_mut(ny));
+            for (x, (ra, ra32)) in (x0..).zip(rows) {
+                let rd = &dshift[x * ny..(x + 1) * ny];
+                for ((o, o32), &d) in ra.iter_mut().zip(ra32.iter_mut()).zip(rd) {
+                    *o = if d == 0.0 { 1.0 } else { (-beta * d).exp() };
+                    let v = *o as f32;
+                    *o32 = if v < f32::MIN_POSITIVE { 0.0 } else { v };
+                }
+                if prob.p[x] > 0.0 {
+                    for (t, &v) in top.iter_mut().zip(ra.iter()) {
+                        *t = t.max(v);
+                    }
+                }
+            }
+            top
+        };
+        let per = nx.div_ceil(threads) * ny;
+        let tops: Vec<Vec<f64>> = std::thread::scope(|s| {
+            let fill = &fill;
+            let mut chunks = a.chunks_mut(per).zip(a32.chunks_mut(per)).enumerate();
+            let first = chunks.next();
+            let handles: Vec<_> = chunks
+                .map(|(k, (ca, c32))| s.spawn(move || fill(k * per / ny, ca, c32)))
+                .collect();
+            let mut tops: Vec<Vec<f64>> = first
+                .map(|(_, (ca, c32))| fill(0, ca, c32))
+                .into_iter()
+                .collect();
+            tops.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("BA kernel set-up")),
+            );
+            tops
+        });
+        // Every output that a source letter reaches in `A` must stay reachable in `A₃₂`
+        // (BA's multiplicative update never revives an output at 0): rounding is
+        // monotone, so an output is lost exactly when its largest entry rounds below
+        // f32's smallest normal.
+        let lost = (0..ny).any(|y| {
+            let top = tops.iter().map(|t| t[y]).fold(0.0, f64::max);
+            top > 0.0 && (top as f32) < f32::MIN_POSITIVE
+        });
+        let a32 = (!lost).then_some(a32);
+        let d32: Vec<f32> = dshift.iter().map(|&v| v as f32).collect();
+        let exact = dshift.iter().zip(&d32).all(|(&v, &w)| f64::from(w) == v);
+        let d32 = exact.then_some(d32);
+        let blocks = (0..nb).map(|k| (k * nx / nb, (k + 1) * nx / nb)).collect();
         Kernel {
             prob,
             beta,
             a,
-            b,
+            dshift,
+            d32,
+            a32,
+            blocks,
             threads,
         }
     }
 
-    /// One BA step from output law `q` (linear domain).
-    fn step(&self, q: &[f64]) -> Result<Step> {
-        let (nx, ny) = (self.prob.nx, self.prob.ny);
-        let p = &self.prob.p;
-        let rows = nx.div_ceil(self.threads);
-        // Per thread: Σ p b / c, Σ p ln c, and its share of Aᵀ (p / c).
-        let parts: Vec<(f64, f64, Vec<f64>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..nx)
-                .step_by(rows)
-                .map(|x0| {
-                    s.spawn(move || {
-                        let (mut dsum, mut lsum) = (0.0, 0.0);
-                        let mut v = vec![0.0; ny];
-                        let x1 = (x0 + rows).min(nx);
-                        for (x, &px) in p.iter().enumerate().take(x1).skip(x0) {
-                            if px == 0.0 {
-                                continue;
-                            }
-                            let ra = &self.a[x * ny..(x + 1) * ny];
-                            let rb = &self.b[x * ny..(x + 1) * ny];
-                            let (mut c, mut bq) = (0.0, 0.0);
-                            for y in 0..ny {
-                                c += ra[y] * q[y];
-                                bq += rb[y] * q[y];
-                            }
-                            dsum += px * bq / c;
-                            lsum += px * c.ln();
-                            let w = px / c;
-                            for (vy, &ay) in v.iter_mut().zip(ra) {
-                                *vy += w * ay;
-                            }
-                        }
-                        (dsum, lsum, v)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("BA worker"))
-                .collect()
-        });
-        let (mut dsum, mut lsum) = (0.0, 0.0);
-        let mut v = vec![0.0; ny];
-        for (d, l, part) in parts {
-            dsum += d;
-            lsum += l;
-            for (a, b) in v.iter_mut().zip(&part) {
-                *a += b;
+    /// Fills the partials of blocks `first..first + parts.len()` for input law `q`.
+    fn fill(&self, prec: Precision, q: &[f64], first: usize, parts: &mut [Part]) {
+        let ny = self.prob.ny;
+        for (part, &(x0, x1)) in parts.iter_mut().zip(&self.blocks[first..]) {
+            part.v.fill(0.0);
+            let rows = x0 * ny..x1 * ny;
+            let p = &self.prob.p[x0..x1];
+            match (prec, &self.a32) {
+                (Precision::F32, Some(a32)) => {
+                    part.lsum = rows_f32(&a32[rows], p, q, &mut part.v);
+                    part.dsum = 0.0;
+                }
+                _ => {
+                    let a = &self.a[rows.clone()];
+                    (part.dsum, part.lsum) = match &self.d32 {
+                        Some(d32) => rows_f64_d32(a, &d32[rows], p, q, &mut part.v),
+                        None => rows_f64(a, &self.dshift[rows], p, q, &mut part.v),
+                    };
+                }
             }
         }
-        if !(dsum.is_finite() && lsum.is_finite()) {
-            bail!("Blahut–Arimoto degenerate at β = {}: a source letter lost every output (use a smaller β)", self.beta);
-        }
-        let qn: Vec<f64> = q.iter().zip(&v).map(|(q, v)| q * v).collect();
-        let cross: f64 = q
-            .iter()
-            .zip(&qn)
-            .filter(|(_, &n)| n > 0.0)
-            .map(|(&o, &n)| n * (o / n).ln())
-            .sum();
-        Ok(Step {
-            q: qn,
-            distortion: self.prob.d_min + dsum,
-            rate: (-self.beta * dsum - lsum + cross).max(0.0),
-        })
     }
 
     /// Iterate from `q0` until rate and distortion change by less than `tol` between two
-    /// consecutive BA steps; returns the final output law (linear), the number of BA steps
-    /// and whether it converged. `accelerate`: SQUAREM extrapolation between pairs of steps
-    /// ([`Kernel::squarem`]).
-    pub fn run(
+    /// consecutive BA steps (or `max_iter` BA steps), then evaluate the channel of the
+    /// final output law ([`Kernel::finish`]). `accelerate`: SQUAREM extrapolation between
+    /// pairs of steps ([`Kernel::squarem`]), starting on `A₃₂` where it is kept.
+    pub fn solve(
         &self,
         q0: Vec<f64>,
         tol: f64,
         max_iter: usize,
         accelerate: bool,
-    ) -> Result<(Vec<f64>, usize, bool)> {
-        if accelerate {
-            return self.squarem(q0, tol, max_iter);
+    ) -> Result<RdPoint> {
+        std::thread::scope(|s| {
+            let mut pool = Pool::new(self, s);
+            let (q, iterations, converged) = if accelerate {
+                self.squarem(&mut pool, q0, tol, max_iter)?
+            } else {
+                self.plain(&mut pool, q0, tol, max_iter)?
+            };
+            self.finish(&mut pool, &q, iterations, converged)
+        })
+    }
+
+    /// The reported point of output law `q`, in the linear domain on the `f64` kernel:
+    /// the channel `Q(y|x) = A[x, y] q(y) / c(x)`, its output law, `(D, R)` (one more BA
+    /// step from `q`; the formulas of the module doc are those of this channel against
+    /// its output law) and Blahut's lower bound at that output law `q'`,
+    /// `−β (D − D_min) − Σ_x p(x) ln c'(x) − ln max_y Σ_x p(x) A[x, y] / c'(x)` with
+    /// `c' = A q'` (a further step's sums; the same bound as
+    /// [`RdProblem::lower_bound`], without a logarithm or exponential per cell).
+    fn finish(
+        &self,
+        pool: &mut Pool,
+        q: &[f64],
+        iterations: usize,
+        converged: bool,
+    ) -> Result<RdPoint> {
+        let (ny, beta) = (self.prob.ny, self.beta);
+        let mut output = vec![0.0; ny];
+        let s = pool.step(Precision::F64, q, &mut output)?;
+        if !(s.distortion.is_finite() && s.rate.is_finite()) {
+            bail!(
+                "Blahut–Arimoto produced a non-finite result at β = {beta} (distortion {}, rate {})",
+                s.distortion,
+                s.rate
+            );
         }
+        let mut channel = vec![0.0; self.a.len()];
+        for (row, ra) in channel.chunks_exact_mut(ny).zip(self.a.chunks_exact(ny)) {
+            let (c, _) = dot2(ra, ra, q);
+            for ((o, &a), &qy) in row.iter_mut().zip(ra).zip(q) {
+                *o = a * qy / c;
+            }
+        }
+        let mut next = vec![0.0; ny];
+        let bound = pool.step(Precision::F64, &output, &mut next)?;
+        let max_v = pool.v.iter().copied().fold(0.0, f64::max);
+        let lower_bound = -beta * (s.distortion - self.prob.d_min) - bound.lsum - max_v.ln();
+        let lower_bound = if lower_bound.is_finite() {
+            lower_bound
+        } else {
+            0.0
+        };
+        Ok(RdPoint {
+            beta,
+            distortion: s.distortion,
+            rate: s.rate,
+            channel,
+            output,
+            iterations,
+            converged,
+            lower_bound: lower_bound.min(s.rate),
+            time_shared: false,
+            starts_spread: 0.0,
+            from_restart: false,
+            starts: 1,
+        })
+    }
+
+    /// The plain iteration (`f64` throughout).
+    fn plain(
+        &self,
+        pool: &mut Pool,
+        q0: Vec<f64>,
+        tol: f64,
+        max_iter: usize,
+    ) -> Result<(Vec<f64>, usize, bool)> {
         let mut q = q0;
+        let mut next = vec![0.0; q.len()];
         let mut prev: Option<(f64, f64)> = None;
         for it in 1..=max_iter {
             if it % 64 == 0 {
                 check_cancelled()?;
             }
-            let s = self.step(&q)?;
-            q = s.q;
+            let s = pool.step(Precision::F64, &q, &mut next)?;
+            std::mem::swap(&mut q, &mut next);
             if let Some((d0, r0)) = prev {
                 if (s.distortion - d0).abs() < tol && (s.rate - r0).abs() < tol {
                     return Ok((q, it, true));
@@ -169,55 +464,84 @@ impl<'p> Kernel<'p> {
     /// BA step has a larger objective `R + βD` than `q2`'s is replaced by `q2`, so the
     /// iteration keeps the plain one's fixed point and never does worse per pair of steps.
     /// Convergence is judged as in the plain run, between the two consecutive BA steps of
-    /// a pair; the count returned is of BA steps (each costs one plain iteration).
-    fn squarem(&self, q0: Vec<f64>, tol: f64, max_iter: usize) -> Result<(Vec<f64>, usize, bool)> {
-        let objective = |s: &Step| s.rate + self.beta * s.distortion;
+    /// a pair; the count returned is of BA steps (each costs one plain iteration). The
+    /// steps are on `A₃₂` until a pair moves `q` by less than `max(F32_EXIT, tol)` in ℓ¹,
+    /// then on the `f64` kernel from that pair's `q2` (module doc).
+    fn squarem(
+        &self,
+        pool: &mut Pool,
+        q0: Vec<f64>,
+        tol: f64,
+        max_iter: usize,
+    ) -> Result<(Vec<f64>, usize, bool)> {
+        let n = q0.len();
         let mut q = q0;
-        let mut it = 0;
+        let (mut q1, mut q2, mut next) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         // The plain double step of the last extrapolation and its objective.
-        let mut fallback: Option<(Vec<f64>, f64)> = None;
+        let mut fallback = vec![0.0; n];
+        let mut fallback_objective: Option<f64> = None;
+        let mut prec = if self.a32.is_some() {
+            Precision::F32
+        } else {
+            Precision::F64
+        };
+        let mut it = 0;
         loop {
             if it + 2 > max_iter {
-                let (q, it) = if it < max_iter {
-                    (self.step(&q)?.q, it + 1)
-                } else {
-                    (q, it)
-                };
+                if it < max_iter {
+                    pool.step(prec, &q, &mut q1)?;
+                    std::mem::swap(&mut q, &mut q1);
+                    it += 1;
+                }
                 return Ok((q, it, false));
             }
             if it % 64 < 2 {
                 check_cancelled()?;
             }
-            let mut s1 = self.step(&q)?;
+            let mut s1 = pool.step(prec, &q, &mut q1)?;
             it += 1;
-            if let Some((q2, l2)) = fallback.take() {
-                if objective(&s1) > l2 + 1e-13 * l2.abs() {
+            if let Some(l2) = fallback_objective.take() {
+                if s1.objective > l2 + 1e-13 * l2.abs() {
                     // The extrapolation overshot: continue from the plain double step.
-                    q = q2;
+                    std::mem::swap(&mut q, &mut fallback);
                     if it + 2 > max_iter {
                         continue;
                     }
-                    s1 = self.step(&q)?;
+                    s1 = pool.step(prec, &q, &mut q1)?;
                     it += 1;
                 }
             }
-            let s2 = self.step(&s1.q)?;
+            let s2 = pool.step(prec, &q1, &mut q2)?;
             it += 1;
-            if (s2.distortion - s1.distortion).abs() < tol && (s2.rate - s1.rate).abs() < tol {
-                return Ok((s2.q, it, true));
+            match prec {
+                Precision::F64 => {
+                    if (s2.distortion - s1.distortion).abs() < tol
+                        && (s2.rate - s1.rate).abs() < tol
+                    {
+                        return Ok((q2, it, true));
+                    }
+                }
+                Precision::F32 => {
+                    let moved: f64 = q1.iter().zip(&q2).map(|(a, b)| (a - b).abs()).sum();
+                    if moved < F32_EXIT.max(tol) {
+                        // Finish on the f64 kernel from the last BA step.
+                        prec = Precision::F64;
+                        std::mem::swap(&mut q, &mut q2);
+                        continue;
+                    }
+                }
             }
             let (mut rr, mut vv) = (0.0, 0.0);
-            for ((&a, &b), &c) in q.iter().zip(&s1.q).zip(&s2.q) {
+            for ((&a, &b), &c) in q.iter().zip(&q1).zip(&q2) {
                 let (r, v) = (b - a, c - 2.0 * b + a);
                 rr += r * r;
                 vv += v * v;
             }
             let mut alpha = if vv > 0.0 { -(rr / vv).sqrt() } else { -1.0 };
             alpha = alpha.min(-1.0);
-            let mut next = vec![0.0; q.len()];
             loop {
                 let mut ok = true;
-                for (((n, &a), &b), &c) in next.iter_mut().zip(&q).zip(&s1.q).zip(&s2.q) {
+                for (((n, &a), &b), &c) in next.iter_mut().zip(&q).zip(&q1).zip(&q2) {
                     let (r, v) = (b - a, c - 2.0 * b + a);
                     *n = a - 2.0 * alpha * r + alpha * alpha * v;
                     ok &= *n >= 0.0;
@@ -231,16 +555,138 @@ impl<'p> Kernel<'p> {
                 }
             }
             if alpha == -1.0 {
-                next.copy_from_slice(&s2.q);
+                std::mem::swap(&mut q, &mut q2);
             } else {
                 let total: f64 = next.iter().sum();
                 for n in next.iter_mut() {
                     *n /= total;
                 }
-                fallback = Some((s2.q.clone(), objective(&s2)));
+                std::mem::swap(&mut q, &mut next);
+                fallback.copy_from_slice(&q2);
+                fallback_objective = Some(s2.objective);
             }
-            q = next;
         }
+    }
+}
+
+/// The threads of one run: the calling thread takes the first group of blocks, each
+/// worker one further group.
+struct Pool<'k, 'p> {
+    kernel: &'k Kernel<'p>,
+    /// The calling thread's blocks.
+    own: Vec<Part>,
+    /// Per worker: its channels and, between steps, its job.
+    workers: Vec<(SyncSender<Job>, Receiver<Job>, Option<Job>)>,
+    /// `Aᵀ (p / c)`.
+    v: Vec<f64>,
+}
+
+impl<'k, 'p> Pool<'k, 'p> {
+    fn new<'s>(kernel: &'k Kernel<'p>, scope: &'s std::thread::Scope<'s, '_>) -> Pool<'k, 'p>
+    where
+        'k: 's,
+    {
+        let (nb, ny, t) = (kernel.blocks.len(), kernel.prob.ny, kernel.threads);
+        let parts = |k: usize| -> Vec<Part> {
+            (0..k)
+                .map(|_| Part {
+                    v: vec![0.0; ny],
+                    dsum: 0.0,
+                    lsum: 0.0,
+                })
+                .collect()
+        };
+        let group = |i: usize| (i * nb / t, (i + 1) * nb / t);
+        let (g0, g1) = group(0);
+        let mut workers = Vec::new();
+        for i in 1..t {
+            let (first, end) = group(i);
+            let (to_worker, jobs) = sync_channel::<Job>(1);
+            let (done, from_worker) = sync_channel::<Job>(1);
+            scope.spawn(move || {
+                while let Ok(mut job) = jobs.recv() {
+                    kernel.fill(job.prec, &job.q, job.first, &mut job.parts);
+                    if done.send(job).is_err() {
+                        break;
+                    }
+                }
+            });
+            let job = Job {
+                q: vec![0.0; ny],
+                prec: Precision::F64,
+                first,
+                parts: parts(end - first),
+            };
+            workers.push((to_worker, from_worker, Some(job)));
+        }
+        Pool {
+            kernel,
+            own: parts(g1 - g0),
+            workers,
+            v: vec![0.0; ny],
+        }
+    }
+
+    /// One BA step from output law `q` (linear domain) into `out`.
+    fn step(&mut self, prec: Precision, q: &[f64], out: &mut [f64]) -> Result<Stats> {
+        let kernel = self.kernel;
+        let lost = || Error::msg("Blahut–Arimoto: a worker thread stopped");
+        for (to_worker, _, job) in &mut self.workers {
+            let mut job = job.take().ok_or_else(lost)?;
+            job.q.copy_from_slice(q);
+            job.prec = prec;
+            to_worker.send(job).map_err(|_| lost())?;
+        }
+        kernel.fill(prec, q, 0, &mut self.own);
+        for (_, from_worker, job) in &mut self.workers {
+            *job = Some(from_worker.recv().map_err(|_| lost())?);
+        }
+        // Block partials in block order.
+        let (mut dsum, mut lsum) = (0.0, 0.0);
+        self.v.fill(0.0);
+        let worker_parts = self
+            .workers
+            .iter()
+            .flat_map(|(_, _, job)| job.iter().flat_map(|j| &j.parts));
+        for part in self.own.iter().chain(worker_parts) {
+            dsum += part.dsum;
+            lsum += part.lsum;
+            for (a, b) in self.v.iter_mut().zip(&part.v) {
+                *a += b;
+            }
+        }
+        let beta = kernel.beta;
+        if !(dsum.is_finite() && lsum.is_finite()) {
+            bail!("Blahut–Arimoto degenerate at β = {beta}: a source letter lost every output (use a smaller β)");
+        }
+        for ((o, &q), &v) in out.iter_mut().zip(q).zip(&self.v) {
+            *o = q * v;
+        }
+        let cross: f64 = q
+            .iter()
+            .zip(out.iter())
+            .filter(|(_, &n)| n > 0.0)
+            .map(|(&o, &n)| n * (o / n).ln())
+            .sum();
+        let d_min = kernel.prob.d_min;
+        Ok(match prec {
+            Precision::F64 => {
+                let distortion = d_min + dsum;
+                let rate = (-beta * dsum - lsum + cross).max(0.0);
+                Stats {
+                    distortion,
+                    rate,
+                    objective: rate + beta * distortion,
+                    lsum,
+                }
+            }
+            Precision::F32 => Stats {
+                distortion: f64::NAN,
+                rate: f64::NAN,
+                objective: beta * d_min - lsum + cross,
+                lsum,
+            },
+        })
     }
 }
 
@@ -249,20 +695,13 @@ impl RdProblem {
     pub fn run_dense(&self, beta: f64, lq0: &[f64], opts: &BaOptions) -> Result<RdPoint> {
         let kernel = Kernel::new(self, beta, &self.dshift);
         let q0 = lq0.iter().map(|l| l.exp()).collect();
-        let (q, iterations, converged) =
-            kernel.run(q0, opts.tol, opts.max_iter, opts.accelerate)?;
-        let lq: Vec<f64> = q.iter().map(|&v| ln0(v)).collect();
-        // The reported channel, (D, R) and bound come from the log-domain evaluation of
-        // the final output law, as in the log-domain run.
-        let mut lqq = vec![0.0; self.nx * self.ny];
-        self.channel_from(&lq, beta, &mut lqq)?;
-        let lq = self.output_law(&lqq);
-        self.finish(beta, lqq, lq, iterations, converged)
+        kernel.solve(q0, opts.tol, opts.max_iter, opts.accelerate)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Kernel;
     use crate::blahut_arimoto::{BaOptions, RdProblem};
 
     /// The dense kernel and the log-domain iteration agree on a 120 × 120 problem.
@@ -391,5 +830,94 @@ mod tests {
                 .unwrap();
             assert_eq!((capped.iterations, capped.converged), (7, false), "{what}");
         }
+    }
+
+    /// The result does not depend on the number of threads (fixed blocks, summed in
+    /// block order): the same bits with 1, 2 and 3 threads, plain and SQUAREM.
+    #[test]
+    fn thread_count_does_not_change_a_bit() {
+        let prob = bench_problem(300);
+        let q0 = vec![1.0 / 300.0; 300];
+        for accelerate in [false, true] {
+            let runs: Vec<_> = [1, 2, 3]
+                .iter()
+                .map(|&t| {
+                    let mut k = Kernel::new(&prob, 8.0, &prob.dshift);
+                    k.threads = t;
+                    k.solve(q0.clone(), 1e-12, 5000, accelerate).unwrap()
+                })
+                .collect();
+            // `d'` held in f32 (exact here: multiples of 1/64) changes no bit either.
+            let mut k = Kernel::new(&prob, 8.0, &prob.dshift);
+            assert!(k.d32.is_some());
+            k.d32 = None;
+            let wide = k.solve(q0.clone(), 1e-12, 5000, accelerate).unwrap();
+            assert_eq!(wide.rate.to_bits(), runs[0].rate.to_bits());
+            assert_eq!(wide.distortion.to_bits(), runs[0].distortion.to_bits());
+            for r in &runs[1..] {
+                assert_eq!(r.iterations, runs[0].iterations);
+                assert_eq!(r.rate.to_bits(), runs[0].rate.to_bits());
+                assert_eq!(r.distortion.to_bits(), runs[0].distortion.to_bits());
+                assert!(r
+                    .output
+                    .iter()
+                    .zip(&runs[0].output)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    }
+
+    /// SQUAREM starts on the f32 kernel and finishes on the f64 one: the f32 fixed point
+    /// alone is off by more than 1e-10 (so the f64 phase is needed), the mixed run is not.
+    /// Where f32 would lose an output (β d' > 87 on a whole column), the run is f64 only
+    /// and still agrees.
+    #[test]
+    fn f32_phase_then_f64_keeps_the_f64_fixed_point() {
+        let prob = bench_problem(300);
+        let q0 = vec![1.0 / 300.0; 300];
+        let k = Kernel::new(&prob, 8.0, &prob.dshift);
+        assert!(k.a32.is_some());
+        let plain = k.solve(q0.clone(), 1e-14, 50_000, false).unwrap();
+        let mixed = k.solve(q0.clone(), 1e-12, 50_000, true).unwrap();
+        assert!(plain.converged && mixed.converged);
+        assert!(
+            (mixed.rate - plain.rate).abs() < 1e-10,
+            "{} vs {}",
+            mixed.rate,
+            plain.rate
+        );
+        assert!((mixed.distortion - plain.distortion).abs() < 1e-10);
+        // The f32 kernel's own fixed point (SQUAREM on it, never switching) is further off.
+        let f32_only = {
+            std::thread::scope(|s| {
+                let mut pool = super::Pool::new(&k, s);
+                let mut q = q0.clone();
+                let mut next = vec![0.0; 300];
+                for _ in 0..3000 {
+                    pool.step(super::Precision::F32, &q, &mut next).unwrap();
+                    std::mem::swap(&mut q, &mut next);
+                }
+                k.finish(&mut pool, &q, 0, false).unwrap()
+            })
+        };
+        let off = (f32_only.rate - plain.rate)
+            .abs()
+            .max((f32_only.distortion - plain.distortion).abs());
+        assert!(off > 1e-10 && off < 1e-6, "f32 fixed point off by {off}");
+
+        // A column that only underflowing entries reach: f64 throughout.
+        let n = 300;
+        let mut d = prob.d.clone();
+        for x in 0..n {
+            d[x * n + 7] = 20.0;
+        }
+        let wide = RdProblem::new(&prob.p, &d, n, 1e-9).unwrap();
+        let k = Kernel::new(&wide, 8.0, &wide.dshift);
+        assert!(k.a32.is_none());
+        let plain = k.solve(q0.clone(), 1e-14, 50_000, false).unwrap();
+        let fast = k.solve(q0, 1e-12, 50_000, true).unwrap();
+        assert!((fast.rate - plain.rate).abs() < 1e-10);
+        assert!((fast.distortion - plain.distortion).abs() < 1e-10);
+        assert!(fast.iterations < plain.iterations);
     }
 }

@@ -104,6 +104,30 @@ pub struct RdProblem {
     pub spread: f64,
 }
 
+/// `(min, max)` of finite numbers, in 8 lanes so that it vectorizes (min and max do not
+/// depend on the order).
+fn min_max(v: &[f64]) -> (f64, f64) {
+    let (chunks, tail) = v.as_chunks::<8>();
+    let (mut lo, mut hi) = ([f64::INFINITY; 8], [f64::NEG_INFINITY; 8]);
+    for c in chunks {
+        for k in 0..8 {
+            lo[k] = lo[k].min(c[k]);
+            hi[k] = hi[k].max(c[k]);
+        }
+    }
+    let lo = tail
+        .iter()
+        .chain(&lo)
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let hi = tail
+        .iter()
+        .chain(&hi)
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
 /// One point of the rate–distortion curve with its test channel.
 #[derive(Clone, Debug)]
 pub struct RdPoint {
@@ -187,19 +211,25 @@ impl RdProblem {
         let (mut d_min, mut spread) = (0.0, 0.0f64);
         for x in 0..nx {
             let row = &d[x * ny..(x + 1) * ny];
-            let lo = row.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            for y in 0..ny {
-                dshift[x * ny + y] = row[y] - lo;
+            let (lo, hi) = min_max(row);
+            for (s, &v) in dshift[x * ny..(x + 1) * ny].iter_mut().zip(row) {
+                *s = v - lo;
             }
             d_min += p[x] * lo;
             if p[x] > 0.0 {
                 spread = spread.max(hi - lo);
             }
         }
+        // Column sums row by row (the same additions, in the same order, as summing
+        // each column down, without the strided reads).
+        let mut col = vec![0.0; ny];
+        for (row, &px) in d.chunks_exact(ny).zip(&p) {
+            for (e, &v) in col.iter_mut().zip(row) {
+                *e += px * v;
+            }
+        }
         let (mut d_max, mut y_star) = (f64::INFINITY, 0);
-        for y in 0..ny {
-            let e: f64 = (0..nx).map(|x| p[x] * d[x * ny + y]).sum();
+        for (y, &e) in col.iter().enumerate() {
             if e < d_max {
                 d_max = e;
                 y_star = y;
