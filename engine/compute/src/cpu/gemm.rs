@@ -55,9 +55,9 @@ pub(crate) struct GemmJob<'a> {
     pub c_offset: usize,
 }
 
-/// A whole `k x n` B packed as [`gemm_one`] packs each column block: depth block `kb`
-/// (KC deep) after depth block, each holding every NR-wide panel (`kc * nr` values,
-/// zero-padded). Weights are constant, so the CPU backend packs each weight matrix once,
+/// A whole `k x n` B packed as [`gemm_one`] packs each column block: NR-wide panel
+/// after panel, each holding its whole depth (`k * nr` values, zero-padded columns), so
+/// a task walking a panel's depth blocks reads memory in order. Weights are constant, so the CPU backend packs each weight matrix once,
 /// on its first GEMM, and keeps it with the tensor (see [`packed_weight`]).
 #[derive(Debug)]
 pub(crate) struct PackedB {
@@ -82,13 +82,14 @@ pub(crate) fn packed_weight(w: &crate::Tensor) -> Option<std::sync::Arc<PackedB>
         let panels = n.div_ceil(nr);
         let mut data = vec![0f32; panels * nr * k];
         let dst = OutPtr(data.as_mut_ptr());
-        (0..k.div_ceil(KC) * panels).into_par_iter().for_each(|t| {
+        let kcb = depth_block(k);
+        (0..k.div_ceil(kcb) * panels).into_par_iter().for_each(|t| {
             let (kb, jp) = (t / panels, t % panels);
-            let pc = kb * KC;
-            let kc = KC.min(k - pc);
+            let pc = kb * kcb;
+            let kc = kcb.min(k - pc);
             // SAFETY: panel (kb, jp) owns these `kc * nr` values of `data`.
             let d = unsafe {
-                std::slice::from_raw_parts_mut(dst.ptr().add((pc * panels + jp * kc) * nr), kc * nr)
+                std::slice::from_raw_parts_mut(dst.ptr().add((jp * k + pc) * nr), kc * nr)
             };
             pack_b_f32(b, jp * nr, nr.min(n - jp * nr), pc, kc, nr, d);
         });
@@ -104,18 +105,47 @@ pub(crate) struct HalfRef<'a> {
     pub data: &'a [u16],
 }
 
-/// Depth of one packed block: a KC x NR panel of B (16-32 KiB) stays in L1.
+/// Most depth of one packed block: a KC x NR micro-panel of B (16-32 KiB) stays in L1
+/// while the task's A panels stream past it.
 const KC: usize = 256;
-/// Most rows of A per task: an MC x KC block (96 KiB) stays in L2.
+/// Fewest rows of A per task (when the depth is large; see [`A_BLOCK`]).
 const MC: usize = 96;
+/// Most f32 values of a task's packed A block (768 KiB, well inside a 2 MiB L2): a task
+/// packs A for as much depth as fits, so each output micro-column stays in cache over
+/// all of it and is written once rather than once per depth block.
+const A_BLOCK: usize = 192 * 1024;
 /// Columns of B packed per block: a KC x NC block (2 MiB) stays in L3.
 const NC: usize = 2048;
+/// Depth of each packed block for a product of depth `k`: at most KC, and all equal but
+/// the last (576 = 3 x 192, not 256 + 256 + 64: a short block pays a whole C update for
+/// little work). Packed weights and the GEMM agree on it.
+fn depth_block(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
+}
+
+/// Test-only switches for A/B timing in one process (`speed` below); always on otherwise.
+#[cfg(test)]
+static KNOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+#[cfg(test)]
+fn knob(bit: usize) -> bool {
+    KNOBS.load(std::sync::atomic::Ordering::Relaxed) & (1 << bit) == 0
+}
+#[cfg(not(test))]
+#[inline(always)]
+fn knob(_bit: usize) -> bool {
+    true
+}
+
 /// Left operands with at most this many rows use the unpacked vector path.
 pub(crate) const GEMV_MAX_M: usize = 4;
 /// Most columns per task of the short-A path.
 const GEMV_CHUNK: usize = 256;
 
-type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool, usize, usize);
+/// `(kc, a panel, b panel, prefetch, c, ldc, accumulate, mr, nr)`: `prefetch` is an
+/// address whose next `kc` cache lines the kernel hints into L2 while it runs (the next
+/// B micro-panel; a hint only, never dereferenced).
+type KernelFn =
+    unsafe fn(usize, *const f32, *const f32, *const f32, *mut f32, usize, bool, usize, usize);
 
 /// A microkernel and its register-tile shape.
 #[derive(Clone, Copy)]
@@ -286,11 +316,12 @@ pub(crate) fn gemm_with(
 }
 
 /// One product. For each NC-wide column block: pack all of B's depth for that block
-/// (in parallel; KC x NR micro-panels, depth block after depth block), then run the
-/// output tiles in parallel, each task walking the depth blocks itself: it packs its own
-/// MC x KC block of A (into L2, right before use) and multiplies it by the matching
-/// micro-panels of B (each in L1 while the task's A panels stream past it). Two
-/// fork-joins per column block, whatever the depth.
+/// (in parallel; NR-wide panels, each KC x NR micro-panel of a panel's depth after the
+/// other), then run the output tiles in parallel. Each task packs its own block of A for
+/// as much depth as fits in L2 (usually all of it), then walks its B panels: for each,
+/// every depth block's micro-panel (in L1) against all of the task's A panels, so the
+/// task's C micro-column stays in cache over the depth. Two fork-joins per column
+/// block, whatever the depth.
 ///
 /// # Safety
 /// `c` must be valid for writes of the `m x n` row-major output (ldc = n), and no other
@@ -320,7 +351,8 @@ unsafe fn gemm_one(
     }
     let out = OutPtr(c);
     let parallel = threads > 1;
-    let kblocks = k.div_ceil(KC);
+    let kcb = depth_block(k);
+    let kblocks = k.div_ceil(kcb);
     let mut jc = 0;
     while jc < n {
         // A packed weight needs no buffer, so its columns are one block: A is then packed
@@ -331,21 +363,17 @@ unsafe fn gemm_one(
             NC.min(n - jc)
         };
         let b_panels = nc.div_ceil(nr);
-        // Packed B: depth block `kb` starts at `kb * KC * b_panels * nr`; within it, panel
-        // `jp` holds `kc * nr` values.
+        // Packed B: panel `jp` starts at `jp * k * nr`; within it, the depth block at `pc`
+        // at `pc * nr` (`kc * nr` values).
         let bpack = &mut bbuf[..b_need.min(b_panels * nr * k)];
         let bptr = OutPtr(bpack.as_mut_ptr());
         let pack_b_block = |t: usize| {
             let (kb, jp) = (t / b_panels, t % b_panels);
-            let pc = kb * KC;
-            let kc = KC.min(k - pc);
-            // SAFETY: panel (kb, jp) owns `kc * nr` values at this offset, inside `bpack`
-            // (depth blocks before kb hold KC * nr values per panel).
+            let pc = kb * kcb;
+            let kc = kcb.min(k - pc);
+            // SAFETY: panel (kb, jp) owns `kc * nr` values at this offset, inside `bpack`.
             let dst = unsafe {
-                std::slice::from_raw_parts_mut(
-                    bptr.ptr().add((pc * b_panels + jp * kc) * nr),
-                    kc * nr,
-                )
+                std::slice::from_raw_parts_mut(bptr.ptr().add((jp * k + pc) * nr), kc * nr)
             };
             pack_b(job, jc + jp * nr, nr.min(nc - jp * nr), pc, kc, nr, dst);
         };
@@ -358,47 +386,73 @@ unsafe fn gemm_one(
         } else {
             (0..kblocks * b_panels).for_each(pack_b_block);
         }
-        // Where panel `jp` of this block, depth block at `pc`, starts: in the packed
-        // weight (all of n's panels per depth block) or in this block's buffer.
-        let (bsrc, all_panels, first_panel): (&[f32], usize, usize) = match prepacked {
-            Some(p) => (&p.data, n.div_ceil(nr), jc / nr),
-            None => (&*bpack, b_panels, 0),
+        // Where this block's panels start: in the packed weight (all of n's panels) or
+        // in this block's buffer.
+        let (bsrc, first_panel): (&[f32], usize) = match prepacked {
+            Some(p) => (&p.data, jc / nr),
+            None => (&*bpack, 0),
         };
-        let (mt, nt) = task_tiles(m, nc, kernel, threads);
+        let (mt, nt) = task_tiles(m, nc, k, kernel, threads);
         let (m_tiles, n_tiles) = (m.div_ceil(mt), nc.div_ceil(nt));
         let run = |t: usize, abuf: &mut Vec<f32>| {
             let (i0, j0) = ((t / n_tiles) * mt, (t % n_tiles) * nt);
             let (mb, nb) = (mt.min(m - i0), nt.min(nc - j0));
             let a_panels = mb.div_ceil(mr);
-            if abuf.len() < a_panels * mr * KC.min(k) {
-                abuf.resize(a_panels * mr * KC.min(k), 0.0);
+            // Depth blocks whose A fits in the task's A block, packed together.
+            let span = (A_BLOCK / (a_panels * mr * kcb)).clamp(1, kblocks);
+            let a_need = a_panels * mr * (span * kcb).min(k);
+            if abuf.len() < a_need {
+                abuf.resize(a_need, 0.0);
             }
-            for kb in 0..kblocks {
-                let pc = kb * KC;
-                let kc = KC.min(k - pc);
-                let apack = &mut abuf[..a_panels * mr * kc];
-                for (ip, dst) in apack.chunks_mut(mr * kc).enumerate() {
-                    let r0 = i0 + ip * mr;
-                    pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
+            let mut kb0 = 0;
+            while kb0 < kblocks {
+                let kb1 = (kb0 + span).min(kblocks);
+                // Depth block kb of A starts at `(kb - kb0) * kcb * a_panels * mr`; within
+                // it, panel ip holds `kc * mr` values.
+                let a_at = |kb: usize, ip: usize| {
+                    let kc = kcb.min(k - kb * kcb);
+                    ((kb - kb0) * kcb * a_panels + ip * kc) * mr
+                };
+                for kb in kb0..kb1 {
+                    let (pc, kc) = (kb * kcb, kcb.min(k - kb * kcb));
+                    for ip in 0..a_panels {
+                        let r0 = i0 + ip * mr;
+                        let at = a_at(kb, ip);
+                        let dst = &mut abuf[at..at + mr * kc];
+                        pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
+                    }
                 }
-                let apack = &*apack;
-                let bblock = &bsrc[pc * all_panels * nr..];
-                // The first depth block overwrites C, later ones accumulate into it.
-                let accumulate = kb > 0;
+                let apack = &*abuf;
+                // Micro-column by micro-column: its C tiles stay in cache over the depth.
                 for jp in 0..nb.div_ceil(nr) {
                     let nr_eff = nr.min(nb - jp * nr);
-                    let bp = bblock[(first_panel + j0 / nr + jp) * nr * kc..].as_ptr();
-                    for ip in 0..a_panels {
-                        let mr_eff = mr.min(mb - ip * mr);
-                        let ap = apack[ip * mr * kc..].as_ptr();
-                        // SAFETY: the tile (rows i0.., columns jc+j0..) belongs to this
-                        // task; panels hold kc * MR / kc * NR values (zero-padded).
-                        unsafe {
-                            let cp = out.ptr().add((i0 + ip * mr) * n + jc + j0 + jp * nr);
-                            (kernel.func)(kc, ap, bp, cp, n, accumulate, mr_eff, nr_eff);
+                    for kb in kb0..kb1 {
+                        let (pc, kc) = (kb * kcb, kcb.min(k - kb * kcb));
+                        let bp = bsrc[((first_panel + j0 / nr + jp) * k + pc) * nr..].as_ptr();
+                        // Panels lie in order, so the next micro-panel (maybe in memory, for
+                        // a weight read once per task) follows this one; the first calls
+                        // hint it into L2, a line per depth step.
+                        let next_b = bp.wrapping_add(kc * nr);
+                        // The first depth block overwrites C, later ones accumulate into it.
+                        let accumulate = kb > 0;
+                        for ip in 0..a_panels {
+                            let mr_eff = mr.min(mb - ip * mr);
+                            let ap = apack[a_at(kb, ip)..].as_ptr();
+                            // SAFETY: the tile (rows i0.., columns jc+j0..) belongs to this
+                            // task; panels hold kc * MR / kc * NR values (zero-padded).
+                            unsafe {
+                                let cp = out.ptr().add((i0 + ip * mr) * n + jc + j0 + jp * nr);
+                                let pf = if ip * 16 < nr && knob(0) {
+                                    next_b.add(ip * 16 * kc)
+                                } else {
+                                    bp
+                                };
+                                (kernel.func)(kc, ap, bp, pf, cp, n, accumulate, mr_eff, nr_eff);
+                            }
                         }
                     }
                 }
+                kb0 = kb1;
             }
         };
         if parallel {
@@ -416,13 +470,15 @@ unsafe fn gemm_one(
     PACK_BUFS.with(|cell| cell.set((abuf, bbuf)));
 }
 
-/// Splits an `m x nc` block into task tiles: at most about MC rows (one A block in L2) and
+/// Splits an `m x nc` block into task tiles: as many rows as fit one A block in L2, and
 /// the whole block's width, narrowed and then shortened until every thread has a few
 /// tasks.
-fn task_tiles(m: usize, nc: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
+fn task_tiles(m: usize, nc: usize, k: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
     let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
-    // Rows split evenly into blocks of at most MC (128 rows: 72 + 56, not 96 + 32).
-    let mut mt = round_up(m.div_ceil(m.div_ceil(MC)), kernel.mr);
+    // As many rows as keep A's whole depth within A_BLOCK (each row block reads all of
+    // B once), at least MC, split evenly (128 rows: 72 + 56, not 96 + 32).
+    let mc = (A_BLOCK / k.max(1)).max(MC);
+    let mut mt = round_up(m.div_ceil(m.div_ceil(mc)), kernel.mr);
     let mut nt = round_up(nc, kernel.nr);
     if threads <= 1 {
         return (mt, nt);
@@ -613,6 +669,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         b: *const f32,
+        _prefetch: *const f32,
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
@@ -665,6 +722,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         b: *const f32,
+        prefetch: *const f32,
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
@@ -674,7 +732,8 @@ mod x86 {
         const MR: usize = AVX512_MR;
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
+        for p in 0..kc {
+            _mm_prefetch::<_MM_HINT_T1>(prefetch.wrapping_add(16 * p).cast());
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
             for (r, row) in acc.iter_mut().enumerate() {
@@ -703,6 +762,44 @@ mod x86 {
                 _mm512_storeu_ps(tile[r].as_mut_ptr().add(16), row[1]);
             }
             super::store_partial(&tile, c, ldc, accumulate, mr, nr);
+        }
+    }
+
+    /// Probe: an `MR x 16*NV` register tile, `U` depth steps per loop iteration.
+    #[cfg(test)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn kernel_probe<const MR: usize, const NV: usize, const U: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let (mut a, mut b) = (a, b);
+        let mut p = 0;
+        while p + U <= kc {
+            for u in 0..U {
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(b.add(u * NV * 16 + 16 * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(u * MR + r));
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = _mm512_fmadd_ps(av, bv[v], *x);
+                    }
+                }
+            }
+            a = a.add(U * MR);
+            b = b.add(U * NV * 16);
+            p += U;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, x) in row.iter().enumerate() {
+                let cp = c.add(r * ldc + 16 * v);
+                _mm512_storeu_ps(cp, _mm512_add_ps(*x, _mm512_loadu_ps(cp)));
+            }
         }
     }
 
@@ -1533,5 +1630,208 @@ mod tests {
             &mut c,
         );
         assert_eq!(c, vec![0.0; 6]);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    //! Timing probes, run by hand: `cargo test --release -p tokit-compute gemm_speed --
+    //! --ignored --nocapture`.
+    use super::*;
+    use std::time::Instant;
+
+    fn best_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+        f();
+        let mut best = f64::MAX;
+        for _ in 0..reps {
+            let t = Instant::now();
+            f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        best
+    }
+
+    #[test]
+    #[ignore]
+    fn gemm_speed() {
+        let isa = detect_isa();
+        let kernel = kernel_for(isa).unwrap();
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        let kc = KC;
+        // The microkernel alone, panels in L1.
+        let a = vec![0.5f32; mr * kc];
+        let b = vec![0.25f32; nr * kc];
+        let mut c = vec![0f32; mr * nr];
+        let reps = 2000;
+        let s = best_secs(5, || {
+            for _ in 0..reps {
+                unsafe {
+                    (kernel.func)(
+                        kc,
+                        a.as_ptr(),
+                        b.as_ptr(),
+                        b.as_ptr(),
+                        c.as_mut_ptr(),
+                        nr,
+                        true,
+                        mr,
+                        nr,
+                    )
+                };
+            }
+        });
+        let fl = 2.0 * (mr * nr * kc * reps) as f64;
+        println!(
+            "kernel {mr}x{nr} kc {kc} in L1: {:.1} GFLOP/s",
+            fl / s / 1e9
+        );
+        let s = best_secs(5, || unsafe {
+            std::hint::black_box(x86::fma_loop_avx512(std::hint::black_box(200_000)));
+        });
+        println!(
+            "fma peak 1 thread: {:.1}",
+            PEAK_FLOPS_PER_ITER * 200_000.0 / s / 1e9
+        );
+        macro_rules! probe {
+            ($mr:literal, $nv:literal, $u:literal) => {{
+                let (pm, pn) = ($mr, $nv * 16);
+                let a = vec![0.5f32; pm * kc];
+                let b = vec![0.25f32; pn * kc];
+                let mut c = vec![0f32; pm * pn];
+                let s = best_secs(5, || {
+                    for _ in 0..reps {
+                        unsafe {
+                            x86::kernel_probe::<$mr, $nv, $u>(
+                                kc,
+                                a.as_ptr(),
+                                b.as_ptr(),
+                                c.as_mut_ptr(),
+                                pn,
+                            )
+                        };
+                    }
+                });
+                let fl = 2.0 * (pm * pn * kc * reps) as f64;
+                println!("probe {pm}x{pn} unroll {}: {:.1} GFLOP/s", $u, fl / s / 1e9);
+            }};
+        }
+        probe!(12, 2, 1);
+        probe!(12, 2, 4);
+        probe!(14, 2, 1);
+        probe!(14, 2, 4);
+        probe!(8, 3, 1);
+        probe!(8, 3, 4);
+        probe!(6, 4, 1);
+        probe!(6, 4, 4);
+        probe!(4, 6, 2);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let shapes = [
+            (1024, 1024, 1024),
+            (128, 576, 576),
+            (128, 576, 1536),
+            (128, 1536, 576),
+            (128, 576, 49152),
+            (512, 576, 576),
+            (512, 576, 192),
+            (512, 576, 1536),
+            (512, 1536, 576),
+        ];
+        let only: Option<usize> = std::env::var("SHAPE").ok().map(|v| v.parse().unwrap());
+        for (si, &(m, k, n)) in shapes.iter().enumerate() {
+            if only.is_some_and(|o| o != si) {
+                continue;
+            }
+            let ad: Vec<f32> = (0..m * k).map(|i| (i % 97) as f32 / 97.0 - 0.5).collect();
+            let wd: Vec<f32> = (0..n * k).map(|i| (i % 89) as f32 / 89.0 - 0.5).collect();
+            let w = crate::Tensor::new(vec![n, k], wd.clone()).unwrap();
+            let amat = MatRef {
+                data: &ad,
+                rows: m,
+                cols: k,
+                rs: k,
+                cs: 1,
+            };
+            let bmat = MatRef {
+                data: &wd,
+                rows: k,
+                cols: n,
+                rs: 1,
+                cs: k,
+            };
+            let packed = packed_weight(&w).unwrap();
+            let mut c = vec![0f32; m * n];
+            let fl = 2.0 * (m * n * k) as f64;
+            if n > 10000 {
+                let d = &packed.data;
+                let s = best_secs(3, || {
+                    let mut acc = [0f32; 16];
+                    for ch in d.chunks_exact(16) {
+                        for l in 0..16 {
+                            acc[l] += ch[l];
+                        }
+                    }
+                    std::hint::black_box(acc);
+                });
+                println!(
+                    "read packed B ({} MB): {:.1} GB/s",
+                    d.len() * 4 / 1000000,
+                    (d.len() * 4) as f64 / s / 1e9
+                );
+            }
+            let knobs: Vec<usize> = std::env::var("KNOBS")
+                .map(|v| v.split(',').map(|x| x.parse().unwrap()).collect())
+                .unwrap_or_else(|_| vec![0]);
+            let threads: Vec<usize> = std::env::var("THREADS")
+                .map(|v| v.split(',').map(|x| x.parse().unwrap()).collect())
+                .unwrap_or_else(|_| vec![1, 2]);
+            let mut best = vec![0f64; knobs.len() * 4];
+            for _round in 0..3 {
+                for (ki, &kn) in knobs.iter().enumerate() {
+                    KNOBS.store(kn, std::sync::atomic::Ordering::Relaxed);
+                    for (ti, pool) in [&one, &two].into_iter().enumerate() {
+                        if !threads.contains(&(ti + 1)) {
+                            continue;
+                        }
+                        for pre in [false, true] {
+                            let job = GemmJob {
+                                a: amat,
+                                b: bmat,
+                                bh: None,
+                                bp: pre.then_some(&*packed),
+                                c_offset: 0,
+                            };
+                            let reps = (1e10 / fl).clamp(3.0, 100.0) as usize;
+                            let s = pool.install(|| {
+                                best_secs(reps, || gemm_with(isa, true, &[job], m, n, k, &mut c))
+                            });
+                            let slot = &mut best[ki * 4 + ti * 2 + pre as usize];
+                            *slot = slot.max(fl / s / 1e9);
+                        }
+                    }
+                }
+            }
+            KNOBS.store(0, std::sync::atomic::Ordering::Relaxed);
+            let mut line = format!("m {m:4} k {k:5} n {n:5}:");
+            for (ki, &kn) in knobs.iter().enumerate() {
+                line += &format!(" | knobs {kn}:");
+                for (ti, name) in ["1t", "2t"].iter().enumerate() {
+                    if threads.contains(&(ti + 1)) {
+                        line += &format!(
+                            " {name} {:6.1} {name}p {:6.1}",
+                            best[ki * 4 + ti * 2],
+                            best[ki * 4 + ti * 2 + 1]
+                        );
+                    }
+                }
+            }
+            println!("{line}");
+        }
     }
 }
