@@ -120,7 +120,25 @@ const NC: usize = 2048;
 /// the last (576 = 3 x 192, not 256 + 256 + 64: a short block pays a whole C update for
 /// little work). Packed weights and the GEMM agree on it.
 fn depth_block(k: usize) -> usize {
-    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
+    let kc = if !knob(1) {
+        128
+    } else if !knob(2) {
+        192
+    } else if !knob(3) {
+        384
+    } else {
+        KC
+    };
+    k.div_ceil(k.div_ceil(kc).max(1)).max(1)
+}
+
+/// [`A_BLOCK`], or a test's smaller choice.
+fn a_block() -> usize {
+    if knob(4) {
+        A_BLOCK
+    } else {
+        A_BLOCK / 2
+    }
 }
 
 /// Test-only switches for A/B timing in one process (`speed` below); always on otherwise.
@@ -223,15 +241,56 @@ thread_local! {
     static PACK_BUFS: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
     /// Widened columns of a half-precision B while they are packed.
     static HALF_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// A worker's buffer for the A blocks of the tiles it runs.
-    static TASK_ABUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// A worker's buffer for the A blocks of the tiles it runs, and which block it holds.
+    static TASK_ABUF: Cell<ABuf> = const { Cell::new(ABuf { data: Vec::new(), key: None }) };
 }
+
+/// A packed block of A and what it holds: (product, first row, rows, first depth
+/// block). A worker that runs several tiles of the same row block in a row (rayon hands
+/// each thread a contiguous range of tasks, and tasks are ordered row block first)
+/// packs that block once rather than once per tile.
+#[derive(Default)]
+struct ABuf {
+    data: Vec<f32>,
+    key: Option<(u64, usize, usize, usize)>,
+}
+
+/// Numbers the products, so an [`ABuf`] key never matches a block of another product.
+static PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Runs every job, all sharing the same (m, n, k), in parallel on the current rayon
 /// pool. `c` must hold `c_offset + m * n` elements for every job, and jobs must write
 /// disjoint ranges. Shapes are validated by the caller (`matmul`).
 pub(crate) fn gemm(jobs: &[GemmJob], m: usize, n: usize, k: usize, c: &mut [f32]) {
     gemm_with(detect_isa(), true, jobs, m, n, k, c)
+}
+
+/// [`gemm`] into a fresh output of `len` values that it initialises: every job's
+/// `m x n` block is written (no zeroing first), and the caller must cover `len` with
+/// its jobs' blocks. Returns the output.
+pub(crate) fn gemm_new(jobs: &[GemmJob], m: usize, n: usize, k: usize, len: usize) -> Vec<f32> {
+    let mn = m * n;
+    let offsets: std::collections::BTreeSet<usize> = jobs.iter().map(|j| j.c_offset).collect();
+    let tiles = mn > 0
+        && offsets.len() * mn == len
+        && offsets
+            .iter()
+            .all(|&o| o.is_multiple_of(mn) && o + mn <= len);
+    if !tiles {
+        // Not a tiling of the output: zero it, then write the jobs' blocks.
+        let mut c = vec![0f32; len];
+        gemm(jobs, m, n, k, &mut c);
+        return c;
+    }
+    let mut c = Vec::<f32>::with_capacity(len);
+    // SAFETY: the jobs' blocks are distinct aligned `m * n` ranges that together cover
+    // `[0, len)` (checked above), and `gemm_ptr` writes each of their values (the first
+    // depth block overwrites, `k == 0` fills zeros) before anything reads them.
+    unsafe {
+        gemm_ptr(detect_isa(), true, jobs, m, n, k, c.as_mut_ptr(), len);
+        c.set_len(len);
+    }
+    c
 }
 
 /// [`gemm`] on the calling thread only, for callers that already parallelise at a
@@ -249,20 +308,39 @@ pub(crate) fn gemm_with(
     k: usize,
     c: &mut [f32],
 ) {
+    // SAFETY: `c` is a live, initialised slice of `c.len()` values.
+    unsafe { gemm_ptr(isa, parallel, jobs, m, n, k, c.as_mut_ptr(), c.len()) }
+}
+
+/// [`gemm_with`] on raw output memory: only written, never read before it is written.
+///
+/// # Safety
+/// `c` must be valid for writes of `len` values, not accessed by anyone else meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_ptr(
+    isa: Isa,
+    parallel: bool,
+    jobs: &[GemmJob],
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    len: usize,
+) {
     if m == 0 || n == 0 || jobs.is_empty() {
         return;
     }
     for job in jobs {
         assert!(job.a.rows == m && job.a.cols == k && job.b.rows == k && job.b.cols == n);
-        assert!(job.c_offset + m * n <= c.len());
+        assert!(job.c_offset + m * n <= len);
     }
     if k == 0 {
         for job in jobs {
-            c[job.c_offset..job.c_offset + m * n].fill(0.0);
+            std::ptr::write_bytes(c.add(job.c_offset), 0, m * n);
         }
         return;
     }
-    let out = OutPtr(c.as_mut_ptr());
+    let out = OutPtr(c);
     if m <= GEMV_MAX_M {
         gemv_path(isa, parallel, jobs, m, n, k, out);
         return;
@@ -337,7 +415,12 @@ unsafe fn gemm_one(
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let nc_max = NC.min(n);
-    let (mut abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
+    let (abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
+    let mut abuf = ABuf {
+        data: abuf,
+        key: None,
+    };
+    let product = PRODUCT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let prepacked = job
         .bp
         .filter(|p| p.nr == nr && p.data.len() == n.div_ceil(nr) * nr * k);
@@ -394,15 +477,16 @@ unsafe fn gemm_one(
         };
         let (mt, nt) = task_tiles(m, nc, k, kernel, threads);
         let (m_tiles, n_tiles) = (m.div_ceil(mt), nc.div_ceil(nt));
-        let run = |t: usize, abuf: &mut Vec<f32>| {
+        let run = |t: usize, abuf: &mut ABuf| {
             let (i0, j0) = ((t / n_tiles) * mt, (t % n_tiles) * nt);
             let (mb, nb) = (mt.min(m - i0), nt.min(nc - j0));
             let a_panels = mb.div_ceil(mr);
             // Depth blocks whose A fits in the task's A block, packed together.
-            let span = (A_BLOCK / (a_panels * mr * kcb)).clamp(1, kblocks);
+            let span = (a_block() / (a_panels * mr * kcb)).clamp(1, kblocks);
             let a_need = a_panels * mr * (span * kcb).min(k);
-            if abuf.len() < a_need {
-                abuf.resize(a_need, 0.0);
+            if abuf.data.len() < a_need {
+                abuf.data.resize(a_need, 0.0);
+                abuf.key = None;
             }
             let mut kb0 = 0;
             while kb0 < kblocks {
@@ -413,16 +497,20 @@ unsafe fn gemm_one(
                     let kc = kcb.min(k - kb * kcb);
                     ((kb - kb0) * kcb * a_panels + ip * kc) * mr
                 };
-                for kb in kb0..kb1 {
-                    let (pc, kc) = (kb * kcb, kcb.min(k - kb * kcb));
-                    for ip in 0..a_panels {
-                        let r0 = i0 + ip * mr;
-                        let at = a_at(kb, ip);
-                        let dst = &mut abuf[at..at + mr * kc];
-                        pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
+                let key = Some((product, i0, mb, kb0));
+                if abuf.key != key || !knob(5) {
+                    for kb in kb0..kb1 {
+                        let (pc, kc) = (kb * kcb, kcb.min(k - kb * kcb));
+                        for ip in 0..a_panels {
+                            let r0 = i0 + ip * mr;
+                            let at = a_at(kb, ip);
+                            let dst = &mut abuf.data[at..at + mr * kc];
+                            pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
+                        }
                     }
+                    abuf.key = key;
                 }
-                let apack = &*abuf;
+                let apack = &*abuf.data;
                 // Micro-column by micro-column: its C tiles stay in cache over the depth.
                 for jp in 0..nb.div_ceil(nr) {
                     let nr_eff = nr.min(nb - jp * nr);
@@ -467,7 +555,7 @@ unsafe fn gemm_one(
         }
         jc += nc;
     }
-    PACK_BUFS.with(|cell| cell.set((abuf, bbuf)));
+    PACK_BUFS.with(|cell| cell.set((abuf.data, bbuf)));
 }
 
 /// Splits an `m x nc` block into task tiles: as many rows as fit one A block in L2, and
@@ -477,7 +565,7 @@ fn task_tiles(m: usize, nc: usize, k: usize, kernel: Kernel, threads: usize) -> 
     let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
     // As many rows as keep A's whole depth within A_BLOCK (each row block reads all of
     // B once), at least MC, split evenly (128 rows: 72 + 56, not 96 + 32).
-    let mc = (A_BLOCK / k.max(1)).max(MC);
+    let mc = (a_block() / k.max(1)).max(MC);
     let mut mt = round_up(m.div_ceil(m.div_ceil(mc)), kernel.mr);
     let mut nt = round_up(nc, kernel.nr);
     if threads <= 1 {
@@ -634,7 +722,12 @@ fn portable_gemm(parallel: bool, jobs: &[GemmJob], m: usize, n: usize, k: usize,
         debug_assert_eq!((a.dim(), b.dim()), ((m, k), (k, n)));
         // SAFETY: each job owns `m * n` elements at its `c_offset` (checked by the
         // caller), and jobs do not overlap.
-        let c = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(job.c_offset), m * n) };
+        // (Zeroed first: the output may be fresh memory, and beta = 0 need not mean
+        // that C is never read.)
+        let c = unsafe {
+            std::ptr::write_bytes(out.ptr().add(job.c_offset), 0, m * n);
+            std::slice::from_raw_parts_mut(out.ptr().add(job.c_offset), m * n)
+        };
         let mut c = ArrayViewMut2::from_shape((m, n), c).expect("gemm: output view");
         general_mat_mul(1.0, &a, &b, 0.0, &mut c);
     };
