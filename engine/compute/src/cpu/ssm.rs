@@ -324,23 +324,37 @@ pub(crate) fn ssm_states(
     }
     let last = positions.iter().copied().max().map_or(0, |m| m + 1);
     let (xd, ad, bd) = (x.data(), a.data(), b.data());
+    let step = |hd: usize, ti: usize, state: &mut [f32]| {
+        let (av, gr) = (ad[ti * h + hd], hd / (h / g));
+        let (xs, bs) = (at(xd, ti, hd, h, p), at(bd, ti, gr, g, n));
+        for (pi, &xv) in xs.iter().enumerate() {
+            for (o, &bv) in state[pi * n..(pi + 1) * n].iter_mut().zip(bs) {
+                *o = av * *o + xv * bv;
+            }
+        }
+    };
+    if let &[q] = positions {
+        // One snapshot, after the last step (each decoding step): run each head's
+        // recurrence in place in the output, with no per-head copies.
+        let mut out = match h0 {
+            Some(s) => s.data().to_vec(),
+            None => vec![0f32; h * p * n],
+        };
+        out.par_chunks_mut((p * n).max(1))
+            .enumerate()
+            .for_each(|(hd, state)| (0..=q).for_each(|ti| step(hd, ti, state)));
+        return Tensor::new(vec![1, h, p, n], out);
+    }
     let per_head: Vec<Vec<f32>> = (0..h)
         .into_par_iter()
         .map(|hd| {
-            let gr = hd / (h / g);
             let mut state = h0.map_or_else(
                 || vec![0f32; p * n],
                 |s| s.data()[hd * p * n..(hd + 1) * p * n].to_vec(),
             );
             let mut snaps = vec![0f32; positions.len() * p * n];
             for ti in 0..last {
-                let av = ad[ti * h + hd];
-                let (xs, bs) = (at(xd, ti, hd, h, p), at(bd, ti, gr, g, n));
-                for (pi, &xv) in xs.iter().enumerate() {
-                    for (o, &bv) in state[pi * n..(pi + 1) * n].iter_mut().zip(bs) {
-                        *o = av * *o + xv * bv;
-                    }
-                }
+                step(hd, ti, &mut state);
                 for (k, _) in positions.iter().enumerate().filter(|(_, &q)| q == ti) {
                     snaps[k * p * n..(k + 1) * p * n].copy_from_slice(&state);
                 }
