@@ -120,38 +120,7 @@ const NC: usize = 2048;
 /// the last (576 = 3 x 192, not 256 + 256 + 64: a short block pays a whole C update for
 /// little work). Packed weights and the GEMM agree on it.
 fn depth_block(k: usize) -> usize {
-    let kc = if !knob(1) {
-        128
-    } else if !knob(2) {
-        192
-    } else if !knob(3) {
-        384
-    } else {
-        KC
-    };
-    k.div_ceil(k.div_ceil(kc).max(1)).max(1)
-}
-
-/// [`A_BLOCK`], or a test's smaller choice.
-fn a_block() -> usize {
-    if knob(4) {
-        A_BLOCK
-    } else {
-        A_BLOCK / 2
-    }
-}
-
-/// Test-only switches for A/B timing in one process (`speed` below); always on otherwise.
-#[cfg(test)]
-static KNOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-#[cfg(test)]
-fn knob(bit: usize) -> bool {
-    KNOBS.load(std::sync::atomic::Ordering::Relaxed) & (1 << bit) == 0
-}
-#[cfg(not(test))]
-#[inline(always)]
-fn knob(_bit: usize) -> bool {
-    true
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
 }
 
 /// Left operands with at most this many rows use the unpacked vector path.
@@ -482,7 +451,7 @@ unsafe fn gemm_one(
             let (mb, nb) = (mt.min(m - i0), nt.min(nc - j0));
             let a_panels = mb.div_ceil(mr);
             // Depth blocks whose A fits in the task's A block, packed together.
-            let span = (a_block() / (a_panels * mr * kcb)).clamp(1, kblocks);
+            let span = (A_BLOCK / (a_panels * mr * kcb)).clamp(1, kblocks);
             let a_need = a_panels * mr * (span * kcb).min(k);
             if abuf.data.len() < a_need {
                 abuf.data.resize(a_need, 0.0);
@@ -498,7 +467,7 @@ unsafe fn gemm_one(
                     ((kb - kb0) * kcb * a_panels + ip * kc) * mr
                 };
                 let key = Some((product, i0, mb, kb0));
-                if abuf.key != key || !knob(5) {
+                if abuf.key != key {
                     for kb in kb0..kb1 {
                         let (pc, kc) = (kb * kcb, kcb.min(k - kb * kcb));
                         for ip in 0..a_panels {
@@ -530,8 +499,8 @@ unsafe fn gemm_one(
                             // task; panels hold kc * MR / kc * NR values (zero-padded).
                             unsafe {
                                 let cp = out.ptr().add((i0 + ip * mr) * n + jc + j0 + jp * nr);
-                                let pf = if ip * 16 < nr && knob(0) {
-                                    next_b.add(ip * 16 * kc)
+                                let pf = if ip * 16 < nr {
+                                    next_b.wrapping_add(ip * 16 * kc)
                                 } else {
                                     bp
                                 };
@@ -565,7 +534,7 @@ fn task_tiles(m: usize, nc: usize, k: usize, kernel: Kernel, threads: usize) -> 
     let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
     // As many rows as keep A's whole depth within A_BLOCK (each row block reads all of
     // B once), at least MC, split evenly (128 rows: 72 + 56, not 96 + 32).
-    let mc = (a_block() / k.max(1)).max(MC);
+    let mc = (A_BLOCK / k.max(1)).max(MC);
     let mut mt = round_up(m.div_ceil(m.div_ceil(mc)), kernel.mr);
     let mut nt = round_up(nc, kernel.nr);
     if threads <= 1 {
@@ -855,44 +824,6 @@ mod x86 {
                 _mm512_storeu_ps(tile[r].as_mut_ptr().add(16), row[1]);
             }
             super::store_partial(&tile, c, ldc, accumulate, mr, nr);
-        }
-    }
-
-    /// Probe: an `MR x 16*NV` register tile, `U` depth steps per loop iteration.
-    #[cfg(test)]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel_probe<const MR: usize, const NV: usize, const U: usize>(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        let (mut a, mut b) = (a, b);
-        let mut p = 0;
-        while p + U <= kc {
-            for u in 0..U {
-                let mut bv = [_mm512_setzero_ps(); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    *x = _mm512_loadu_ps(b.add(u * NV * 16 + 16 * v));
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(u * MR + r));
-                    for (v, x) in row.iter_mut().enumerate() {
-                        *x = _mm512_fmadd_ps(av, bv[v], *x);
-                    }
-                }
-            }
-            a = a.add(U * MR);
-            b = b.add(U * NV * 16);
-            p += U;
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (v, x) in row.iter().enumerate() {
-                let cp = c.add(r * ldc + 16 * v);
-                _mm512_storeu_ps(cp, _mm512_add_ps(*x, _mm512_loadu_ps(cp)));
-            }
         }
     }
 
@@ -1510,6 +1441,9 @@ mod tests {
             (64, 64, 64),
             (100, 530, 70),
             (2, 100, 300),
+            // A deeper than one A block (two depth spans), and many tiles per row block.
+            (100, 2000, 40),
+            (300, 64, 700),
         ];
         for isa in isas() {
             for &(m, k, n) in &shapes {
@@ -1692,6 +1626,50 @@ mod tests {
     }
 
     #[test]
+    fn fresh_outputs_are_fully_written() {
+        let mut rng = Rng::new(5);
+        let (m, k, n) = (30, 50, 40);
+        let ad: Vec<Vec<f32>> = (0..3).map(|_| rng.vec(m * k)).collect();
+        let bd = rng.vec(k * n);
+        let b = MatRef {
+            data: &bd,
+            rows: k,
+            cols: n,
+            rs: n,
+            cs: 1,
+        };
+        let job = |i: usize, at: usize| GemmJob {
+            a: MatRef {
+                data: &ad[i],
+                rows: m,
+                cols: k,
+                rs: k,
+                cs: 1,
+            },
+            b,
+            bh: None,
+            bp: None,
+            c_offset: at * m * n,
+        };
+        // Jobs tiling the output (any order), and jobs leaving a block out: that block
+        // must come back zero.
+        for (jobs, len) in [
+            (vec![job(0, 2), job(1, 0), job(2, 1)], 3 * m * n),
+            (vec![job(0, 0), job(2, 2)], 3 * m * n),
+        ] {
+            let got = gemm_new(&jobs, m, n, k, len);
+            let mut want = vec![0f32; len];
+            gemm(&jobs, m, n, k, &mut want);
+            assert_eq!(got.len(), len);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits());
+            }
+        }
+        let got = gemm_new(&[job(0, 0), job(2, 2)], m, n, k, 3 * m * n);
+        assert!(got[m * n..2 * m * n].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
     fn zero_depth_gives_zeros() {
         let data: [f32; 0] = [];
         let a = MatRef {
@@ -1723,208 +1701,5 @@ mod tests {
             &mut c,
         );
         assert_eq!(c, vec![0.0; 6]);
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    //! Timing probes, run by hand: `cargo test --release -p tokit-compute gemm_speed --
-    //! --ignored --nocapture`.
-    use super::*;
-    use std::time::Instant;
-
-    fn best_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-        f();
-        let mut best = f64::MAX;
-        for _ in 0..reps {
-            let t = Instant::now();
-            f();
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        best
-    }
-
-    #[test]
-    #[ignore]
-    fn gemm_speed() {
-        let isa = detect_isa();
-        let kernel = kernel_for(isa).unwrap();
-        let (mr, nr) = (kernel.mr, kernel.nr);
-        let kc = KC;
-        // The microkernel alone, panels in L1.
-        let a = vec![0.5f32; mr * kc];
-        let b = vec![0.25f32; nr * kc];
-        let mut c = vec![0f32; mr * nr];
-        let reps = 2000;
-        let s = best_secs(5, || {
-            for _ in 0..reps {
-                unsafe {
-                    (kernel.func)(
-                        kc,
-                        a.as_ptr(),
-                        b.as_ptr(),
-                        b.as_ptr(),
-                        c.as_mut_ptr(),
-                        nr,
-                        true,
-                        mr,
-                        nr,
-                    )
-                };
-            }
-        });
-        let fl = 2.0 * (mr * nr * kc * reps) as f64;
-        println!(
-            "kernel {mr}x{nr} kc {kc} in L1: {:.1} GFLOP/s",
-            fl / s / 1e9
-        );
-        let s = best_secs(5, || unsafe {
-            std::hint::black_box(x86::fma_loop_avx512(std::hint::black_box(200_000)));
-        });
-        println!(
-            "fma peak 1 thread: {:.1}",
-            PEAK_FLOPS_PER_ITER * 200_000.0 / s / 1e9
-        );
-        macro_rules! probe {
-            ($mr:literal, $nv:literal, $u:literal) => {{
-                let (pm, pn) = ($mr, $nv * 16);
-                let a = vec![0.5f32; pm * kc];
-                let b = vec![0.25f32; pn * kc];
-                let mut c = vec![0f32; pm * pn];
-                let s = best_secs(5, || {
-                    for _ in 0..reps {
-                        unsafe {
-                            x86::kernel_probe::<$mr, $nv, $u>(
-                                kc,
-                                a.as_ptr(),
-                                b.as_ptr(),
-                                c.as_mut_ptr(),
-                                pn,
-                            )
-                        };
-                    }
-                });
-                let fl = 2.0 * (pm * pn * kc * reps) as f64;
-                println!("probe {pm}x{pn} unroll {}: {:.1} GFLOP/s", $u, fl / s / 1e9);
-            }};
-        }
-        probe!(12, 2, 1);
-        probe!(12, 2, 4);
-        probe!(14, 2, 1);
-        probe!(14, 2, 4);
-        probe!(8, 3, 1);
-        probe!(8, 3, 4);
-        probe!(6, 4, 1);
-        probe!(6, 4, 4);
-        probe!(4, 6, 2);
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let two = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let shapes = [
-            (1024, 1024, 1024),
-            (128, 576, 576),
-            (128, 576, 1536),
-            (128, 1536, 576),
-            (128, 576, 49152),
-            (512, 576, 576),
-            (512, 576, 192),
-            (512, 576, 1536),
-            (512, 1536, 576),
-        ];
-        let only: Option<usize> = std::env::var("SHAPE").ok().map(|v| v.parse().unwrap());
-        for (si, &(m, k, n)) in shapes.iter().enumerate() {
-            if only.is_some_and(|o| o != si) {
-                continue;
-            }
-            let ad: Vec<f32> = (0..m * k).map(|i| (i % 97) as f32 / 97.0 - 0.5).collect();
-            let wd: Vec<f32> = (0..n * k).map(|i| (i % 89) as f32 / 89.0 - 0.5).collect();
-            let w = crate::Tensor::new(vec![n, k], wd.clone()).unwrap();
-            let amat = MatRef {
-                data: &ad,
-                rows: m,
-                cols: k,
-                rs: k,
-                cs: 1,
-            };
-            let bmat = MatRef {
-                data: &wd,
-                rows: k,
-                cols: n,
-                rs: 1,
-                cs: k,
-            };
-            let packed = packed_weight(&w).unwrap();
-            let mut c = vec![0f32; m * n];
-            let fl = 2.0 * (m * n * k) as f64;
-            if n > 10000 {
-                let d = &packed.data;
-                let s = best_secs(3, || {
-                    let mut acc = [0f32; 16];
-                    for ch in d.chunks_exact(16) {
-                        for l in 0..16 {
-                            acc[l] += ch[l];
-                        }
-                    }
-                    std::hint::black_box(acc);
-                });
-                println!(
-                    "read packed B ({} MB): {:.1} GB/s",
-                    d.len() * 4 / 1000000,
-                    (d.len() * 4) as f64 / s / 1e9
-                );
-            }
-            let knobs: Vec<usize> = std::env::var("KNOBS")
-                .map(|v| v.split(',').map(|x| x.parse().unwrap()).collect())
-                .unwrap_or_else(|_| vec![0]);
-            let threads: Vec<usize> = std::env::var("THREADS")
-                .map(|v| v.split(',').map(|x| x.parse().unwrap()).collect())
-                .unwrap_or_else(|_| vec![1, 2]);
-            let mut best = vec![0f64; knobs.len() * 4];
-            for _round in 0..3 {
-                for (ki, &kn) in knobs.iter().enumerate() {
-                    KNOBS.store(kn, std::sync::atomic::Ordering::Relaxed);
-                    for (ti, pool) in [&one, &two].into_iter().enumerate() {
-                        if !threads.contains(&(ti + 1)) {
-                            continue;
-                        }
-                        for pre in [false, true] {
-                            let job = GemmJob {
-                                a: amat,
-                                b: bmat,
-                                bh: None,
-                                bp: pre.then_some(&*packed),
-                                c_offset: 0,
-                            };
-                            let reps = (1e10 / fl).clamp(3.0, 100.0) as usize;
-                            let s = pool.install(|| {
-                                best_secs(reps, || gemm_with(isa, true, &[job], m, n, k, &mut c))
-                            });
-                            let slot = &mut best[ki * 4 + ti * 2 + pre as usize];
-                            *slot = slot.max(fl / s / 1e9);
-                        }
-                    }
-                }
-            }
-            KNOBS.store(0, std::sync::atomic::Ordering::Relaxed);
-            let mut line = format!("m {m:4} k {k:5} n {n:5}:");
-            for (ki, &kn) in knobs.iter().enumerate() {
-                line += &format!(" | knobs {kn}:");
-                for (ti, name) in ["1t", "2t"].iter().enumerate() {
-                    if threads.contains(&(ti + 1)) {
-                        line += &format!(
-                            " {name} {:6.1} {name}p {:6.1}",
-                            best[ki * 4 + ti * 2],
-                            best[ki * 4 + ti * 2 + 1]
-                        );
-                    }
-                }
-            }
-            println!("{line}");
-        }
     }
 }
