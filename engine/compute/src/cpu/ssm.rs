@@ -148,6 +148,7 @@ fn at(buf: &[f32], t: usize, hd: usize, heads: usize, d: usize) -> &[f32] {
     &buf[o..o + d]
 }
 
+#[cfg(test)]
 fn dot(u: &[f32], v: &[f32]) -> f32 {
     u.iter().zip(v).map(|(a, b)| a * b).sum()
 }
