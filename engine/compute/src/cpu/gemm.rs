@@ -1,10 +1,12 @@
 //! The f32 matrix-multiply kernel behind `matmul` and `attention`.
 //!
 //! On x86-64 with AVX2+FMA this is a GotoBLAS/BLIS-style blocked GEMM: for each
-//! NC-wide column block, B is packed into KC x NR micro-panels for its whole depth (in
-//! parallel), then the output tiles are spread over the rayon pool; each task packs its
-//! own block of A, depth block by depth block, and a register-blocked microkernel
-//! (AVX-512 12 x 32 or AVX2+FMA 6 x 16, picked at run time) computes MR x NR tiles.
+//! NC-wide column block, B is packed into NR-wide panels, each holding its whole depth as
+//! KC x NR micro-panels (in parallel), then the output tiles are spread over the rayon
+//! pool; each task packs its own block of A for as much depth as fits in L2, walks B
+//! panel by panel (so its C tiles stay in cache over the depth), and a register-blocked
+//! microkernel (AVX-512 12 x 32 or AVX2+FMA 6 x 16, picked at run time) computes
+//! MR x NR tiles while hinting the next B micro-panel into L2.
 //! Weight matrices used as `x @ W^T` are packed once and kept with the tensor
 //! ([`packed_weight`]), so their GEMMs pack only A. Parallelism comes from rayon alone,
 //! so it scales to every core of the pool (matrixmultiply's own threading stops at 4
