@@ -1,10 +1,12 @@
 //! The f32 matrix-multiply kernel behind `matmul` and `attention`.
 //!
 //! On x86-64 with AVX2+FMA this is a GotoBLAS/BLIS-style blocked GEMM: for each
-//! NC-wide column block, B is packed into KC x NR micro-panels for its whole depth (in
-//! parallel), then the output tiles are spread over the rayon pool; each task packs its
-//! own block of A, depth block by depth block, and a register-blocked microkernel
-//! (AVX-512 12 x 32 or AVX2+FMA 6 x 16, picked at run time) computes MR x NR tiles.
+//! NC-wide column block, B is packed into NR-wide panels, each holding its whole depth as
+//! KC x NR micro-panels (in parallel), then the output tiles are spread over the rayon
+//! pool; each task packs its own block of A for as much depth as fits in L2, walks B
+//! panel by panel (so its C tiles stay in cache over the depth), and a register-blocked
+//! microkernel (AVX-512 12 x 32 or AVX2+FMA 6 x 16, picked at run time) computes
+//! MR x NR tiles while hinting the next B micro-panel into L2.
 //! Weight matrices used as `x @ W^T` are packed once and kept with the tensor
 //! ([`packed_weight`]), so their GEMMs pack only A. Parallelism comes from rayon alone,
 //! so it scales to every core of the pool (matrixmultiply's own threading stops at 4
@@ -55,9 +57,9 @@ pub(crate) struct GemmJob<'a> {
     pub c_offset: usize,
 }
 
-/// A whole `k x n` B packed as [`gemm_one`] packs each column block: depth block `kb`
-/// (KC deep) after depth block, each holding every NR-wide panel (`kc * nr` values,
-/// zero-padded). Weights are constant, so the CPU backend packs each weight matrix once,
+/// A whole `k x n` B packed as [`gemm_one`] packs each column block: NR-wide panel
+/// after panel, each holding its whole depth (`k * nr` values, zero-padded columns), so
+/// a task walking a panel's depth blocks reads memory in order. Weights are constant, so the CPU backend packs each weight matrix once,
 /// on its first GEMM, and keeps it with the tensor (see [`packed_weight`]).
 #[derive(Debug)]
 pub(crate) struct PackedB {
@@ -82,13 +84,14 @@ pub(crate) fn packed_weight(w: &crate::Tensor) -> Option<std::sync::Arc<PackedB>
         let panels = n.div_ceil(nr);
         let mut data = vec![0f32; panels * nr * k];
         let dst = OutPtr(data.as_mut_ptr());
-        (0..k.div_ceil(KC) * panels).into_par_iter().for_each(|t| {
+        let kcb = depth_block(k);
+        (0..k.div_ceil(kcb) * panels).into_par_iter().for_each(|t| {
             let (kb, jp) = (t / panels, t % panels);
-            let pc = kb * KC;
-            let kc = KC.min(k - pc);
+            let pc = kb * kcb;
+            let kc = kcb.min(k - pc);
             // SAFETY: panel (kb, jp) owns these `kc * nr` values of `data`.
             let d = unsafe {
-                std::slice::from_raw_parts_mut(dst.ptr().add((pc * panels + jp * kc) * nr), kc * nr)
+                std::slice::from_raw_parts_mut(dst.ptr().add((jp * k + pc) * nr), kc * nr)
             };
             pack_b_f32(b, jp * nr, nr.min(n - jp * nr), pc, kc, nr, d);
         });
@@ -104,18 +107,34 @@ pub(crate) struct HalfRef<'a> {
     pub data: &'a [u16],
 }
 
-/// Depth of one packed block: a KC x NR panel of B (16-32 KiB) stays in L1.
+/// Most depth of one packed block: a KC x NR micro-panel of B (16-32 KiB) stays in L1
+/// while the task's A panels stream past it.
 const KC: usize = 256;
-/// Most rows of A per task: an MC x KC block (96 KiB) stays in L2.
+/// Fewest rows of A per task (when the depth is large; see [`A_BLOCK`]).
 const MC: usize = 96;
+/// Most f32 values of a task's packed A block (768 KiB, well inside a 2 MiB L2): a task
+/// packs A for as much depth as fits, so each output micro-column stays in cache over
+/// all of it and is written once rather than once per depth block.
+const A_BLOCK: usize = 192 * 1024;
 /// Columns of B packed per block: a KC x NC block (2 MiB) stays in L3.
 const NC: usize = 2048;
+/// Depth of each packed block for a product of depth `k`: at most KC, and all equal but
+/// the last (576 = 3 x 192, not 256 + 256 + 64: a short block pays a whole C update for
+/// little work). Packed weights and the GEMM agree on it.
+fn depth_block(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
+}
+
 /// Left operands with at most this many rows use the unpacked vector path.
 pub(crate) const GEMV_MAX_M: usize = 4;
 /// Most columns per task of the short-A path.
 const GEMV_CHUNK: usize = 256;
 
-type KernelFn = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, bool, usize, usize);
+/// `(kc, a panel, b panel, prefetch, c, ldc, accumulate, mr, nr)`: `prefetch` is an
+/// address whose next `kc` cache lines the kernel hints into L2 while it runs (the next
+/// B micro-panel; a hint only, never dereferenced).
+type KernelFn =
+    unsafe fn(usize, *const f32, *const f32, *const f32, *mut f32, usize, bool, usize, usize);
 
 /// A microkernel and its register-tile shape.
 #[derive(Clone, Copy)]
@@ -193,15 +212,56 @@ thread_local! {
     static PACK_BUFS: Cell<(Vec<f32>, Vec<f32>)> = const { Cell::new((Vec::new(), Vec::new())) };
     /// Widened columns of a half-precision B while they are packed.
     static HALF_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// A worker's buffer for the A blocks of the tiles it runs.
-    static TASK_ABUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// A worker's buffer for the A blocks of the tiles it runs, and which block it holds.
+    static TASK_ABUF: Cell<ABuf> = const { Cell::new(ABuf { data: Vec::new(), key: None }) };
 }
+
+/// A packed block of A and what it holds: (product, first row, rows, first depth
+/// block). A worker that runs several tiles of the same row block in a row (rayon hands
+/// each thread a contiguous range of tasks, and tasks are ordered row block first)
+/// packs that block once rather than once per tile.
+#[derive(Default)]
+struct ABuf {
+    data: Vec<f32>,
+    key: Option<(u64, usize, usize, usize)>,
+}
+
+/// Numbers the products, so an [`ABuf`] key never matches a block of another product.
+static PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Runs every job, all sharing the same (m, n, k), in parallel on the current rayon
 /// pool. `c` must hold `c_offset + m * n` elements for every job, and jobs must write
 /// disjoint ranges. Shapes are validated by the caller (`matmul`).
 pub(crate) fn gemm(jobs: &[GemmJob], m: usize, n: usize, k: usize, c: &mut [f32]) {
     gemm_with(detect_isa(), true, jobs, m, n, k, c)
+}
+
+/// [`gemm`] into a fresh output of `len` values that it initialises: every job's
+/// `m x n` block is written (no zeroing first), and the caller must cover `len` with
+/// its jobs' blocks. Returns the output.
+pub(crate) fn gemm_new(jobs: &[GemmJob], m: usize, n: usize, k: usize, len: usize) -> Vec<f32> {
+    let mn = m * n;
+    let offsets: std::collections::BTreeSet<usize> = jobs.iter().map(|j| j.c_offset).collect();
+    let tiles = mn > 0
+        && offsets.len() * mn == len
+        && offsets
+            .iter()
+            .all(|&o| o.is_multiple_of(mn) && o + mn <= len);
+    if !tiles {
+        // Not a tiling of the output: zero it, then write the jobs' blocks.
+        let mut c = vec![0f32; len];
+        gemm(jobs, m, n, k, &mut c);
+        return c;
+    }
+    let mut c = Vec::<f32>::with_capacity(len);
+    // SAFETY: the jobs' blocks are distinct aligned `m * n` ranges that together cover
+    // `[0, len)` (checked above), and `gemm_ptr` writes each of their values (the first
+    // depth block overwrites, `k == 0` fills zeros) before anything reads them.
+    unsafe {
+        gemm_ptr(detect_isa(), true, jobs, m, n, k, c.as_mut_ptr(), len);
+        c.set_len(len);
+    }
+    c
 }
 
 /// [`gemm`] on the calling thread only, for callers that already parallelise at a
@@ -219,20 +279,39 @@ pub(crate) fn gemm_with(
     k: usize,
     c: &mut [f32],
 ) {
+    // SAFETY: `c` is a live, initialised slice of `c.len()` values.
+    unsafe { gemm_ptr(isa, parallel, jobs, m, n, k, c.as_mut_ptr(), c.len()) }
+}
+
+/// [`gemm_with`] on raw output memory: only written, never read before it is written.
+///
+/// # Safety
+/// `c` must be valid for writes of `len` values, not accessed by anyone else meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_ptr(
+    isa: Isa,
+    parallel: bool,
+    jobs: &[GemmJob],
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    len: usize,
+) {
     if m == 0 || n == 0 || jobs.is_empty() {
         return;
     }
     for job in jobs {
         assert!(job.a.rows == m && job.a.cols == k && job.b.rows == k && job.b.cols == n);
-        assert!(job.c_offset + m * n <= c.len());
+        assert!(job.c_offset + m * n <= len);
     }
     if k == 0 {
         for job in jobs {
-            c[job.c_offset..job.c_offset + m * n].fill(0.0);
+            std::ptr::write_bytes(c.add(job.c_offset), 0, m * n);
         }
         return;
     }
-    let out = OutPtr(c.as_mut_ptr());
+    let out = OutPtr(c);
     if m <= GEMV_MAX_M {
         gemv_path(isa, parallel, jobs, m, n, k, out);
         return;
@@ -286,11 +365,12 @@ pub(crate) fn gemm_with(
 }
 
 /// One product. For each NC-wide column block: pack all of B's depth for that block
-/// (in parallel; KC x NR micro-panels, depth block after depth block), then run the
-/// output tiles in parallel, each task walking the depth blocks itself: it packs its own
-/// MC x KC block of A (into L2, right before use) and multiplies it by the matching
-/// micro-panels of B (each in L1 while the task's A panels stream past it). Two
-/// fork-joins per column block, whatever the depth.
+/// (in parallel; NR-wide panels, each KC x NR micro-panel of a panel's depth after the
+/// other), then run the output tiles in parallel. Each task packs its own block of A for
+/// as much depth as fits in L2 (usually all of it), then walks its B panels: for each,
+/// every depth block's micro-panel (in L1) against all of the task's A panels, so the
+/// task's C micro-column stays in cache over the depth. Two fork-joins per column
+/// block, whatever the depth.
 ///
 /// # Safety
 /// `c` must be valid for writes of the `m x n` row-major output (ldc = n), and no other
@@ -306,7 +386,12 @@ unsafe fn gemm_one(
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let nc_max = NC.min(n);
-    let (mut abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
+    let (abuf, mut bbuf) = PACK_BUFS.with(Cell::take);
+    let mut abuf = ABuf {
+        data: abuf,
+        key: None,
+    };
+    let product = PRODUCT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let prepacked = job
         .bp
         .filter(|p| p.nr == nr && p.data.len() == n.div_ceil(nr) * nr * k);
@@ -320,7 +405,8 @@ unsafe fn gemm_one(
     }
     let out = OutPtr(c);
     let parallel = threads > 1;
-    let kblocks = k.div_ceil(KC);
+    let kcb = depth_block(k);
+    let kblocks = k.div_ceil(kcb);
     let mut jc = 0;
     while jc < n {
         // A packed weight needs no buffer, so its columns are one block: A is then packed
@@ -331,21 +417,17 @@ unsafe fn gemm_one(
             NC.min(n - jc)
         };
         let b_panels = nc.div_ceil(nr);
-        // Packed B: depth block `kb` starts at `kb * KC * b_panels * nr`; within it, panel
-        // `jp` holds `kc * nr` values.
+        // Packed B: panel `jp` starts at `jp * k * nr`; within it, the depth block at `pc`
+        // at `pc * nr` (`kc * nr` values).
         let bpack = &mut bbuf[..b_need.min(b_panels * nr * k)];
         let bptr = OutPtr(bpack.as_mut_ptr());
         let pack_b_block = |t: usize| {
             let (kb, jp) = (t / b_panels, t % b_panels);
-            let pc = kb * KC;
-            let kc = KC.min(k - pc);
-            // SAFETY: panel (kb, jp) owns `kc * nr` values at this offset, inside `bpack`
-            // (depth blocks before kb hold KC * nr values per panel).
+            let pc = kb * kcb;
+            let kc = kcb.min(k - pc);
+            // SAFETY: panel (kb, jp) owns `kc * nr` values at this offset, inside `bpack`.
             let dst = unsafe {
-                std::slice::from_raw_parts_mut(
-                    bptr.ptr().add((pc * b_panels + jp * kc) * nr),
-                    kc * nr,
-                )
+                std::slice::from_raw_parts_mut(bptr.ptr().add((jp * k + pc) * nr), kc * nr)
             };
             pack_b(job, jc + jp * nr, nr.min(nc - jp * nr), pc, kc, nr, dst);
         };
@@ -358,47 +440,78 @@ unsafe fn gemm_one(
         } else {
             (0..kblocks * b_panels).for_each(pack_b_block);
         }
-        // Where panel `jp` of this block, depth block at `pc`, starts: in the packed
-        // weight (all of n's panels per depth block) or in this block's buffer.
-        let (bsrc, all_panels, first_panel): (&[f32], usize, usize) = match prepacked {
-            Some(p) => (&p.data, n.div_ceil(nr), jc / nr),
-            None => (&*bpack, b_panels, 0),
+        // Where this block's panels start: in the packed weight (all of n's panels) or
+        // in this block's buffer.
+        let (bsrc, first_panel): (&[f32], usize) = match prepacked {
+            Some(p) => (&p.data, jc / nr),
+            None => (&*bpack, 0),
         };
-        let (mt, nt) = task_tiles(m, nc, kernel, threads);
+        let (mt, nt) = task_tiles(m, nc, k, kernel, threads);
         let (m_tiles, n_tiles) = (m.div_ceil(mt), nc.div_ceil(nt));
-        let run = |t: usize, abuf: &mut Vec<f32>| {
+        let run = |t: usize, abuf: &mut ABuf| {
             let (i0, j0) = ((t / n_tiles) * mt, (t % n_tiles) * nt);
             let (mb, nb) = (mt.min(m - i0), nt.min(nc - j0));
             let a_panels = mb.div_ceil(mr);
-            if abuf.len() < a_panels * mr * KC.min(k) {
-                abuf.resize(a_panels * mr * KC.min(k), 0.0);
+            // Depth blocks whose A fits in the task's A block, packed together.
+            let span = (A_BLOCK / (a_panels * mr * kcb)).clamp(1, kblocks);
+            let a_need = a_panels * mr * (span * kcb).min(k);
+            if abuf.data.len() < a_need {
+                abuf.data.resize(a_need, 0.0);
+                abuf.key = None;
             }
-            for kb in 0..kblocks {
-                let pc = kb * KC;
-                let kc = KC.min(k - pc);
-                let apack = &mut abuf[..a_panels * mr * kc];
-                for (ip, dst) in apack.chunks_mut(mr * kc).enumerate() {
-                    let r0 = i0 + ip * mr;
-                    pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
+            let mut kb0 = 0;
+            while kb0 < kblocks {
+                let kb1 = (kb0 + span).min(kblocks);
+                // Depth block kb of A starts at `(kb - kb0) * kcb * a_panels * mr`; within
+                // it, panel ip holds `kc * mr` values.
+                let a_at = |kb: usize, ip: usize| {
+                    let kc = kcb.min(k - kb * kcb);
+                    ((kb - kb0) * kcb * a_panels + ip * kc) * mr
+                };
+                let key = Some((product, i0, mb, kb0));
+                if abuf.key != key {
+                    for kb in kb0..kb1 {
+                        let (pc, kc) = (kb * kcb, kcb.min(k - kb * kcb));
+                        for ip in 0..a_panels {
+                            let r0 = i0 + ip * mr;
+                            let at = a_at(kb, ip);
+                            let dst = &mut abuf.data[at..at + mr * kc];
+                            pack_a(job.a, r0, mr.min(i0 + mb - r0), pc, kc, mr, dst);
+                        }
+                    }
+                    abuf.key = key;
                 }
-                let apack = &*apack;
-                let bblock = &bsrc[pc * all_panels * nr..];
-                // The first depth block overwrites C, later ones accumulate into it.
-                let accumulate = kb > 0;
+                let apack = &*abuf.data;
+                // Micro-column by micro-column: its C tiles stay in cache over the depth.
                 for jp in 0..nb.div_ceil(nr) {
                     let nr_eff = nr.min(nb - jp * nr);
-                    let bp = bblock[(first_panel + j0 / nr + jp) * nr * kc..].as_ptr();
-                    for ip in 0..a_panels {
-                        let mr_eff = mr.min(mb - ip * mr);
-                        let ap = apack[ip * mr * kc..].as_ptr();
-                        // SAFETY: the tile (rows i0.., columns jc+j0..) belongs to this
-                        // task; panels hold kc * MR / kc * NR values (zero-padded).
-                        unsafe {
-                            let cp = out.ptr().add((i0 + ip * mr) * n + jc + j0 + jp * nr);
-                            (kernel.func)(kc, ap, bp, cp, n, accumulate, mr_eff, nr_eff);
+                    for kb in kb0..kb1 {
+                        let (pc, kc) = (kb * kcb, kcb.min(k - kb * kcb));
+                        let bp = bsrc[((first_panel + j0 / nr + jp) * k + pc) * nr..].as_ptr();
+                        // Panels lie in order, so the next micro-panel (maybe in memory, for
+                        // a weight read once per task) follows this one; the first calls
+                        // hint it into L2, a line per depth step.
+                        let next_b = bp.wrapping_add(kc * nr);
+                        // The first depth block overwrites C, later ones accumulate into it.
+                        let accumulate = kb > 0;
+                        for ip in 0..a_panels {
+                            let mr_eff = mr.min(mb - ip * mr);
+                            let ap = apack[a_at(kb, ip)..].as_ptr();
+                            // SAFETY: the tile (rows i0.., columns jc+j0..) belongs to this
+                            // task; panels hold kc * MR / kc * NR values (zero-padded).
+                            unsafe {
+                                let cp = out.ptr().add((i0 + ip * mr) * n + jc + j0 + jp * nr);
+                                let pf = if ip * 16 < nr {
+                                    next_b.wrapping_add(ip * 16 * kc)
+                                } else {
+                                    bp
+                                };
+                                (kernel.func)(kc, ap, bp, pf, cp, n, accumulate, mr_eff, nr_eff);
+                            }
                         }
                     }
                 }
+                kb0 = kb1;
             }
         };
         if parallel {
@@ -413,16 +526,18 @@ unsafe fn gemm_one(
         }
         jc += nc;
     }
-    PACK_BUFS.with(|cell| cell.set((abuf, bbuf)));
+    PACK_BUFS.with(|cell| cell.set((abuf.data, bbuf)));
 }
 
-/// Splits an `m x nc` block into task tiles: at most about MC rows (one A block in L2) and
+/// Splits an `m x nc` block into task tiles: as many rows as fit one A block in L2, and
 /// the whole block's width, narrowed and then shortened until every thread has a few
 /// tasks.
-fn task_tiles(m: usize, nc: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
+fn task_tiles(m: usize, nc: usize, k: usize, kernel: Kernel, threads: usize) -> (usize, usize) {
     let round_up = |v: usize, q: usize| v.div_ceil(q) * q;
-    // Rows split evenly into blocks of at most MC (128 rows: 72 + 56, not 96 + 32).
-    let mut mt = round_up(m.div_ceil(m.div_ceil(MC)), kernel.mr);
+    // As many rows as keep A's whole depth within A_BLOCK (each row block reads all of
+    // B once), at least MC, split evenly (128 rows: 72 + 56, not 96 + 32).
+    let mc = (A_BLOCK / k.max(1)).max(MC);
+    let mut mt = round_up(m.div_ceil(m.div_ceil(mc)), kernel.mr);
     let mut nt = round_up(nc, kernel.nr);
     if threads <= 1 {
         return (mt, nt);
@@ -578,7 +693,12 @@ fn portable_gemm(parallel: bool, jobs: &[GemmJob], m: usize, n: usize, k: usize,
         debug_assert_eq!((a.dim(), b.dim()), ((m, k), (k, n)));
         // SAFETY: each job owns `m * n` elements at its `c_offset` (checked by the
         // caller), and jobs do not overlap.
-        let c = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(job.c_offset), m * n) };
+        // (Zeroed first: the output may be fresh memory, and beta = 0 need not mean
+        // that C is never read.)
+        let c = unsafe {
+            std::ptr::write_bytes(out.ptr().add(job.c_offset), 0, m * n);
+            std::slice::from_raw_parts_mut(out.ptr().add(job.c_offset), m * n)
+        };
         let mut c = ArrayViewMut2::from_shape((m, n), c).expect("gemm: output view");
         general_mat_mul(1.0, &a, &b, 0.0, &mut c);
     };
@@ -613,6 +733,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         b: *const f32,
+        _prefetch: *const f32,
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
@@ -665,6 +786,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         b: *const f32,
+        prefetch: *const f32,
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
@@ -674,7 +796,8 @@ mod x86 {
         const MR: usize = AVX512_MR;
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
+        for p in 0..kc {
+            _mm_prefetch::<_MM_HINT_T1>(prefetch.wrapping_add(16 * p).cast());
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
             for (r, row) in acc.iter_mut().enumerate() {
@@ -1320,6 +1443,9 @@ mod tests {
             (64, 64, 64),
             (100, 530, 70),
             (2, 100, 300),
+            // A deeper than one A block (two depth spans), and many tiles per row block.
+            (100, 2000, 40),
+            (300, 64, 700),
         ];
         for isa in isas() {
             for &(m, k, n) in &shapes {
@@ -1499,6 +1625,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fresh_outputs_are_fully_written() {
+        let mut rng = Rng::new(5);
+        let (m, k, n) = (30, 50, 40);
+        let ad: Vec<Vec<f32>> = (0..3).map(|_| rng.vec(m * k)).collect();
+        let bd = rng.vec(k * n);
+        let b = MatRef {
+            data: &bd,
+            rows: k,
+            cols: n,
+            rs: n,
+            cs: 1,
+        };
+        let job = |i: usize, at: usize| GemmJob {
+            a: MatRef {
+                data: &ad[i],
+                rows: m,
+                cols: k,
+                rs: k,
+                cs: 1,
+            },
+            b,
+            bh: None,
+            bp: None,
+            c_offset: at * m * n,
+        };
+        // Jobs tiling the output (any order), and jobs leaving a block out: that block
+        // must come back zero.
+        for (jobs, len) in [
+            (vec![job(0, 2), job(1, 0), job(2, 1)], 3 * m * n),
+            (vec![job(0, 0), job(2, 2)], 3 * m * n),
+        ] {
+            let got = gemm_new(&jobs, m, n, k, len);
+            let mut want = vec![0f32; len];
+            gemm(&jobs, m, n, k, &mut want);
+            assert_eq!(got.len(), len);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits());
+            }
+        }
+        let got = gemm_new(&[job(0, 0), job(2, 2)], m, n, k, 3 * m * n);
+        assert!(got[m * n..2 * m * n].iter().all(|&v| v == 0.0));
     }
 
     #[test]

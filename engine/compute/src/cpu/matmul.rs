@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 
-use super::gemm::{gemm, GemmJob, HalfRef, MatRef, PackedB};
+use super::gemm::{gemm_new, GemmJob, HalfRef, MatRef, PackedB};
 use super::half::HalfWeights;
 use crate::shape::{matmul_dims, strides, MatmulDims};
 use crate::Tensor;
@@ -28,9 +28,9 @@ pub(crate) fn matmul(
     let nbatch: usize = batch.iter().product();
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
-    let mut out = vec![0f32; nbatch * m * n];
-    if out.is_empty() {
-        return Tensor::new(out_shape, out);
+    let len = nbatch * m * n;
+    if len == 0 {
+        return Tensor::new(out_shape, Vec::new());
     }
 
     let a_view = |off: usize, rows: usize| {
@@ -94,8 +94,8 @@ pub(crate) fn matmul(
                 bp: if trans_b && sb.len() == 2 { bp } else { None },
                 c_offset: 0,
             };
-            gemm(&[job], rows, n, k, &mut out);
-            return Tensor::new(out_shape, out);
+            // The output is written, not accumulated into: no zeroing first.
+            return Tensor::new(out_shape, gemm_new(&[job], rows, n, k, len));
         }
     }
 
@@ -133,8 +133,7 @@ pub(crate) fn matmul(
             }
         })
         .collect();
-    gemm(&jobs, m, n, k, &mut out);
-    Tensor::new(out_shape, out)
+    Tensor::new(out_shape, gemm_new(&jobs, m, n, k, len))
 }
 
 #[cfg(test)]

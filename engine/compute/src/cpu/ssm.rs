@@ -11,7 +11,7 @@
 //! ```
 //!
 //! [`ssd_scan`] evaluates `y` chunk by chunk: the matrix form inside a chunk, the state
-//! passed between chunks. [`ssm_states`] runs the recurrence and returns the states at
+//! passed between chunks, each as GEMMs on the calling thread (heads run in parallel). [`ssm_states`] runs the recurrence and returns the states at
 //! chosen positions. Both take the decay itself (not its log), so `a_t = 0` (a memoryless
 //! step) is exact: decay products are running products in f64, never `exp` of differences
 //! of cumulative sums. Written by hand: no crate offers these scans.
@@ -19,6 +19,7 @@
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
+use super::gemm::{gemm_serial, GemmJob, MatRef};
 use crate::Tensor;
 
 fn dims<const N: usize>(op: &str, what: &str, t: &Tensor, layout: &str) -> Result<[usize; N]> {
@@ -147,8 +148,20 @@ fn at(buf: &[f32], t: usize, hd: usize, heads: usize, d: usize) -> &[f32] {
     &buf[o..o + d]
 }
 
+#[cfg(test)]
 fn dot(u: &[f32], v: &[f32]) -> f32 {
     u.iter().zip(v).map(|(a, b)| a * b).sum()
+}
+
+/// The single product `a @ b` of one of the SSD scan's GEMMs.
+fn job<'a>(a: MatRef<'a>, b: MatRef<'a>) -> [GemmJob<'a>; 1] {
+    [GemmJob {
+        a,
+        b,
+        bh: None,
+        bp: None,
+        c_offset: 0,
+    }]
 }
 
 /// Chunked SSD scan: `y [T, H, P]` of the recurrence above, from `x [T, H, P]`, decay
@@ -168,18 +181,31 @@ pub(crate) fn ssd_scan(
     }
     let (xd, ad, bd, cd) = (x.data(), a.data(), b.data(), c.data());
     let starts: Vec<usize> = (0..t).step_by(chunk).collect();
-    // C_t · B_s of every group and chunk (s ≤ t in the chunk), shared by the group's heads.
-    let cb: Vec<Vec<f32>> = (0..g * starts.len())
+    let nch = starts.len();
+    // C_t · B_s of every group and chunk (one q x q GEMM; only s ≤ t is used), shared
+    // by the group's heads.
+    let cb: Vec<Vec<f32>> = (0..g * nch)
         .into_par_iter()
         .map(|i| {
-            let (gr, c0) = (i / starts.len(), starts[i % starts.len()]);
+            let (gr, c0) = (i / nch, starts[i % nch]);
             let q = chunk.min(t - c0);
             let mut m = vec![0f32; q * q];
-            for l in 0..q {
-                for s in 0..=l {
-                    m[l * q + s] = dot(at(cd, c0 + l, gr, g, n), at(bd, c0 + s, gr, g, n));
-                }
-            }
+            let from = (c0 * g + gr) * n;
+            let cm = MatRef {
+                data: &cd[from..],
+                rows: q,
+                cols: n,
+                rs: g * n,
+                cs: 1,
+            };
+            let bt = MatRef {
+                data: &bd[from..],
+                rows: n,
+                cols: q,
+                rs: 1,
+                cs: g * n,
+            };
+            gemm_serial(&job(cm, bt), q, q, n, &mut m);
             m
         })
         .collect();
@@ -188,52 +214,87 @@ pub(crate) fn ssd_scan(
         .map(|hd| {
             let gr = hd / (h / g);
             let mut y = vec![0f32; t * p];
-            // Running state [P, N] at the start of the chunk.
-            let mut state = h0.map_or_else(
-                || vec![0f32; p * n],
-                |s| s.data()[hd * p * n..(hd + 1) * p * n].to_vec(),
-            );
-            let mut w = vec![0f32; chunk];
+            // Running state at the start of the chunk, transposed: [N, P].
+            let mut state_t = vec![0f32; n * p];
+            if let Some(s) = h0 {
+                let s = &s.data()[hd * p * n..(hd + 1) * p * n];
+                for pi in 0..p {
+                    for j in 0..n {
+                        state_t[j * p + pi] = s[pi * n + j];
+                    }
+                }
+            }
+            let q_max = chunk.min(t);
+            // Per chunk, y = [W | diag(prefix) C] [X ; Hᵀ]: the weights M_ls of the chunk
+            // and the readout of the entering state, one GEMM of depth q + N.
+            let mut wa = vec![0f32; q_max * (q_max + n)];
+            let mut xs = vec![0f32; (q_max + n) * p];
+            // suffix_s B_s, and the state's increment (suffix ∘ B)ᵀ X.
+            let mut sb = vec![0f32; q_max * n];
+            let mut upd = vec![0f32; n * p];
             for (ci, &c0) in starts.iter().enumerate() {
                 let q = chunk.min(t - c0);
-                let cbm = &cb[gr * starts.len() + ci];
+                let kq = q + n;
+                let cbm = &cb[gr * nch + ci];
                 let decay = |l: usize| ad[(c0 + l) * h + hd] as f64;
                 let mut prefix = 1f64; // Π_{k=c0}^{c0+l} a_k
                 for l in 0..q {
                     prefix *= decay(l);
+                    let row = &mut wa[l * kq..(l + 1) * kq];
                     // Weights M_ls / CB_ls = Π_{k=s+1}^{l} a_k, by a running product.
                     let mut d = 1f64;
                     for s in (0..=l).rev() {
-                        w[s] = (d as f32) * cbm[l * q + s];
+                        row[s] = (d as f32) * cbm[l * q + s];
                         d *= decay(s);
                     }
-                    let yl = &mut y[(c0 + l) * p..(c0 + l + 1) * p];
-                    for (s, &ws) in w[..=l].iter().enumerate() {
-                        for (o, &xv) in yl.iter_mut().zip(at(xd, c0 + s, hd, h, p)) {
-                            *o += ws * xv;
-                        }
-                    }
-                    // Contribution of the state entering the chunk.
-                    let ct = at(cd, c0 + l, gr, g, n);
+                    row[l + 1..q].fill(0.0);
                     let pf = prefix as f32;
-                    for (pi, o) in yl.iter_mut().enumerate() {
-                        *o += pf * dot(&state[pi * n..(pi + 1) * n], ct);
+                    for (o, &cv) in row[q..].iter_mut().zip(at(cd, c0 + l, gr, g, n)) {
+                        *o = pf * cv;
                     }
                 }
-                // State at the end of the chunk.
-                let total = prefix as f32;
-                state.iter_mut().for_each(|v| *v *= total);
+                for s in 0..q {
+                    xs[s * p..(s + 1) * p].copy_from_slice(at(xd, c0 + s, hd, h, p));
+                }
+                xs[q * p..kq * p].copy_from_slice(&state_t);
+                let wm = MatRef {
+                    data: &wa[..q * kq],
+                    rows: q,
+                    cols: kq,
+                    rs: kq,
+                    cs: 1,
+                };
+                let xm = |rows: usize| MatRef {
+                    data: &xs[..rows * p],
+                    rows,
+                    cols: p,
+                    rs: p,
+                    cs: 1,
+                };
+                gemm_serial(&job(wm, xm(kq)), q, p, kq, &mut y[c0 * p..(c0 + q) * p]);
+                // State at the end of the chunk: total · H + Σ_s suffix_s x_s B_sᵀ.
                 let mut suffix = 1f64; // Π_{k=s+1}^{c0+q-1} a_k
                 for s in (0..q).rev() {
                     let sf = suffix as f32;
-                    let (xs, bs) = (at(xd, c0 + s, hd, h, p), at(bd, c0 + s, gr, g, n));
-                    for (pi, &xv) in xs.iter().enumerate() {
-                        let coef = sf * xv;
-                        for (o, &bv) in state[pi * n..(pi + 1) * n].iter_mut().zip(bs) {
-                            *o += coef * bv;
-                        }
+                    for (o, &bv) in sb[s * n..(s + 1) * n]
+                        .iter_mut()
+                        .zip(at(bd, c0 + s, gr, g, n))
+                    {
+                        *o = sf * bv;
                     }
                     suffix *= decay(s);
+                }
+                let sbt = MatRef {
+                    data: &sb[..q * n],
+                    rows: n,
+                    cols: q,
+                    rs: 1,
+                    cs: n,
+                };
+                gemm_serial(&job(sbt, xm(q)), n, p, q, &mut upd);
+                let total = prefix as f32;
+                for (o, &u) in state_t.iter_mut().zip(&upd) {
+                    *o = total * *o + u;
                 }
             }
             y
@@ -264,23 +325,37 @@ pub(crate) fn ssm_states(
     }
     let last = positions.iter().copied().max().map_or(0, |m| m + 1);
     let (xd, ad, bd) = (x.data(), a.data(), b.data());
+    let step = |hd: usize, ti: usize, state: &mut [f32]| {
+        let (av, gr) = (ad[ti * h + hd], hd / (h / g));
+        let (xs, bs) = (at(xd, ti, hd, h, p), at(bd, ti, gr, g, n));
+        for (pi, &xv) in xs.iter().enumerate() {
+            for (o, &bv) in state[pi * n..(pi + 1) * n].iter_mut().zip(bs) {
+                *o = av * *o + xv * bv;
+            }
+        }
+    };
+    if let &[q] = positions {
+        // One snapshot, after the last step (each decoding step): run each head's
+        // recurrence in place in the output, with no per-head copies.
+        let mut out = match h0 {
+            Some(s) => s.data().to_vec(),
+            None => vec![0f32; h * p * n],
+        };
+        out.par_chunks_mut((p * n).max(1))
+            .enumerate()
+            .for_each(|(hd, state)| (0..=q).for_each(|ti| step(hd, ti, state)));
+        return Tensor::new(vec![1, h, p, n], out);
+    }
     let per_head: Vec<Vec<f32>> = (0..h)
         .into_par_iter()
         .map(|hd| {
-            let gr = hd / (h / g);
             let mut state = h0.map_or_else(
                 || vec![0f32; p * n],
                 |s| s.data()[hd * p * n..(hd + 1) * p * n].to_vec(),
             );
             let mut snaps = vec![0f32; positions.len() * p * n];
             for ti in 0..last {
-                let av = ad[ti * h + hd];
-                let (xs, bs) = (at(xd, ti, hd, h, p), at(bd, ti, gr, g, n));
-                for (pi, &xv) in xs.iter().enumerate() {
-                    for (o, &bv) in state[pi * n..(pi + 1) * n].iter_mut().zip(bs) {
-                        *o = av * *o + xv * bv;
-                    }
-                }
+                step(hd, ti, &mut state);
                 for (k, _) in positions.iter().enumerate().filter(|(_, &q)| q == ti) {
                     snaps[k * p * n..(k + 1) * p * n].copy_from_slice(&state);
                 }
