@@ -73,6 +73,26 @@ fn analyze_args(model: &Path, corpus: &Path, out: &Path) -> Vec<String> {
     .collect()
 }
 
+/// Shards 0 and 1 of 4 as a Kubernetes Indexed Job starts them: `--shards 4` with
+/// `JOB_COMPLETION_INDEX`, both at the same time.
+fn kubernetes_shards_0_and_1_of_4(args: &[String]) {
+    let pods: Vec<_> = (0..2)
+        .map(|i| {
+            clean_tokit()
+                .args(args)
+                .args(["--shards", "4"])
+                .env("JOB_COMPLETION_INDEX", i.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for pod in pods {
+        ok(&pod.wait_with_output().unwrap());
+    }
+}
+
 fn merge(out: &Path) -> Output {
     clean_tokit().args(["merge", &p(out)]).output().unwrap()
 }
@@ -104,22 +124,7 @@ fn shards_from_kubernetes_slurm_and_the_flag_merge_to_the_single_run() {
 
     let out = dir.path().join("sharded.parquet");
     let args = analyze_args(&model, &corpus, &out);
-    // Shards 0 and 1 as a Kubernetes Indexed Job starts them, at the same time.
-    let k8s: Vec<_> = (0..2)
-        .map(|i| {
-            clean_tokit()
-                .args(&args)
-                .args(["--shards", "4"])
-                .env("JOB_COMPLETION_INDEX", i.to_string())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in k8s {
-        ok(&c.wait_with_output().unwrap());
-    }
+    kubernetes_shards_0_and_1_of_4(&args);
     // Shard 2 as task 12 of a Slurm array 10-13.
     ok(&clean_tokit()
         .args(&args)
@@ -604,22 +609,7 @@ fn permutation_test_shards_merge_to_the_single_run() {
 
     let out = dir.path().join("sharded.json");
     let args = te_args(&src, &dst, &out, 200);
-    // Shards 0 and 1 as a Kubernetes Indexed Job starts them, at the same time.
-    let k8s: Vec<_> = (0..2)
-        .map(|i| {
-            clean_tokit()
-                .args(&args)
-                .args(["--shards", "4"])
-                .env("JOB_COMPLETION_INDEX", i.to_string())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in k8s {
-        ok(&c.wait_with_output().unwrap());
-    }
+    kubernetes_shards_0_and_1_of_4(&args);
     // Shard 2 by the flag, shard 3 as Slurm array task 3 with --shards.
     let two = ok(&clean_tokit()
         .args(&args)
