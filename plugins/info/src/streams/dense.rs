@@ -10,7 +10,7 @@
 //! into the table; the marginal tables `(A, C)`, `(B, C)` and `C` are sums over the joint
 //! one. Codes are u16 when the table is small (twice the lanes per vector step), and the
 //! counting loop is compiled for AVX2 when the CPU has it. Samples are split into
-//! contiguous ranges over the threads of rayon's pool, each with its own table, summed
+//! contiguous ranges over scoped threads (none outlives the call), each with its own table, summed
 //! afterwards: counts are integers, so every result is bit-identical whatever the number
 //! of threads.
 //!
@@ -26,7 +26,6 @@ use super::measure::{Measured, Options};
 use super::rng::Rng;
 use super::series::{Symbols, Trial};
 use super::significance::{run_surrogates, summarise, surrogate};
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// One part of a variable: the symbol of a stream at a lag before the sample time.
@@ -318,10 +317,29 @@ fn count_on(
         } else {
             (0..n).step_by(chunk).map(|_| None).collect()
         };
-        outs.into_par_iter()
-            .enumerate()
-            .map(|(i, out)| work(i * chunk, ((i + 1) * chunk).min(n), out))
-            .collect()
+        // Scoped threads: a plugin starts no thread that outlives a call
+        // (docs/architecture.md).
+        std::thread::scope(|s| {
+            let work = &work;
+            let range = |i: usize| (i * chunk, ((i + 1) * chunk).min(n));
+            let mut outs = outs.into_iter();
+            let first = outs.next().expect("a non-empty input has a first part");
+            let others: Vec<_> = outs
+                .enumerate()
+                .map(|(i, out)| {
+                    let (g0, g1) = range(i + 1);
+                    s.spawn(move || work(g0, g1, out))
+                })
+                .collect();
+            let (g0, g1) = range(0);
+            let mut hists = vec![work(g0, g1, first)];
+            hists.extend(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            );
+            hists
+        })
     };
     let mut hists = hists.into_iter();
     let mut hist = hists.next().unwrap_or_else(|| vec![0; cells]);

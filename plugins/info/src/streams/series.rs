@@ -13,7 +13,6 @@
 //! and u32 that holds its largest symbol; tensor inputs are checked, narrowed and
 //! measured (their alphabet) in one pass.
 
-use rayon::prelude::*;
 use serde_json::Value;
 
 /// Trials of a symbol stream, stored in the narrowest unsigned width that holds the
@@ -220,10 +219,21 @@ impl Symbols {
         let (ok, max) = if threads <= 1 {
             convert_small(data, &mut flat)
         } else {
-            data.par_chunks(chunk)
-                .zip(flat.par_chunks_mut(chunk))
-                .map(|(src, dst)| convert_small(src, dst))
-                .reduce(|| (true, 0), |(a, m), (b, n)| (a & b, m.max(n)))
+            // Scoped threads: a plugin starts no thread that outlives a call
+            // (docs/architecture.md).
+            std::thread::scope(|s| {
+                let mut parts = data.chunks(chunk).zip(flat.chunks_mut(chunk));
+                let (src0, dst0) = parts.next().expect("a non-empty input has a first part");
+                let others: Vec<_> = parts
+                    .map(|(src, dst)| s.spawn(move || convert_small(src, dst)))
+                    .collect();
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .fold(convert_small(src0, dst0), |(a, m), (b, n)| {
+                        (a & b, m.max(n))
+                    })
+            })
         };
         if ok && max <= u8::MAX as u32 {
             let trials = if n == 1 {
