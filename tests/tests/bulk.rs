@@ -331,6 +331,17 @@ fn cli_input_files_and_bench_metric() {
     }
 }
 
+/// `tokit --config CONFIG run SCRIPT`.
+fn run_with_config(config: &std::path::Path, script: &std::path::Path) -> std::process::Output {
+    tokit_command()
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .arg(script)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_memory_guard_stops_a_script() {
     let dir = tempfile::tempdir().unwrap();
@@ -342,13 +353,7 @@ fn the_memory_guard_stops_a_script() {
         "let a = [];\nfor i in 0..1000000000 { a.push(i) }\n",
     )
     .unwrap();
-    let out = tokit_command()
-        .args(["--config"])
-        .arg(&config)
-        .arg("run")
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = run_with_config(&config, &script);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -368,13 +373,7 @@ fn the_memory_guard_stops_a_script() {
         "let a = []; for i in 0..1000 { a.push(i) } print(a.len());",
     )
     .unwrap();
-    let out = tokit_command()
-        .args(["--config"])
-        .arg(&config)
-        .arg("run")
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = run_with_config(&config, &script);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000");

@@ -372,30 +372,19 @@ fn bad_corpora_and_options_are_refused_clearly() {
     let d = dir.path();
     let out = d.join("o.parquet");
     let o = out.to_str().unwrap();
+    // `analyze token_stats` on `corpus` with `extra` options: its error.
+    let refused = |corpus: &str, extra: &[&str]| {
+        let mut args = vec!["analyze", "token_stats", "--model", m, "--corpus", corpus];
+        args.extend_from_slice(extra);
+        args.extend(["--output", o]);
+        fails(&run_cli(&args))
+    };
     let jsonl = d.join("c.jsonl");
     std::fs::write(&jsonl, "{\"text\": \"And God said\"}\n{\"body\": \"x\"}\n").unwrap();
-    let e = fails(&run_cli(&[
-        "analyze",
-        "token_stats",
-        "--model",
-        m,
-        "--corpus",
-        jsonl.to_str().unwrap(),
-        "--output",
-        o,
-    ]));
+    let e = refused(jsonl.to_str().unwrap(), &[]);
     assert!(e.contains("line 2: no field `text`"), "{e}");
     std::fs::write(&jsonl, "{\"text\": 3}\n").unwrap();
-    let e = fails(&run_cli(&[
-        "analyze",
-        "token_stats",
-        "--model",
-        m,
-        "--corpus",
-        jsonl.to_str().unwrap(),
-        "--output",
-        o,
-    ]));
+    let e = refused(jsonl.to_str().unwrap(), &[]);
     assert!(e.contains("field `text` is not a string"), "{e}");
     let mut table = Rows::new(vec![]);
     table.doc.push(1);
@@ -404,48 +393,19 @@ fn bad_corpora_and_options_are_refused_clearly() {
     table.token.push("In the beginning".into());
     let pq = d.join("c.parquet");
     std::fs::write(&pq, table.to_parquet().unwrap()).unwrap();
-    let e = fails(&run_cli(&[
-        "analyze",
-        "token_stats",
-        "--model",
-        m,
-        "--corpus",
-        pq.to_str().unwrap(),
-        "--text-field",
-        "doc",
-        "--output",
-        o,
-    ]));
+    let e = refused(pq.to_str().unwrap(), &["--text-field", "doc"]);
     assert!(
         e.contains("column `doc` is INT64, not a string column"),
         "{e}"
     );
-    let e = fails(&run_cli(&[
-        "analyze",
-        "token_stats",
-        "--model",
-        m,
-        "--corpus",
-        pq.to_str().unwrap(),
-        "--output",
-        o,
-    ]));
+    let e = refused(pq.to_str().unwrap(), &[]);
     assert!(
         e.contains("no column `text` (columns: doc, position, token_id, token)"),
         "{e}"
     );
     let empty = d.join("empty.txt");
     std::fs::write(&empty, "\n\n").unwrap();
-    let e = fails(&run_cli(&[
-        "analyze",
-        "token_stats",
-        "--model",
-        m,
-        "--corpus",
-        empty.to_str().unwrap(),
-        "--output",
-        o,
-    ]));
+    let e = refused(empty.to_str().unwrap(), &[]);
     assert!(e.contains("holds no documents"), "{e}");
     let txt = write_txt(d, &verses(2));
     let t = txt.to_str().unwrap();

@@ -708,15 +708,7 @@ mod tests {
     #[test]
     fn dense_and_log_domain_iterations_agree() {
         let n: usize = 120;
-        let p: Vec<f64> = (0..n).map(|x| (x % 7 + 1) as f64).collect();
-        let s: f64 = p.iter().sum();
-        let p: Vec<f64> = p.iter().map(|v| v / s).collect();
-        let d: Vec<f64> = (0..n * n)
-            .map(|k| {
-                (((k / n) * 31 + (k % n) * 17) % 64 + (k / n).abs_diff(k % n) % 64) as f64 / 64.0
-            })
-            .collect();
-        let prob = RdProblem::new(&p, &d, n, 1e-9).unwrap();
+        let prob = bench_problem(n);
         let opts = BaOptions {
             tol: 1e-11,
             max_iter: 20_000,
