@@ -264,7 +264,7 @@ pub fn channel_problem(
     check_matrix("reward", reward, nx, ny, false)?;
     let rmax = reward.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let d: Vec<f64> = reward.iter().map(|r| rmax - r).collect();
-    Ok((RdProblem::new(source, &d, ny, sum_tol)?, rmax))
+    Ok((RdProblem::new(source, d, ny, sum_tol)?, rmax))
 }
 
 /// `KL(π_bon || π_ref) = ln n − (n−1)/n` for a continuous reward (no ties), nats.

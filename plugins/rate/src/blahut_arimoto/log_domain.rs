@@ -7,8 +7,8 @@ use tokit_sdk::{bail, check_cancelled, Result};
 
 impl RdProblem {
     /// Log-weight `−β d'(x,y)` (exact for `β = ∞`: 0 on the row minimum, `−∞` elsewhere).
-    pub(super) fn penalty(&self, beta: f64, k: usize) -> f64 {
-        let ds = self.dshift[k];
+    pub(super) fn penalty(&self, beta: f64, x: usize, y: usize) -> f64 {
+        let ds = self.d[x * self.ny + y] - self.row_min[x];
         if ds == 0.0 {
             0.0
         } else {
@@ -23,7 +23,7 @@ impl RdProblem {
         let mut w = vec![0.0; ny];
         for x in 0..self.nx {
             for y in 0..ny {
-                w[y] = lq[y] + self.penalty(beta, x * ny + y);
+                w[y] = lq[y] + self.penalty(beta, x, y);
             }
             let l = lse(&w);
             if !l.is_finite() {
@@ -84,7 +84,7 @@ impl RdProblem {
         let norms: Vec<f64> = (0..self.nx)
             .map(|x| {
                 for (y, wy) in w.iter_mut().enumerate() {
-                    *wy = lq[y] + self.penalty(beta, x * ny + y);
+                    *wy = lq[y] + self.penalty(beta, x, y);
                 }
                 lse(&w)
             })
@@ -96,7 +96,7 @@ impl RdProblem {
             col.extend(
                 (0..self.nx)
                     .filter(|&x| self.p[x] > 0.0)
-                    .map(|x| self.lp[x] - norms[x] + self.penalty(beta, x * ny + y)),
+                    .map(|x| self.lp[x] - norms[x] + self.penalty(beta, x, y)),
             );
             max_c = max_c.max(lse(&col));
         }

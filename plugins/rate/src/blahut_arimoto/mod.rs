@@ -91,8 +91,8 @@ pub struct RdProblem {
     pub nx: usize,
     pub ny: usize,
     lp: Vec<f64>,
-    /// `d(x,y) − min_y d(x,y)`.
-    dshift: Vec<f64>,
+    /// `min_y d(x,y)`: the iterations use `d'(x,y) = d(x,y) − min_y d(x,y)`.
+    row_min: Vec<f64>,
     /// `D_min = Σ_x p(x) min_y d(x,y)`: the smallest achievable distortion.
     pub d_min: f64,
     /// `D_max = min_y Σ_x p(x) d(x,y)`: the distortion of the best constant output (rate 0).
@@ -196,8 +196,10 @@ pub fn evaluate(p: &[f64], d: &[f64], channel: &[f64], ny: usize) -> (f64, f64, 
 
 impl RdProblem {
     /// A problem from a source law (checked against `sum_tol`) and a row-major
-    /// `p.len() × ny` distortion matrix (finite, non-negative).
-    pub fn new(p: &[f64], d: &[f64], ny: usize, sum_tol: f64) -> Result<RdProblem> {
+    /// `p.len() × ny` distortion matrix (finite, non-negative; taken without a copy when
+    /// passed as a `Vec`).
+    pub fn new(p: &[f64], d: impl Into<Vec<f64>>, ny: usize, sum_tol: f64) -> Result<RdProblem> {
+        let d = d.into();
         let p = check_pmf("source", p, sum_tol)?;
         let nx = p.len();
         if ny == 0 || d.len() != nx * ny {
@@ -206,15 +208,12 @@ impl RdProblem {
                 d.len()
             );
         }
-        check_matrix("distortion", d, nx, ny, true)?;
-        let mut dshift = d.to_vec();
+        check_matrix("distortion", &d, nx, ny, true)?;
+        let mut row_min = Vec::with_capacity(nx);
         let (mut d_min, mut spread) = (0.0, 0.0f64);
         for x in 0..nx {
-            let row = &d[x * ny..(x + 1) * ny];
-            let (lo, hi) = min_max(row);
-            for (s, &v) in dshift[x * ny..(x + 1) * ny].iter_mut().zip(row) {
-                *s = v - lo;
-            }
+            let (lo, hi) = min_max(&d[x * ny..(x + 1) * ny]);
+            row_min.push(lo);
             d_min += p[x] * lo;
             if p[x] > 0.0 {
                 spread = spread.max(hi - lo);
@@ -238,11 +237,11 @@ impl RdProblem {
         let lp = p.iter().map(|&v| ln0(v)).collect();
         Ok(RdProblem {
             p,
-            d: d.to_vec(),
+            d,
             nx,
             ny,
             lp,
-            dshift,
+            row_min,
             d_min,
             d_max,
             y_star,

@@ -21,7 +21,7 @@ fn reevaluate(p: &[f64], d: &[f64], q: &[f64], ny: usize) -> (f64, f64) {
 }
 
 fn bss() -> RdProblem {
-    RdProblem::new(&[0.5, 0.5], &hamming(2), 2, SUM_TOL_F64).unwrap()
+    RdProblem::new(&[0.5, 0.5], hamming(2), 2, SUM_TOL_F64).unwrap()
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn t1_bss_at_target_distortion() {
 
 #[test]
 fn t3_bernoulli_point_three() {
-    let prob = RdProblem::new(&[0.7, 0.3], &hamming(2), 2, SUM_TOL_F64).unwrap();
+    let prob = RdProblem::new(&[0.7, 0.3], hamming(2), 2, SUM_TOL_F64).unwrap();
     let pt = prob.solve(9f64.ln(), None, &BaOptions::default()).unwrap();
     assert!(pt.converged, "iterations {}", pt.iterations);
     assert!((pt.distortion - 0.1).abs() < 1e-9, "D = {}", pt.distortion);
@@ -79,7 +79,7 @@ fn t4_gaussian_closed_form_and_discretised_ba() {
     let d: Vec<f64> = (0..k * k)
         .map(|m| (xs[m / k] - xs[m % k]).powi(2))
         .collect();
-    let prob = RdProblem::new(&p, &d, k, SUM_TOL_F64).unwrap();
+    let prob = RdProblem::new(&p, &d[..], k, SUM_TOL_F64).unwrap();
     let opts = BaOptions {
         tol: 1e-10,
         max_iter: 20_000,
@@ -106,7 +106,7 @@ fn curve_is_convex_and_non_increasing_and_channels_reproduce_points() {
     // A 3-letter source with an asymmetric distortion matrix.
     let p = [0.5, 0.3, 0.2];
     let d = [0.0, 1.0, 3.0, 2.0, 0.0, 1.0, 1.5, 2.0, 0.0, 0.5, 0.7, 0.4];
-    let prob = RdProblem::new(&p, &d, 4, SUM_TOL_F64).unwrap();
+    let prob = RdProblem::new(&p, d, 4, SUM_TOL_F64).unwrap();
     let betas = prob.default_betas(41);
     let pts = prob.sweep(&betas, &BaOptions::default()).unwrap();
     for w in pts.windows(2) {
@@ -149,7 +149,7 @@ fn curve_is_convex_and_non_increasing_and_channels_reproduce_points() {
 #[test]
 fn r_at_d_min_for_hamming_is_the_entropy() {
     let p = [0.5, 0.25, 0.25];
-    let prob = RdProblem::new(&p, &hamming(3), 3, SUM_TOL_F64).unwrap();
+    let prob = RdProblem::new(&p, hamming(3), 3, SUM_TOL_F64).unwrap();
     let pt = prob.at_distortion(0.0, &BaOptions::default()).unwrap();
     assert!((pt.rate - entropy(&p)).abs() < 1e-9);
     assert_eq!(pt.distortion, 0.0);
@@ -162,7 +162,7 @@ fn straight_segment_is_time_shared() {
     // d(x, e) = 1 and a prohibitive d(x, 1 − x). R(D) = (1 − D) ln 2 is a straight line:
     // at β = ln 2 every erasure channel is optimal and D(β) jumps from 1 to 0.
     let d = [0.0, 100.0, 1.0, 100.0, 0.0, 1.0];
-    let prob = RdProblem::new(&[0.5, 0.5], &d, 3, SUM_TOL_F64).unwrap();
+    let prob = RdProblem::new(&[0.5, 0.5], d, 3, SUM_TOL_F64).unwrap();
     assert!((prob.d_max - 1.0).abs() < 1e-15);
     let pt = prob.at_distortion(0.3, &BaOptions::default()).unwrap();
     assert!(pt.time_shared);
@@ -185,7 +185,7 @@ fn huge_beta_does_not_underflow() {
     }
     // Rows without a zero distortion are shifted, so nothing degenerates either.
     let d = [5.0, 6.0, 6.0, 5.0];
-    let pt = RdProblem::new(&[0.5, 0.5], &d, 2, SUM_TOL_F64)
+    let pt = RdProblem::new(&[0.5, 0.5], d, 2, SUM_TOL_F64)
         .unwrap()
         .solve(1e308, None, &BaOptions::default());
     let pt = pt.unwrap();
@@ -195,11 +195,11 @@ fn huge_beta_does_not_underflow() {
 #[test]
 fn bad_input_is_an_error() {
     let h = hamming(2);
-    assert!(RdProblem::new(&[0.5, 0.6], &h, 2, SUM_TOL_F64).is_err());
-    assert!(RdProblem::new(&[1.5, -0.5], &h, 2, SUM_TOL_F64).is_err());
+    assert!(RdProblem::new(&[0.5, 0.6], &h[..], 2, SUM_TOL_F64).is_err());
+    assert!(RdProblem::new(&[1.5, -0.5], &h[..], 2, SUM_TOL_F64).is_err());
     assert!(RdProblem::new(&[0.5, 0.5], &h[..3], 2, SUM_TOL_F64).is_err());
-    assert!(RdProblem::new(&[0.5, 0.5], &[0.0, -1.0, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
-    assert!(RdProblem::new(&[0.5, 0.5], &[0.0, f64::NAN, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
+    assert!(RdProblem::new(&[0.5, 0.5], [0.0, -1.0, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
+    assert!(RdProblem::new(&[0.5, 0.5], [0.0, f64::NAN, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
     let prob = bss();
     let o = BaOptions::default();
     assert!(prob.solve(0.0, None, &o).is_err());

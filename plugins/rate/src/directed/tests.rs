@@ -46,7 +46,7 @@ fn t6_iid_uniform_n2_equals_memoryless() {
 #[test]
 fn iid_nonuniform_matches_classic_ba_for_every_n() {
     let p = [0.7, 0.3];
-    let classic = RdProblem::new(&p, &hamming(2), 2, SUM_TOL_F64).unwrap();
+    let classic = RdProblem::new(&p, hamming(2), 2, SUM_TOL_F64).unwrap();
     for beta in [0.5, 9f64.ln(), 4.0] {
         let c = classic.solve(beta, None, &BaOptions::default()).unwrap();
         for n in 1..=3 {

@@ -59,7 +59,7 @@ fn run(args: &Args, p: Params) -> Result<Record> {
     let mut rec = record(args, unit, "Blahut–Arimoto (log domain, exact)");
     let src = args.vector_req("source", "the source law p(x)")?;
     let (d, ny) = distortion_matrix(args, "distortion", src.data.len())?;
-    let prob = RdProblem::new(&src.data, &d, ny, src.sum_tol())?;
+    let prob = RdProblem::new(&src.data, d, ny, src.sum_tol())?;
     let mut opts = ba_options(&mut rec, &p.ba, p.restarts)?;
     opts.accelerate = match p.acceleration.as_str() {
         "squarem" => true,

@@ -166,7 +166,7 @@ fn run(input: &MetricInput, args: &Args, prm: Params) -> Result<Record> {
             }
         }
     }
-    let prob = RdProblem::new(&p, &dist, k, 1e-9)?;
+    let prob = RdProblem::new(&p, dist, k, 1e-9)?;
     let opts = ba_options(&mut rec, &prm.ba, prm.restarts)?;
     let betas = prob.default_betas(prm.num_points.max(2));
     let pts = prob.sweep(&betas, &opts)?;
@@ -187,7 +187,7 @@ fn run(input: &MetricInput, args: &Args, prm: Params) -> Result<Record> {
         &[k],
     );
     rec.tensor("source_law", &p, &[k]);
-    rec.tensor("distortion_matrix", &dist, &[k, k]);
+    rec.tensor("distortion_matrix", &prob.d, &[k, k]);
     // Corpus operating point over the scored positions 1..T.
     if t_len >= 2 {
         let mut bar = vec![0.0f64; v];
