@@ -72,7 +72,8 @@
 use super::{BaOptions, RdPoint, RdProblem};
 use multiversion::multiversion;
 use std::mem::MaybeUninit;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvError, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
 use tokit_sdk::{bail, check_cancelled, Error, Result};
 
 /// Problems at least this large (`nx · ny`) take this path.
@@ -763,6 +764,30 @@ impl<'p> Kernel<'p> {
     }
 }
 
+/// How long a thread of a run polls for its next message before it sleeps: longer than
+/// the serial work between two steps (about 10 µs at 1000 × 1000), so that a step hands
+/// over without waking a sleeping thread. That wake-up is slow on virtual machines, whose
+/// idle virtual CPUs halt: on the 2-core VM of `tools/ba_numpy.py`, polling took the
+/// 1000 × 1000 SQUAREM run from about 55 to 32 ms. Polling yields the core between
+/// checks, so that on a busy machine the thread it waits for can run.
+const SPIN: Duration = Duration::from_micros(100);
+
+/// `rx.recv()`, polling for up to [`SPIN`] first.
+fn recv_soon<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
+    let start = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Disconnected) => return Err(RecvError),
+            // Lets a thread this one waits for run on this core, on a busy machine.
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+        }
+        if start.elapsed() > SPIN {
+            return rx.recv();
+        }
+    }
+}
+
 /// The threads of one run: the calling thread takes the first group of blocks, each
 /// worker one further group.
 struct Pool<'k, 'p> {
@@ -799,7 +824,7 @@ impl<'k, 'p> Pool<'k, 'p> {
             let (to_worker, jobs) = sync_channel::<Job>(1);
             let (done, from_worker) = sync_channel::<Job>(1);
             scope.spawn(move || {
-                while let Ok(mut job) = jobs.recv() {
+                while let Ok(mut job) = recv_soon(&jobs) {
                     kernel.fill(job.prec, &job.q, job.first, &mut job.parts);
                     if done.send(job).is_err() {
                         break;
@@ -834,7 +859,7 @@ impl<'k, 'p> Pool<'k, 'p> {
         }
         kernel.fill(prec, q, 0, &mut self.own);
         for (_, from_worker, job) in &mut self.workers {
-            *job = Some(from_worker.recv().map_err(|_| lost())?);
+            *job = Some(recv_soon(from_worker).map_err(|_| lost())?);
         }
         // Block partials in block order.
         let (mut dsum, mut lsum) = (0.0, 0.0);
