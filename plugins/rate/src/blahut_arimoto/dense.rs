@@ -566,7 +566,7 @@ impl<'p> Kernel<'p> {
                 s.rate
             );
         }
-        let channel = self.channel(q);
+        let channel = self.channel(q, &pool.c());
         let mut next = vec![0.0; ny];
         let bound = pool.step(Precision::F64, &output, &mut next)?;
         let max_v = pool.v.iter().copied().fold(0.0, f64::max);
@@ -593,14 +593,21 @@ impl<'p> Kernel<'p> {
     }
 
     /// The channel `Q(y|x) = A[x, y] q(y) / c(x)` of output law `q`, rows split over the
-    /// threads.
-    fn channel(&self, q: &[f64]) -> Vec<f64> {
+    /// threads; `c = A q` as the step from `q` computed it (rows with `p(x) = 0`, which
+    /// the step skips, get theirs here).
+    fn channel(&self, q: &[f64], c: &[f64]) -> Vec<f64> {
         let (n, ny) = (self.a.len(), self.prob.ny);
         let mut channel = Vec::<f64>::with_capacity(n);
-        let per = self.prob.nx.div_ceil(self.threads) * ny;
-        let fill = |out: Out<f64>, a: &[f64]| {
-            for (row, ra) in out.chunks_exact_mut(ny).zip(a.chunks_exact(ny)) {
-                let (c, _) = dot2(ra, ra, 0.0, q);
+        let per = self.prob.nx.div_ceil(self.threads);
+        let fill = |x0: usize, out: Out<f64>| {
+            let rows = out
+                .chunks_exact_mut(ny)
+                .zip(self.a[x0 * ny..].chunks_exact(ny));
+            for (x, (row, ra)) in (x0..).zip(rows) {
+                let c = match self.prob.p[x] > 0.0 {
+                    true => c[x],
+                    false => dot2(ra, ra, 0.0, q).0,
+                };
                 for ((o, &a), &qy) in row.iter_mut().zip(ra).zip(q) {
                     o.write(a * qy / c);
                 }
@@ -608,15 +615,13 @@ impl<'p> Kernel<'p> {
         };
         std::thread::scope(|s| {
             let fill = &fill;
-            let mut chunks = channel.spare_capacity_mut()[..n]
-                .chunks_mut(per)
-                .zip(self.a.chunks(per));
+            let mut chunks = channel.spare_capacity_mut()[..n].chunks_mut(per * ny);
             let first = chunks.next();
-            for (out, a) in chunks {
-                s.spawn(move || fill(out, a));
+            for (k, out) in chunks.enumerate() {
+                s.spawn(move || fill((k + 1) * per, out));
             }
-            if let Some((out, a)) = first {
-                fill(out, a);
+            if let Some(out) = first {
+                fill(0, out);
             }
         });
         // SAFETY: the chunks cover `0..n` and every entry was written.
@@ -847,6 +852,19 @@ impl<'k, 'p> Pool<'k, 'p> {
         }
     }
 
+    /// `c(x) = (A q)(x)` of the last step, per row (1 where `p(x) = 0`).
+    fn c(&self) -> Vec<f64> {
+        let worker_parts = self
+            .workers
+            .iter()
+            .flat_map(|(_, _, job)| job.iter().flat_map(|j| &j.parts));
+        self.own
+            .iter()
+            .chain(worker_parts)
+            .flat_map(|part| part.c.iter().copied())
+            .collect()
+    }
+
     /// One BA step from output law `q` (linear domain) into `out`.
     fn step(&mut self, prec: Precision, q: &[f64], out: &mut [f64]) -> Result<Stats> {
         let kernel = self.kernel;
@@ -1037,6 +1055,37 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!((capped.iterations, capped.converged), (7, false), "{what}");
+        }
+    }
+
+    /// The reported channel is a channel of the reported output law: rows sum to 1 (the
+    /// row of a source letter with p(x) = 0 too, whose `c(x)` the steps skip) and
+    /// `Σ_x p(x) Q(y|x)` is the output law.
+    #[test]
+    fn channel_rows_are_laws_of_the_output() {
+        let n = 300;
+        let base = bench_problem(n);
+        let mut p = base.p.clone();
+        p[5] = 0.0;
+        let total: f64 = p.iter().sum();
+        p.iter_mut().for_each(|v| *v /= total);
+        let prob = RdProblem::new(&p, base.d.clone(), n, 1e-9).unwrap();
+        for accelerate in [false, true] {
+            let pt = Kernel::new(&prob, 8.0)
+                .solve(vec![1.0 / n as f64; n], 1e-12, 5000, accelerate)
+                .unwrap();
+            for (x, row) in pt.channel.chunks_exact(n).enumerate() {
+                let sum: f64 = row.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-12, "row {x} sums to {sum}");
+            }
+            for y in 0..n {
+                let q: f64 = (0..n).map(|x| p[x] * pt.channel[x * n + y]).sum();
+                assert!(
+                    (q - pt.output[y]).abs() < 1e-12,
+                    "output {y}: {q} vs {}",
+                    pt.output[y]
+                );
+            }
         }
     }
 
