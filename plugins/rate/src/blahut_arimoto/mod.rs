@@ -209,20 +209,19 @@ impl RdProblem {
             );
         }
         check_matrix("distortion", &d, nx, ny, true)?;
+        // Row minima and the column sums `Σ_x p(x) d(x, y)` in one pass, row by row (the
+        // same additions, in the same order, as summing each column down, without the
+        // strided reads).
         let mut row_min = Vec::with_capacity(nx);
         let (mut d_min, mut spread) = (0.0, 0.0f64);
-        for x in 0..nx {
-            let (lo, hi) = min_max(&d[x * ny..(x + 1) * ny]);
-            row_min.push(lo);
-            d_min += p[x] * lo;
-            if p[x] > 0.0 {
-                spread = spread.max(hi - lo);
-            }
-        }
-        // Column sums row by row (the same additions, in the same order, as summing
-        // each column down, without the strided reads).
         let mut col = vec![0.0; ny];
         for (row, &px) in d.chunks_exact(ny).zip(&p) {
+            let (lo, hi) = min_max(row);
+            row_min.push(lo);
+            d_min += px * lo;
+            if px > 0.0 {
+                spread = spread.max(hi - lo);
+            }
             for (e, &v) in col.iter_mut().zip(row) {
                 *e += px * v;
             }
