@@ -43,7 +43,10 @@
 //! block order, so the result does not depend on how many threads there are (tested to
 //! the bit). A run ([`Kernel::solve`]) starts its worker threads once (scoped: none outlives the call,
 //! `docs/architecture.md`); each step hands every worker its input law and its blocks'
-//! buffers through a channel and takes them back, so a step spawns and allocates nothing.
+//! buffers through a channel and takes them back, so a step spawns and allocates nothing;
+//! a thread waiting for the next message polls for a while before it sleeps ([`SPIN`]).
+//! The logarithms of a step (`ln c` per row, the cross term per output) use [`ln_poly`],
+//! which vectorizes.
 //!
 //! **Precision.** With SQUAREM (`acceleration: "squarem"`), the run starts on an `f32`
 //! copy of `A` (sums still in `f64`) and finishes on the `f64` kernel. Error analysis:
