@@ -72,6 +72,7 @@
 //! phase on an `f64` copy of the rounded kernel, NumPy having no `f32`-storage,
 //! `f64`-sum product) for the benchmark.
 
+use super::aligned::Aligned;
 use super::{BaOptions, RdPoint, RdProblem};
 use multiversion::multiversion;
 use std::mem::MaybeUninit;
@@ -107,15 +108,15 @@ enum Precision {
 pub struct Kernel<'p> {
     prob: &'p RdProblem,
     beta: f64,
-    a: Vec<f64>,
+    a: Aligned<f64>,
     /// The distortion `d` in `f32`, when that holds every entry exactly (distortions read
     /// from `f32` tensors, or small rationals): the same products from fewer bytes. `d'`
     /// (and `B = A ⊙ d'`) is formed in the dot product, `d − min_y d` in `f64` as a stored
     /// `d'` would be, so neither is ever built.
-    d32: Option<Vec<f32>>,
+    d32: Option<Aligned<f32>>,
     /// `A` rounded to `f32` (entries below the smallest normal set to 0), when that
     /// keeps every output that `A` reaches.
-    a32: Option<Vec<f32>>,
+    a32: Option<Aligned<f32>>,
     /// Row ranges of the blocks.
     blocks: Vec<(usize, usize)>,
     threads: usize,
@@ -124,7 +125,7 @@ pub struct Kernel<'p> {
 /// One block's share of a step.
 struct Part {
     /// Its rows' share of `Aᵀ (p / c)`.
-    v: Vec<f64>,
+    v: Aligned<f64>,
     /// `c(x)` of its rows.
     c: Vec<f64>,
     /// `Σ p b / c` over its rows (0 in the `f32` phase).
@@ -136,7 +137,7 @@ struct Part {
 /// A worker's share of a step: the input law and its blocks' buffers, sent to the worker
 /// and back.
 struct Job {
-    q: Vec<f64>,
+    q: Aligned<f64>,
     prec: Precision,
     /// Index of its first block.
     first: usize,
@@ -427,9 +428,9 @@ impl<'p> Kernel<'p> {
             .min(nb);
         let n = nx * ny;
         let (mut a, mut a32, mut d32) = (
-            Vec::<f64>::with_capacity(n),
-            Vec::<f32>::with_capacity(n),
-            Vec::<f32>::with_capacity(n),
+            Aligned::<f64>::uninit(n),
+            Aligned::<f32>::uninit(n),
+            Aligned::<f32>::uninit(n),
         );
         // One pass, rows split over the threads (entrywise, so the split changes nothing):
         // `A`, `A₃₂`, `d` in `f32`, whether that is exact, and the largest entry of `A` per
@@ -448,10 +449,11 @@ impl<'p> Kernel<'p> {
         };
         let parts: Vec<(Vec<f64>, bool)> = std::thread::scope(|s| {
             let fill = &fill;
-            let mut chunks = a.spare_capacity_mut()[..n]
+            let mut chunks = a
+                .slots()
                 .chunks_mut(per)
-                .zip(a32.spare_capacity_mut()[..n].chunks_mut(per))
-                .zip(d32.spare_capacity_mut()[..n].chunks_mut(per))
+                .zip(a32.slots().chunks_mut(per))
+                .zip(d32.slots().chunks_mut(per))
                 .enumerate();
             let first = chunks.next();
             let handles: Vec<_> = chunks
@@ -469,11 +471,7 @@ impl<'p> Kernel<'p> {
             parts
         });
         // SAFETY: the chunks cover `0..n` and `kernel_row` wrote every entry.
-        unsafe {
-            a.set_len(n);
-            a32.set_len(n);
-            d32.set_len(n);
-        }
+        let (a, a32, d32) = unsafe { (a.assume_init(), a32.assume_init(), d32.assume_init()) };
         // Every output that a source letter reaches in `A` must stay reachable in `A₃₂`
         // (BA's multiplicative update never revives an output at 0): rounding is
         // monotone, so an output is lost exactly when its largest entry rounds below
@@ -806,6 +804,8 @@ struct Pool<'k, 'p> {
     workers: Vec<(SyncSender<Job>, Receiver<Job>, Option<Job>)>,
     /// `Aᵀ (p / c)`.
     v: Vec<f64>,
+    /// The calling thread's copy of the step's input law.
+    q: Aligned<f64>,
 }
 
 impl<'k, 'p> Pool<'k, 'p> {
@@ -817,7 +817,7 @@ impl<'k, 'p> Pool<'k, 'p> {
         let parts = |k: usize| -> Vec<Part> {
             (0..k)
                 .map(|_| Part {
-                    v: vec![0.0; ny],
+                    v: Aligned::zeroed(ny),
                     c: Vec::new(),
                     dsum: 0.0,
                     lsum: 0.0,
@@ -840,7 +840,7 @@ impl<'k, 'p> Pool<'k, 'p> {
                 }
             });
             let job = Job {
-                q: vec![0.0; ny],
+                q: Aligned::zeroed(ny),
                 prec: Precision::F64,
                 first,
                 parts: parts(end - first),
@@ -852,6 +852,7 @@ impl<'k, 'p> Pool<'k, 'p> {
             own: parts(g1 - g0),
             workers,
             v: vec![0.0; ny],
+            q: Aligned::zeroed(ny),
         }
     }
 
@@ -878,7 +879,8 @@ impl<'k, 'p> Pool<'k, 'p> {
             job.prec = prec;
             to_worker.send(job).map_err(|_| lost())?;
         }
-        kernel.fill(prec, q, 0, &mut self.own);
+        self.q.copy_from_slice(q);
+        kernel.fill(prec, &self.q, 0, &mut self.own);
         for (_, from_worker, job) in &mut self.workers {
             *job = Some(recv_soon(from_worker).map_err(|_| lost())?);
         }
@@ -892,7 +894,7 @@ impl<'k, 'p> Pool<'k, 'p> {
         for part in self.own.iter().chain(worker_parts) {
             dsum += part.dsum;
             lsum += part.lsum;
-            for (a, b) in self.v.iter_mut().zip(&part.v) {
+            for (a, b) in self.v.iter_mut().zip(part.v.iter()) {
                 *a += b;
             }
         }

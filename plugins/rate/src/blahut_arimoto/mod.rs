@@ -29,6 +29,7 @@
 //!
 //! Rates are in nats; distortions are in the units of the distortion matrix.
 
+mod aligned;
 mod dense;
 mod log_domain;
 #[cfg(test)]
