@@ -211,38 +211,10 @@ fn dot32(a: &[f32], q: &[f64]) -> f64 {
 
 /// A block of rows on the `f64` kernel: adds `p(x)/c(x) A[x, ·]` into `v`, writes `c(x)`
 /// into `cs` (1 where `p(x) = 0`) and returns `Σ p b / c`. `a`, `d`: the block's rows of
-/// `A` and `d`; `lo`: their row minima; `p`: their source weights.
+/// `A` and `d` (in `f64`, or exactly in `f32`: the same bits from 12 bytes a cell instead
+/// of 16); `lo`: their row minima; `p`: their source weights.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn rows_f64(
-    a: &[f64],
-    d: &[f64],
-    lo: &[f64],
-    p: &[f64],
-    q: &[f64],
-    v: &mut [f64],
-    cs: &mut [f64],
-) -> f64 {
-    rows_body(a, d, lo, p, q, v, cs)
-}
-
-/// [`rows_f64`] with `d` held exactly in `f32` (the same bits, 12 bytes a cell read
-/// instead of 16).
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn rows_f64_d32(
-    a: &[f64],
-    d: &[f32],
-    lo: &[f64],
-    p: &[f64],
-    q: &[f64],
-    v: &mut [f64],
-    cs: &mut [f64],
-) -> f64 {
-    rows_body(a, d, lo, p, q, v, cs)
-}
-
-/// The body of [`rows_f64`] and [`rows_f64_d32`].
-#[inline(always)]
-fn rows_body<D: Copy + Into<f64>>(
+fn rows_f64<D: Copy + Into<f64>>(
     a: &[f64],
     d: &[D],
     lo: &[f64],
@@ -512,7 +484,7 @@ impl<'p> Kernel<'p> {
                     let lo = &self.prob.row_min[x0..x1];
                     let (v, c) = (&mut part.v, &mut part.c);
                     part.dsum = match &self.d32 {
-                        Some(d32) => rows_f64_d32(a, &d32[rows], lo, p, q, v, c),
+                        Some(d32) => rows_f64(a, &d32[rows], lo, p, q, v, c),
                         None => rows_f64(a, &self.prob.d[rows], lo, p, q, v, c),
                     };
                 }
