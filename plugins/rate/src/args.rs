@@ -215,10 +215,7 @@ impl Record {
 
     /// Add a tensor from f64 data (non-finite entries become NaN, shown as `-`).
     pub fn tensor(&mut self, name: &str, data: &[f64], shape: &[usize]) {
-        let d = data
-            .iter()
-            .map(|&v| if v.is_finite() { v as f32 } else { f32::NAN })
-            .collect();
+        let d = crate::util::narrow(data);
         self.tensors.push((name.to_string(), d, shape.to_vec()));
     }
 

@@ -57,12 +57,7 @@ pub fn output<M: RateMetric>(input: &MetricInput, p: M::Params) -> Result<Metric
 fn args_of(input: &MetricInput) -> Result<Args<'_>> {
     let mut args = Args::new(&input.metric, &input.params);
     for (name, t) in &input.tensors {
-        let (data, shape) = t.with_data(|d, s| {
-            (
-                d.iter().map(|&v| v as f64).collect::<Vec<f64>>(),
-                s.to_vec(),
-            )
-        })?;
+        let (data, shape) = t.with_data(|d, s| (crate::util::widen(d), s.to_vec()))?;
         args.tensors.push((name.clone(), data, shape));
     }
     Ok(args)
