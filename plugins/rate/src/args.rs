@@ -31,11 +31,13 @@ impl Array {
     }
 }
 
-/// Everything a metric reads: its name, JSON parameters and input tensors (as f64).
+/// Everything a metric reads: its name, JSON parameters and input tensors (`f32`, as the
+/// host holds them; [`Args::array`] widens one to `f64` when it is read, so a large
+/// matrix is converted once and never copied as `f64`).
 pub struct Args<'a> {
     pub metric: &'a str,
     pub params: &'a Map<String, Value>,
-    pub tensors: Vec<(String, Vec<f64>, Vec<usize>)>,
+    pub tensors: Vec<(String, Vec<f32>, Vec<usize>)>,
 }
 
 impl<'a> Args<'a> {
@@ -87,7 +89,7 @@ impl<'a> Args<'a> {
             .iter()
             .find(|(n, _, _)| n == name)
             .map(|(_, d, s)| Array {
-                data: d.clone(),
+                data: crate::util::widen(d),
                 shape: s.clone(),
                 from_tensor: true,
             }))

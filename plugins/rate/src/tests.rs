@@ -526,10 +526,10 @@ fn tensor_inputs_are_the_fallback() {
         .cloned()
         .unwrap();
     let mut args = Args::new("rate_distortion", &map);
-    let third = (1.0f32 / 3.0) as f64;
+    let third = 1.0f32 / 3.0;
     args.tensors
         .push(("source".into(), vec![third; 3], vec![3]));
-    let d: Vec<f64> = (0..9)
+    let d: Vec<f32> = (0..9)
         .map(|k| if k / 3 == k % 3 { 0.0 } else { 1.0 })
         .collect();
     args.tensors.push(("distortion".into(), d, vec![3, 3]));

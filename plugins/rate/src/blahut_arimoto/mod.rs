@@ -209,24 +209,34 @@ impl RdProblem {
                 d.len()
             );
         }
-        check_matrix("distortion", &d, nx, ny, true)?;
-        // Row minima and the column sums `Σ_x p(x) d(x, y)` in one pass, row by row (the
-        // same additions, in the same order, as summing each column down, without the
-        // strided reads).
+        // On large matrices the check runs on a second thread beside the pass that takes
+        // the row minima and the column sums `Σ_x p(x) d(x, y)` (each reads the whole
+        // matrix once; that pass's results are used only when the check passes). The
+        // column sums go row by row: the same additions, in the same order, as summing
+        // each column down, without the strided reads.
+        let check = || check_matrix("distortion", &d, nx, ny, true);
+        let beside = d.len() >= dense::DENSE_MIN;
+        if !beside {
+            check()?;
+        }
         let mut row_min = Vec::with_capacity(nx);
         let (mut d_min, mut spread) = (0.0, 0.0f64);
         let mut col = vec![0.0; ny];
-        for (row, &px) in d.chunks_exact(ny).zip(&p) {
-            let (lo, hi) = min_max(row);
-            row_min.push(lo);
-            d_min += px * lo;
-            if px > 0.0 {
-                spread = spread.max(hi - lo);
+        std::thread::scope(|s| {
+            let check = beside.then(|| s.spawn(check));
+            for (row, &px) in d.chunks_exact(ny).zip(&p) {
+                let (lo, hi) = min_max(row);
+                row_min.push(lo);
+                d_min += px * lo;
+                if px > 0.0 {
+                    spread = spread.max(hi - lo);
+                }
+                for (e, &v) in col.iter_mut().zip(row) {
+                    *e += px * v;
+                }
             }
-            for (e, &v) in col.iter_mut().zip(row) {
-                *e += px * v;
-            }
-        }
+            check.map_or(Ok(()), |c| c.join().expect("distortion check"))
+        })?;
         let (mut d_max, mut y_star) = (f64::INFINITY, 0);
         for (y, &e) in col.iter().enumerate() {
             if e < d_max {

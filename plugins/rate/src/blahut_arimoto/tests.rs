@@ -200,6 +200,21 @@ fn bad_input_is_an_error() {
     assert!(RdProblem::new(&[0.5, 0.5], &h[..3], 2, SUM_TOL_F64).is_err());
     assert!(RdProblem::new(&[0.5, 0.5], [0.0, -1.0, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
     assert!(RdProblem::new(&[0.5, 0.5], [0.0, f64::NAN, 1.0, 0.0], 2, SUM_TOL_F64).is_err());
+    // A matrix large enough to be checked on a second thread: the entry is named.
+    let n = 300;
+    let p = vec![1.0 / n as f64; n];
+    for (bad, what) in [
+        (f64::NAN, "NaN"),
+        (-0.5, "negative"),
+        (f64::INFINITY, "inf"),
+    ] {
+        let mut d = hamming(n);
+        d[7 * n + 250] = bad;
+        let e = RdProblem::new(&p, d, n, SUM_TOL_F64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entry (7, 250)") && e.contains(what), "{e}");
+    }
     let prob = bss();
     let o = BaOptions::default();
     assert!(prob.solve(0.0, None, &o).is_err());

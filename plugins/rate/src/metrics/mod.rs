@@ -28,7 +28,7 @@ use crate::util::hamming;
 use serde_json::{json, Value};
 use tokit_sdk::{Error, InfoUnit, Metric, MetricInput, MetricOutput, Params, RawParams, Result};
 
-/// A rate metric computed from [`Args`] (JSON parameters and f64 tensors), so tests need
+/// A rate metric computed from [`Args`] (JSON parameters and input tensors), so tests need
 /// no host; its [`Metric::compute`] is [`output`]`::<Self>`.
 pub trait RateMetric: Metric {
     fn record(args: &Args, p: Self::Params) -> Result<Record>;
@@ -53,11 +53,11 @@ pub fn output<M: RateMetric>(input: &MetricInput, p: M::Params) -> Result<Metric
         .into_output()
 }
 
-/// The input as [`Args`]: parameters and tensors (as f64).
+/// The input as [`Args`]: parameters and tensors.
 fn args_of(input: &MetricInput) -> Result<Args<'_>> {
     let mut args = Args::new(&input.metric, &input.params);
     for (name, t) in &input.tensors {
-        let (data, shape) = t.with_data(|d, s| (crate::util::widen(d), s.to_vec()))?;
+        let (data, shape) = t.with_data(|d, s| (d.to_vec(), s.to_vec()))?;
         args.tensors.push((name.clone(), data, shape));
     }
     Ok(args)
