@@ -260,30 +260,36 @@ fn rows_f32(a: &[f32], p: &[f64], q: &[f64], v: &mut [f64], cs: &mut [f64]) {
     }
 }
 
-/// `Σ_i w_i ln x_i` over `x_i > 0` in 8 partial sums, with [`ln_poly`] where every such
-/// `x_i` is a normal number, else with `f64::ln`.
+/// `Σ_i w_i ln x_i` over the terms with `w_i ≠ 0` (`0 ln x = 0`, the convention of
+/// `0 ln 0`), in 8 partial sums, with [`ln_poly`] where every such `x_i` is a positive
+/// normal number, else with `f64::ln` (so that `x_i = 0` gives −∞ and a negative or NaN
+/// `x_i` gives NaN, as before, which the step reports as degenerate).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn sum_w_ln(w: &[f64], x: &[f64]) -> f64 {
     let (wc, wt) = w.as_chunks::<8>();
     let (xc, xt) = x.as_chunks::<8>();
     let (mut s, mut normal) = ([0.0; 8], true);
+    let normal_at = |w: f64, x: f64| w == 0.0 || (x >= f64::MIN_POSITIVE && x <= f64::MAX);
     for (w, x) in wc.iter().zip(xc) {
         for k in 0..8 {
-            let pos = x[k] > 0.0;
-            normal &= !pos || (x[k] >= f64::MIN_POSITIVE && x[k] <= f64::MAX);
-            s[k] += if pos { w[k] * ln_poly(x[k]) } else { 0.0 };
+            normal &= normal_at(w[k], x[k]);
+            s[k] += if w[k] != 0.0 {
+                w[k] * ln_poly(x[k])
+            } else {
+                0.0
+            };
         }
     }
-    if !normal || xt.iter().any(|&v| v > 0.0 && !v.is_normal()) {
+    if !normal || !wt.iter().zip(xt).all(|(&w, &x)| normal_at(w, x)) {
         return w
             .iter()
             .zip(x)
-            .filter(|(_, &x)| x > 0.0)
+            .filter(|(&w, _)| w != 0.0)
             .map(|(&w, &x)| w * x.ln())
             .sum();
     }
     for (k, (&w, &x)) in wt.iter().zip(xt).enumerate() {
-        s[k] += if x > 0.0 { w * ln_poly(x) } else { 0.0 };
+        s[k] += if w != 0.0 { w * ln_poly(x) } else { 0.0 };
     }
     hsum(s)
 }
@@ -1100,18 +1106,25 @@ mod tests {
         }
         assert_eq!(super::ln_poly(1.0), 0.0);
         assert!(worst > 0.0, "the sweep compared something");
-        // With a subnormal entry (the f64::ln fallback) and with normal ones only.
-        let w: [f64; 10] = [0.5, 0.25, 2.0, 1.0, 3.0, 0.5, 0.5, 0.5, 0.5, 7.0];
+        // Terms with w = 0 add nothing, whatever x is; with a subnormal x (the f64::ln
+        // fallback) and with normal ones only.
+        let w: [f64; 10] = [0.5, 0.0, 2.0, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 7.0];
         for tiny in [1e-310, 1e-300] {
             let x: [f64; 10] = [2.0, 0.0, tiny, 3.0, -1.0, 4.0, 5.0, 6.0, 7.0, 8.0];
             let want: f64 = w
                 .iter()
                 .zip(&x)
-                .filter(|(_, &x)| x > 0.0)
+                .filter(|(&w, _)| w != 0.0)
                 .map(|(w, x)| w * x.ln())
                 .sum();
             assert!((super::sum_w_ln(&w, &x) - want).abs() < 1e-14 * want.abs());
         }
+        // A used term at x = 0 is −∞, at a negative x NaN (a degenerate step).
+        let mut x = [1.0; 10];
+        x[3] = 0.0;
+        assert_eq!(super::sum_w_ln(&w, &x), f64::NEG_INFINITY);
+        x[3] = -1.0;
+        assert!(super::sum_w_ln(&w, &x).is_nan());
     }
 
     /// The vectorizable exponential is within 2 ulp of the standard one over the whole
