@@ -269,7 +269,7 @@ fn sum_w_ln(w: &[f64], x: &[f64]) -> f64 {
     let (wc, wt) = w.as_chunks::<8>();
     let (xc, xt) = x.as_chunks::<8>();
     let (mut s, mut normal) = ([0.0; 8], true);
-    let normal_at = |w: f64, x: f64| w == 0.0 || (x >= f64::MIN_POSITIVE && x <= f64::MAX);
+    let normal_at = |w: f64, x: f64| w == 0.0 || (f64::MIN_POSITIVE..=f64::MAX).contains(&x);
     for (w, x) in wc.iter().zip(xc) {
         for k in 0..8 {
             normal &= normal_at(w[k], x[k]);
