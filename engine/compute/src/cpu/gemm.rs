@@ -26,6 +26,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 use super::half::{from_half, widen, Half};
+use super::spin;
 
 /// A read-only strided matrix: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -1214,11 +1215,7 @@ fn gemv_path(
     k: usize,
     out: OutPtr,
 ) {
-    let threads = if parallel {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
+    let threads = if parallel { spin::threads() } else { 1 };
     let chunk = n
         .div_ceil(4 * threads)
         .div_ceil(8)
@@ -1296,7 +1293,7 @@ fn gemv_path(
         store_rows(job, &vals, m, n, j0, w, out);
     };
     if parallel {
-        (0..jobs.len() * chunks).into_par_iter().for_each(run);
+        spin::for_each(jobs.len() * chunks, run);
     } else {
         (0..jobs.len() * chunks).for_each(run);
     }

@@ -13,6 +13,7 @@ mod layout;
 mod matmul;
 mod norm;
 mod reduce;
+mod spin;
 mod ssm;
 
 use anyhow::{Context, Result};
@@ -31,6 +32,9 @@ use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 /// CPU implementation of [`Backend`].
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
+    /// Decode-sized ops (matrix-vector products, one query's attention) run here: the
+    /// caller takes part and the helpers spin between ops (see `spin.rs`).
+    near: spin::SpinPool,
     weights: CpuWeights,
 }
 
@@ -57,6 +61,7 @@ impl CpuBackend {
             .context("cpu backend: cannot start the thread pool")?;
         Ok(CpuBackend {
             pool,
+            near: spin::SpinPool::new(n),
             weights: CpuWeights::F32,
         })
     }
@@ -101,6 +106,16 @@ impl CpuBackend {
         self.pool.install(f)
     }
 
+    /// Runs a decode-sized op from the calling thread on the spinning pool (`spin.rs`),
+    /// or on the rayon pool when another caller holds it. Only for ops whose parallel
+    /// parts go through `spin::for_each`.
+    fn run_near<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match self.near.enter() {
+            Some(_held) => f(),
+            None => self.pool.install(f),
+        }
+    }
+
     /// Runs an op whose kernel is serial up to [`elementwise::PAR_CHUNK`] elements
     /// (`numel`: the most it reads or writes) on the calling thread when it is that
     /// small: handing a tiny op to the pool and waiting for it costs more than the op
@@ -143,7 +158,12 @@ impl Backend for CpuBackend {
             && gemm_rows > gemm::GEMV_MAX_M)
             .then(|| self.run(|| gemm::packed_weight(b)))
             .flatten();
-        self.run(|| matmul::matmul(a, b, trans_a, trans_b, bh.as_deref(), bp.as_deref()))
+        let product = || matmul::matmul(a, b, trans_a, trans_b, bh.as_deref(), bp.as_deref());
+        if matmul::gemm_rows(a, b, trans_a, trans_b).is_some_and(|m| m <= gemm::GEMV_MAX_M) {
+            self.run_near(product)
+        } else {
+            self.run(product)
+        }
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -227,7 +247,13 @@ impl Backend for CpuBackend {
         mask: &AttnMask,
         scale: f32,
     ) -> Result<Tensor> {
-        self.run(|| attention::attention(q, k, v, mask, scale, false).map(|(out, _)| out))
+        let one = || attention::attention(q, k, v, mask, scale, false).map(|(out, _)| out);
+        // A decoding step's few queries: one task per head, each a short product.
+        if q.shape().get(1).is_some_and(|&tq| tq <= gemm::GEMV_MAX_M) {
+            self.run_near(one)
+        } else {
+            self.run(one)
+        }
     }
 
     fn attention_with_probs(
