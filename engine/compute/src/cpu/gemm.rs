@@ -1216,11 +1216,16 @@ fn gemv_path(
     out: OutPtr,
 ) {
     let threads = if parallel { spin::threads() } else { 1 };
-    let chunk = n
-        .div_ceil(4 * threads)
-        .div_ceil(8)
-        .saturating_mul(8)
-        .clamp(8, GEMV_CHUNK);
+    // Several tasks per thread balance the load; one thread takes the widest chunks
+    // (fewer, longer axpys). Each output value's arithmetic is the same either way.
+    let chunk = if threads == 1 {
+        GEMV_CHUNK
+    } else {
+        n.div_ceil(4 * threads)
+            .div_ceil(8)
+            .saturating_mul(8)
+            .clamp(8, GEMV_CHUNK)
+    };
     let chunks = n.div_ceil(chunk);
     let run = |t: usize| {
         let job = &jobs[t / chunks];

@@ -280,12 +280,18 @@ impl Backend for CpuBackend {
     }
 
     fn slice(&self, a: &Tensor, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-        self.run_small(a.numel(), || layout::slice(a, axis, start, end))
+        if a.numel() <= layout::COPY_SERIAL {
+            return layout::slice(a, axis, start, end);
+        }
+        self.run(|| layout::slice(a, axis, start, end))
     }
 
     fn concat(&self, parts: &[&Tensor], axis: isize) -> Result<Tensor> {
-        let total = parts.iter().map(|p| p.numel()).sum();
-        self.run_small(total, || layout::concat(parts, axis))
+        let total: usize = parts.iter().map(|p| p.numel()).sum();
+        if total <= layout::COPY_SERIAL {
+            return layout::concat(parts, axis);
+        }
+        self.run(|| layout::concat(parts, axis))
     }
 
     fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor> {

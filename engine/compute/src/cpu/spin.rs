@@ -25,6 +25,10 @@ use rayon::prelude::*;
 /// How long a helper keeps spinning after its last job before it parks.
 const SPIN: Duration = Duration::from_micros(400);
 
+/// Busy-wait rounds (`pause`, some tens of nanoseconds each) before a waiting thread
+/// starts yielding its core between checks.
+const SPINS_BEFORE_YIELD: u32 = 128;
+
 /// `state` bits: helpers inside the current job (low 16), whether it is open to
 /// newcomers, and the job's number above.
 const INSIDE: u64 = 0xffff;
@@ -155,10 +159,11 @@ impl SpinPool {
                 let mut spins = 0u32;
                 while s.state.load(Acquire) & INSIDE != 0 {
                     spins += 1;
-                    if spins < 1 << 12 {
+                    if spins < SPINS_BEFORE_YIELD {
                         std::hint::spin_loop();
                     } else {
-                        // A helper was preempted inside a task: let it run.
+                        // The helper may be waiting for this very core (a busy
+                        // machine): give it up rather than spin against it.
                         std::thread::yield_now();
                     }
                 }
@@ -278,9 +283,15 @@ fn helper(s: &Shared) {
             }
             continue;
         }
-        spins = spins.wrapping_add(1);
-        if spins % 64 != 0 || idle.elapsed() < SPIN {
+        spins = spins.saturating_add(1);
+        if spins < SPINS_BEFORE_YIELD {
             std::hint::spin_loop();
+            continue;
+        }
+        if idle.elapsed() < SPIN {
+            // Still ready within a microsecond, yet a thread that needs this core
+            // (the caller itself on a busy machine) gets it.
+            std::thread::yield_now();
             continue;
         }
         s.sleeping.fetch_add(1, SeqCst);
@@ -291,6 +302,7 @@ fn helper(s: &Shared) {
         }
         s.sleeping.fetch_sub(1, SeqCst);
         idle = Instant::now();
+        spins = 0;
     }
 }
 
