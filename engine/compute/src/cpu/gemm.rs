@@ -192,7 +192,7 @@ fn kernel_for(isa: Isa) -> Option<Kernel> {
 
 /// A raw output pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: every task writes a disjoint rectangle of the output; see `gemm`.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
@@ -201,7 +201,7 @@ impl OutPtr {
     /// Accessed through a method so closures capture the whole `Send + Sync` wrapper
     /// rather than (by precise capture) the bare pointer field.
     #[inline(always)]
-    fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -1352,7 +1352,7 @@ pub(crate) fn fma_peak_gflops() -> Option<f64> {
     None
 }
 
-fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
+pub(crate) fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Portable {
         // SAFETY: Avx2/Avx512 are only selected when AVX2+FMA (implied by the

@@ -305,6 +305,9 @@ impl Backend for CpuBackend {
         bias: Option<&Tensor>,
         prefix: Option<&Tensor>,
     ) -> Result<Tensor> {
+        if x.shape().first().is_some_and(|&t| t <= ssm::SHORT) {
+            return ssm::conv1d_causal(x, weight, bias, prefix);
+        }
         self.run(|| ssm::conv1d_causal(x, weight, bias, prefix))
     }
 
@@ -317,7 +320,13 @@ impl Backend for CpuBackend {
         h0: Option<&Tensor>,
         chunk: usize,
     ) -> Result<Tensor> {
-        self.run(|| ssm::ssd_scan(x, a, b, c, h0, chunk))
+        let scan = || ssm::ssd_scan(x, a, b, c, h0, chunk);
+        if x.shape().first() == Some(&1) {
+            // A decoding step (see `ssm::ssd_step`).
+            self.run_near(scan)
+        } else {
+            self.run(scan)
+        }
     }
 
     fn ssm_states(
@@ -328,7 +337,13 @@ impl Backend for CpuBackend {
         h0: Option<&Tensor>,
         positions: &[usize],
     ) -> Result<Tensor> {
-        self.run(|| ssm::ssm_states(x, a, b, h0, positions))
+        let states = || ssm::ssm_states(x, a, b, h0, positions);
+        if positions.len() == 1 {
+            // One snapshot (each decoding step): heads through `spin::for_each` only.
+            self.run_near(states)
+        } else {
+            self.run(states)
+        }
     }
 }
 
