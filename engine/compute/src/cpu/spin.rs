@@ -131,6 +131,7 @@ impl SpinPool {
     fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         let s = &*self.shared;
         if self.threads == 1 || n <= 1 {
+            let _nested = Nested::enter();
             (0..n).for_each(f);
             return;
         }
@@ -172,9 +173,10 @@ impl SpinPool {
             }
         }
         let close = Close(s);
-        NESTED.set(true);
-        let mine = catch_unwind(AssertUnwindSafe(|| claim(s, f)));
-        NESTED.set(false);
+        let mine = {
+            let _nested = Nested::enter();
+            catch_unwind(AssertUnwindSafe(|| claim(s, f)))
+        };
         drop(close);
         let helper_panicked = s.panicked.swap(false, Relaxed);
         if let Err(p) = mine {
@@ -197,6 +199,21 @@ impl Drop for SpinPool {
             t.unpark();
             let _ = h.join();
         }
+    }
+}
+
+/// Marks the calling thread as running tasks of a job until dropped (also on unwind).
+struct Nested(bool);
+
+impl Nested {
+    fn enter() -> Nested {
+        Nested(NESTED.replace(true))
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        NESTED.set(self.0);
     }
 }
 

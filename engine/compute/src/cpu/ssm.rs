@@ -514,6 +514,9 @@ mod tests {
             (16, 2, 4, 2, 3, 8),
             (9, 3, 2, 3, 4, 1),
             (20, 4, 8, 1, 16, 64),
+            // One position (a decoding step, `ssd_step`), N past one vector.
+            (1, 4, 3, 2, 5, 4),
+            (1, 6, 24, 2, 40, 256),
         ] {
             let [x, a, b, c] = random_case(&mut rng, t, h, p, g, n);
             let h0 = rng.tensor(&[h, p, n]);
@@ -522,6 +525,14 @@ mod tests {
                 let all: Vec<usize> = (0..t).collect();
                 let states = ssm_states(&x, &a, &b, init, &all).unwrap();
                 assert_close(y.data(), &readout(&states, &c, h, g), 1e-5);
+                // The one-snapshot path (decoding) gives the same last state, bit for bit.
+                let last = ssm_states(&x, &a, &b, init, &[t - 1]).unwrap();
+                let sz = h * p * n;
+                assert!(last
+                    .data()
+                    .iter()
+                    .zip(&states.data()[(t - 1) * sz..])
+                    .all(|(u, v)| u.to_bits() == v.to_bits()));
             }
         }
     }
