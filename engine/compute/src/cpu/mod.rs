@@ -351,6 +351,56 @@ impl Backend for CpuBackend {
 mod tests {
     use super::*;
 
+    /// Decode-shaped products streaming weights from memory (copies cycled through, 400 MB
+    /// in all, as a model's layers): GB/s of weights read, best of 5.
+    #[test]
+    #[ignore = "timing only: cargo test --release -p tokit-compute gemv_bandwidth -- --ignored --nocapture"]
+    fn gemv_bandwidth() {
+        for weights in [CpuWeights::F32, CpuWeights::Bf16] {
+            let be = CpuBackend::new(Some(2)).with_weights(weights);
+            let elem = if weights == CpuWeights::F32 { 4 } else { 2 };
+            for (n, k) in [
+                (49152, 576),
+                (1536, 576),
+                (576, 1536),
+                (576, 576),
+                (192, 576),
+            ] {
+                let copies = (100_000_000 / (n * k)).max(1);
+                let ws: Vec<Tensor> = (0..copies)
+                    .map(|c| {
+                        Tensor::new(vec![n, k], vec![0.01 * c as f32; n * k])
+                            .unwrap()
+                            .into_weight()
+                    })
+                    .collect();
+                let x = Tensor::new(vec![1, k], vec![1.0; k]).unwrap();
+                for (c, w) in ws.iter().enumerate() {
+                    // Each output is k copies of the weight value (rounded to bf16 there).
+                    let y = be.matmul(&x, w, false, true).unwrap();
+                    let want = k as f32 * 0.01 * c as f32;
+                    assert!(y
+                        .data()
+                        .iter()
+                        .all(|&v| (v - want).abs() <= 1e-2 * want.abs()));
+                }
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    for w in &ws {
+                        be.matmul(&x, w, false, true).unwrap();
+                    }
+                    best = best.min(t.elapsed().as_secs_f64() / copies as f64);
+                }
+                println!(
+                    "{weights:?} [{n}, {k}]: {:.1} us, {:.1} GB/s",
+                    best * 1e6,
+                    (n * k * elem) as f64 / best / 1e9
+                );
+            }
+        }
+    }
+
     #[test]
     fn backend_is_object_safe_and_dispatches() {
         let be: Box<dyn Backend> = Box::new(CpuBackend::new(Some(2)));
