@@ -144,7 +144,7 @@ impl SpinPool {
         s.tasks.store(n, Relaxed);
         s.next.store(0, Relaxed);
         let epoch = s.state.load(Relaxed) / EPOCH + 1;
-        s.state.store(epoch * EPOCH | OPEN, SeqCst);
+        s.state.store((epoch * EPOCH) | OPEN, SeqCst);
         if s.sleeping.load(SeqCst) > 0 {
             if let Ok(helpers) = self.helpers.lock() {
                 helpers.iter().for_each(|(t, _)| t.unpark());
