@@ -1,7 +1,10 @@
 //! The CPU backend: multi-threaded kernels over host tensors.
 //!
-//! Every op runs inside the backend's own rayon pool, so a host can bound how many
-//! cores tokit uses (and keep its other rayon work separate).
+//! Ops run inside the backend's own rayon pool, so a host can bound how many cores tokit
+//! uses (and keep its other rayon work separate). Decode-sized ops (products of a few
+//! rows, one query's attention, one position's SSM scan) run from the calling thread on
+//! the backend's spinning pool instead (`spin.rs`), bounded by the same thread count;
+//! tiny ops run on the calling thread alone.
 
 mod attention;
 mod elementwise;
