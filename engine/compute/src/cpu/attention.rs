@@ -7,7 +7,6 @@
 //! each output.
 
 use anyhow::{bail, Result};
-use rayon::prelude::*;
 
 use super::fastmath::exp_shift_sum;
 use super::gemm::{gemm_serial, GemmJob, MatRef};
@@ -108,7 +107,7 @@ pub(crate) fn attention(
     );
     let group = h / hkv;
 
-    (0..h * blocks).into_par_iter().for_each(|task| {
+    super::spin::for_each(h * blocks, |task| {
         let (head, blk) = (task / blocks, task % blocks);
         let kvh = head / group;
         let i0 = blk * Q_BLOCK;

@@ -26,6 +26,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 use super::half::{from_half, widen, Half};
+use super::spin;
 
 /// A read-only strided matrix: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +192,7 @@ fn kernel_for(isa: Isa) -> Option<Kernel> {
 
 /// A raw output pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: every task writes a disjoint rectangle of the output; see `gemm`.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
@@ -200,7 +201,7 @@ impl OutPtr {
     /// Accessed through a method so closures capture the whole `Send + Sync` wrapper
     /// rather than (by precise capture) the bare pointer field.
     #[inline(always)]
-    fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -1214,16 +1215,17 @@ fn gemv_path(
     k: usize,
     out: OutPtr,
 ) {
-    let threads = if parallel {
-        rayon::current_num_threads()
+    let threads = if parallel { spin::threads() } else { 1 };
+    // Several tasks per thread balance the load; one thread takes the widest chunks
+    // (fewer, longer axpys). Each output value's arithmetic is the same either way.
+    let chunk = if threads == 1 {
+        GEMV_CHUNK
     } else {
-        1
+        n.div_ceil(4 * threads)
+            .div_ceil(8)
+            .saturating_mul(8)
+            .clamp(8, GEMV_CHUNK)
     };
-    let chunk = n
-        .div_ceil(4 * threads)
-        .div_ceil(8)
-        .saturating_mul(8)
-        .clamp(8, GEMV_CHUNK);
     let chunks = n.div_ceil(chunk);
     let run = |t: usize| {
         let job = &jobs[t / chunks];
@@ -1296,7 +1298,7 @@ fn gemv_path(
         store_rows(job, &vals, m, n, j0, w, out);
     };
     if parallel {
-        (0..jobs.len() * chunks).into_par_iter().for_each(run);
+        spin::for_each(jobs.len() * chunks, run);
     } else {
         (0..jobs.len() * chunks).for_each(run);
     }
@@ -1350,7 +1352,7 @@ pub(crate) fn fma_peak_gflops() -> Option<f64> {
     None
 }
 
-fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
+pub(crate) fn dot(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Portable {
         // SAFETY: Avx2/Avx512 are only selected when AVX2+FMA (implied by the

@@ -1,7 +1,10 @@
 //! The CPU backend: multi-threaded kernels over host tensors.
 //!
-//! Every op runs inside the backend's own rayon pool, so a host can bound how many
-//! cores tokit uses (and keep its other rayon work separate).
+//! Ops run inside the backend's own rayon pool, so a host can bound how many cores tokit
+//! uses (and keep its other rayon work separate). Decode-sized ops (products of a few
+//! rows, one query's attention, one position's SSM scan) run from the calling thread on
+//! the backend's spinning pool instead (`spin.rs`), bounded by the same thread count;
+//! tiny ops run on the calling thread alone.
 
 mod attention;
 mod elementwise;
@@ -13,6 +16,7 @@ mod layout;
 mod matmul;
 mod norm;
 mod reduce;
+mod spin;
 mod ssm;
 
 use anyhow::{Context, Result};
@@ -31,6 +35,9 @@ use crate::{AttnMask, Backend, BinaryOp, ReduceOp, Tensor, UnaryOp};
 /// CPU implementation of [`Backend`].
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
+    /// Decode-sized ops (matrix-vector products, one query's attention) run here: the
+    /// caller takes part and the helpers spin between ops (see `spin.rs`).
+    near: spin::SpinPool,
     weights: CpuWeights,
 }
 
@@ -57,6 +64,7 @@ impl CpuBackend {
             .context("cpu backend: cannot start the thread pool")?;
         Ok(CpuBackend {
             pool,
+            near: spin::SpinPool::new(n),
             weights: CpuWeights::F32,
         })
     }
@@ -101,6 +109,16 @@ impl CpuBackend {
         self.pool.install(f)
     }
 
+    /// Runs a decode-sized op from the calling thread on the spinning pool (`spin.rs`),
+    /// or on the rayon pool when another caller holds it. Only for ops whose parallel
+    /// parts go through `spin::for_each`.
+    fn run_near<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match self.near.enter() {
+            Some(_held) => f(),
+            None => self.pool.install(f),
+        }
+    }
+
     /// Runs an op whose kernel is serial up to [`elementwise::PAR_CHUNK`] elements
     /// (`numel`: the most it reads or writes) on the calling thread when it is that
     /// small: handing a tiny op to the pool and waiting for it costs more than the op
@@ -143,7 +161,12 @@ impl Backend for CpuBackend {
             && gemm_rows > gemm::GEMV_MAX_M)
             .then(|| self.run(|| gemm::packed_weight(b)))
             .flatten();
-        self.run(|| matmul::matmul(a, b, trans_a, trans_b, bh.as_deref(), bp.as_deref()))
+        let product = || matmul::matmul(a, b, trans_a, trans_b, bh.as_deref(), bp.as_deref());
+        if matmul::gemm_rows(a, b, trans_a, trans_b).is_some_and(|m| m <= gemm::GEMV_MAX_M) {
+            self.run_near(product)
+        } else {
+            self.run(product)
+        }
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -227,7 +250,13 @@ impl Backend for CpuBackend {
         mask: &AttnMask,
         scale: f32,
     ) -> Result<Tensor> {
-        self.run(|| attention::attention(q, k, v, mask, scale, false).map(|(out, _)| out))
+        let one = || attention::attention(q, k, v, mask, scale, false).map(|(out, _)| out);
+        // A decoding step's few queries: one task per head, each a short product.
+        if q.shape().get(1).is_some_and(|&tq| tq <= gemm::GEMV_MAX_M) {
+            self.run_near(one)
+        } else {
+            self.run(one)
+        }
     }
 
     fn attention_with_probs(
@@ -254,12 +283,18 @@ impl Backend for CpuBackend {
     }
 
     fn slice(&self, a: &Tensor, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-        self.run_small(a.numel(), || layout::slice(a, axis, start, end))
+        if a.numel() <= layout::COPY_SERIAL {
+            return layout::slice(a, axis, start, end);
+        }
+        self.run(|| layout::slice(a, axis, start, end))
     }
 
     fn concat(&self, parts: &[&Tensor], axis: isize) -> Result<Tensor> {
-        let total = parts.iter().map(|p| p.numel()).sum();
-        self.run_small(total, || layout::concat(parts, axis))
+        let total: usize = parts.iter().map(|p| p.numel()).sum();
+        if total <= layout::COPY_SERIAL {
+            return layout::concat(parts, axis);
+        }
+        self.run(|| layout::concat(parts, axis))
     }
 
     fn index_select(&self, a: &Tensor, axis: isize, indices: &[usize]) -> Result<Tensor> {
@@ -273,6 +308,9 @@ impl Backend for CpuBackend {
         bias: Option<&Tensor>,
         prefix: Option<&Tensor>,
     ) -> Result<Tensor> {
+        if x.shape().first().is_some_and(|&t| t <= ssm::SHORT) {
+            return ssm::conv1d_causal(x, weight, bias, prefix);
+        }
         self.run(|| ssm::conv1d_causal(x, weight, bias, prefix))
     }
 
@@ -285,7 +323,13 @@ impl Backend for CpuBackend {
         h0: Option<&Tensor>,
         chunk: usize,
     ) -> Result<Tensor> {
-        self.run(|| ssm::ssd_scan(x, a, b, c, h0, chunk))
+        let scan = || ssm::ssd_scan(x, a, b, c, h0, chunk);
+        if x.shape().first() == Some(&1) {
+            // A decoding step (see `ssm::ssd_step`).
+            self.run_near(scan)
+        } else {
+            self.run(scan)
+        }
     }
 
     fn ssm_states(
@@ -296,13 +340,69 @@ impl Backend for CpuBackend {
         h0: Option<&Tensor>,
         positions: &[usize],
     ) -> Result<Tensor> {
-        self.run(|| ssm::ssm_states(x, a, b, h0, positions))
+        let states = || ssm::ssm_states(x, a, b, h0, positions);
+        if positions.len() == 1 {
+            // One snapshot (each decoding step): heads through `spin::for_each` only.
+            self.run_near(states)
+        } else {
+            self.run(states)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decode-shaped products streaming weights from memory (copies cycled through, 400 MB
+    /// in all, as a model's layers): GB/s of weights read, best of 5.
+    #[test]
+    #[ignore = "timing only: cargo test --release -p tokit-compute gemv_bandwidth -- --ignored --nocapture"]
+    fn gemv_bandwidth() {
+        for weights in [CpuWeights::F32, CpuWeights::Bf16] {
+            let be = CpuBackend::new(Some(2)).with_weights(weights);
+            let elem = if weights == CpuWeights::F32 { 4 } else { 2 };
+            for (n, k) in [
+                (49152, 576),
+                (1536, 576),
+                (576, 1536),
+                (576, 576),
+                (192, 576),
+            ] {
+                let copies = (100_000_000 / (n * k)).max(1);
+                let ws: Vec<Tensor> = (0..copies)
+                    .map(|c| {
+                        Tensor::new(vec![n, k], vec![0.01 * c as f32; n * k])
+                            .unwrap()
+                            .into_weight()
+                    })
+                    .collect();
+                let x = Tensor::new(vec![1, k], vec![1.0; k]).unwrap();
+                for (c, w) in ws.iter().enumerate() {
+                    // Each output is k copies of the weight value (rounded to bf16 there).
+                    let y = be.matmul(&x, w, false, true).unwrap();
+                    let want = k as f32 * 0.01 * c as f32;
+                    assert!(y
+                        .data()
+                        .iter()
+                        .all(|&v| (v - want).abs() <= 1e-2 * want.abs()));
+                }
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    for w in &ws {
+                        be.matmul(&x, w, false, true).unwrap();
+                    }
+                    best = best.min(t.elapsed().as_secs_f64() / copies as f64);
+                }
+                println!(
+                    "{weights:?} [{n}, {k}]: {:.1} us, {:.1} GB/s",
+                    best * 1e6,
+                    (n * k * elem) as f64 / best / 1e9
+                );
+            }
+        }
+    }
 
     #[test]
     fn backend_is_object_safe_and_dispatches() {

@@ -22,6 +22,9 @@ use rayon::prelude::*;
 use super::gemm::{gemm_serial, GemmJob, MatRef};
 use crate::Tensor;
 
+/// Positions up to which the convolution runs serially on the calling thread (decoding).
+pub(crate) const SHORT: usize = 4;
+
 fn dims<const N: usize>(op: &str, what: &str, t: &Tensor, layout: &str) -> Result<[usize; N]> {
     match <[usize; N]>::try_from(t.shape()) {
         Ok(d) => Ok(d),
@@ -93,6 +96,11 @@ pub(crate) fn conv1d_causal(
         }
     };
     if c == 0 {
+        return Tensor::new(vec![t, c], out);
+    }
+    if t <= SHORT {
+        // A decoding step: a few thousand multiply-adds, less than a hand-off.
+        out.chunks_mut(c).enumerate().for_each(|(r, o)| row(r, o));
         return Tensor::new(vec![t, c], out);
     }
     out.par_chunks_mut(c)
@@ -180,6 +188,9 @@ pub(crate) fn ssd_scan(
         bail!("ssd_scan: chunk size must be at least 1");
     }
     let (xd, ad, bd, cd) = (x.data(), a.data(), b.data(), c.data());
+    if t == 1 {
+        return ssd_step(x, a, b, c, h0, (h, p, g, n));
+    }
     let starts: Vec<usize> = (0..t).step_by(chunk).collect();
     let nch = starts.len();
     // C_t · B_s of every group and chunk (one q x q GEMM; only s ≤ t is used), shared
@@ -309,6 +320,81 @@ pub(crate) fn ssd_scan(
     Tensor::new(vec![t, h, p], out)
 }
 
+/// [`ssd_scan`] of one position (a decoding step): `y = (C · B) x + a H_0 C` per head,
+/// reading each head's entering state once, heads spread over the threads
+/// (`spin::for_each`). The same terms as the chunked form with `q = 1`, summed in a
+/// different order (vector dot products rather than a row-by-row axpy), so it agrees with
+/// it to f32 rounding.
+fn ssd_step(
+    x: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    h0: Option<&Tensor>,
+    (h, p, g, n): (usize, usize, usize, usize),
+) -> Result<Tensor> {
+    let (xd, ad, bd, cd) = (x.data(), a.data(), b.data(), c.data());
+    let mut out = vec![0f32; h * p];
+    let dst = super::gemm::OutPtr(out.as_mut_ptr());
+    super::spin::for_each(h, |hd| {
+        let gr = hd / (h / g);
+        let (bs, cs) = (at(bd, 0, gr, g, n), at(cd, 0, gr, g, n));
+        let cb = dot_f32(cs, bs);
+        let decay = ad[hd];
+        // a C: the chunked form's readout row (its prefix product is a_0 itself).
+        let ac: Vec<f32> = cs.iter().map(|&v| decay * v).collect();
+        let xs = at(xd, 0, hd, h, p);
+        // SAFETY: head `hd` owns out[hd * p .. (hd + 1) * p].
+        let y = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(hd * p), p) };
+        match h0 {
+            Some(s) => {
+                let s = &s.data()[hd * p * n..(hd + 1) * p * n];
+                for (pi, (yo, &xv)) in y.iter_mut().zip(xs).enumerate() {
+                    *yo = cb * xv + dot_f32(&s[pi * n..(pi + 1) * n], &ac);
+                }
+            }
+            None => y.iter_mut().zip(xs).for_each(|(yo, &xv)| *yo = cb * xv),
+        }
+    });
+    Tensor::new(vec![1, h, p], out)
+}
+
+/// `u · v` on the GEMM's vector dot product (AVX2+FMA where present).
+fn dot_f32(u: &[f32], v: &[f32]) -> f32 {
+    super::gemm::dot(super::gemm::detect_isa(), u, v)
+}
+
+/// One row of a state update, `out = a h + x b` (`h` zero when absent), compiled for
+/// AVX2 where the CPU has it; separate multiplies and add, as [`ssm_states`]' loop.
+fn state_row(av: f32, xv: f32, h: Option<&[f32]>, b: &[f32], out: &mut [f32]) {
+    #[inline(always)]
+    fn body(av: f32, xv: f32, h: Option<&[f32]>, b: &[f32], out: &mut [f32]) {
+        match h {
+            Some(h) => {
+                for ((o, &hv), &bv) in out.iter_mut().zip(h).zip(b) {
+                    *o = av * hv + xv * bv;
+                }
+            }
+            None => {
+                for (o, &bv) in out.iter_mut().zip(b) {
+                    *o = av * 0.0 + xv * bv;
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn wide(av: f32, xv: f32, h: Option<&[f32]>, b: &[f32], out: &mut [f32]) {
+            body(av, xv, h, b, out)
+        }
+        // SAFETY: AVX2 was detected just above.
+        unsafe { wide(av, xv, h, b, out) };
+        return;
+    }
+    body(av, xv, h, b, out)
+}
+
 /// The recurrence `H_t = a_t H_{t-1} + x_t B_tᵀ` from `h0` (zero when absent); returns the
 /// states after each of `positions` (ascending or not, repeats allowed) as `[K, H, P, N]`.
 /// With `T = 1` and `positions = [0]` this is one decoding step.
@@ -337,13 +423,27 @@ pub(crate) fn ssm_states(
     if let &[q] = positions {
         // One snapshot, after the last step (each decoding step): run each head's
         // recurrence in place in the output, with no per-head copies.
-        let mut out = match h0 {
-            Some(s) => s.data().to_vec(),
-            None => vec![0f32; h * p * n],
-        };
-        out.par_chunks_mut((p * n).max(1))
-            .enumerate()
-            .for_each(|(hd, state)| (0..=q).for_each(|ti| step(hd, ti, state)));
+        let sz = p * n;
+        let mut out = Vec::<f32>::with_capacity(h * sz);
+        let dst = super::gemm::OutPtr(out.as_mut_ptr());
+        super::spin::for_each(h, |hd| {
+            // SAFETY: head `hd` owns out[hd * sz .. (hd + 1) * sz], inside the capacity;
+            // the first step below writes every value of it before anything reads it
+            // (as `MaybeUninit` would, `f32` has no invalid bit patterns).
+            let state = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(hd * sz), sz) };
+            let from = h0.map(|s| &s.data()[hd * sz..(hd + 1) * sz]);
+            // The first step reads the entering state straight from `h0` (the same
+            // arithmetic as copying it first), so the state is read and written once.
+            let (av, gr) = (ad[hd], hd / (h / g));
+            let (xs, bs) = (at(xd, 0, hd, h, p), at(bd, 0, gr, g, n));
+            for (pi, &xv) in xs.iter().enumerate() {
+                let row = &mut state[pi * n..(pi + 1) * n];
+                state_row(av, xv, from.map(|f| &f[pi * n..(pi + 1) * n]), bs, row);
+            }
+            (1..=q).for_each(|ti| step(hd, ti, state));
+        });
+        // SAFETY: every head wrote its `sz` values (above).
+        unsafe { out.set_len(h * sz) };
         return Tensor::new(vec![1, h, p, n], out);
     }
     let per_head: Vec<Vec<f32>> = (0..h)
@@ -414,6 +514,9 @@ mod tests {
             (16, 2, 4, 2, 3, 8),
             (9, 3, 2, 3, 4, 1),
             (20, 4, 8, 1, 16, 64),
+            // One position (a decoding step, `ssd_step`), N past one vector.
+            (1, 4, 3, 2, 5, 4),
+            (1, 6, 24, 2, 40, 256),
         ] {
             let [x, a, b, c] = random_case(&mut rng, t, h, p, g, n);
             let h0 = rng.tensor(&[h, p, n]);
@@ -422,6 +525,14 @@ mod tests {
                 let all: Vec<usize> = (0..t).collect();
                 let states = ssm_states(&x, &a, &b, init, &all).unwrap();
                 assert_close(y.data(), &readout(&states, &c, h, g), 1e-5);
+                // The one-snapshot path (decoding) gives the same last state, bit for bit.
+                let last = ssm_states(&x, &a, &b, init, &[t - 1]).unwrap();
+                let sz = h * p * n;
+                assert!(last
+                    .data()
+                    .iter()
+                    .zip(&states.data()[(t - 1) * sz..])
+                    .all(|(u, v)| u.to_bits() == v.to_bits()));
             }
         }
     }
