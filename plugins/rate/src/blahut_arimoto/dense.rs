@@ -515,6 +515,11 @@ impl<'p> Kernel<'p> {
             }
             part.lsum = sum_w_ln(p, &part.c);
         }
+        if is_node(first, first + parts.len()) {
+            // This thread's share of the tree (`Pool::step`), on its own blocks.
+            let mut vs: Vec<&mut [f64]> = parts.iter_mut().map(|p| &mut p.v[..]).collect();
+            tree_levels(&mut vs, |_, _| false);
+        }
     }
 
     /// Iterate from `q0` until rate and distortion change by less than `tol` between two
@@ -790,6 +795,34 @@ fn recv_soon<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
     }
 }
 
+/// Whether blocks `first..end` form a node of the summation tree of [`tree_levels`] (an
+/// aligned run of a power of two of them), which the thread that holds them sums itself.
+fn is_node(first: usize, end: usize) -> bool {
+    let n = end - first;
+    n.is_power_of_two() && first % n == 0
+}
+
+/// Sums the blocks' partial vectors into `vs[0]` along a fixed tree, in place, level by
+/// level: `vs[i] += vs[i + w]` for `w = 1, 2, 4, …` and every `i` a multiple of `2w`,
+/// skipping the pairs `done(i, w)`. The tree does not depend on the threads, so neither
+/// do the bits; a thread whose blocks form a node ([`is_node`]) sums them as it finishes
+/// its rows, and the calling thread reads one vector from it instead of each block's.
+fn tree_levels(vs: &mut [&mut [f64]], done: impl Fn(usize, usize) -> bool) {
+    let n = vs.len();
+    let mut w = 1;
+    while w < n {
+        for i in (0..n - w).step_by(2 * w) {
+            if !done(i, w) {
+                let (lo, hi) = vs.split_at_mut(i + w);
+                for (a, &b) in lo[i].iter_mut().zip(hi[0].iter()) {
+                    *a += b;
+                }
+            }
+        }
+        w *= 2;
+    }
+}
+
 /// The threads of one run: the calling thread takes the first group of blocks, each
 /// worker one further group.
 struct Pool<'k, 'p> {
@@ -802,6 +835,8 @@ struct Pool<'k, 'p> {
     v: Vec<f64>,
     /// The calling thread's copy of the step's input law.
     q: Aligned<f64>,
+    /// Each thread's blocks, the calling thread's first.
+    groups: Vec<(usize, usize)>,
 }
 
 impl<'k, 'p> Pool<'k, 'p> {
@@ -849,6 +884,7 @@ impl<'k, 'p> Pool<'k, 'p> {
             workers,
             v: vec![0.0; ny],
             q: Aligned::zeroed(ny),
+            groups: (0..t).map(group).collect(),
         }
     }
 
@@ -880,20 +916,23 @@ impl<'k, 'p> Pool<'k, 'p> {
         for (_, from_worker, job) in &mut self.workers {
             *job = Some(recv_soon(from_worker).map_err(|_| lost())?);
         }
-        // Block partials in block order.
-        let (mut dsum, mut lsum) = (0.0, 0.0);
-        self.v.fill(0.0);
+        // The scalars in block order, the vectors along the tree.
         let worker_parts = self
             .workers
+            .iter_mut()
+            .flat_map(|(_, _, job)| job.iter_mut().flat_map(|j| &mut j.parts));
+        let parts: Vec<&mut Part> = self.own.iter_mut().chain(worker_parts).collect();
+        let (dsum, lsum) = parts
             .iter()
-            .flat_map(|(_, _, job)| job.iter().flat_map(|j| &j.parts));
-        for part in self.own.iter().chain(worker_parts) {
-            dsum += part.dsum;
-            lsum += part.lsum;
-            for (a, b) in self.v.iter_mut().zip(part.v.iter()) {
-                *a += b;
-            }
-        }
+            .fold((0.0, 0.0), |(d, l), p| (d + p.dsum, l + p.lsum));
+        let mut vs: Vec<&mut [f64]> = parts.into_iter().map(|p| &mut p.v[..]).collect();
+        let groups = &self.groups;
+        tree_levels(&mut vs, |i, w| {
+            groups
+                .iter()
+                .any(|&(a, b)| (a..b).contains(&i) && is_node(a, b) && i + w < b)
+        });
+        self.v.copy_from_slice(vs[0]);
         let beta = kernel.beta;
         if !(dsum.is_finite() && lsum.is_finite()) {
             bail!("Blahut–Arimoto degenerate at β = {beta}: a source letter lost every output (use a smaller β)");
