@@ -799,7 +799,7 @@ fn recv_soon<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
 /// aligned run of a power of two of them), which the thread that holds them sums itself.
 fn is_node(first: usize, end: usize) -> bool {
     let n = end - first;
-    n.is_power_of_two() && first % n == 0
+    n.is_power_of_two() && first.is_multiple_of(n)
 }
 
 /// Sums the blocks' partial vectors into `vs[0]` along a fixed tree, in place, level by
