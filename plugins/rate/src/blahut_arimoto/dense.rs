@@ -43,11 +43,12 @@
 //! itself keeps the distortion matrix it was given and its row minima, no shifted copy.
 //!
 //! **Threads.** The rows are cut into `min(16, nx)` fixed blocks; each block sums into its
-//! own partial of `Aᵀ (p / c)`, `Σ p b / c` and `Σ p ln c`, and the partials are added in
-//! block order, so the result does not depend on how many threads there are (tested to
-//! the bit). A run ([`Kernel::solve`]) starts its worker threads once (scoped: none outlives the call,
+//! own partial of `Aᵀ (p / c)`, `Σ p b / c` and `Σ p ln c`; the scalars are added in block
+//! order and the vectors along a fixed tree ([`tree_levels`]), so the result does not
+//! depend on how many threads there are (tested to the bit). A run ([`Kernel::solve`]) starts its worker threads once (scoped: none outlives the call,
 //! `docs/architecture.md`); each step hands every worker its input law and its blocks'
-//! buffers through a channel and takes them back, so a step spawns and allocates nothing;
+//! buffers through a channel and takes them back, so a step spawns nothing and allocates
+//! only two short lists of references to the blocks;
 //! a thread waiting for the next message polls for a while before it sleeps ([`SPIN`]).
 //! The logarithms of a step (`ln c` per row, the cross term per output) use [`ln_poly`],
 //! which vectorizes.
