@@ -338,6 +338,30 @@ fn ln_poly(x: f64) -> f64 {
     e * LN2_HI + (e * LN2_LO + lm)
 }
 
+/// `f(k, item)` for the `k`-th item, the first on the calling thread and each other on a
+/// scoped thread of its own (none outlives the call); the results in item order. A
+/// panic in `f` is raised again here.
+fn on_threads<T: Send, R: Send>(
+    items: impl Iterator<Item = T>,
+    f: impl Fn(usize, T) -> R + Sync,
+) -> Vec<R> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let mut items = items.enumerate();
+        let first = items.next();
+        let others: Vec<_> = items.map(|(k, t)| s.spawn(move || f(k, t))).collect();
+        let first = first.map(|(k, t)| f(k, t));
+        first
+            .into_iter()
+            .chain(
+                others
+                    .into_iter()
+                    .map(|h| h.join().expect("BA worker thread")),
+            )
+            .collect()
+    })
+}
+
 /// Rows written once, before anything reads them.
 type Out<'a, T> = &'a mut [MaybeUninit<T>];
 
@@ -444,29 +468,12 @@ impl<'p> Kernel<'p> {
             }
             (top, exact)
         };
-        let parts: Vec<(Vec<f64>, bool)> = std::thread::scope(|s| {
-            let fill = &fill;
-            let mut chunks = a
-                .slots()
-                .chunks_mut(per)
-                .zip(a32.slots().chunks_mut(per))
-                .zip(d32.slots().chunks_mut(per))
-                .enumerate();
-            let first = chunks.next();
-            let handles: Vec<_> = chunks
-                .map(|(k, ((ca, c32), cd))| s.spawn(move || fill(k * per / ny, ca, c32, cd)))
-                .collect();
-            let mut parts: Vec<_> = first
-                .map(|(_, ((ca, c32), cd))| fill(0, ca, c32, cd))
-                .into_iter()
-                .collect();
-            parts.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("BA kernel set-up")),
-            );
-            parts
-        });
+        let chunks = a
+            .slots()
+            .chunks_mut(per)
+            .zip(a32.slots().chunks_mut(per))
+            .zip(d32.slots().chunks_mut(per));
+        let parts = on_threads(chunks, |k, ((ca, c32), cd)| fill(k * per / ny, ca, c32, cd));
         // SAFETY: the chunks cover `0..n` and `kernel_row` wrote every entry.
         let (a, a32, d32) = unsafe { (a.assume_init(), a32.assume_init(), d32.assume_init()) };
         // Every output that a source letter reaches in `A` must stay reachable in `A₃₂`
@@ -616,17 +623,8 @@ impl<'p> Kernel<'p> {
                 }
             }
         };
-        std::thread::scope(|s| {
-            let fill = &fill;
-            let mut chunks = channel.spare_capacity_mut()[..n].chunks_mut(per * ny);
-            let first = chunks.next();
-            for (k, out) in chunks.enumerate() {
-                s.spawn(move || fill((k + 1) * per, out));
-            }
-            if let Some(out) = first {
-                fill(0, out);
-            }
-        });
+        let chunks = channel.spare_capacity_mut()[..n].chunks_mut(per * ny);
+        on_threads(chunks, |k, out| fill(k * per, out));
         // SAFETY: the chunks cover `0..n` and every entry was written.
         unsafe { channel.set_len(n) };
         channel
@@ -889,15 +887,21 @@ impl<'k, 'p> Pool<'k, 'p> {
         }
     }
 
+    /// Every block's part, in block order, from the calling thread's and the workers'
+    /// (between steps, when the workers' jobs are back).
+    fn parts<'a>(
+        own: &'a mut [Part],
+        workers: &'a mut [(SyncSender<Job>, Receiver<Job>, Option<Job>)],
+    ) -> impl Iterator<Item = &'a mut Part> {
+        let worker_parts = workers
+            .iter_mut()
+            .flat_map(|(_, _, job)| job.iter_mut().flat_map(|j| &mut j.parts));
+        own.iter_mut().chain(worker_parts)
+    }
+
     /// `c(x) = (A q)(x)` of the last step, per row (1 where `p(x) = 0`).
-    fn c(&self) -> Vec<f64> {
-        let worker_parts = self
-            .workers
-            .iter()
-            .flat_map(|(_, _, job)| job.iter().flat_map(|j| &j.parts));
-        self.own
-            .iter()
-            .chain(worker_parts)
+    fn c(&mut self) -> Vec<f64> {
+        Self::parts(&mut self.own, &mut self.workers)
             .flat_map(|part| part.c.iter().copied())
             .collect()
     }
@@ -918,11 +922,7 @@ impl<'k, 'p> Pool<'k, 'p> {
             *job = Some(recv_soon(from_worker).map_err(|_| lost())?);
         }
         // The scalars in block order, the vectors along the tree.
-        let worker_parts = self
-            .workers
-            .iter_mut()
-            .flat_map(|(_, _, job)| job.iter_mut().flat_map(|j| &mut j.parts));
-        let parts: Vec<&mut Part> = self.own.iter_mut().chain(worker_parts).collect();
+        let parts: Vec<&mut Part> = Self::parts(&mut self.own, &mut self.workers).collect();
         let (dsum, lsum) = parts
             .iter()
             .fold((0.0, 0.0), |(d, l), p| (d + p.dsum, l + p.lsum));
