@@ -53,14 +53,28 @@ pub(crate) enum Half {
 /// the tensor cannot be stored in that format and stays f32).
 pub(crate) struct HalfWeights {
     pub kind: Half,
+    /// The values start at `data[start]`, on a 64-byte boundary.
     data: Option<Vec<u16>>,
+    start: usize,
 }
 
 impl HalfWeights {
     /// The 16-bit values (only handed out by [`half_weights`] when they exist).
     pub fn values(&self) -> &[u16] {
-        self.data.as_deref().unwrap_or(&[])
+        self.data.as_deref().map_or(&[], |d| &d[self.start..])
     }
+}
+
+/// `len` halves starting on a cache line: the GEMV kernels load whole 64-byte lines, and
+/// a load across two lines costs two (large buffers from the allocator start 16 bytes
+/// past a page boundary). Returns the buffer and where the values start.
+fn line_aligned(values: impl ExactSizeIterator<Item = u16>) -> (Vec<u16>, usize) {
+    const LINE: usize = 64 / std::mem::size_of::<u16>();
+    let mut data: Vec<u16> = Vec::with_capacity(values.len() + LINE);
+    let start = data.as_ptr().align_offset(64).min(LINE);
+    data.resize(start, 0);
+    data.extend(values);
+    (data, start)
 }
 
 /// Rounds to the nearest 16-bit value (ties to even); NaN stays NaN.
@@ -134,10 +148,14 @@ pub(crate) fn half_weights(mode: CpuWeights, w: &Tensor) -> Option<Arc<HalfWeigh
     let copy = w.derived(|| {
         let data = w.data();
         let fits = kind == Half::Bf16 || data.iter().all(|v| v.abs() <= 65504.0 || !v.is_finite());
-        HalfWeights {
-            kind,
-            data: fits.then(|| data.iter().map(|&v| to_half(kind, v)).collect()),
-        }
+        let (data, start) = match fits {
+            true => {
+                let (d, s) = line_aligned(data.iter().map(|&v| to_half(kind, v)));
+                (Some(d), s)
+            }
+            false => (None, 0),
+        };
+        HalfWeights { kind, data, start }
     })?;
     // A copy made in another format (only when two backends share a tensor) is not used.
     (copy.kind == kind && copy.data.is_some()).then_some(copy)

@@ -359,7 +359,7 @@ mod tests {
     #[test]
     #[ignore = "timing only: cargo test --release -p tokit-compute gemv_bandwidth -- --ignored --nocapture"]
     fn gemv_bandwidth() {
-        for weights in [CpuWeights::F32, CpuWeights::Bf16] {
+        for weights in [CpuWeights::F32, CpuWeights::Bf16, CpuWeights::F16] {
             let be = CpuBackend::new(Some(2)).with_weights(weights);
             let elem = if weights == CpuWeights::F32 { 4 } else { 2 };
             for (n, k) in [
