@@ -68,18 +68,38 @@ pub(crate) struct PackedB {
     data: Vec<f32>,
 }
 
-/// The packed form of weight `w` `[n, k]` as the B operand `W^T` of `x @ W^T`, made on
-/// first use and kept with the tensor; `None` where there is no microkernel.
-pub(crate) fn packed_weight(w: &crate::Tensor) -> Option<std::sync::Arc<PackedB>> {
+/// The packed form of weight `w` `[n, k]` as the B operand `W^T` of `x @ W^T`: of its
+/// f32 values, or with `h` of its half copy widened (the values the half mode computes
+/// with). Made on first use and kept with the tensor (or its half copy); `None` where
+/// there is no microkernel.
+pub(crate) fn packed_weight(
+    w: &crate::Tensor,
+    h: Option<&super::half::HalfWeights>,
+) -> Option<std::sync::Arc<PackedB>> {
     let kernel = kernel_for(detect_isa())?;
     let &[n, k] = w.shape() else { return None };
-    let packed = w.derived(|| {
-        let b = MatRef {
-            data: w.data(),
-            rows: k,
-            cols: n,
-            rs: 1,
-            cs: k,
+    let pack = || {
+        let job = GemmJob {
+            a: MatRef {
+                data: &[],
+                rows: 0,
+                cols: k,
+                rs: k,
+                cs: 1,
+            },
+            b: MatRef {
+                data: w.data(),
+                rows: k,
+                cols: n,
+                rs: 1,
+                cs: k,
+            },
+            bh: h.map(|h| HalfRef {
+                kind: h.kind,
+                data: h.values(),
+            }),
+            bp: None,
+            c_offset: 0,
         };
         let nr = kernel.nr;
         let panels = n.div_ceil(nr);
@@ -94,10 +114,14 @@ pub(crate) fn packed_weight(w: &crate::Tensor) -> Option<std::sync::Arc<PackedB>
             let d = unsafe {
                 std::slice::from_raw_parts_mut(dst.ptr().add((jp * k + pc) * nr), kc * nr)
             };
-            pack_b_f32(b, jp * nr, nr.min(n - jp * nr), pc, kc, nr, d);
+            pack_b(&job, jp * nr, nr.min(n - jp * nr), pc, kc, nr, d);
         });
         PackedB { nr, data }
-    })?;
+    };
+    let packed = match h {
+        None => w.derived(pack)?,
+        Some(h) => h.packed(pack),
+    };
     (packed.nr == kernel.nr).then_some(packed)
 }
 

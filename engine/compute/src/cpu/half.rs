@@ -15,8 +15,9 @@
 //!   `vcvtph2ps` (AVX-512F / F16C). A weight matrix with a value outside the half range
 //!   stays f32 rather than turning into infinities.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use super::gemm::PackedB;
 use crate::Tensor;
 
 /// How the CPU backend stores model weight matrices.
@@ -56,12 +57,20 @@ pub(crate) struct HalfWeights {
     /// The values start at `data[start]`, on a 64-byte boundary.
     data: Option<Vec<u16>>,
     start: usize,
+    /// The widened values packed for the GEMM (`gemm::packed_weight`), made on the
+    /// first product with more rows than the vector path takes.
+    packed: OnceLock<Arc<PackedB>>,
 }
 
 impl HalfWeights {
     /// The 16-bit values (only handed out by [`half_weights`] when they exist).
     pub fn values(&self) -> &[u16] {
         self.data.as_deref().map_or(&[], |d| &d[self.start..])
+    }
+
+    /// The packed GEMM operand, made by `pack` on the first call and kept.
+    pub fn packed(&self, pack: impl FnOnce() -> PackedB) -> Arc<PackedB> {
+        Arc::clone(self.packed.get_or_init(|| Arc::new(pack())))
     }
 }
 
@@ -155,7 +164,12 @@ pub(crate) fn half_weights(mode: CpuWeights, w: &Tensor) -> Option<Arc<HalfWeigh
             }
             false => (None, 0),
         };
-        HalfWeights { kind, data, start }
+        HalfWeights {
+            kind,
+            data,
+            start,
+            packed: OnceLock::new(),
+        }
     })?;
     // A copy made in another format (only when two backends share a tensor) is not used.
     (copy.kind == kind && copy.data.is_some()).then_some(copy)

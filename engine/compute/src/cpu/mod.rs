@@ -149,18 +149,14 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         let bh = half::half_weights(self.weights, b);
-        // A weight matrix in f32 used as `x @ W^T` by a GEMM (more rows than the vector
-        // path takes) is packed once and kept.
+        // A weight matrix used as `x @ W^T` by a GEMM (more rows than the vector path
+        // takes) is packed once and kept: its f32 values, or its half copy widened.
         let k = a.shape().last().copied().unwrap_or(0);
         let gemm_rows = a.numel().checked_div(k).unwrap_or(0);
-        let bp = (bh.is_none()
-            && b.is_weight()
-            && trans_b
-            && !trans_a
-            && b.ndim() == 2
-            && gemm_rows > gemm::GEMV_MAX_M)
-            .then(|| self.run(|| gemm::packed_weight(b)))
-            .flatten();
+        let bp =
+            (b.is_weight() && trans_b && !trans_a && b.ndim() == 2 && gemm_rows > gemm::GEMV_MAX_M)
+                .then(|| self.run(|| gemm::packed_weight(b, bh.as_deref())))
+                .flatten();
         let product = || matmul::matmul(a, b, trans_a, trans_b, bh.as_deref(), bp.as_deref());
         if matmul::gemm_rows(a, b, trans_a, trans_b).is_some_and(|m| m <= gemm::GEMV_MAX_M) {
             self.run_near(product)
