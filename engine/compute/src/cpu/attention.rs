@@ -6,6 +6,8 @@
 //! row by row and multiplies by V. Every task writes a disjoint, contiguous range of
 //! each output.
 
+use std::cell::Cell;
+
 use anyhow::{bail, Result};
 
 use super::fastmath::exp_shift_sum;
@@ -14,6 +16,11 @@ use crate::{AttnMask, Tensor};
 
 /// Queries per task.
 const Q_BLOCK: usize = 64;
+
+thread_local! {
+    /// A task's score block, kept between tasks and calls.
+    static SCORES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
 
 /// Raw output pointer shared by tasks writing disjoint ranges.
 #[derive(Clone, Copy)]
@@ -142,7 +149,10 @@ pub(crate) fn attention(
             rs: 1,
             cs: dh,
         };
-        let mut s = vec![0f32; nq * nk];
+        // The block's scores, in a buffer each thread keeps (the product writes all of
+        // it, so it is not cleared).
+        let mut s = SCORES.with(Cell::take);
+        s.resize(nq * nk, 0.0);
         gemm_serial(
             &[GemmJob {
                 bh: None,
@@ -216,7 +226,9 @@ pub(crate) fn attention(
             rs: dv,
             cs: 1,
         };
-        let mut o = vec![0f32; nq * dv];
+        // SAFETY: as above; this block's output rows are one contiguous range.
+        let o =
+            unsafe { std::slice::from_raw_parts_mut(po.ptr().add((head * tq + i0) * dv), nq * dv) };
         gemm_serial(
             &[GemmJob {
                 bh: None,
@@ -228,13 +240,9 @@ pub(crate) fn attention(
             nq,
             dv,
             nk,
-            &mut o,
+            o,
         );
-        // SAFETY: as above; this block's output rows are one contiguous range.
-        unsafe {
-            let dst = po.ptr().add((head * tq + i0) * dv);
-            std::ptr::copy_nonoverlapping(o.as_ptr(), dst, nq * dv);
-        }
+        SCORES.with(|cell| cell.set(s));
     });
 
     let out = Tensor::new(vec![h, tq, dv], out)?;
