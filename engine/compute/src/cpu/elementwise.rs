@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
 use multiversion::multiversion;
-use rayon::prelude::*;
 
 use super::fastmath::exp as fast_exp;
 use crate::shape::{broadcast_shape, strides};
@@ -43,9 +42,10 @@ pub(crate) fn map(src: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     if src.len() <= PAR_CHUNK {
         body((&mut out, src));
     } else {
-        out.par_chunks_mut(PAR_CHUNK)
-            .zip(src.par_chunks(PAR_CHUNK))
-            .for_each(body);
+        super::spin::chunks_mut(&mut out, PAR_CHUNK, |i, o| {
+            let n = o.len();
+            body((o, &src[i * PAR_CHUNK..i * PAR_CHUNK + n]))
+        });
     }
     out
 }
@@ -241,10 +241,10 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         if out.len() <= PAR_CHUNK {
             body(((&mut out, ad), bd));
         } else {
-            out.par_chunks_mut(PAR_CHUNK)
-                .zip(ad.par_chunks(PAR_CHUNK))
-                .zip(bd.par_chunks(PAR_CHUNK))
-                .for_each(body);
+            super::spin::chunks_mut(&mut out, PAR_CHUNK, |i, o| {
+                let r = i * PAR_CHUNK..i * PAR_CHUNK + o.len();
+                body(((o, &ad[r.clone()]), &bd[r]))
+            });
         }
         return Tensor::new(shape, out);
     }
@@ -325,13 +325,11 @@ fn broadcast_general(
     } else {
         // Group rows so that each parallel task has a reasonable amount of work.
         let rows_per_task = (PAR_CHUNK / inner).max(1);
-        out.par_chunks_mut(inner * rows_per_task)
-            .enumerate()
-            .for_each(|(t, chunk)| {
-                for (r, o) in chunk.chunks_mut(inner).enumerate() {
-                    row(t * rows_per_task + r, o);
-                }
-            });
+        super::spin::chunks_mut(&mut out, inner * rows_per_task, |t, chunk| {
+            for (r, o) in chunk.chunks_mut(inner).enumerate() {
+                row(t * rows_per_task + r, o);
+            }
+        });
     }
     out
 }

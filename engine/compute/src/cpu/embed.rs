@@ -1,7 +1,6 @@
 //! Token embedding lookup and rotary position embedding (RoPE).
 
 use anyhow::{bail, Result};
-use rayon::prelude::*;
 
 use super::elementwise::PAR_CHUNK;
 use super::half::{widen, HalfWeights};
@@ -34,8 +33,11 @@ pub(crate) fn embedding(table: &Tensor, ids: &[u32], half: Option<&HalfWeights>)
     };
     if d > 0 && out.len() <= PAR_CHUNK {
         out.chunks_mut(d).zip(ids).for_each(row);
-    } else if d > 0 {
-        out.par_chunks_mut(d).zip(ids.par_iter()).for_each(row);
+    } else if let Some(per) = PAR_CHUNK.checked_div(d) {
+        let per = per.max(1);
+        super::spin::chunks_mut(&mut out, per * d, |t, o| {
+            o.chunks_mut(d).zip(&ids[t * per..]).for_each(row)
+        });
     }
     Tensor::new(vec![ids.len(), d], out)
 }
@@ -84,9 +86,12 @@ pub(crate) fn rope(
             .enumerate()
             .for_each(|(r, row)| rotate(r, row));
     } else {
-        out.par_chunks_mut(dh)
-            .enumerate()
-            .for_each(|(r, row)| rotate(r, row));
+        let per = (PAR_CHUNK / dh.max(1)).max(1);
+        super::spin::chunks_mut(&mut out, per * dh, |t, o| {
+            for (i, row) in o.chunks_mut(dh).enumerate() {
+                rotate(t * per + i, row);
+            }
+        });
     }
     Tensor::new(s.to_vec(), out)
 }

@@ -2,16 +2,18 @@
 //!
 //! On x86-64 with AVX2+FMA this is a GotoBLAS/BLIS-style blocked GEMM: for each
 //! NC-wide column block, B is packed into NR-wide panels, each holding its whole depth as
-//! KC x NR micro-panels (in parallel), then the output tiles are spread over the rayon
-//! pool; each task packs its own block of A for as much depth as fits in L2, walks B
+//! KC x NR micro-panels (in parallel), then the output tiles are spread over the
+//! threads; each task packs its own block of A for as much depth as fits in L2, walks B
 //! panel by panel (so its C tiles stay in cache over the depth), and a register-blocked
 //! microkernel (AVX-512 12 x 32 or AVX2+FMA 6 x 16, picked at run time) computes
 //! MR x NR tiles while hinting the next B micro-panel into L2.
 //! Weight matrices used as `x @ W^T` are packed once and kept with the tensor
-//! ([`packed_weight`]), so their GEMMs pack only A. Parallelism comes from rayon alone,
-//! so it scales to every core of the pool (matrixmultiply's own threading stops at 4
-//! threads and would fight rayon for the cores when nested). Packing buffers are kept
-//! per thread and reused, so steady-state calls allocate nothing but their output.
+//! ([`packed_weight`]), so their GEMMs pack only A. Parallel parts go through
+//! `spin::for_each` (the backend's spinning pool, or rayon where the caller does not
+//! hold it), so they scale to every thread the backend has (matrixmultiply's own
+//! threading stops at 4 threads and would fight the pool for the cores when nested).
+//! Packing buffers are kept per thread and reused, so steady-state calls allocate
+//! nothing but their output.
 //!
 //! Elsewhere (aarch64, old x86) each product goes to ndarray's `general_mat_mul`
 //! (matrixmultiply's NEON/SSE kernels), with rayon over the batch.
@@ -242,9 +244,8 @@ thread_local! {
 }
 
 /// A packed block of A and what it holds: (product, first row, rows, first depth
-/// block). A worker that runs several tiles of the same row block in a row (rayon hands
-/// each thread a contiguous range of tasks, and tasks are ordered row block first)
-/// packs that block once rather than once per tile.
+/// block). A worker that runs several tiles of the same row block in a row (tasks are
+/// ordered row block first) packs that block once rather than once per tile.
 #[derive(Default)]
 struct ABuf {
     data: Vec<f32>,
@@ -254,8 +255,7 @@ struct ABuf {
 /// Numbers the products, so an [`ABuf`] key never matches a block of another product.
 static PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Runs every job, all sharing the same (m, n, k), in parallel on the current rayon
-/// pool. `c` must hold `c_offset + m * n` elements for every job, and jobs must write
+/// Runs every job, all sharing the same (m, n, k), in parallel (`spin::for_each`). `c` must hold `c_offset + m * n` elements for every job, and jobs must write
 /// disjoint ranges. Shapes are validated by the caller (`matmul`).
 pub(crate) fn gemm(jobs: &[GemmJob], m: usize, n: usize, k: usize, c: &mut [f32]) {
     gemm_with(detect_isa(), true, jobs, m, n, k, c)
@@ -370,16 +370,13 @@ unsafe fn gemm_ptr(
         portable_gemm(parallel, jobs, m, n, k, out);
         return;
     };
-    let threads = if parallel {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
+    let threads = if parallel { spin::threads() } else { 1 };
     // SAFETY (all three calls): each job owns `c[c_offset .. c_offset + m*n]`, checked
     // in bounds above, and jobs write disjoint ranges.
     if threads > 1 && jobs.len() >= threads {
         // Plenty of independent products: one whole product per task.
-        jobs.par_iter().for_each(|job| unsafe {
+        spin::for_each(jobs.len(), |t| unsafe {
+            let job = &jobs[t];
             gemm_one(kernel, 1, job, m, n, k, out.ptr().add(job.c_offset))
         });
     } else {
@@ -459,9 +456,7 @@ unsafe fn gemm_one(
         if prepacked.is_some() {
             // Nothing to pack: the panels are read from the weight's packed copy.
         } else if parallel {
-            (0..kblocks * b_panels)
-                .into_par_iter()
-                .for_each(pack_b_block);
+            spin::for_each(kblocks * b_panels, pack_b_block);
         } else {
             (0..kblocks * b_panels).for_each(pack_b_block);
         }
@@ -540,7 +535,7 @@ unsafe fn gemm_one(
             }
         };
         if parallel {
-            (0..m_tiles * n_tiles).into_par_iter().for_each(|t| {
+            spin::for_each(m_tiles * n_tiles, |t| {
                 // Each worker packs A into its own buffer (kept between calls).
                 let mut buf = TASK_ABUF.with(Cell::take);
                 run(t, &mut buf);

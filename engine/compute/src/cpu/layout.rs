@@ -4,7 +4,6 @@
 //! `copy_from_slice` calls; large outputs are filled in parallel.
 
 use anyhow::{bail, Result};
-use rayon::prelude::*;
 
 use super::elementwise::PAR_CHUNK;
 use crate::shape::{
@@ -61,9 +60,12 @@ fn fill_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) 
     if out.len() <= PAR_CHUNK {
         out.chunks_mut(row).enumerate().for_each(|(r, o)| f(r, o));
     } else {
-        out.par_chunks_mut(row)
-            .enumerate()
-            .for_each(|(r, o)| f(r, o));
+        let per = (PAR_CHUNK / row).max(1);
+        super::spin::chunks_mut(out, per * row, |t, o| {
+            for (i, o) in o.chunks_mut(row).enumerate() {
+                f(t * per + i, o);
+            }
+        });
     }
 }
 

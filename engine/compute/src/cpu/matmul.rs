@@ -136,19 +136,6 @@ pub(crate) fn matmul(
     Tensor::new(out_shape, gemm_new(&jobs, m, n, k, len))
 }
 
-/// The row count of every GEMM that [`matmul`] runs for these operands (all batches
-/// folded into one product, or one product per batch), or `None` when the shapes do not
-/// multiply. The backend runs products of a few rows near the caller.
-pub(crate) fn gemm_rows(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Option<usize> {
-    let (sa, sb) = (a.shape(), b.shape());
-    let MatmulDims { m, batch, .. } = matmul_dims(sa, sb, trans_a, trans_b).ok()?;
-    let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
-    let nbatch: usize = batch.iter().product();
-    let folded =
-        bb.iter().product::<usize>() == 1 && !trans_a && ba.iter().product::<usize>() == nbatch;
-    Some(if folded { nbatch * m } else { m })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 
 use anyhow::{bail, Result};
 use multiversion::multiversion;
-use rayon::prelude::*;
 
 use super::elementwise::{silu, PAR_CHUNK};
 use crate::Tensor;
@@ -52,10 +51,13 @@ fn per_row(x: &[f32], d: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) ->
             row(&f, r, xi, o);
         }
     } else {
-        x.par_chunks(d)
-            .zip(out.par_chunks_mut(d))
-            .enumerate()
-            .for_each(|(r, (xi, o))| row(&f, r, xi, o));
+        // Groups of rows of about PAR_CHUNK values per task.
+        let per = (PAR_CHUNK / d).max(1);
+        super::spin::chunks_mut(&mut out, per * d, |t, o| {
+            for (i, (xi, o)) in x[t * per * d..].chunks(d).zip(o.chunks_mut(d)).enumerate() {
+                row(&f, t * per + i, xi, o);
+            }
+        });
     }
     out
 }

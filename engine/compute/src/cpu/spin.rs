@@ -1,9 +1,10 @@
-//! A small fork-join pool for decode-sized ops: the calling thread takes part, and the
-//! helpers spin for a short while after each job before they park.
+//! A small fork-join pool, the one the CPU backend runs most ops on: the calling thread
+//! takes part, and the helpers spin for a short while after each job before they park.
 //!
 //! Single-token decoding issues a few hundred matrix-vector products and attention
-//! steps per token, each some tens of microseconds of work. Handing each to the rayon
-//! pool costs more than the op can spare: the caller sleeps on a latch while a parked
+//! steps per token, each some tens of microseconds of work, and a forward of a few
+//! hundred tokens about as many ops of a few hundred microseconds. Handing each to the
+//! rayon pool costs more than the op can spare: the caller sleeps on a latch while a parked
 //! worker is woken (a futex wake, and on a virtual machine an interrupt to a halted
 //! vCPU), then the caller is woken again. Here the caller publishes the job, runs tasks
 //! itself, and the helpers, still spinning from the previous op, claim the rest; the
@@ -243,6 +244,24 @@ pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync + Send) {
         // SAFETY: CURRENT points at a pool kept alive by the `Entered` guard that set it.
         unsafe { &*pool }.run(n, &f);
     }
+}
+
+/// `f(i, piece)` for the `i`-th `chunk`-long piece of `out` (the last may be shorter),
+/// in parallel as [`for_each`].
+pub(crate) fn chunks_mut(
+    out: &mut [f32],
+    chunk: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    let (len, chunk) = (out.len(), chunk.max(1));
+    let base = super::gemm::OutPtr(out.as_mut_ptr());
+    for_each(len.div_ceil(chunk), |i| {
+        let (s, e) = (i * chunk, ((i + 1) * chunk).min(len));
+        // SAFETY: pieces are disjoint ranges of `out`, which outlives the call.
+        f(i, unsafe {
+            std::slice::from_raw_parts_mut(base.ptr().add(s), e - s)
+        })
+    });
 }
 
 /// How many threads [`for_each`] spreads over on this thread.
