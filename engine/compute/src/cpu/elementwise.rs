@@ -42,9 +42,9 @@ pub(crate) fn map(src: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     if src.len() <= PAR_CHUNK {
         body((&mut out, src));
     } else {
-        super::spin::chunks_mut(&mut out, PAR_CHUNK, |i, o| {
+        super::spin::rows_mut(&mut out, 1, |i, o| {
             let n = o.len();
-            body((o, &src[i * PAR_CHUNK..i * PAR_CHUNK + n]))
+            body((o, &src[i..i + n]))
         });
     }
     out
@@ -241,8 +241,8 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         if out.len() <= PAR_CHUNK {
             body(((&mut out, ad), bd));
         } else {
-            super::spin::chunks_mut(&mut out, PAR_CHUNK, |i, o| {
-                let r = i * PAR_CHUNK..i * PAR_CHUNK + o.len();
+            super::spin::rows_mut(&mut out, 1, |i, o| {
+                let r = i..i + o.len();
                 body(((o, &ad[r.clone()]), &bd[r]))
             });
         }
@@ -323,11 +323,9 @@ fn broadcast_general(
             .enumerate()
             .for_each(|(r, o)| row(r, o));
     } else {
-        // Group rows so that each parallel task has a reasonable amount of work.
-        let rows_per_task = (PAR_CHUNK / inner).max(1);
-        super::spin::chunks_mut(&mut out, inner * rows_per_task, |t, chunk| {
+        super::spin::rows_mut(&mut out, inner, |first, chunk| {
             for (r, o) in chunk.chunks_mut(inner).enumerate() {
-                row(t * rows_per_task + r, o);
+                row(first + r, o);
             }
         });
     }

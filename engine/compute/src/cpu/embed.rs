@@ -33,10 +33,9 @@ pub(crate) fn embedding(table: &Tensor, ids: &[u32], half: Option<&HalfWeights>)
     };
     if d > 0 && out.len() <= PAR_CHUNK {
         out.chunks_mut(d).zip(ids).for_each(row);
-    } else if let Some(per) = PAR_CHUNK.checked_div(d) {
-        let per = per.max(1);
-        super::spin::chunks_mut(&mut out, per * d, |t, o| {
-            o.chunks_mut(d).zip(&ids[t * per..]).for_each(row)
+    } else if d > 0 {
+        super::spin::rows_mut(&mut out, d, |first, o| {
+            o.chunks_mut(d).zip(&ids[first..]).for_each(row)
         });
     }
     Tensor::new(vec![ids.len(), d], out)
@@ -86,10 +85,9 @@ pub(crate) fn rope(
             .enumerate()
             .for_each(|(r, row)| rotate(r, row));
     } else {
-        let per = (PAR_CHUNK / dh.max(1)).max(1);
-        super::spin::chunks_mut(&mut out, per * dh, |t, o| {
+        super::spin::rows_mut(&mut out, dh, |first, o| {
             for (i, row) in o.chunks_mut(dh).enumerate() {
-                rotate(t * per + i, row);
+                rotate(first + i, row);
             }
         });
     }

@@ -60,10 +60,9 @@ fn fill_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) 
     if out.len() <= PAR_CHUNK {
         out.chunks_mut(row).enumerate().for_each(|(r, o)| f(r, o));
     } else {
-        let per = (PAR_CHUNK / row).max(1);
-        super::spin::chunks_mut(out, per * row, |t, o| {
+        super::spin::rows_mut(out, row, |first, o| {
             for (i, o) in o.chunks_mut(row).enumerate() {
-                f(t * per + i, o);
+                f(first + i, o);
             }
         });
     }

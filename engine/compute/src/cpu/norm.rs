@@ -51,11 +51,9 @@ fn per_row(x: &[f32], d: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) ->
             row(&f, r, xi, o);
         }
     } else {
-        // Groups of rows of about PAR_CHUNK values per task.
-        let per = (PAR_CHUNK / d).max(1);
-        super::spin::chunks_mut(&mut out, per * d, |t, o| {
-            for (i, (xi, o)) in x[t * per * d..].chunks(d).zip(o.chunks_mut(d)).enumerate() {
-                row(&f, t * per + i, xi, o);
+        super::spin::rows_mut(&mut out, d, |first, o| {
+            for (i, (xi, o)) in x[first * d..].chunks(d).zip(o.chunks_mut(d)).enumerate() {
+                row(&f, first + i, xi, o);
             }
         });
     }

@@ -246,19 +246,23 @@ pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// `f(i, piece)` for the `i`-th `chunk`-long piece of `out` (the last may be shorter),
-/// in parallel as [`for_each`].
-pub(crate) fn chunks_mut(
-    out: &mut [f32],
-    chunk: usize,
-    f: impl Fn(usize, &mut [f32]) + Sync + Send,
-) {
-    let (len, chunk) = (out.len(), chunk.max(1));
+/// `f(first, piece)` over pieces of `out` made of whole rows of `row` values (`first`:
+/// the piece's first row), in parallel as [`for_each`]: pieces of at most about
+/// `PAR_CHUNK` values, as many for every thread (five pieces on two threads would keep
+/// one thread waiting for a whole piece at the end).
+pub(crate) fn rows_mut(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let (len, row) = (out.len(), row.max(1));
+    let rows = len.div_ceil(row);
+    let threads = threads();
+    let most = (super::elementwise::PAR_CHUNK / row).max(1);
+    let per = rows
+        .div_ceil(threads * rows.div_ceil(threads * most))
+        .max(1);
     let base = super::gemm::OutPtr(out.as_mut_ptr());
-    for_each(len.div_ceil(chunk), |i| {
-        let (s, e) = (i * chunk, ((i + 1) * chunk).min(len));
+    for_each(rows.div_ceil(per), |i| {
+        let (s, e) = (i * per * row, ((i + 1) * per * row).min(len));
         // SAFETY: pieces are disjoint ranges of `out`, which outlives the call.
-        f(i, unsafe {
+        f(i * per, unsafe {
             std::slice::from_raw_parts_mut(base.ptr().add(s), e - s)
         })
     });
