@@ -16,7 +16,7 @@
 //! nothing but their output.
 //!
 //! Elsewhere (aarch64, old x86) each product goes to ndarray's `general_mat_mul`
-//! (matrixmultiply's NEON/SSE kernels), with rayon over the batch.
+//! (matrixmultiply's NEON/SSE kernels), in parallel over the batch.
 //!
 //! Very short left operands (m <= `GEMV_MAX_M`, e.g. single-token decoding) skip
 //! packing: with AVX-512, `x @ W^T` streams four weight rows at a time against every row
@@ -255,7 +255,8 @@ struct ABuf {
 /// Numbers the products, so an [`ABuf`] key never matches a block of another product.
 static PRODUCT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Runs every job, all sharing the same (m, n, k), in parallel (`spin::for_each`). `c` must hold `c_offset + m * n` elements for every job, and jobs must write
+/// Runs every job, all sharing the same (m, n, k), in parallel (`spin::for_each`). `c`
+/// must hold `c_offset + m * n` elements for every job, and jobs must write
 /// disjoint ranges. Shapes are validated by the caller (`matmul`).
 pub(crate) fn gemm(jobs: &[GemmJob], m: usize, n: usize, k: usize, c: &mut [f32]) {
     gemm_with(detect_isa(), true, jobs, m, n, k, c)
@@ -723,7 +724,7 @@ fn portable_gemm(parallel: bool, jobs: &[GemmJob], m: usize, n: usize, k: usize,
         general_mat_mul(1.0, &a, &b, 0.0, &mut c);
     };
     if parallel && jobs.len() > 1 {
-        jobs.par_iter().for_each(run);
+        spin::for_each(jobs.len(), |t| run(&jobs[t]));
     } else {
         jobs.iter().for_each(run);
     }

@@ -4,9 +4,9 @@
 //! Single-token decoding issues a few hundred matrix-vector products and attention
 //! steps per token, each some tens of microseconds of work, and a forward of a few
 //! hundred tokens about as many ops of a few hundred microseconds. Handing each to the
-//! rayon pool costs more than the op can spare: the caller sleeps on a latch while a parked
-//! worker is woken (a futex wake, and on a virtual machine an interrupt to a halted
-//! vCPU), then the caller is woken again. Here the caller publishes the job, runs tasks
+//! rayon pool costs more than the op can spare: the caller sleeps on a latch while a
+//! parked worker is woken (a futex wake, and on a virtual machine an interrupt to a
+//! halted vCPU), then the caller is woken again. Here the caller publishes the job, runs tasks
 //! itself, and the helpers, still spinning from the previous op, claim the rest; the
 //! caller never sleeps, and a helper parks only after [`SPIN`] without work.
 //!
@@ -253,6 +253,9 @@ pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync + Send) {
 pub(crate) fn rows_mut(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let (len, row) = (out.len(), row.max(1));
     let rows = len.div_ceil(row);
+    if rows == 0 {
+        return;
+    }
     let threads = threads();
     let most = (super::elementwise::PAR_CHUNK / row).max(1);
     let per = rows
