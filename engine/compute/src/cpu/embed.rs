@@ -1,5 +1,8 @@
 //! Token embedding lookup and rotary position embedding (RoPE).
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 
 use super::elementwise::PAR_CHUNK;
@@ -41,6 +44,31 @@ pub(crate) fn embedding(table: &Tensor, ids: &[u32], half: Option<&HalfWeights>)
     Tensor::new(vec![ids.len(), d], out)
 }
 
+thread_local! {
+    /// The last RoPE tables this thread made and their inputs (positions, the bits of
+    /// `inv_freq`): every layer's queries and keys in a forward share one set.
+    static TABLES: RefCell<Option<RopeTables>> = const { RefCell::new(None) };
+}
+
+type RopeTables = (Vec<usize>, Vec<u32>, Arc<(Vec<f32>, Vec<f32>)>);
+
+/// [`rope_tables`] for these inputs, reused while they stay the same (sin and cos in f64
+/// for every position had been about 1 % of a forward).
+fn cached_tables(positions: &[usize], inv_freq: &[f32]) -> Arc<(Vec<f32>, Vec<f32>)> {
+    let bits: Vec<u32> = inv_freq.iter().map(|f| f.to_bits()).collect();
+    TABLES.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if let Some((p, f, t)) = &*last {
+            if p.as_slice() == positions && *f == bits {
+                return Arc::clone(t);
+            }
+        }
+        let t = Arc::new(rope_tables(positions, inv_freq));
+        *last = Some((positions.to_vec(), bits, Arc::clone(&t)));
+        t
+    })
+}
+
 /// Rotary embedding on `[..., T, dh]`.
 ///
 /// Angles follow torch/HF exactly in how they are rounded: `theta = (pos as f32) *
@@ -58,7 +86,8 @@ pub(crate) fn rope(
     let s = x.shape();
     let (t, dh, half) = rope_dims(s, positions, inv_freq)?;
     // cos/sin tables [T, half].
-    let (cos, sin) = rope_tables(positions, inv_freq);
+    let tables = cached_tables(positions, inv_freq);
+    let (cos, sin) = (&tables.0, &tables.1);
     let mut out = x.to_vec();
     if dh == 0 || half == 0 || out.is_empty() {
         return Tensor::new(s.to_vec(), out);
@@ -98,6 +127,35 @@ pub(crate) fn rope(
 mod tests {
     use super::*;
     use crate::testutil::{assert_close, Rng};
+
+    /// The cached cos/sin tables follow their inputs: each call agrees with a thread that
+    /// has no cache yet, whatever came before it.
+    #[test]
+    fn rope_tables_follow_positions_and_frequencies() {
+        let x = Tensor::new(
+            vec![2, 3, 4],
+            (0..24).map(|i| i as f32 * 0.3 - 2.0).collect(),
+        )
+        .unwrap();
+        let calls: [(Vec<usize>, Vec<f32>); 4] = [
+            (vec![0, 1, 2], vec![1.0, 0.1]),
+            (vec![5, 6, 7], vec![1.0, 0.1]),
+            (vec![5, 6, 7], vec![1.0, 0.01]),
+            (vec![0, 1, 2], vec![1.0, 0.1]),
+        ];
+        for (pos, freq) in &calls {
+            let got = rope(&x, pos, freq, false).unwrap();
+            let (x2, pos2, freq2) = (x.clone(), pos.clone(), freq.clone());
+            let fresh = std::thread::spawn(move || rope(&x2, &pos2, &freq2, false).unwrap())
+                .join()
+                .unwrap();
+            assert_eq!(
+                got.data(),
+                fresh.data(),
+                "positions {pos:?}, inv_freq {freq:?}"
+            );
+        }
+    }
 
     #[test]
     fn embedding_lookup_and_errors() {
