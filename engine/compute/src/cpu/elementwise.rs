@@ -178,6 +178,26 @@ fn erf_with(table: &[(f64, f64)], z: f64) -> f64 {
     v.copysign(z)
 }
 
+/// `max(x, y)`, NaN when either is NaN (like torch.maximum; `f32::max` would drop it).
+#[inline(always)]
+fn maximum(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else {
+        x.max(y)
+    }
+}
+
+/// `min(x, y)`, NaN when either is NaN (like torch.minimum).
+#[inline(always)]
+fn minimum(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else {
+        x.min(y)
+    }
+}
+
 /// Evaluates `$body` with `$f` bound to `$op`'s function as a closure, so a loop in
 /// `$body` inlines (and vectorises) it.
 macro_rules! with_binary {
@@ -199,25 +219,12 @@ macro_rules! with_binary {
                 let $f = |x: f32, y: f32| x / y;
                 $body
             }
-            // NaN-propagating like torch.maximum / torch.minimum.
             BinaryOp::Max => {
-                let $f = |x: f32, y: f32| {
-                    if x.is_nan() || y.is_nan() {
-                        f32::NAN
-                    } else {
-                        x.max(y)
-                    }
-                };
+                let $f = maximum;
                 $body
             }
             BinaryOp::Min => {
-                let $f = |x: f32, y: f32| {
-                    if x.is_nan() || y.is_nan() {
-                        f32::NAN
-                    } else {
-                        x.min(y)
-                    }
-                };
+                let $f = minimum;
                 $body
             }
         }

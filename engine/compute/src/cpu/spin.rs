@@ -184,7 +184,7 @@ impl SpinPool {
             std::panic::resume_unwind(p);
         }
         if helper_panicked {
-            panic!("a task of tokit's decode pool panicked");
+            panic!("a task of tokit's spinning pool panicked");
         }
     }
 }
