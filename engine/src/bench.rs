@@ -125,11 +125,16 @@ pub fn matmul(engine: &Engine, n: usize, repeat: usize) -> Result<String> {
     );
     if let (Some(cpu), Some(before), Some(after)) = (&cpu, peak_before, peak_after) {
         let peak = before.max(after);
+        let isa = tokit_compute::CpuBackend::isa();
+        let note = match isa.starts_with("amx") {
+            true => ", which AMX's bf16 tiles can pass",
+            false => "",
+        };
         out += &format!(
-            " ({:.0} % of the {peak:.0} GFLOP/s f32 FMA peak of {} threads now; gemm path {})",
+            " ({:.0} % of the {peak:.0} GFLOP/s f32 FMA peak of {} threads now{note}; gemm \
+             path {isa})",
             100.0 * gflops / peak,
             cpu.threads(),
-            tokit_compute::CpuBackend::isa()
         );
     }
     Ok(out)

@@ -189,11 +189,12 @@ fn select_backend(config: &Config) -> Result<String> {
             .threads
             .filter(|&t| t > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        // Reduced-precision weights change the numbers, so they are named.
+        // Reduced-precision weights change the numbers, so they are named; so is the
+        // AMX path (f32-accurate, but its sums are ordered differently).
         let weights = match weights {
             tokit_compute::CpuWeights::F32 => String::new(),
             w => format!(", {} weights", w.name()),
-        };
+        } + CpuBackend::gemm_note();
         Ok(match why {
             Some(why) => format!("cpu ({threads} threads{weights}; auto: {why})"),
             None => format!("cpu ({threads} threads{weights})"),

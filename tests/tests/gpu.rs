@@ -262,7 +262,8 @@ fn captured_hooks_read_back_once_and_match_the_cpu() {
 fn selection_names_the_backend_and_adapter() {
     let _turn = turn();
     let cpu = engine_on(BackendChoice::Cpu).unwrap();
-    assert_eq!(cpu.backend_name(), "cpu (2 threads)");
+    let note = tokit_compute::CpuBackend::gemm_note();
+    assert_eq!(cpu.backend_name(), format!("cpu (2 threads{note})"));
     // Auto takes only a real GPU: on a machine with just a software adapter (CI's
     // lavapipe) or none, it runs on the CPU and says why.
     let auto = engine_on(BackendChoice::Auto).unwrap();
@@ -277,7 +278,10 @@ fn selection_names_the_backend_and_adapter() {
         );
     } else {
         let n = auto.backend_name();
-        assert!(n.starts_with("cpu (2 threads; auto: "), "{n}");
+        assert!(
+            n.starts_with(&format!("cpu (2 threads{note}; auto: ")),
+            "{n}"
+        );
         assert!(
             n.contains("software") || n.contains("no GPU adapter"),
             "{n}"

@@ -42,7 +42,7 @@ pub(crate) struct MatRef<'a> {
 
 impl MatRef<'_> {
     #[inline(always)]
-    fn at(&self, i: usize, j: usize) -> f32 {
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.rs + j * self.cs]
     }
 }
@@ -65,9 +65,22 @@ pub(crate) struct GemmJob<'a> {
 /// a task walking a panel's depth blocks reads memory in order. Weights are constant, so the CPU backend packs each weight matrix once,
 /// on its first GEMM, and keeps it with the tensor (see [`packed_weight`]).
 #[derive(Debug)]
-pub(crate) struct PackedB {
-    nr: usize,
-    data: Vec<f32>,
+pub(crate) enum PackedB {
+    /// NR-wide f32 panels for the FMA microkernels.
+    Panels { nr: usize, data: Vec<f32> },
+    /// bf16 parts in AMX tiles (see `amx.rs`).
+    #[cfg(target_arch = "x86_64")]
+    Amx(super::amx::PackedB),
+}
+
+impl PackedB {
+    /// The f32 panels, if packed for panels `nr` wide holding `len` values.
+    fn panels(&self, nr: usize, len: usize) -> Option<&[f32]> {
+        match self {
+            PackedB::Panels { nr: w, data } if *w == nr && data.len() == len => Some(data),
+            _ => None,
+        }
+    }
 }
 
 /// The packed form of weight `w` `[n, k]` as the B operand `W^T` of `x @ W^T`: of its
@@ -78,7 +91,8 @@ pub(crate) fn packed_weight(
     w: &crate::Tensor,
     h: Option<&super::half::HalfWeights>,
 ) -> Option<std::sync::Arc<PackedB>> {
-    let kernel = kernel_for(detect_isa())?;
+    let isa = detect_isa();
+    let kernel = kernel_for(isa)?;
     let &[n, k] = w.shape() else { return None };
     let pack = || {
         let job = GemmJob {
@@ -103,6 +117,10 @@ pub(crate) fn packed_weight(
             bp: None,
             c_offset: 0,
         };
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Amx {
+            return PackedB::Amx(super::amx::pack_weight(&job, k, n));
+        }
         let nr = kernel.nr;
         let panels = n.div_ceil(nr);
         let mut data = vec![0f32; panels * nr * k];
@@ -118,13 +136,12 @@ pub(crate) fn packed_weight(
             };
             pack_b(&job, jp * nr, nr.min(n - jp * nr), pc, kc, nr, d);
         });
-        PackedB { nr, data }
+        PackedB::Panels { nr, data }
     };
-    let packed = match h {
+    Some(match h {
         None => w.derived(pack)?,
         Some(h) => h.packed(pack),
-    };
-    (packed.nr == kernel.nr).then_some(packed)
+    })
 }
 
 /// A weight's half-precision copy (see `half.rs`), laid out like the f32 data.
@@ -180,6 +197,16 @@ pub(crate) enum Isa {
     Portable,
     Avx2,
     Avx512,
+    /// AVX-512, with products of more than `GEMV_MAX_M` rows on AMX tiles (`amx.rs`;
+    /// the calling thread's pool only, one product at a time).
+    Amx,
+}
+
+impl Isa {
+    /// Whether the AVX-512 kernels run (also under AMX, for what AMX does not take).
+    fn avx512(self) -> bool {
+        matches!(self, Isa::Avx512 | Isa::Amx)
+    }
 }
 
 /// The best implementation for this machine.
@@ -189,7 +216,10 @@ pub(crate) fn detect_isa() -> Isa {
         let avx2 = std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma");
         if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
-            return Isa::Avx512;
+            return match super::amx::available() {
+                true => Isa::Amx,
+                false => Isa::Avx512,
+            };
         }
         if avx2 {
             return Isa::Avx2;
@@ -201,7 +231,7 @@ pub(crate) fn detect_isa() -> Isa {
 fn kernel_for(isa: Isa) -> Option<Kernel> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(Kernel {
+        Isa::Avx512 | Isa::Amx => Some(Kernel {
             mr: x86::AVX512_MR,
             nr: x86::AVX512_NR,
             func: x86::kernel_avx512,
@@ -382,7 +412,19 @@ unsafe fn gemm_ptr(
         });
     } else {
         for job in jobs {
-            unsafe { gemm_one(kernel, threads, job, m, n, k, out.ptr().add(job.c_offset)) };
+            let c = unsafe { out.ptr().add(job.c_offset) };
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Amx && parallel {
+                let packed = match job.bp {
+                    Some(PackedB::Amx(p)) => Some(p),
+                    _ => None,
+                };
+                // SAFETY: `Isa::Amx` is only detected where `amx::available()`.
+                if unsafe { super::amx::gemm(job, packed, m, n, k, c) } {
+                    continue;
+                }
+            }
+            unsafe { gemm_one(kernel, threads, job, m, n, k, c) };
         }
     }
 }
@@ -415,9 +457,7 @@ unsafe fn gemm_one(
         key: None,
     };
     let product = PRODUCT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    let prepacked = job
-        .bp
-        .filter(|p| p.nr == nr && p.data.len() == n.div_ceil(nr) * nr * k);
+    let prepacked = job.bp.and_then(|p| p.panels(nr, n.div_ceil(nr) * nr * k));
     let b_need = if prepacked.is_some() {
         0
     } else {
@@ -464,7 +504,7 @@ unsafe fn gemm_one(
         // Where this block's panels start: in the packed weight (all of n's panels) or
         // in this block's buffer.
         let (bsrc, first_panel): (&[f32], usize) = match prepacked {
-            Some(p) => (&p.data, jc / nr),
+            Some(p) => (p, jc / nr),
             None => (&*bpack, 0),
         };
         let (mt, nt) = task_tiles(m, nc, k, kernel, threads);
@@ -1301,7 +1341,7 @@ fn gemv_path(
         n.div_ceil(threads * per_thread).next_multiple_of(8)
     };
     let chunks = n.div_ceil(chunk);
-    let avx512 = cfg!(target_arch = "x86_64") && isa == Isa::Avx512;
+    let avx512 = cfg!(target_arch = "x86_64") && isa.avx512();
     // A's rows as contiguous slices, made once per call: copied only when A is strided
     // or the kernel pairs them with bf16 weights.
     let owned: Vec<Vec<Vec<f32>>> = jobs
@@ -1431,7 +1471,7 @@ const PEAK_FLOPS_PER_ITER: f64 = 24.0 * 16.0 * 2.0;
 /// under the same load and clock as the GEMM itself.
 pub(crate) fn fma_peak_gflops() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
-    if detect_isa() == Isa::Avx512 {
+    if detect_isa().avx512() {
         let iters = 200_000;
         let mut best = 0f64;
         for _ in 0..5 {
@@ -1526,6 +1566,9 @@ mod tests {
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 v.push(Isa::Avx512);
+            }
+            if super::super::amx::available() {
+                v.push(Isa::Amx);
             }
         }
         v

@@ -9,6 +9,8 @@
 //! Both are bounded by the backend's thread count, so a host can bound how many cores
 //! tokit uses; tiny ops run on the calling thread alone.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod attention;
 mod elementwise;
 mod embed;
@@ -91,8 +93,18 @@ impl CpuBackend {
     pub fn isa() -> &'static str {
         match gemm::detect_isa() {
             gemm::Isa::Avx512 => "avx512",
+            gemm::Isa::Amx => "amx-bf16x6+avx512",
             gemm::Isa::Avx2 => "avx2+fma",
             gemm::Isa::Portable => "portable",
+        }
+    }
+
+    /// `", AMX bf16x6 products"` where large products run on AMX tiles (f32-accurate by
+    /// a three-way bf16 split, see `amx.rs`), else empty: for provenance.
+    pub fn gemm_note() -> &'static str {
+        match gemm::detect_isa() {
+            gemm::Isa::Amx => ", AMX bf16x6 products",
+            _ => "",
         }
     }
 
