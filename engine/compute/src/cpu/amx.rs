@@ -191,37 +191,49 @@ fn pack_a(a: MatRef, m: usize, k: usize, dst: &mut Tiles) -> bool {
     let out = OutPtr(dst.ptr_mut().cast());
     let finite = AtomicBool::new(true);
     spin::for_each(row_tiles, |t| {
-        let mut ok = true;
-        let mut row = [0f32; DEPTH];
-        for kb in 0..kbs {
-            let p0 = kb * DEPTH;
-            let depth = DEPTH.min(k - p0);
-            for r in 0..EDGE {
-                let i = t * EDGE + r;
-                let at = |part| tile_at(t, kb, part, kbs) + r * DEPTH;
-                // SAFETY: AVX-512F comes with AMX (`available`); the row's values lie in
-                // this task's tiles, inside the buffer reserved above.
-                unsafe {
-                    let dst = |part| out.ptr().cast::<u16>().add(at(part));
-                    ok &= if i >= m {
-                        write_parts([_mm512_setzero_ps(); 2], dst)
-                    } else if a.cs == 1 {
-                        let src = a.data[i * a.rs + p0..][..depth].as_ptr();
-                        write_parts(load32(src, depth), dst)
-                    } else {
-                        for (d, v) in row.iter_mut().enumerate() {
-                            *v = if d < depth { a.at(i, p0 + d) } else { 0.0 };
-                        }
-                        write_parts(load32(row.as_ptr(), DEPTH), dst)
-                    };
-                }
-            }
-        }
-        if !ok {
+        // SAFETY: AVX-512F comes with AMX (`available`); row tile `t` lies inside the
+        // buffer reserved above and belongs to this task alone.
+        if !unsafe { pack_a_tile(a, m, k, t, out.ptr().cast()) } {
             finite.store(false, Relaxed);
         }
     });
     finite.into_inner()
+}
+
+/// Packs row tile `t` of A (all depth blocks) at `base`; returns whether its values are
+/// all finite.
+///
+/// # Safety
+/// AVX-512F; `base` must hold the packed A buffer of this (m, k).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_a_tile(a: MatRef, m: usize, k: usize, t: usize, base: *mut u16) -> bool {
+    let kbs = k.div_ceil(DEPTH);
+    let mut ok = true;
+    let mut row = [0f32; DEPTH];
+    for kb in 0..kbs {
+        let p0 = kb * DEPTH;
+        let depth = DEPTH.min(k - p0);
+        for r in 0..EDGE {
+            let i = t * EDGE + r;
+            // SAFETY: the row's three 64-byte pieces lie in tile `t`, inside `base`'s buffer.
+            let dst = |part| unsafe { base.add(tile_at(t, kb, part, kbs) + r * DEPTH) };
+            // SAFETY: reads stay inside A's rows (`load32` reads `depth` values).
+            ok &= unsafe {
+                if i >= m {
+                    write_parts([_mm512_setzero_ps(); 2], dst)
+                } else if a.cs == 1 {
+                    let src = a.data[i * a.rs + p0..][..depth].as_ptr();
+                    write_parts(load32(src, depth), dst)
+                } else {
+                    for (d, v) in row.iter_mut().enumerate() {
+                        *v = if d < depth { a.at(i, p0 + d) } else { 0.0 };
+                    }
+                    write_parts(load32(row.as_ptr(), DEPTH), dst)
+                }
+            };
+        }
+    }
+    ok
 }
 
 /// Packs B (`k x n`) into column tiles of depth pairs, zero past the edges. Returns
@@ -230,63 +242,81 @@ fn pack_b(job: &GemmJob, k: usize, n: usize, dst: &mut Tiles) -> bool {
     let (kbs, col_tiles) = (k.div_ceil(DEPTH), n.div_ceil(2 * EDGE) * 2);
     dst.reserve(col_tiles * kbs * PARTS * TILE);
     let out = OutPtr(dst.ptr_mut().cast());
-    let b = job.b;
-    // One column of B at a time when its depth is contiguous (a weight used as `W^T`),
-    // else one row pair at a time.
-    let by_column = job.bh.is_none() && b.rs == 1;
+    let finite = AtomicBool::new(true);
+    spin::for_each(col_tiles * kbs, |task| {
+        let (t, kb) = (task / kbs, task % kbs);
+        // SAFETY: AVX-512F comes with AMX; this task writes its own three tiles, inside
+        // the buffer reserved above.
+        if !unsafe { pack_b_tile(job, k, n, t, kb, out.ptr().cast()) } {
+            finite.store(false, Relaxed);
+        }
+    });
+    finite.into_inner()
+}
+
+/// Packs depth block `kb` of column tile `t` of B (three tiles) at `base`; returns
+/// whether its values are all finite.
+///
+/// # Safety
+/// AVX-512F; `base` must hold the packed B buffer of this (k, n).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b_tile(
+    job: &GemmJob,
+    k: usize,
+    n: usize,
+    t: usize,
+    kb: usize,
+    base: *mut u16,
+) -> bool {
+    let (b, kbs) = (job.b, k.div_ceil(DEPTH));
+    let (p0, j0) = (kb * DEPTH, t * EDGE);
+    // SAFETY: the three tiles lie inside `base`'s buffer.
+    let tile = |part| unsafe { base.add(tile_at(t, kb, part, kbs)) };
+    let mut ok = true;
+    if job.bh.is_none() && b.rs == 1 {
+        // Depth is contiguous (a weight used as `W^T`): one column of B at a time.
+        let depth = DEPTH.min(k - p0);
+        for c in 0..EDGE {
+            let j = j0 + c;
+            // SAFETY: the column's `depth` values lie inside B.
+            let x = match j < n {
+                true => unsafe { load32(b.data[j * b.cs + p0..][..depth].as_ptr(), depth) },
+                false => [_mm512_setzero_ps(); 2],
+            };
+            // SAFETY: the tiles are 16 x 16 words.
+            ok &= unsafe { scatter_column(x, c, tile) };
+        }
+        return ok;
+    }
+    // Else one row pair at a time, loaded whole where B's rows are contiguous f32.
+    let cols = EDGE.min(n.saturating_sub(j0));
     let value = |p: usize, j: usize| match (p < k && j < n, job.bh) {
         (false, _) => 0.0,
         (true, None) => b.at(p, j),
         (true, Some(h)) => from_half(h.kind, h.data[p * b.rs + j * b.cs]),
     };
-    let finite = AtomicBool::new(true);
-    spin::for_each(col_tiles * kbs, |task| {
-        let (t, kb) = (task / kbs, task % kbs);
-        let mut ok = true;
-        let tile = |part| tile_at(t, kb, part, kbs);
-        let (p0, j0) = (kb * DEPTH, t * EDGE);
-        // SAFETY: AVX-512F comes with AMX; this task writes its own three tiles, inside
-        // the buffer reserved above.
-        unsafe {
-            let base = out.ptr().cast::<u16>();
-            if by_column {
-                let depth = DEPTH.min(k - p0);
-                for c in 0..EDGE {
-                    let j = j0 + c;
-                    let x = if j < n {
-                        load32(b.data[j * b.cs + p0..][..depth].as_ptr(), depth)
-                    } else {
-                        [_mm512_setzero_ps(); 2]
-                    };
-                    ok &= scatter_column(x, c, |part| base.add(tile(part)));
-                }
-            } else {
-                let cols = EDGE.min(n.saturating_sub(j0));
-                let mut pair = [[0f32; EDGE]; 2];
-                for r in 0..EDGE {
-                    let p = p0 + 2 * r;
-                    let x = if b.cs == 1 && job.bh.is_none() {
-                        [p, p + 1].map(|p| match p < k && cols > 0 {
-                            true => load16(b.data[p * b.rs + j0..][..cols].as_ptr(), cols),
-                            false => _mm512_setzero_ps(),
-                        })
-                    } else {
-                        for (e, row) in pair.iter_mut().enumerate() {
-                            for (c, v) in row.iter_mut().enumerate() {
-                                *v = value(p + e, j0 + c);
-                            }
-                        }
-                        pair.map(|row| load16(row.as_ptr(), EDGE))
-                    };
-                    ok &= write_pair_row(x, |part| base.add(tile(part) + r * DEPTH));
+    let mut pair = [[0f32; EDGE]; 2];
+    for r in 0..EDGE {
+        let p = p0 + 2 * r;
+        let x = if b.cs == 1 && job.bh.is_none() {
+            [p, p + 1].map(|p| match p < k && cols > 0 {
+                // SAFETY: the row's `cols` values lie inside B.
+                true => unsafe { load16(b.data[p * b.rs + j0..][..cols].as_ptr(), cols) },
+                false => _mm512_setzero_ps(),
+            })
+        } else {
+            for (e, row) in pair.iter_mut().enumerate() {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = value(p + e, j0 + c);
                 }
             }
-        }
-        if !ok {
-            finite.store(false, Relaxed);
-        }
-    });
-    finite.into_inner()
+            // SAFETY: 16 values each.
+            pair.map(|row| unsafe { load16(row.as_ptr(), EDGE) })
+        };
+        // SAFETY: row `r` of each tile is 64 bytes inside it.
+        ok &= unsafe { write_pair_row(x, |part| tile(part).add(r * DEPTH)) };
+    }
+    ok
 }
 
 /// `len <= 16` f32 from `src`, zeros after them.
