@@ -53,11 +53,13 @@ const PARTS: usize = 3;
 const A_BLOCK_VALUES: usize = 192 * 1024;
 
 /// Whether this process can run AMX bf16 tiles (CPU support, and Linux granted the tile
-/// state), unless `TOKIT_AMX=0`. Decided once.
+/// state), unless `TOKIT_AMX` is `0`, `off`, `false` or `no`. Decided once.
 pub(crate) fn available() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
-        if std::env::var("TOKIT_AMX").is_ok_and(|v| v.trim() == "0") {
+        let off =
+            |v: String| ["0", "off", "false", "no"].contains(&v.trim().to_lowercase().as_str());
+        if std::env::var("TOKIT_AMX").is_ok_and(off) {
             return false;
         }
         // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
@@ -89,7 +91,7 @@ fn request_tile_state() -> bool {
 
 /// A 64-byte-aligned buffer of bf16 values (tile loads that cross cache lines cost two).
 #[derive(Default)]
-pub(crate) struct Tiles {
+struct Tiles {
     data: Vec<u16>,
     start: usize,
 }
@@ -510,6 +512,23 @@ unsafe fn configure_tiles() {
     unsafe { asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack)) };
 }
 
+/// Runs the tile loads given (64-byte rows, `{s}`), then the four products of the 2 x 2
+/// block: C tile (r, c) += A tile r (tmm4-5) x B tile c (tmm6-7).
+macro_rules! products {
+    ($($load:literal),+ ; $($operand:tt)*) => {
+        asm!(
+            $($load,)+
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            $($operand)*,
+            s = in(reg) 64usize,
+            options(nostack),
+        )
+    };
+}
+
 /// One 32 x 32 block of C over the whole depth: `a` at its first row tile (the second
 /// follows `kbs` depth blocks later), `b` likewise at its first column tile. Tiles:
 /// tmm0-3 accumulate C, tmm4-5 hold A's two row tiles, tmm6-7 B's two column tiles. Per
@@ -549,77 +568,25 @@ unsafe fn block(kbs: usize, a: *const u16, b: *const u16, c: *mut f32, ldc: usiz
             let a0 = a.add(kb * PARTS * TILE);
             let b0 = b.add(kb * PARTS * TILE);
             let (a1, b1) = (a0.add(second), b0.add(second));
-            // (0,0)
-            asm!(
-                "tileloadd tmm4, [{a0} + {s}]",
-                "tileloadd tmm5, [{a1} + {s}]",
-                "tileloadd tmm6, [{b0} + {s}]",
-                "tileloadd tmm7, [{b1} + {s}]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1,
-                s = in(reg) 64usize, options(nostack),
-            );
+            products!("tileloadd tmm4, [{a0} + {s}]", "tileloadd tmm5, [{a1} + {s}]",
+                "tileloadd tmm6, [{b0} + {s}]", "tileloadd tmm7, [{b1} + {s}]";
+                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1); // (0,0)
             fetch_next(a0, b0, 0);
-            // (0,1)
-            asm!(
-                "tileloadd tmm6, [{b0} + {s} + 1024]",
-                "tileloadd tmm7, [{b1} + {s} + 1024]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                b0 = in(reg) b0, b1 = in(reg) b1, s = in(reg) 64usize, options(nostack),
-            );
+            products!("tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
+                b0 = in(reg) b0, b1 = in(reg) b1); // (0,1)
             fetch_next(a0, b0, 1);
-            // (0,2)
-            asm!(
-                "tileloadd tmm6, [{b0} + {s} + 2048]",
-                "tileloadd tmm7, [{b1} + {s} + 2048]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                b0 = in(reg) b0, b1 = in(reg) b1, s = in(reg) 64usize, options(nostack),
-            );
+            products!("tileloadd tmm6, [{b0} + {s} + 2048]", "tileloadd tmm7, [{b1} + {s} + 2048]";
+                b0 = in(reg) b0, b1 = in(reg) b1); // (0,2)
             fetch_next(a0, b0, 2);
-            // (1,1)
-            asm!(
-                "tileloadd tmm4, [{a0} + {s} + 1024]",
-                "tileloadd tmm5, [{a1} + {s} + 1024]",
-                "tileloadd tmm6, [{b0} + {s} + 1024]",
-                "tileloadd tmm7, [{b1} + {s} + 1024]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1,
-                s = in(reg) 64usize, options(nostack),
-            );
+            products!("tileloadd tmm4, [{a0} + {s} + 1024]", "tileloadd tmm5, [{a1} + {s} + 1024]",
+                "tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
+                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1); // (1,1)
             fetch_next(a0, b0, 3);
-            // (1,0)
-            asm!(
-                "tileloadd tmm6, [{b0} + {s}]",
-                "tileloadd tmm7, [{b1} + {s}]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                b0 = in(reg) b0, b1 = in(reg) b1, s = in(reg) 64usize, options(nostack),
-            );
+            products!("tileloadd tmm6, [{b0} + {s}]", "tileloadd tmm7, [{b1} + {s}]";
+                b0 = in(reg) b0, b1 = in(reg) b1); // (1,0)
             fetch_next(a0, b0, 4);
-            // (2,0)
-            asm!(
-                "tileloadd tmm4, [{a0} + {s} + 2048]",
-                "tileloadd tmm5, [{a1} + {s} + 2048]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a0, a1 = in(reg) a1, s = in(reg) 64usize, options(nostack),
-            );
+            products!("tileloadd tmm4, [{a0} + {s} + 2048]", "tileloadd tmm5, [{a1} + {s} + 2048]";
+                a0 = in(reg) a0, a1 = in(reg) a1); // (2,0)
             fetch_next(a0, b0, 5);
         }
         asm!(
@@ -656,6 +623,28 @@ mod tests {
         (0..n)
             .map(|_| rng.f32() * 2f32.powi((rng.next_u64() % 41) as i32 - 20))
             .collect()
+    }
+
+    /// A `rows x cols` matrix stored row by row, or column by column.
+    fn mat(data: &[f32], rows: usize, cols: usize, by_column: bool) -> MatRef<'_> {
+        let (rs, cs) = if by_column { (1, rows) } else { (cols, 1) };
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    fn job<'a>(a: MatRef<'a>, b: MatRef<'a>) -> GemmJob<'a> {
+        GemmJob {
+            a,
+            b,
+            bh: None,
+            bp: None,
+            c_offset: 0,
+        }
     }
 
     /// Tests need the hardware; a machine without it has nothing to test here.
@@ -717,45 +706,8 @@ mod tests {
         for &(m, k, n) in &shapes {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let (ad, bd) = (wide_values(&mut rng, m * k), wide_values(&mut rng, k * n));
-                let a = match ta {
-                    false => MatRef {
-                        data: &ad,
-                        rows: m,
-                        cols: k,
-                        rs: k,
-                        cs: 1,
-                    },
-                    true => MatRef {
-                        data: &ad,
-                        rows: m,
-                        cols: k,
-                        rs: 1,
-                        cs: m,
-                    },
-                };
-                let b = match tb {
-                    false => MatRef {
-                        data: &bd,
-                        rows: k,
-                        cols: n,
-                        rs: n,
-                        cs: 1,
-                    },
-                    true => MatRef {
-                        data: &bd,
-                        rows: k,
-                        cols: n,
-                        rs: 1,
-                        cs: k,
-                    },
-                };
-                let job = GemmJob {
-                    a,
-                    b,
-                    bh: None,
-                    bp: None,
-                    c_offset: 0,
-                };
+                let (a, b) = (mat(&ad, m, k, ta), mat(&bd, k, n, tb));
+                let job = job(a, b);
                 let run = |isa| {
                     let mut c = vec![f32::NAN; m * n];
                     gemm_with(isa, true, &[job], m, n, k, &mut c);
@@ -802,27 +754,7 @@ mod tests {
         let mut rng = Rng::new(3);
         let (m, k, n) = (40, 100, 70);
         let (ad, wd) = (rng.vec(m * k), rng.vec(n * k));
-        let a = MatRef {
-            data: &ad,
-            rows: m,
-            cols: k,
-            rs: k,
-            cs: 1,
-        };
-        let b = MatRef {
-            data: &wd,
-            rows: k,
-            cols: n,
-            rs: 1,
-            cs: k,
-        };
-        let job = GemmJob {
-            a,
-            b,
-            bh: None,
-            bp: None,
-            c_offset: 0,
-        };
+        let job = job(mat(&ad, m, k, false), mat(&wd, k, n, true));
         let packed = pack_weight(&job, k, n);
         let (mut once, mut per_call) = (vec![0f32; m * n], vec![0f32; m * n]);
         // SAFETY: AMX is available; the outputs hold m * n values.
@@ -845,27 +777,7 @@ mod tests {
         ad[3 * k + 7] = f32::NAN;
         ad[20 * k + 39] = f32::INFINITY;
         let bd = vec![0.25f32; k * n];
-        let a = MatRef {
-            data: &ad,
-            rows: m,
-            cols: k,
-            rs: k,
-            cs: 1,
-        };
-        let b = MatRef {
-            data: &bd,
-            rows: k,
-            cols: n,
-            rs: n,
-            cs: 1,
-        };
-        let job = GemmJob {
-            a,
-            b,
-            bh: None,
-            bp: None,
-            c_offset: 0,
-        };
+        let job = job(mat(&ad, m, k, false), mat(&bd, k, n, false));
         let mut c = vec![0f32; m * n];
         gemm_with(Isa::Amx, true, &[job], m, n, k, &mut c);
         for (i, row) in c.chunks(n).enumerate() {
