@@ -335,7 +335,7 @@ fn helper(s: &Shared) {
         // Pause between checks (reading the clock every SPINS_BEFORE_YIELD rounds) for
         // PAUSE_ONLY, then yield the core between checks until SPIN, then park.
         spins = spins.wrapping_add(1);
-        if spins % SPINS_BEFORE_YIELD != 0 || idle.elapsed() < PAUSE_ONLY {
+        if !spins.is_multiple_of(SPINS_BEFORE_YIELD) || idle.elapsed() < PAUSE_ONLY {
             std::hint::spin_loop();
             continue;
         }
