@@ -18,6 +18,10 @@
 //! Elsewhere (aarch64, old x86) each product goes to ndarray's `general_mat_mul`
 //! (matrixmultiply's NEON/SSE kernels), in parallel over the batch.
 //!
+//! On CPUs with AMX, one product at a time of more than `GEMV_MAX_M` rows runs on AMX
+//! tiles instead, at f32 accuracy (`amx.rs`); weights are then packed once in its
+//! layout.
+//!
 //! Very short left operands (m <= `GEMV_MAX_M`, e.g. single-token decoding) skip
 //! packing: with AVX-512, `x @ W^T` streams four weight rows at a time against every row
 //! of x (memory-bound, so each weight is read once); otherwise dot products or axpys.
