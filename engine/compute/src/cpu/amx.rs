@@ -23,8 +23,8 @@
 //! block of 32][part][16 rows x 32 depths]; B as [column tile][depth block][part][16
 //! depth pairs x 16 columns x 2] (the pair layout `tdpbf16ps` reads). A weight's B is
 //! packed once and kept with the tensor (`gemm::packed_weight`). The kernel holds a 32 x
-//! 32 block of C in four accumulator tiles over the whole depth; a task keeps a few
-//! column tiles of B in L2 while every row block of A streams past them.
+//! 32 block of C in four accumulator tiles over the whole depth; a task keeps each of its
+//! column tile pairs of B in L2 while its rows of A stream past it.
 //!
 //! Linux grants AMX's 8 KiB of tile state only on request (`arch_prctl`
 //! `ARCH_REQ_XCOMP_PERM`); [`available`] asks once per process. `TOKIT_AMX=0` in the

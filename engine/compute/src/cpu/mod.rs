@@ -88,8 +88,8 @@ impl CpuBackend {
         self.weights
     }
 
-    /// The matrix-multiply path this machine runs (`"avx512"`, `"avx2+fma"` or
-    /// `"portable"`), for benchmark reports.
+    /// The matrix-multiply path this machine runs (`"amx-bf16x6+avx512"`, `"avx512"`,
+    /// `"avx2+fma"` or `"portable"`), for benchmark reports.
     pub fn isa() -> &'static str {
         match gemm::detect_isa() {
             gemm::Isa::Avx512 => "avx512",
