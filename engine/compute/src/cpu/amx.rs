@@ -22,7 +22,10 @@
 //! Layout, in tiles of 16 rows x 64 bytes: A is packed per call as [row tile][depth
 //! block of 32][part][16 rows x 32 depths]; B as [column tile][depth block][part][16
 //! depth pairs x 16 columns x 2] (the pair layout `tdpbf16ps` reads). A weight's B is
-//! packed once and kept with the tensor (`gemm::packed_weight`). The kernel holds a 32 x
+//! packed once and kept with the tensor (`gemm::packed_weight`). A weight stored as
+//! halves (`half.rs`) is exact in fewer parts, one for bf16 and two for f16: only
+//! those are stored, and the products with the others, exact zeros, are skipped (3 or
+//! 5 products rather than 6; the same numbers). The kernel holds a 32 x
 //! 32 block of C in four accumulator tiles over the whole depth; a task keeps each of its
 //! column tile pairs of B in L2 while its rows of A stream past it.
 //!
@@ -37,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 use super::gemm::{GemmJob, MatRef, OutPtr};
-use super::half::from_half;
+use super::half::{from_half, Half};
 use super::spin;
 
 /// Depth of one tile (32 bf16 = 64 bytes per row).
@@ -118,6 +121,8 @@ impl Tiles {
 pub(crate) struct PackedB {
     k: usize,
     n: usize,
+    /// Parts per value (see [`b_parts`]).
+    parts: usize,
     tiles: Tiles,
     /// Whether every value is finite (else the FMA kernels compute its products).
     finite: bool,
@@ -129,18 +134,31 @@ impl std::fmt::Debug for PackedB {
     }
 }
 
-/// Where tile (`t`, depth block `kb`, `part`) starts, for `kbs` depth blocks.
-fn tile_at(t: usize, kb: usize, part: usize, kbs: usize) -> usize {
-    ((t * kbs + kb) * PARTS + part) * TILE
+/// Where tile (`t`, depth block `kb`, `part`) starts, for `kbs` depth blocks of
+/// `parts` parts each.
+fn tile_at(t: usize, kb: usize, part: usize, kbs: usize, parts: usize) -> usize {
+    ((t * kbs + kb) * parts + part) * TILE
+}
+
+/// How many parts B needs: a half copy's widened values are exact in fewer (a bf16 in
+/// one, an f16's 11 significant bits in two), and the products with the zero parts,
+/// exact zeros, are skipped rather than summed.
+fn b_parts(job: &GemmJob) -> usize {
+    match job.bh.map(|h| h.kind) {
+        None => PARTS,
+        Some(Half::Bf16) => 1,
+        Some(Half::F16) => 2,
+    }
 }
 
 /// Packs a job's B (`k x n`: f32 with any strides, or its half copy) in parallel.
 pub(crate) fn pack_weight(job: &GemmJob, k: usize, n: usize) -> PackedB {
-    let mut tiles = Tiles::default();
-    let finite = pack_b(job, k, n, &mut tiles);
+    let (mut tiles, parts) = (Tiles::default(), b_parts(job));
+    let finite = pack_b(job, k, n, parts, &mut tiles);
     PackedB {
         k,
         n,
+        parts,
         tiles,
         finite,
     }
@@ -169,17 +187,18 @@ pub(crate) unsafe fn gemm(
         static BUFS: Cell<(Tiles, Tiles)> = Cell::new(Default::default());
     }
     let (mut abuf, mut bbuf) = BUFS.with(Cell::take);
-    let (b, b_finite) = match packed.filter(|p| p.k == k && p.n == n) {
-        Some(p) => (&p.tiles, p.finite),
+    let (b, parts, b_finite) = match packed.filter(|p| p.k == k && p.n == n) {
+        Some(p) => (&p.tiles, p.parts, p.finite),
         None => {
-            let finite = pack_b(job, k, n, &mut bbuf);
-            (&bbuf, finite)
+            let parts = b_parts(job);
+            let finite = pack_b(job, k, n, parts, &mut bbuf);
+            (&bbuf, parts, finite)
         }
     };
     let finite = b_finite && pack_a(job.a, m, k, &mut abuf);
     if finite {
         // SAFETY: both operands were packed for this (m, n, k); the caller vouches for `c`.
-        unsafe { multiply(&abuf, b, m, n, k, OutPtr(c)) };
+        unsafe { multiply(&abuf, b, parts, m, n, k, OutPtr(c)) };
     }
     BUFS.with(|cell| cell.set((abuf, bbuf)));
     finite
@@ -218,7 +237,7 @@ unsafe fn pack_a_tile(a: MatRef, m: usize, k: usize, t: usize, base: *mut u16) -
         for r in 0..EDGE {
             let i = t * EDGE + r;
             // SAFETY: the row's three 64-byte pieces lie in tile `t`, inside `base`'s buffer.
-            let dst = |part| unsafe { base.add(tile_at(t, kb, part, kbs) + r * DEPTH) };
+            let dst = |part| unsafe { base.add(tile_at(t, kb, part, kbs, PARTS) + r * DEPTH) };
             // SAFETY: reads stay inside A's rows (`load32` reads `depth` values).
             ok &= unsafe {
                 if i >= m {
@@ -238,42 +257,42 @@ unsafe fn pack_a_tile(a: MatRef, m: usize, k: usize, t: usize, base: *mut u16) -
     ok
 }
 
-/// Packs B (`k x n`) into column tiles of depth pairs, zero past the edges. Returns
-/// whether every value is finite.
-fn pack_b(job: &GemmJob, k: usize, n: usize, dst: &mut Tiles) -> bool {
+/// Packs B (`k x n`) into column tiles of depth pairs, its first `parts` parts, zero
+/// past the edges. Returns whether every value is finite.
+fn pack_b(job: &GemmJob, k: usize, n: usize, parts: usize, dst: &mut Tiles) -> bool {
     let (kbs, col_tiles) = (k.div_ceil(DEPTH), n.div_ceil(2 * EDGE) * 2);
-    dst.reserve(col_tiles * kbs * PARTS * TILE);
+    dst.reserve(col_tiles * kbs * parts * TILE);
     let out = OutPtr(dst.ptr_mut().cast());
     let finite = AtomicBool::new(true);
     spin::for_each(col_tiles * kbs, |task| {
         let (t, kb) = (task / kbs, task % kbs);
         // SAFETY: AVX-512F comes with AMX; this task writes its own three tiles, inside
         // the buffer reserved above.
-        if !unsafe { pack_b_tile(job, k, n, t, kb, out.ptr().cast()) } {
+        if !unsafe { pack_b_tile(job, k, n, (t, kb), parts, out.ptr().cast()) } {
             finite.store(false, Relaxed);
         }
     });
     finite.into_inner()
 }
 
-/// Packs depth block `kb` of column tile `t` of B (three tiles) at `base`; returns
-/// whether its values are all finite.
+/// Packs depth block `kb` of column tile `t` of B (a tile for each of its `parts`) at
+/// `base`; returns whether its values are all finite.
 ///
 /// # Safety
-/// AVX-512F; `base` must hold the packed B buffer of this (k, n).
+/// AVX-512F; `base` must hold the packed B buffer of this (k, n, parts).
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_b_tile(
     job: &GemmJob,
     k: usize,
     n: usize,
-    t: usize,
-    kb: usize,
+    (t, kb): (usize, usize),
+    parts: usize,
     base: *mut u16,
 ) -> bool {
     let (b, kbs) = (job.b, k.div_ceil(DEPTH));
     let (p0, j0) = (kb * DEPTH, t * EDGE);
-    // SAFETY: the three tiles lie inside `base`'s buffer.
-    let tile = |part| unsafe { base.add(tile_at(t, kb, part, kbs)) };
+    // SAFETY: the tiles lie inside `base`'s buffer.
+    let tile = |part| unsafe { base.add(tile_at(t, kb, part, kbs, parts)) };
     let mut ok = true;
     if job.bh.is_none() && b.rs == 1 {
         // Depth is contiguous (a weight used as `W^T`): one column of B at a time.
@@ -286,7 +305,7 @@ unsafe fn pack_b_tile(
                 false => [_mm512_setzero_ps(); 2],
             };
             // SAFETY: the tiles are 16 x 16 words.
-            ok &= unsafe { scatter_column(x, c, tile) };
+            ok &= unsafe { scatter_column(x, c, parts, tile) };
         }
         return ok;
     }
@@ -316,7 +335,7 @@ unsafe fn pack_b_tile(
             pair.map(|row| unsafe { load16(row.as_ptr(), EDGE) })
         };
         // SAFETY: row `r` of each tile is 64 bytes inside it.
-        ok &= unsafe { write_pair_row(x, |part| tile(part).add(r * DEPTH)) };
+        ok &= unsafe { write_pair_row(x, parts, |part| tile(part).add(r * DEPTH)) };
     }
     ok
 }
@@ -400,9 +419,9 @@ unsafe fn write_parts(x: [__m512; 2], dst: impl Fn(usize) -> *mut u16) -> bool {
 /// row `r` of a B tile: column `c`'s pair at bf16 `2c` and `2c + 1`. Returns whether
 /// all were finite.
 #[target_feature(enable = "avx512f")]
-unsafe fn write_pair_row(x: [__m512; 2], dst: impl Fn(usize) -> *mut u16) -> bool {
+unsafe fn write_pair_row(x: [__m512; 2], parts: usize, dst: impl Fn(usize) -> *mut u16) -> bool {
     let ((even, f0), (odd, f1)) = (split(x[0]), split(x[1]));
-    for part in 0..PARTS {
+    for part in 0..parts {
         // The odd depth's bf16 is already in the top half of each lane.
         let row = _mm512_or_si512(_mm512_srli_epi32::<16>(even[part]), odd[part]);
         // SAFETY: the caller vouches for 64 writable bytes at `dst(part)`.
@@ -414,14 +433,19 @@ unsafe fn write_pair_row(x: [__m512; 2], dst: impl Fn(usize) -> *mut u16) -> boo
 /// Writes one column's 32 depths (`x`) as column `c` of a B tile: depth pair `r` to the
 /// 32-bit word at row `r`, column `c`. Returns whether all were finite.
 #[target_feature(enable = "avx512f")]
-unsafe fn scatter_column(x: [__m512; 2], c: usize, dst: impl Fn(usize) -> *mut u16) -> bool {
+unsafe fn scatter_column(
+    x: [__m512; 2],
+    c: usize,
+    parts: usize,
+    dst: impl Fn(usize) -> *mut u16,
+) -> bool {
     let ((lo, f0), (hi, f1)) = (split(x[0]), split(x[1]));
     let rows = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(EDGE as i32),
     );
     let index = _mm512_add_epi32(rows, _mm512_set1_epi32(c as i32));
-    for part in 0..PARTS {
+    for part in 0..parts {
         // 32 bf16 in depth order are 16 words, each one depth pair.
         let pairs = narrow(lo[part], hi[part]);
         // SAFETY: the caller vouches for the tile (16 x 16 words) at `dst(part)`.
@@ -442,11 +466,11 @@ fn task_grid(m: usize, n: usize, k: usize, threads: usize) -> (usize, usize) {
     (rows, cols)
 }
 
-/// Multiplies packed A by packed B into C (`m x n`, row-major).
+/// Multiplies packed A by packed B (`b_parts` parts) into C (`m x n`, row-major).
 ///
 /// # Safety
 /// As [`gemm`]; `a` and `b` packed for this (m, n, k).
-unsafe fn multiply(a: &Tiles, b: &Tiles, m: usize, n: usize, k: usize, c: OutPtr) {
+unsafe fn multiply(a: &Tiles, b: &Tiles, b_parts: usize, m: usize, n: usize, k: usize, c: OutPtr) {
     let kbs = k.div_ceil(DEPTH);
     let (row_pairs, col_pairs) = (m.div_ceil(2 * EDGE), n.div_ceil(2 * EDGE));
     let (rows, cols) = task_grid(m, n, k, spin::threads());
@@ -467,16 +491,19 @@ unsafe fn multiply(a: &Tiles, b: &Tiles, m: usize, n: usize, k: usize, c: OutPtr
         unsafe {
             configure_tiles();
             for j in jp {
-                let bt = bp.ptr().cast::<u16>().add(tile_at(2 * j, 0, 0, kbs));
+                let bt = bp
+                    .ptr()
+                    .cast::<u16>()
+                    .add(tile_at(2 * j, 0, 0, kbs, b_parts));
                 for i in ip.clone() {
-                    let at = ap.ptr().cast::<u16>().add(tile_at(2 * i, 0, 0, kbs));
+                    let at = ap.ptr().cast::<u16>().add(tile_at(2 * i, 0, 0, kbs, PARTS));
                     let (r0, c0) = (i * 2 * EDGE, j * 2 * EDGE);
                     let full = r0 + 2 * EDGE <= m && c0 + 2 * EDGE <= n;
                     let (dst, ld) = match full {
                         true => (c.ptr().add(r0 * n + c0), n),
                         false => (spill.as_mut_ptr(), 2 * EDGE),
                     };
-                    block(kbs, at, bt, dst, ld);
+                    block(kbs, b_parts, at, bt, dst, ld);
                     if !full {
                         for r in 0..(2 * EDGE).min(m - r0) {
                             let w = (2 * EDGE).min(n - c0);
@@ -530,30 +557,36 @@ macro_rules! products {
 }
 
 /// One 32 x 32 block of C over the whole depth: `a` at its first row tile (the second
-/// follows `kbs` depth blocks later), `b` likewise at its first column tile. Tiles:
-/// tmm0-3 accumulate C, tmm4-5 hold A's two row tiles, tmm6-7 B's two column tiles. Per
-/// depth block the six part products run as (0,0) (0,1) (0,2) | (1,1) (1,0) | (2,0), so
-/// each tile load serves the next product where it can (16 loads for 24 products).
-/// Between them, the next depth block's tiles (four runs of 3 KiB) are fetched into L1:
-/// a tile register is reloaded only after the products reading it are done, so a load
+/// follows `kbs` depth blocks later), `b` likewise at its first column tile, B with
+/// `b_parts` parts. Tiles: tmm0-3 accumulate C, tmm4-5 hold A's two row tiles, tmm6-7
+/// B's two column tiles. Per depth block the part products (i, j), i + j <= 2, run as
+/// (0,0) (0,1) (0,2) | (1,1) (1,0) | (2,0), so each tile load serves the next product
+/// where it can (16 loads for 24 products; with fewer B parts, those with j beyond them
+/// are left out). Between them, the next depth block's tiles are fetched into L1: a
+/// tile register is reloaded only after the products reading it are done, so a load
 /// from L2 would stall the unit (+8 to +17 % on the model's shapes, one thread).
 ///
 /// # Safety
 /// Tiles configured; the packed tiles read exist; `c` valid for the 32 x 32 block with
 /// row stride `ldc`.
-unsafe fn block(kbs: usize, a: *const u16, b: *const u16, c: *mut f32, ldc: usize) {
-    let second = kbs * PARTS * TILE;
-    // Prefetches line group `g` (of six) of the next depth block's four runs.
-    let fetch_next = |a0: *const u16, b0: *const u16, g: usize| {
-        const RUN_LINES: usize = PARTS * TILE * 2 / 64;
-        const GROUP: usize = RUN_LINES / 6;
-        for run in [a0, a0.wrapping_add(second), b0, b0.wrapping_add(second)] {
-            let next = run.wrapping_add(PARTS * TILE).cast::<i8>();
-            for line in g * GROUP..(g + 1) * GROUP {
-                // A hint only: never faults, even past the end of the buffer.
-                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64));
+unsafe fn block(kbs: usize, b_parts: usize, a: *const u16, b: *const u16, c: *mut f32, ldc: usize) {
+    let (a_second, b_second) = (kbs * PARTS * TILE, kbs * b_parts * TILE);
+    let groups = [0, 3, 5, 6][b_parts];
+    // Prefetches line group `g` (of `groups`) of the next depth block's four runs, and
+    // moves on to the next group.
+    let fetch_next = |a0: *const u16, b0: *const u16, g: &mut usize| {
+        let runs = [(a0, a_second, PARTS), (b0, b_second, b_parts)];
+        for (first, second, parts) in runs {
+            let lines = parts * TILE * 2 / 64;
+            for run in [first, first.wrapping_add(second)] {
+                let next = run.wrapping_add(parts * TILE).cast::<i8>();
+                for line in *g * lines / groups..(*g + 1) * lines / groups {
+                    // A hint only: never faults, even past the end of the buffer.
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64));
+                }
             }
         }
+        *g += 1;
     };
     // SAFETY: the caller's contract; tile rows are 64 bytes apart, parts 1 KiB apart.
     unsafe {
@@ -566,28 +599,39 @@ unsafe fn block(kbs: usize, a: *const u16, b: *const u16, c: *mut f32, ldc: usiz
         );
         for kb in 0..kbs {
             let a0 = a.add(kb * PARTS * TILE);
-            let b0 = b.add(kb * PARTS * TILE);
-            let (a1, b1) = (a0.add(second), b0.add(second));
+            let b0 = b.add(kb * b_parts * TILE);
+            let (a1, b1) = (a0.add(a_second), b0.add(b_second));
+            let mut g = 0;
             products!("tileloadd tmm4, [{a0} + {s}]", "tileloadd tmm5, [{a1} + {s}]",
                 "tileloadd tmm6, [{b0} + {s}]", "tileloadd tmm7, [{b1} + {s}]";
                 a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1); // (0,0)
-            fetch_next(a0, b0, 0);
-            products!("tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
-                b0 = in(reg) b0, b1 = in(reg) b1); // (0,1)
-            fetch_next(a0, b0, 1);
-            products!("tileloadd tmm6, [{b0} + {s} + 2048]", "tileloadd tmm7, [{b1} + {s} + 2048]";
-                b0 = in(reg) b0, b1 = in(reg) b1); // (0,2)
-            fetch_next(a0, b0, 2);
-            products!("tileloadd tmm4, [{a0} + {s} + 1024]", "tileloadd tmm5, [{a1} + {s} + 1024]",
-                "tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
-                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1); // (1,1)
-            fetch_next(a0, b0, 3);
-            products!("tileloadd tmm6, [{b0} + {s}]", "tileloadd tmm7, [{b1} + {s}]";
-                b0 = in(reg) b0, b1 = in(reg) b1); // (1,0)
-            fetch_next(a0, b0, 4);
+            fetch_next(a0, b0, &mut g);
+            if b_parts > 1 {
+                products!("tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
+                    b0 = in(reg) b0, b1 = in(reg) b1); // (0,1)
+                fetch_next(a0, b0, &mut g);
+            }
+            if b_parts > 2 {
+                products!("tileloadd tmm6, [{b0} + {s} + 2048]", "tileloadd tmm7, [{b1} + {s} + 2048]";
+                    b0 = in(reg) b0, b1 = in(reg) b1); // (0,2)
+                fetch_next(a0, b0, &mut g);
+            }
+            if b_parts > 1 {
+                products!("tileloadd tmm4, [{a0} + {s} + 1024]", "tileloadd tmm5, [{a1} + {s} + 1024]",
+                    "tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
+                    a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1); // (1,1)
+                fetch_next(a0, b0, &mut g);
+                products!("tileloadd tmm6, [{b0} + {s}]", "tileloadd tmm7, [{b1} + {s}]";
+                    b0 = in(reg) b0, b1 = in(reg) b1); // (1,0)
+            } else {
+                // B0 is still in tmm6-7.
+                products!("tileloadd tmm4, [{a0} + {s} + 1024]", "tileloadd tmm5, [{a1} + {s} + 1024]";
+                    a0 = in(reg) a0, a1 = in(reg) a1); // (1,0)
+            }
+            fetch_next(a0, b0, &mut g);
             products!("tileloadd tmm4, [{a0} + {s} + 2048]", "tileloadd tmm5, [{a1} + {s} + 2048]";
                 a0 = in(reg) a0, a1 = in(reg) a1); // (2,0)
-            fetch_next(a0, b0, 5);
+            fetch_next(a0, b0, &mut g);
         }
         asm!(
             "tilestored [{c} + {s}], tmm0",
@@ -763,6 +807,49 @@ mod tests {
             gemm(&job, None, m, n, k, per_call.as_mut_ptr());
         }
         assert_eq!(once, per_call);
+    }
+
+    /// With a half copy of B, the parts that are zero for every value (two for bf16,
+    /// one for f16) are not multiplied: exact zeros, so the numbers are those of the
+    /// same widened values given as f32.
+    #[test]
+    fn half_weights_skip_only_zero_products() {
+        use crate::cpu::gemm::HalfRef;
+        use crate::cpu::half::to_half;
+        if skip() {
+            return;
+        }
+        let mut rng = Rng::new(9);
+        let (m, k, n) = (45, 200, 70);
+        let ad = wide_values(&mut rng, m * k);
+        for kind in [Half::Bf16, Half::F16] {
+            let halves: Vec<u16> = rng.vec(n * k).iter().map(|&v| to_half(kind, v)).collect();
+            let wide: Vec<f32> = halves.iter().map(|&h| from_half(kind, h)).collect();
+            let a = mat(&ad, m, k, false);
+            let plain = job(a, mat(&wide, k, n, true));
+            let half = GemmJob {
+                bh: Some(HalfRef {
+                    kind,
+                    data: &halves,
+                }),
+                ..plain
+            };
+            assert_eq!(b_parts(&half), [1, 2][(kind == Half::F16) as usize]);
+            let (mut got, mut want) = (vec![0f32; m * n], vec![0f32; m * n]);
+            // SAFETY: AMX is available; the outputs hold m * n values.
+            unsafe {
+                assert!(gemm(
+                    &half,
+                    Some(&pack_weight(&half, k, n)),
+                    m,
+                    n,
+                    k,
+                    got.as_mut_ptr()
+                ));
+                assert!(gemm(&plain, None, m, n, k, want.as_mut_ptr()));
+            }
+            assert_eq!(got, want, "{kind:?}");
+        }
     }
 
     /// NaN and infinities reach the outputs they touch, and only those, as in IEEE f32
