@@ -266,7 +266,7 @@ fn pack_b(job: &GemmJob, k: usize, n: usize, parts: usize, dst: &mut Tiles) -> b
     let finite = AtomicBool::new(true);
     spin::for_each(col_tiles * kbs, |task| {
         let (t, kb) = (task / kbs, task % kbs);
-        // SAFETY: AVX-512F comes with AMX; this task writes its own three tiles, inside
+        // SAFETY: AVX-512F comes with AMX; this task writes its own tiles (one a part), inside
         // the buffer reserved above.
         if !unsafe { pack_b_tile(job, k, n, (t, kb), parts, out.ptr().cast()) } {
             finite.store(false, Relaxed);
