@@ -25,9 +25,9 @@
 //! packed once and kept with the tensor (`gemm::packed_weight`). A weight stored as
 //! halves (`half.rs`) is exact in fewer parts, one for bf16 and two for f16: only
 //! those are stored, and the products with the others, exact zeros, are skipped (3 or
-//! 5 products rather than 6; the same numbers). The kernel holds a 32 x
-//! 32 block of C in four accumulator tiles over the whole depth; a task keeps each of its
-//! column tile pairs of B in L2 while its rows of A stream past it.
+//! 5 products rather than 6; the same numbers). The kernel holds a 32 x 32 block of C in
+//! four accumulator tiles over the whole depth; a task keeps each of its column tile
+//! pairs of B in L2 while its rows of A stream past it.
 //!
 //! Linux grants AMX's 8 KiB of tile state only on request (`arch_prctl`
 //! `ARCH_REQ_XCOMP_PERM`); [`available`] asks once per process. `TOKIT_AMX=0` in the
@@ -602,35 +602,63 @@ unsafe fn block(kbs: usize, b_parts: usize, a: *const u16, b: *const u16, c: *mu
             let b0 = b.add(kb * b_parts * TILE);
             let (a1, b1) = (a0.add(a_second), b0.add(b_second));
             let mut g = 0;
-            products!("tileloadd tmm4, [{a0} + {s}]", "tileloadd tmm5, [{a1} + {s}]",
-                "tileloadd tmm6, [{b0} + {s}]", "tileloadd tmm7, [{b1} + {s}]";
-                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1); // (0,0)
+            // (0,0)
+            products!(
+                "tileloadd tmm4, [{a0} + {s}]",
+                "tileloadd tmm5, [{a1} + {s}]",
+                "tileloadd tmm6, [{b0} + {s}]",
+                "tileloadd tmm7, [{b1} + {s}]";
+                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1
+            );
             fetch_next(a0, b0, &mut g);
             if b_parts > 1 {
-                products!("tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
-                    b0 = in(reg) b0, b1 = in(reg) b1); // (0,1)
+                // (0,1)
+                products!(
+                    "tileloadd tmm6, [{b0} + {s} + 1024]",
+                    "tileloadd tmm7, [{b1} + {s} + 1024]";
+                    b0 = in(reg) b0, b1 = in(reg) b1
+                );
                 fetch_next(a0, b0, &mut g);
             }
             if b_parts > 2 {
-                products!("tileloadd tmm6, [{b0} + {s} + 2048]", "tileloadd tmm7, [{b1} + {s} + 2048]";
-                    b0 = in(reg) b0, b1 = in(reg) b1); // (0,2)
+                // (0,2)
+                products!(
+                    "tileloadd tmm6, [{b0} + {s} + 2048]",
+                    "tileloadd tmm7, [{b1} + {s} + 2048]";
+                    b0 = in(reg) b0, b1 = in(reg) b1
+                );
                 fetch_next(a0, b0, &mut g);
             }
             if b_parts > 1 {
-                products!("tileloadd tmm4, [{a0} + {s} + 1024]", "tileloadd tmm5, [{a1} + {s} + 1024]",
-                    "tileloadd tmm6, [{b0} + {s} + 1024]", "tileloadd tmm7, [{b1} + {s} + 1024]";
-                    a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1); // (1,1)
+                // (1,1), then (1,0)
+                products!(
+                    "tileloadd tmm4, [{a0} + {s} + 1024]",
+                    "tileloadd tmm5, [{a1} + {s} + 1024]",
+                    "tileloadd tmm6, [{b0} + {s} + 1024]",
+                    "tileloadd tmm7, [{b1} + {s} + 1024]";
+                    a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1
+                );
                 fetch_next(a0, b0, &mut g);
-                products!("tileloadd tmm6, [{b0} + {s}]", "tileloadd tmm7, [{b1} + {s}]";
-                    b0 = in(reg) b0, b1 = in(reg) b1); // (1,0)
+                products!(
+                    "tileloadd tmm6, [{b0} + {s}]",
+                    "tileloadd tmm7, [{b1} + {s}]";
+                    b0 = in(reg) b0, b1 = in(reg) b1
+                );
             } else {
-                // B0 is still in tmm6-7.
-                products!("tileloadd tmm4, [{a0} + {s} + 1024]", "tileloadd tmm5, [{a1} + {s} + 1024]";
-                    a0 = in(reg) a0, a1 = in(reg) a1); // (1,0)
+                // (1,0): B's part 0 is still in tmm6-7.
+                products!(
+                    "tileloadd tmm4, [{a0} + {s} + 1024]",
+                    "tileloadd tmm5, [{a1} + {s} + 1024]";
+                    a0 = in(reg) a0, a1 = in(reg) a1
+                );
             }
             fetch_next(a0, b0, &mut g);
-            products!("tileloadd tmm4, [{a0} + {s} + 2048]", "tileloadd tmm5, [{a1} + {s} + 2048]";
-                a0 = in(reg) a0, a1 = in(reg) a1); // (2,0)
+            // (2,0)
+            products!(
+                "tileloadd tmm4, [{a0} + {s} + 2048]",
+                "tileloadd tmm5, [{a1} + {s} + 2048]";
+                a0 = in(reg) a0, a1 = in(reg) a1
+            );
             fetch_next(a0, b0, &mut g);
         }
         asm!(
