@@ -15,6 +15,17 @@ const MAX_X: f32 = 88.722_83;
 const MIN_X: f32 = -87.336_55;
 /// Adding then subtracting 1.5 * 2^23 rounds to the nearest integer without a call.
 const ROUND: f32 = 12_582_912.0;
+/// Cephes' polynomial for `(e^r - 1 - r) / r^2`, highest degree first (its last
+/// coefficient, 5.0000001201e-1, rounds to 0.5 in f32). Every version evaluates it by
+/// Horner's rule in this order.
+const POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
 
 /// `e^x` to about 1 ulp; exactly 0 below -87.3 (including -inf), +inf above 88.7, NaN
 /// for NaN.
@@ -28,12 +39,10 @@ pub(crate) fn exp(x: f32) -> f32 {
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let n = t - ROUND;
     let r = xc - n * C1 - n * C2;
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5; // Cephes' 5.0000001201e-1 rounds to 0.5 in f32
+    let mut p = POLY[0];
+    for c in &POLY[1..] {
+        p = p * r + c;
+    }
     let y = p * r * r + r + 1.0;
     // 2^n through the exponent bits, in two halves because n spans [-126, 128] after
     // clamping and 2^128 itself is not representable.
@@ -83,14 +92,8 @@ fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     let n = _mm256_sub_ps(t, _mm256_set1_ps(ROUND));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C1), xc);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(C2), r);
-    let mut p = _mm256_set1_ps(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ] {
+    let mut p = _mm256_set1_ps(POLY[0]);
+    for c in POLY[1..].iter().copied() {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
     }
     let y = _mm256_add_ps(
@@ -158,14 +161,8 @@ fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     let n = _mm512_sub_ps(t, _mm512_set1_ps(ROUND));
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C1), xc);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(C2), r);
-    let mut p = _mm512_set1_ps(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ] {
+    let mut p = _mm512_set1_ps(POLY[0]);
+    for c in POLY[1..].iter().copied() {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
     }
     let y = _mm512_add_ps(
